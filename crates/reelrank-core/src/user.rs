@@ -1,0 +1,136 @@
+//! Viewers and their attributes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{check_id, check_labels, check_language, check_region};
+use crate::{FieldError, Timestamp, Validate};
+
+/// A viewer of the platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Platform identifier.
+    pub user_id: String,
+    /// Typed attributes used as features: a JSON string is categorical, a number numeric, a list of
+    /// strings multi-valued (`{"occupation": "student", "age": 23, "interests": ["cooking"]}`).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeValue>,
+    /// ISO 3166 alpha-2 code of where the user is served.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Preferred language (BCP 47).
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Year of birth, used for age ratings and minor protection.
+    #[serde(default)]
+    pub birth_year: Option<i32>,
+    /// Whether the feed may be personalised; `false` gives a non-personalised feed.
+    #[serde(default = "default_personalization")]
+    pub personalization: bool,
+}
+
+fn default_personalization() -> bool {
+    true
+}
+
+impl User {
+    /// A user with nothing known but the id (what events for unknown users create).
+    pub fn new(user_id: impl Into<String>) -> User {
+        User {
+            user_id: user_id.into(),
+            attributes: BTreeMap::new(),
+            region: None,
+            language: None,
+            birth_year: None,
+            personalization: true,
+        }
+    }
+}
+
+/// One typed user attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    /// A number (age, tenure days); bucketised into features.
+    Numeric(f64),
+    /// One value out of a set (occupation, device class).
+    Categorical(String),
+    /// Several values (declared interests).
+    Multi(Vec<String>),
+}
+
+impl Validate for User {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        check_id(&mut errors, "user_id", &self.user_id);
+        if self.attributes.len() > 64 {
+            errors.push(FieldError::new("attributes", "more than 64 attributes"));
+        }
+        for (name, value) in &self.attributes {
+            let field = format!("attributes.{name}");
+            if name.is_empty() || name.len() > 64 {
+                errors.push(FieldError::new(&field, "attribute names must have 1 to 64 bytes"));
+            }
+            match value {
+                AttributeValue::Numeric(x) if !x.is_finite() => {
+                    errors.push(FieldError::new(field, "must be a finite number"))
+                }
+                AttributeValue::Categorical(s) if s.is_empty() || s.len() > 256 => errors.push(
+                    FieldError::new(field, "categorical values must have 1 to 256 bytes"),
+                ),
+                AttributeValue::Multi(values) => check_labels(&mut errors, &field, values, 100),
+                _ => {}
+            }
+        }
+        if let Some(region) = &self.region {
+            check_region(&mut errors, "region", region);
+        }
+        check_language(&mut errors, "language", &self.language);
+        if let Some(year) = self.birth_year {
+            let this_year = Timestamp::now().year();
+            if !(1900..=this_year).contains(&year) {
+                errors.push(FieldError::new(
+                    "birth_year",
+                    format!("{year} is not a year in 1900..={this_year}"),
+                ));
+            }
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::from_json_value;
+
+    #[test]
+    fn attribute_types_follow_json_types() {
+        let u: User = from_json_value(serde_json::json!({
+            "user_id": "u1", "attributes": {"occupation": "student", "age": 23, "interests": ["food", "travel"]},
+            "region": "CN", "birth_year": 2003
+        }))
+        .unwrap();
+        assert_eq!(
+            u.attributes["occupation"],
+            AttributeValue::Categorical("student".into())
+        );
+        assert_eq!(u.attributes["age"], AttributeValue::Numeric(23.0));
+        assert_eq!(
+            u.attributes["interests"],
+            AttributeValue::Multi(vec!["food".into(), "travel".into()])
+        );
+        assert!(u.personalization);
+        assert!(u.validate().is_empty());
+    }
+
+    #[test]
+    fn bad_attributes_are_named() {
+        let err = from_json_value::<User>(serde_json::json!({"user_id": "u1", "attributes": {"vip": true}}));
+        assert_eq!(err.unwrap_err().field, "attributes.vip");
+        let u: User = from_json_value(serde_json::json!({"user_id": "u1", "birth_year": 1700})).unwrap();
+        assert_eq!(u.validate()[0].field, "birth_year");
+    }
+}
