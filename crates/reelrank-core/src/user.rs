@@ -26,13 +26,10 @@ pub struct User {
     /// Year of birth, used for age ratings and minor protection.
     #[serde(default)]
     pub birth_year: Option<i32>,
-    /// Whether the feed may be personalised; `false` gives a non-personalised feed.
-    #[serde(default = "default_personalization")]
-    pub personalization: bool,
-}
-
-fn default_personalization() -> bool {
-    true
+    /// Whether the feed may be personalised; `false` gives a non-personalised feed. Absent leaves a
+    /// stored choice as it was (a catalog sync must not undo a user's opt-out); new users start on.
+    #[serde(default)]
+    pub personalization: Option<bool>,
 }
 
 impl User {
@@ -44,8 +41,13 @@ impl User {
             region: None,
             language: None,
             birth_year: None,
-            personalization: true,
+            personalization: None,
         }
+    }
+
+    /// Whether personalised recommendation is on (the default when never set).
+    pub fn personalized(&self) -> bool {
+        self.personalization.unwrap_or(true)
     }
 }
 
@@ -122,7 +124,7 @@ mod tests {
             u.attributes["interests"],
             AttributeValue::Multi(vec!["food".into(), "travel".into()])
         );
-        assert!(u.personalization);
+        assert!(u.personalized());
         assert!(u.validate().is_empty());
     }
 

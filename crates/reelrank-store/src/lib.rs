@@ -1,0 +1,136 @@
+//! reelrank's durable store: the catalog, the users and the append-only event log.
+//!
+//! One code path serves two real databases through sqlx's `Any` driver: an embedded **SQLite** file
+//! (the default, one file under the data directory, WAL with `synchronous=FULL`) and **PostgreSQL**
+//! for platforms that outgrow one machine. Each backend has its own versioned migrations because
+//! their DDL differs (identity columns, types); every query is shared and uses `$n` placeholders,
+//! which both accept.
+//!
+//! A write returns only after its transaction is committed to disk, so an acknowledged write
+//! survives `kill -9`. Writes are multi-row statements in one transaction per call: a batch is
+//! stored whole or not at all.
+//!
+//! ```no_run
+//! # async fn demo() -> reelrank_store::Result<()> {
+//! let store = reelrank_store::Store::open_in_dir(std::path::Path::new("./reelrank-data")).await?;
+//! let counts = store.counts().await?;
+//! println!("{} items, {} users, {} events", counts.items, counts.users, counts.events);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod read;
+mod rows;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod write;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
+use tokio::sync::Mutex;
+
+pub use error::{Result, StoreError};
+pub use read::{Counts, StoredEvent};
+pub use write::AppendOutcome;
+
+/// File name of the embedded database inside the data directory.
+pub const SQLITE_FILE: &str = "reelrank.db";
+
+/// Which database engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Handle to the database; cheap to share behind an `Arc`.
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite allows one writer at a time; queueing writers here instead of in SQLite's busy loop
+    /// keeps latency predictable. PostgreSQL writers run concurrently.
+    sqlite_writer: Option<Mutex<()>>,
+}
+
+/// Durable commits (an acknowledged write survives power loss and kill -9) with WAL so readers never
+/// block the writer.
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> sqlx::Result<()> {
+    use sqlx::Executor;
+    for pragma in [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = FULL",
+        "PRAGMA busy_timeout = 10000",
+    ] {
+        conn.execute(pragma).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the embedded SQLite store in `data_dir`.
+    pub async fn open_in_dir(data_dir: &Path) -> Result<Store> {
+        fs_err::create_dir_all(data_dir)?;
+        let path = std::path::absolute(data_dir.join(SQLITE_FILE))?;
+        Store::open(&format!("sqlite://{}", path.display())).await
+    }
+
+    /// Opens a store by URL: `sqlite://PATH` or `postgres://USER@HOST/DB`. Applies pending migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl { url: url.to_owned() });
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)))
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        let sqlite_writer = (backend == Backend::Sqlite).then(|| Mutex::new(()));
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_writer,
+        })
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes all connections, waiting for in-flight statements.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,113 @@
+//! Queries over the stored catalog, users and event log.
+
+use reelrank_core::{Event, Item, User};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::rows::{event_from_row, item_from_row, user_from_row};
+use crate::{Result, Store};
+
+/// Sizes of the three tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Catalog items.
+    pub items: u64,
+    /// Users.
+    pub users: u64,
+    /// Stored events.
+    pub events: u64,
+}
+
+/// An event as stored: its position in the log and when the server received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the append-only log; increasing in commit order on SQLite.
+    pub seq: i64,
+    /// When the store accepted it (Unix ms).
+    pub received_at: i64,
+    /// The event.
+    pub event: Event,
+}
+
+impl Store {
+    /// Counts of items, users and events.
+    pub async fn counts(&self) -> Result<Counts> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM items) AS items, (SELECT COUNT(*) FROM users) AS users, \
+             (SELECT COUNT(*) FROM events) AS events",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |column: &str| -> Result<u64> { Ok(row.try_get::<i64, _>(column)?.max(0) as u64) };
+        Ok(Counts {
+            items: count("items")?,
+            users: count("users")?,
+            events: count("events")?,
+        })
+    }
+
+    /// One catalog item.
+    pub async fn item(&self, item_id: &str) -> Result<Option<Item>> {
+        let row = sqlx::query("SELECT * FROM items WHERE item_id = $1")
+            .bind(item_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    /// One user.
+    pub async fn user(&self, user_id: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Up to `limit` events with `seq > after`, in log order: the way consumers read the log.
+    pub async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    seq: row.try_get("seq")?,
+                    received_at: row.try_get("received_at")?,
+                    event: event_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The ids among `item_ids` that the catalog does not hold.
+    pub async fn missing_items(&self, item_ids: &[&str]) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for chunk in item_ids.chunks(1000) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT item_id FROM items WHERE item_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let found: std::collections::HashSet<String> = query
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get("item_id"))
+                .collect::<sqlx::Result<_>>()?;
+            missing.extend(
+                chunk
+                    .iter()
+                    .filter(|id| !found.contains(**id))
+                    .map(|id| id.to_string()),
+            );
+        }
+        Ok(missing)
+    }
+}

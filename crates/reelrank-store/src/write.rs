@@ -1,0 +1,193 @@
+//! Batched, transactional writes.
+
+use std::collections::{BTreeSet, HashMap};
+
+use reelrank_core::{Event, Item, ModerationStatus, Timestamp, User};
+use serde::Serialize;
+
+use crate::rows::{bind_event, bind_item, bind_user, EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS};
+use crate::{Result, Store};
+
+/// Rows per multi-row statement: under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+const CHUNK_ROWS: usize = 1000;
+
+/// What [`Store::append_events`] did with a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AppendOutcome {
+    /// Events written.
+    pub inserted: u64,
+    /// Events skipped because their `event_id` was already stored (or repeated in the batch).
+    pub duplicates: u64,
+    /// Users created because an event named them first.
+    pub users_created: u64,
+}
+
+/// `INSERT INTO table (cols) VALUES ($1,..),(..)` for `rows` rows.
+fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    let mut n = 0;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..columns.len() {
+            n += 1;
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `ON CONFLICT (key) DO UPDATE SET c = excluded.c, ...` for every column but the key and `skip`.
+fn upsert_clause(key: &str, columns: &[&str], skip: &[&str]) -> String {
+    let sets: Vec<String> = columns
+        .iter()
+        .filter(|c| **c != key && !skip.contains(c))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(" ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "))
+}
+
+/// Keeps the last record per key, in first-appearance order: PostgreSQL refuses an upsert that
+/// touches one row twice, and "last write wins" is what a client sending both expects.
+fn last_per_key<'a, T>(records: &'a [T], key: impl Fn(&T) -> &str) -> Vec<&'a T> {
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(records.len());
+    let mut kept: Vec<&T> = Vec::with_capacity(records.len());
+    for record in records {
+        match position.get(key(record)) {
+            Some(&i) => kept[i] = record,
+            None => {
+                position.insert(key(record), kept.len());
+                kept.push(record);
+            }
+        }
+    }
+    kept
+}
+
+impl Store {
+    async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.sqlite_writer {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
+    }
+
+    /// Inserts or replaces catalog items in one transaction. An item without `status` keeps its
+    /// stored moderation state (a catalog sync must not undo a takedown); a new one gets
+    /// `default_status`. Returns the number of distinct items written.
+    pub async fn upsert_items(&self, items: &[Item], default_status: ModerationStatus) -> Result<u64> {
+        let items = last_per_key(items, |i| &i.item_id);
+        let written = items.len() as u64;
+        let now = Timestamp::now().millis();
+        let (with_status, without_status): (Vec<&Item>, Vec<&Item>) =
+            items.into_iter().partition(|i| i.status.is_some());
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        for (group, skip) in [(with_status, &[][..]), (without_status, &["status"][..])] {
+            let conflict = upsert_clause("item_id", ITEM_COLUMNS, skip);
+            for chunk in group.chunks(CHUNK_ROWS) {
+                let sql = insert_sql("items", ITEM_COLUMNS, chunk.len()) + &conflict;
+                let mut query = sqlx::query(&sql);
+                for item in chunk {
+                    query = bind_item(query, item, item.status.unwrap_or(default_status), now);
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Inserts or replaces users in one transaction; an absent `personalization` keeps the stored
+    /// choice. Returns the number of distinct users written.
+    pub async fn upsert_users(&self, users: &[User]) -> Result<u64> {
+        let users = last_per_key(users, |u| &u.user_id);
+        let now = Timestamp::now().millis();
+        let conflict = upsert_clause("user_id", USER_COLUMNS, &["personalization"])
+            + ", personalization = COALESCE(excluded.personalization, users.personalization)";
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        for chunk in users.chunks(CHUNK_ROWS) {
+            let sql = insert_sql("users", USER_COLUMNS, chunk.len()) + &conflict;
+            let mut query = sqlx::query(&sql);
+            for user in chunk {
+                query = bind_user(query, user, now);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(users.len() as u64)
+    }
+
+    /// Appends events in one transaction, creating the users they name that are not stored yet.
+    /// Events whose `event_id` is already stored are skipped, so a retried batch is harmless.
+    pub async fn append_events(&self, events: &[Event]) -> Result<AppendOutcome> {
+        let received_at = Timestamp::now().millis();
+        let user_ids: Vec<&str> = events
+            .iter()
+            .map(|e| e.user_id.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let new_user_sql = |rows| {
+            insert_sql("users", &["user_id", "attributes", "updated_at"], rows)
+                + " ON CONFLICT (user_id) DO NOTHING"
+        };
+        let new_event_sql =
+            |rows| insert_sql("events", EVENT_COLUMNS, rows) + " ON CONFLICT (event_id) DO NOTHING";
+        let mut outcome = AppendOutcome::default();
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        for chunk in user_ids.chunks(CHUNK_ROWS) {
+            let sql = new_user_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for user_id in chunk {
+                query = query.bind(*user_id).bind("{}").bind(received_at);
+            }
+            outcome.users_created += query.execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in events.chunks(CHUNK_ROWS) {
+            let sql = new_event_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for event in chunk {
+                query = bind_event(query, event, received_at);
+            }
+            outcome.inserted += query.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        outcome.duplicates = events.len() as u64 - outcome.inserted;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_sql_numbers_placeholders_in_order() {
+        assert_eq!(
+            insert_sql("t", &["a", "b"], 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+    }
+
+    #[test]
+    fn upsert_clause_skips_key_and_kept_columns() {
+        assert_eq!(
+            upsert_clause("id", &["id", "x", "status"], &["status"]),
+            " ON CONFLICT (id) DO UPDATE SET x = excluded.x"
+        );
+    }
+
+    #[test]
+    fn last_record_per_key_wins_in_first_position() {
+        let records = [("a", 1), ("b", 2), ("a", 3)];
+        let kept = last_per_key(&records, |r| r.0);
+        assert_eq!(kept, [&("a", 3), &("b", 2)]);
+    }
+}

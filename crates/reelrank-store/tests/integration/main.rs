@@ -1,0 +1,4 @@
+//! Store integration tests, run against every available backend (SQLite always; PostgreSQL when
+//! `REELRANK_TEST_POSTGRES` is set, required in CI).
+
+mod round_trip;
