@@ -1,0 +1,72 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use reelrank_ingest::{BatchError, RecordError};
+use reelrank_store::StoreError;
+use serde::Serialize;
+
+/// An error answered to a client: a status and a JSON body `{"error", "errors"?}`.
+#[derive(Debug)]
+pub struct HttpError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<RecordError>,
+}
+
+impl HttpError {
+    /// An error with a status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            body: ErrorBody {
+                error: message.into(),
+                errors: Vec::new(),
+            },
+        }
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<BatchError> for HttpError {
+    fn from(err: BatchError) -> HttpError {
+        let message = err.to_string();
+        match err {
+            BatchError::TooLarge { .. } => HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            BatchError::Empty => HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, message),
+            BatchError::Invalid(errors) => HttpError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                body: ErrorBody {
+                    error: message,
+                    errors,
+                },
+            },
+        }
+    }
+}
+
+impl From<StoreError> for HttpError {
+    fn from(err: StoreError) -> HttpError {
+        // Every store error is ours or the database's, never the client's: the batch was validated.
+        tracing::error!(error = %err, "store failure");
+        HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {err}"),
+        )
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}

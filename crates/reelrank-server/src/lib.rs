@@ -1,0 +1,119 @@
+//! reelrank's HTTP API: handlers only parse, call the store (later the engine) and convert.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/items`, `/v1/users`, `/v1/events` | a batch as a JSON array or NDJSON; validated whole, `422` lists `{index, field, message}` and writes nothing |
+//! | `GET /healthz` | liveness, with the store's reachability |
+//! | `GET /metrics` | Prometheus text format |
+#![warn(missing_docs)]
+
+mod error;
+mod ingest;
+mod metrics_layer;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use reelrank_core::ModerationStatus;
+use reelrank_store::Store;
+use serde::Deserialize;
+
+pub use error::HttpError;
+
+/// What the ingest endpoints accept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest request body; larger ones get `413`.
+    pub max_body_bytes: usize,
+    /// Most records in one batch; more get `413`.
+    pub max_batch_records: usize,
+    /// Moderation state of new items that do not state one (`approved` serves them at once;
+    /// review-first platforms choose `pending`).
+    pub default_item_status: ModerationStatus,
+    /// Events naming an item the catalog does not hold yet.
+    pub unknown_items: UnknownItems,
+}
+
+impl Default for IngestConfig {
+    fn default() -> IngestConfig {
+        IngestConfig {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_batch_records: 10_000,
+            default_item_status: ModerationStatus::Approved,
+            unknown_items: UnknownItems::Accept,
+        }
+    }
+}
+
+/// Policy for events about items that are not in the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownItems {
+    /// Store the event; the item is learned from once its catalog record arrives (event streams
+    /// often run ahead of catalog syncs).
+    Accept,
+    /// Refuse the batch with `422` naming the events.
+    Reject,
+}
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The durable store.
+    pub store: Arc<Store>,
+    /// Ingest limits and policies.
+    pub ingest: Arc<IngestConfig>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// State over `store` with the process-wide metrics recorder.
+    pub fn new(store: Arc<Store>, ingest: IngestConfig) -> AppState {
+        AppState {
+            store,
+            ingest: Arc::new(ingest),
+            metrics: metrics_layer::recorder(),
+        }
+    }
+}
+
+/// The application's routes.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.ingest.max_body_bytes;
+    Router::new()
+        .route("/v1/items", post(ingest::items))
+        .route("/v1/users", post(ingest::users))
+        .route("/v1/events", post(ingest::events))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(metrics_layer::track))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, HttpError> {
+    state.store.counts().await?;
+    Ok("ok\n")
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {
+    state.metrics.render()
+}

@@ -1,0 +1,44 @@
+//! HTTP API tests through the router (no socket): ingest, validation, limits, health, metrics.
+//! Process-level tests (crash recovery) live in the CLI crate, which owns the binary.
+
+mod bad_input;
+mod ingest;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use reelrank_server::{router, AppState, IngestConfig};
+use reelrank_store::testing::TestStore;
+use tower::ServiceExt;
+
+/// Limits small enough to hit in tests.
+pub fn test_config() -> IngestConfig {
+    IngestConfig {
+        max_batch_records: 5,
+        max_body_bytes: 4096,
+        ..IngestConfig::default()
+    }
+}
+
+/// The application over a second handle on the test store, as a server process would open it.
+pub async fn app(t: &TestStore, config: IngestConfig) -> Router {
+    let store = reelrank_store::Store::open(&t.url).await.unwrap();
+    router(AppState::new(std::sync::Arc::new(store), config))
+}
+
+/// Sends one request and returns the status and the body as JSON (or a JSON string for text).
+pub async fn send(app: &Router, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, json)
+}
