@@ -46,6 +46,6 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     ];
     metrics::counter!("reelrank_http_requests_total", &labels).increment(1);
     metrics::histogram!("reelrank_http_request_duration_seconds", &labels[..2]).record(seconds);
-    tracing::info!(%method, route, status = response.status().as_u16(), ms = seconds * 1e3, "request");
+    tracing::debug!(%method, route, status = response.status().as_u16(), ms = seconds * 1e3, "request");
     response
 }

@@ -31,7 +31,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::AnyPool;
+use sqlx::{AnyPool, ConnectOptions};
 use tokio::sync::Mutex;
 
 pub use error::{Result, StoreError};
@@ -95,7 +95,10 @@ impl Store {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_owned(),
         };
-        let options = AnyConnectOptions::from_str(&url)?;
+        // Batches are statements of thousands of placeholders: log them only when asked for.
+        let options = AnyConnectOptions::from_str(&url)?
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = match backend {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
