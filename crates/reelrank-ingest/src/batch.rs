@@ -218,12 +218,12 @@ mod tests {
 
     #[test]
     fn size_limits() {
-        let many = format!("[{}]", vec![OK; 11].join(","));
+        let many = format!("[{}]", [OK; 11].join(","));
         assert_eq!(
             decode_batch::<Event>(many.as_bytes(), 10),
             Err(BatchError::TooLarge { max_records: 10 })
         );
-        let lines = vec![OK; 11].join("\n");
+        let lines = [OK; 11].join("\n");
         assert_eq!(
             decode_batch::<Event>(lines.as_bytes(), 10),
             Err(BatchError::TooLarge { max_records: 10 })

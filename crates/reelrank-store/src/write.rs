@@ -60,7 +60,7 @@ fn upsert_clause(key: &str, columns: &[&str], skip: &[&str]) -> String {
 
 /// Keeps the last record per key, in first-appearance order: PostgreSQL refuses an upsert that
 /// touches one row twice, and "last write wins" is what a client sending both expects.
-fn last_per_key<'a, T>(records: &'a [T], key: impl Fn(&T) -> &str) -> Vec<&'a T> {
+fn last_per_key<T>(records: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
     let mut position: HashMap<&str, usize> = HashMap::with_capacity(records.len());
     let mut kept: Vec<&T> = Vec::with_capacity(records.len());
     for record in records {
@@ -149,11 +149,16 @@ impl Store {
             .into_iter()
             .collect();
         let new_user_sql = |rows| {
-            insert_sql(self.backend, "users", &["user_id", "attributes", "updated_at"], rows)
-                + " ON CONFLICT (user_id) DO NOTHING"
+            insert_sql(
+                self.backend,
+                "users",
+                &["user_id", "attributes", "updated_at"],
+                rows,
+            ) + " ON CONFLICT (user_id) DO NOTHING"
         };
-        let new_event_sql =
-            |rows| insert_sql(self.backend, "events", EVENT_COLUMNS, rows) + " ON CONFLICT (event_id) DO NOTHING";
+        let new_event_sql = |rows| {
+            insert_sql(self.backend, "events", EVENT_COLUMNS, rows) + " ON CONFLICT (event_id) DO NOTHING"
+        };
         let mut outcome = AppendOutcome::default();
         let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;

@@ -9,179 +9,172 @@ use crate::{app, send, test_config};
 const OK_EVENT: &str = r#"{"user_id":"u1","item_id":"i1","kind":"play","ts":"2026-03-01T10:00:00Z"}"#;
 const OK_ITEM: &str = r#"{"item_id":"i1","category":"movie","duration_s":5400}"#;
 
-/// (what, route, body, expected status, expected (index, field) of the first error).
-fn cases() -> Vec<(
-    &'static str,
-    &'static str,
-    Vec<u8>,
-    StatusCode,
-    Option<(u64, &'static str)>,
-)> {
-    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+/// One bad request and what it must get.
+struct Case {
+    what: &'static str,
+    route: &'static str,
+    body: Vec<u8>,
+    status: StatusCode,
+    /// (index, field) of the first reported problem.
+    located: Option<(u64, &'static str)>,
+}
+
+fn case(
+    what: &'static str,
+    route: &'static str,
+    body: impl Into<Vec<u8>>,
+    located: (u64, &'static str),
+) -> Case {
+    Case {
+        what,
+        route,
+        body: body.into(),
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        located: Some(located),
+    }
+}
+
+fn cases() -> Vec<Case> {
     let mut non_utf8 = format!("[{OK_EVENT}, ").into_bytes();
     non_utf8.extend_from_slice(
         b"{\"user_id\":\"u\xff\",\"item_id\":\"i1\",\"kind\":\"play\",\"ts\":\"2026-03-01\"}]",
     );
     let mut non_utf8_line = format!("{OK_EVENT}\n{OK_EVENT}\n").into_bytes();
     non_utf8_line.extend_from_slice(b"{\"user_id\":\"\xc0\xaf\"}\n");
+    let event_with = |from: &str, to: &str| OK_EVENT.replace(from, to);
+    let big_title = "a".repeat(5000);
     vec![
-        (
+        case(
             "malformed JSON array",
             "/v1/events",
-            format!("[{OK_EVENT}, {{\"user_id\": }}]").into(),
-            unprocessable,
-            Some((1, "")),
+            format!("[{OK_EVENT}, {{\"user_id\": }}]"),
+            (1, ""),
         ),
-        (
+        case(
             "malformed NDJSON line",
             "/v1/events",
-            format!("{OK_EVENT}\n{OK_EVENT}\n{{nope\n").into(),
-            unprocessable,
-            Some((2, "")),
+            format!("{OK_EVENT}\n{OK_EVENT}\n{{nope\n"),
+            (2, ""),
         ),
-        (
+        case(
             "wrong type",
             "/v1/items",
-            format!("[{OK_ITEM}, {{\"item_id\":\"i2\",\"category\":\"movie\",\"duration_s\":\"long\"}}]")
-                .into(),
-            unprocessable,
-            Some((1, "duration_s")),
+            format!("[{OK_ITEM}, {{\"item_id\":\"i2\",\"category\":\"movie\",\"duration_s\":\"long\"}}]"),
+            (1, "duration_s"),
         ),
-        (
+        case(
             "wrong type of timestamp",
             "/v1/events",
-            format!("[{}]", OK_EVENT.replace("\"2026-03-01T10:00:00Z\"", "true")).into(),
-            unprocessable,
-            Some((0, "ts")),
+            format!("[{}]", event_with("\"2026-03-01T10:00:00Z\"", "true")),
+            (0, "ts"),
         ),
-        (
+        case(
             "missing required field",
             "/v1/items",
-            format!("[{OK_ITEM}, {{\"item_id\":\"i2\"}}]").into(),
-            unprocessable,
-            Some((1, "category")),
+            format!("[{OK_ITEM}, {{\"item_id\":\"i2\"}}]"),
+            (1, "category"),
         ),
-        (
+        case(
             "missing event time",
             "/v1/events",
-            r#"[{"user_id":"u1","item_id":"i1","kind":"play"}]"#.into(),
-            unprocessable,
-            Some((0, "ts")),
+            r#"[{"user_id":"u1","item_id":"i1","kind":"play"}]"#,
+            (0, "ts"),
         ),
-        (
+        case(
             "negative duration",
             "/v1/items",
-            r#"[{"item_id":"i2","category":"movie","duration_s":-1}]"#.into(),
-            unprocessable,
-            Some((0, "duration_s")),
+            r#"[{"item_id":"i2","category":"movie","duration_s":-1}]"#,
+            (0, "duration_s"),
         ),
-        (
+        case(
             "absurd duration",
             "/v1/items",
-            r#"[{"item_id":"i2","category":"movie","duration_s":1e12}]"#.into(),
-            unprocessable,
-            Some((0, "duration_s")),
+            r#"[{"item_id":"i2","category":"movie","duration_s":1e12}]"#,
+            (0, "duration_s"),
         ),
-        (
+        case(
             "timestamp in seconds",
             "/v1/events",
             format!(
                 "[{OK_EVENT}, {}]",
-                OK_EVENT.replace("\"2026-03-01T10:00:00Z\"", "1772359200")
-            )
-            .into(),
-            unprocessable,
-            Some((1, "ts")),
+                event_with("\"2026-03-01T10:00:00Z\"", "1772359200")
+            ),
+            (1, "ts"),
         ),
-        (
+        case(
             "timestamp in the far future",
             "/v1/events",
-            format!("[{}]", OK_EVENT.replace("2026", "2999")).into(),
-            unprocessable,
-            Some((0, "ts")),
+            format!("[{}]", event_with("2026", "2999")),
+            (0, "ts"),
         ),
-        (
+        case(
             "negative watch time",
             "/v1/events",
-            r#"[{"user_id":"u1","item_id":"i1","kind":"watch","value":-10,"ts":"2026-03-01"}]"#.into(),
-            unprocessable,
-            Some((0, "value")),
+            r#"[{"user_id":"u1","item_id":"i1","kind":"watch","value":-10,"ts":"2026-03-01"}]"#,
+            (0, "value"),
         ),
-        (
+        case(
             "unknown event kind",
             "/v1/events",
-            format!("[{OK_EVENT}, {}]", OK_EVENT.replace("play", "dance")).into(),
-            unprocessable,
-            Some((1, "kind")),
+            format!("[{OK_EVENT}, {}]", event_with("play", "dance")),
+            (1, "kind"),
         ),
-        (
+        case(
             "empty user id",
             "/v1/events",
-            format!("[{}]", OK_EVENT.replace("\"u1\"", "\"\"")).into(),
-            unprocessable,
-            Some((0, "user_id")),
+            format!("[{}]", event_with("\"u1\"", "\"\"")),
+            (0, "user_id"),
         ),
-        (
+        case(
             "empty item id",
             "/v1/items",
-            r#"[{"item_id":"","category":"movie"}]"#.into(),
-            unprocessable,
-            Some((0, "item_id")),
+            r#"[{"item_id":"","category":"movie"}]"#,
+            (0, "item_id"),
         ),
-        (
-            "empty user record id",
+        case(
+            "blank user id",
             "/v1/users",
-            r#"[{"user_id":"ok"},{"user_id":"   "}]"#.into(),
-            unprocessable,
-            Some((1, "user_id")),
+            r#"[{"user_id":"ok"},{"user_id":"   "}]"#,
+            (1, "user_id"),
         ),
-        (
+        case(
             "unknown field",
             "/v1/users",
-            r#"[{"user_id":"u1","nickname":"x"}]"#.into(),
-            unprocessable,
-            Some((0, "nickname")),
+            r#"[{"user_id":"u1","nickname":"x"}]"#,
+            (0, "nickname"),
         ),
-        (
+        case(
             "bad region",
             "/v1/users",
-            r#"[{"user_id":"u1","region":"Mars"}]"#.into(),
-            unprocessable,
-            Some((0, "region")),
+            r#"[{"user_id":"u1","region":"Mars"}]"#,
+            (0, "region"),
         ),
-        (
-            "non-UTF-8 bytes in an array",
-            "/v1/events",
-            non_utf8,
-            unprocessable,
-            Some((1, "")),
-        ),
-        (
-            "non-UTF-8 bytes in NDJSON",
-            "/v1/events",
-            non_utf8_line,
-            unprocessable,
-            Some((2, "")),
-        ),
-        (
-            "oversize batch",
-            "/v1/events",
-            format!("[{}]", vec![OK_EVENT; 6].join(",")).into(),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-        ),
-        (
-            "oversize body",
-            "/v1/items",
-            format!(
-                "[{OK_ITEM}, {{\"item_id\":\"x\",\"category\":\"movie\",\"title\":\"{}\"}}]",
-                "a".repeat(5000)
+        case("non-UTF-8 bytes in an array", "/v1/events", non_utf8, (1, "")),
+        case("non-UTF-8 bytes in NDJSON", "/v1/events", non_utf8_line, (2, "")),
+        Case {
+            what: "oversize batch",
+            route: "/v1/events",
+            body: format!("[{}]", [OK_EVENT; 6].join(",")).into(),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            located: None,
+        },
+        Case {
+            what: "oversize body",
+            route: "/v1/items",
+            body: format!(
+                "[{OK_ITEM}, {{\"item_id\":\"x\",\"category\":\"movie\",\"title\":\"{big_title}\"}}]"
             )
             .into(),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-        ),
-        ("empty body", "/v1/events", Vec::new(), unprocessable, None),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            located: None,
+        },
+        Case {
+            what: "empty body",
+            route: "/v1/events",
+            body: Vec::new(),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            located: None,
+        },
     ]
 }
 
@@ -213,7 +206,14 @@ async fn bad_input_is_refused_whole_and_named() {
         let (status, _) = send(&app, "POST", "/v1/events", format!("[{OK_EVENT}]").into()).await;
         assert_eq!(status, StatusCode::OK);
         let before = snapshot(&t).await;
-        for (what, route, body, expected, located) in cases() {
+        for Case {
+            what,
+            route,
+            body,
+            status: expected,
+            located,
+        } in cases()
+        {
             let (status, json) = send(&app, "POST", route, body).await;
             assert_eq!(status, expected, "{}: {what}: {json}", t.name);
             assert!(json["error"].is_string(), "{what}: {json}");

@@ -1,0 +1,191 @@
+//! `reelrank bench ...`: throughput measurements recorded in docs/BENCHMARKS.md.
+//!
+//! Each prints a human summary and, on its last line, one JSON object with the figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use reelrank_server::AppState;
+use reelrank_sim::{SimConfig, Simulation};
+use reelrank_store::Store;
+
+use crate::settings::Settings;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Bench {
+    /// Durable HTTP ingest: simulated events POSTed as NDJSON batches to an in-process server on
+    /// 127.0.0.1 over a fresh store; every batch is committed before its 200.
+    Ingest {
+        /// Events to send.
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        /// Events per request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Simulator output rate: a platform written to CSV files in a temporary directory.
+    Simulate {
+        /// Users.
+        #[arg(long, default_value_t = 20_000)]
+        users: usize,
+        /// Items.
+        #[arg(long, default_value_t = 50_000)]
+        items: usize,
+        /// Days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+}
+
+pub async fn run(settings: &Settings, bench: Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Ingest {
+            events,
+            batch,
+            concurrency,
+        } => ingest(settings, events, batch, concurrency).await,
+        Bench::Simulate { users, items, days } => simulate(users, items, days),
+    }
+}
+
+fn simulate(users: usize, items: usize, days: u32) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sim = Simulation::new(SimConfig {
+        users,
+        items,
+        days,
+        ..SimConfig::default()
+    });
+    let start = Instant::now();
+    let summary = tokio::task::block_in_place(|| reelrank_sim::write_csv(&sim, dir.path()))?;
+    let secs = start.elapsed().as_secs_f64();
+    let bytes = fs_err::metadata(dir.path().join("events.csv"))?.len();
+    let rate = summary.events as f64 / secs;
+    println!(
+        "simulate: {} events ({:.0} MB of CSV) in {secs:.2} s = {rate:.0} events/s",
+        summary.events,
+        bytes as f64 / 1e6
+    );
+    println!(
+        "{}",
+        serde_json::json!({"bench": "simulate", "events": summary.events, "seconds": secs, "events_per_s": rate})
+    );
+    Ok(())
+}
+
+async fn ingest(settings: &Settings, total: usize, batch: usize, concurrency: usize) -> anyhow::Result<()> {
+    let bodies = Arc::new(ndjson_batches(total, batch)?);
+    let dir = tempfile::tempdir()?;
+    let store = if settings.store.database.is_empty() {
+        Store::open_in_dir(dir.path()).await?
+    } else {
+        Store::open(&settings.store.database)
+            .await
+            .context("opening --database")?
+    };
+    let backend = format!("{:?}", store.backend()).to_lowercase();
+    let store = Arc::new(store);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/events", listener.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(store.clone(), settings.ingest.clone());
+    let server = tokio::spawn(reelrank_server::serve(listener, state, async move {
+        stop_rx.await.ok();
+    }));
+
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, bodies, next) = (client.clone(), url.clone(), bodies.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else {
+                        return anyhow::Ok(latencies);
+                    };
+                    let sent = Instant::now();
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/x-ndjson")
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    anyhow::ensure!(
+                        response.status().is_success(),
+                        "batch {i}: HTTP {}",
+                        response.status()
+                    );
+                    latencies.push(sent.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop_tx.send(()).ok();
+    server.await??;
+    let stored = store.counts().await?.events;
+    anyhow::ensure!(stored >= total as u64, "only {stored} of {total} events stored");
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    let rate = total as f64 / secs;
+    println!(
+        "ingest ({backend}): {total} events in batches of {batch}, {concurrency} in flight: {secs:.2} s = {rate:.0} events/s; \
+         batch latency p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.5),
+        pct(0.99)
+    );
+    println!(
+        "{}",
+        serde_json::json!({"bench": "ingest", "backend": backend, "events": total, "batch": batch,
+            "concurrency": concurrency, "seconds": secs, "events_per_s": rate, "p50_ms": pct(0.5), "p99_ms": pct(0.99)})
+    );
+    Ok(())
+}
+
+/// Realistic events from the simulator, with run-unique event ids, serialised as NDJSON batches
+/// ahead of time so the client spends its CPU on sending.
+fn ndjson_batches(total: usize, batch: usize) -> anyhow::Result<Vec<bytes::Bytes>> {
+    let run = reelrank_core::Timestamp::now().millis();
+    let sim = Simulation::new(SimConfig {
+        users: 5_000,
+        items: 20_000,
+        days: 60,
+        ..SimConfig::default()
+    });
+    let mut events = Vec::with_capacity(total);
+    let _ = sim.run(|_, day| {
+        events.extend(day.iter().take(total - events.len()).cloned());
+        if events.len() < total {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    anyhow::ensure!(
+        events.len() == total,
+        "the simulator produced only {} events",
+        events.len()
+    );
+    let mut bodies = Vec::new();
+    for (b, chunk) in events.chunks_mut(batch).enumerate() {
+        let mut body = Vec::with_capacity(chunk.len() * 200);
+        for (i, event) in chunk.iter_mut().enumerate() {
+            event.event_id = Some(format!("bench-{run}-{b}-{i}"));
+            serde_json::to_writer(&mut body, event)?;
+            body.push(b'\n');
+        }
+        bodies.push(bytes::Bytes::from(body));
+    }
+    Ok(bodies)
+}

@@ -1,0 +1,72 @@
+//! `reelrank demo`: simulate a small platform into a fresh data directory and serve it.
+
+use std::path::Path;
+use std::time::Instant;
+
+use reelrank_server::AppState;
+use reelrank_sim::{SimConfig, Simulation};
+
+use crate::settings::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Users of the simulated platform.
+    #[arg(long, default_value_t = 2000)]
+    pub users: usize,
+    /// Items of the simulated platform.
+    #[arg(long, default_value_t = 10_000)]
+    pub items: usize,
+    /// Simulated days.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Prepare the data, print what would be served, and exit instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let demo_dir = data_dir.join("demo");
+    if demo_dir.exists() {
+        fs_err::remove_dir_all(&demo_dir)?;
+    }
+    let mut settings = settings.clone();
+    settings.store.database.clear(); // the demo always runs on its own embedded store
+    let store = super::open_store(&demo_dir, &settings).await?;
+    println!(
+        "simulating {} users and {} items over {} days into {}",
+        args.users,
+        args.items,
+        args.days,
+        demo_dir.display()
+    );
+    let sim = Simulation::new(SimConfig {
+        users: args.users,
+        items: args.items,
+        days: args.days,
+        ..SimConfig::default()
+    });
+    super::simulate::into_store(&sim, &store, &settings).await?;
+    sim.write_truth(&super::simulate::truth_dir(&demo_dir))?;
+    let counts = store.counts().await?;
+    println!(
+        "ready in {:.1} s: {} items, {} users, {} events",
+        start.elapsed().as_secs_f64(),
+        counts.items,
+        counts.users,
+        counts.events
+    );
+    if args.no_serve {
+        return Ok(());
+    }
+    let listener = super::serve::bind(&args.addr).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    println!("try: curl {url}/healthz   curl {url}/metrics   (Ctrl-C stops)");
+    let state = AppState::new(store.clone(), settings.ingest.clone());
+    reelrank_server::serve(listener, state, super::serve::shutdown_signal()).await?;
+    store.close().await;
+    Ok(())
+}

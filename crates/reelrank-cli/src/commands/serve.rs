@@ -1,0 +1,54 @@
+//! `reelrank serve`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use reelrank_server::AppState;
+
+use crate::settings::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to bind (`127.0.0.1:0` picks a free port); default from config, 127.0.0.1:8080.
+    #[arg(long)]
+    pub addr: Option<String>,
+}
+
+pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let store = super::open_store(data_dir, settings).await?;
+    let addr = args.addr.unwrap_or_else(|| settings.server.addr.clone());
+    let listener = bind(&addr).await?;
+    let state = AppState::new(store.clone(), settings.ingest.clone());
+    reelrank_server::serve(listener, state, shutdown_signal()).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Binds `addr` and announces the URL on stdout (scripts and tests read this line).
+pub async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let parsed: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("`{addr}` is not HOST:PORT"))?;
+    let listener = tokio::net::TcpListener::bind(parsed)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    Ok(listener)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async { tokio::signal::ctrl_c().await.ok() };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => signal.recv().await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

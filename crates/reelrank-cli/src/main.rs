@@ -1,0 +1,101 @@
+//! `reelrank`: the recommendation engine for short-video and micro-drama platforms, in one binary.
+
+mod commands;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::{LogFormat, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "reelrank", version, about, long_about = None)]
+struct Cli {
+    /// Directory of the embedded store and of everything reelrank writes.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./reelrank-data",
+        env = "REELRANK_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Database URL (`postgres://...`); default: the SQLite file in --data-dir.
+    #[arg(long, global = true)]
+    database: Option<String>,
+    /// Configuration file (TOML) layered over the built-in defaults.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (ingest, health, metrics) until Ctrl-C or SIGTERM.
+    Serve(commands::serve::Args),
+    /// Import data from files into the store.
+    #[command(subcommand)]
+    Import(commands::import::Source),
+    /// Generate a simulated platform (catalog, users, behaviour, ground truth) into the store or CSV.
+    Simulate(commands::simulate::Args),
+    /// Print the store's item, user and event counts.
+    Stats(commands::stats::Args),
+    /// Simulate a small platform into a fresh data directory and serve it.
+    Demo(commands::demo::Args),
+    /// Measure throughput (ingest over HTTP, simulator output).
+    #[command(subcommand)]
+    Bench(commands::bench::Bench),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = Settings::load(cli.config.as_deref()).and_then(|mut settings| {
+        if let Some(url) = &cli.database {
+            settings.store.database = url.clone();
+        }
+        init_tracing(&settings);
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(run(cli, settings))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    let data_dir = cli.data_dir;
+    match cli.command {
+        Command::Serve(args) => commands::serve::run(&data_dir, &settings, args).await,
+        Command::Import(source) => commands::import::run(&data_dir, &settings, source).await,
+        Command::Simulate(args) => commands::simulate::run(&data_dir, &settings, args).await,
+        Command::Stats(args) => commands::stats::run(&data_dir, &settings, args).await,
+        Command::Demo(args) => commands::demo::run(&data_dir, &settings, args).await,
+        Command::Bench(bench) => commands::bench::run(&settings, bench).await,
+    }
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,99 @@
+//! Command contracts that scripts rely on: `stats --json`, imports, `simulate`.
+
+use std::io::Write;
+
+use crate::reelrank;
+
+fn stats(dir: &std::path::Path) -> serde_json::Value {
+    let out = reelrank(dir).args(["stats", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn imports_movielens_100k() {
+    let ml = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/ml-100k");
+    if !ml.join("u.data").is_file() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have ../shared/datasets/ml-100k"
+        );
+        eprintln!("ml-100k not found beside the repository: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = reelrank(dir.path())
+        .args(["import", "movielens"])
+        .arg(&ml)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let counts = stats(dir.path());
+    assert_eq!(
+        (
+            counts["items"].as_u64(),
+            counts["users"].as_u64(),
+            counts["events"].as_u64()
+        ),
+        (Some(1682), Some(943), Some(100_000))
+    );
+}
+
+#[test]
+fn simulates_into_the_store_and_to_csv_and_imports_csv_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", "7",
+    ];
+    let out = reelrank(dir.path()).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let direct = stats(dir.path());
+    assert_eq!(direct["items"].as_u64(), Some(400));
+    assert!(dir.path().join("simulation/truth_affinity.csv").is_file());
+
+    let csv = dir.path().join("csv");
+    let out = reelrank(dir.path())
+        .args(args)
+        .arg("--out")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let other = tempfile::tempdir().unwrap();
+    let out = reelrank(other.path())
+        .args(["import", "csv", "--items"])
+        .arg(csv.join("items.csv"))
+        .arg("--users")
+        .arg(csv.join("users.csv"))
+        .arg("--events")
+        .arg(csv.join("events.csv"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stats(other.path()),
+        direct,
+        "CSV round trip equals the direct simulation"
+    );
+}
+
+#[test]
+fn bad_csv_row_is_named_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("items.csv");
+    let mut file = std::fs::File::create(&path).unwrap();
+    writeln!(file, "item_id,category,duration_s\na,movie,5400\nb,movie,-3").unwrap();
+    let out = reelrank(dir.path())
+        .args(["import", "csv", "--items"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("items.csv:3") && stderr.contains("duration_s"),
+        "{stderr}"
+    );
+    assert_eq!(stats(dir.path())["items"].as_u64(), Some(0));
+}

@@ -1,0 +1,48 @@
+//! Tests of the `reelrank` binary as a process: crash recovery and the commands' contracts.
+
+mod cli;
+mod crash;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The binary under test.
+pub fn reelrank(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reelrank"));
+    command.arg("--data-dir").arg(data_dir).env("RUST_LOG", "warn");
+    command
+}
+
+/// A `reelrank serve` process on a free loopback port, with the base URL it announced.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Server {
+        let mut child = reelrank(data_dir)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn reelrank serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line}"))
+            .to_owned();
+        Server { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
