@@ -1,4 +1,4 @@
-//! Writing a simulation as the CSV files of `docs/CSV.md`, plus the truth files.
+//! Writing a simulation as the CSV files of `docs/CSV.md`.
 //!
 //! Items and users go through the `csv` crate. Events, by far the bulk, are formatted by hand straight
 //! from the compact events into byte buffers, several chunks at a time in parallel, then written in
@@ -34,7 +34,8 @@ pub struct SimSummary {
 }
 
 /// Runs the simulation and writes `items.csv`, `users.csv` and `events.csv` (layout in `docs/CSV.md`)
-/// and the truth files of [`Simulation::write_truth`] into `dir`, creating it if needed.
+/// into `dir`, creating it if needed. The truth files are [`Simulation::write_truth`]'s job: ranking
+/// every item for every user costs more than the events themselves on large catalogs.
 pub fn write_csv(sim: &Simulation, dir: &Path) -> io::Result<SimSummary> {
     fs_err::create_dir_all(dir)?;
     write_items(sim.items(), dir)?;
@@ -59,7 +60,6 @@ pub fn write_csv(sim: &Simulation, dir: &Path) -> io::Result<SimSummary> {
         Ok::<_, io::Error>(())
     })?;
     out.flush()?;
-    sim.write_truth(dir)?;
     Ok(SimSummary {
         users: sim.users().len(),
         items: sim.items().len(),
@@ -258,7 +258,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
 
     use reelrank_core::Event;
 
@@ -361,28 +360,6 @@ mod tests {
             assert_eq!(Some(&row[8]), context.page.as_deref());
             assert_eq!(row[9].parse().ok(), context.hour);
         }
-    }
-
-    /// Prints the CSV writing rate: `cargo test --release -p reelrank-sim -- --ignored throughput --nocapture`.
-    #[test]
-    #[ignore]
-    fn throughput() {
-        let sim = Simulation::new(SimConfig {
-            users: 20_000,
-            items: 10_000,
-            ..SimConfig::default()
-        });
-        let scratch = Scratch::new("throughput");
-        let began = Instant::now();
-        let summary = write_csv(&sim, &scratch.0).unwrap();
-        let secs = began.elapsed().as_secs_f64();
-        let bytes = std::fs::metadata(scratch.0.join("events.csv")).unwrap().len();
-        println!(
-            "{} events, {:.0} MB of events.csv, in {secs:.2} s (all files, truth included): {:.0} events/s",
-            summary.events,
-            bytes as f64 / 1e6,
-            summary.events as f64 / secs
-        );
     }
 
     #[test]

@@ -177,6 +177,7 @@ mod tests {
         let scratch = Scratch::new("truth");
         let dir = scratch.0.as_path();
         write_csv(&sim, dir).unwrap();
+        sim.write_truth(dir).unwrap();
         let topics = sim.config.topic_count();
         let numbers = |row: &csv::StringRecord, from: usize, n: usize| -> Vec<f64> {
             (from..from + n).map(|i| row[i].parse().unwrap()).collect()

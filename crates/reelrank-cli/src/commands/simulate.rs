@@ -51,14 +51,15 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     if let Some(out) = &args.out {
         let summary = tokio::task::block_in_place(|| reelrank_sim::write_csv(&sim, out))
             .with_context(|| format!("writing CSV files to {}", out.display()))?;
-        let secs = start.elapsed().as_secs_f64();
+        sim.write_truth(out)
+            .with_context(|| format!("writing ground truth to {}", out.display()))?;
         println!(
-            "wrote {} items, {} users, {} events to {} in {secs:.1} s ({:.0} events/s)",
+            "wrote {} items, {} users, {} events and the ground truth to {} in {:.1} s",
             summary.items,
             summary.users,
             summary.events,
             out.display(),
-            summary.events as f64 / secs
+            start.elapsed().as_secs_f64()
         );
         return Ok(());
     }

@@ -60,6 +60,7 @@ fn simulates_into_the_store_and_to_csv_and_imports_csv_back() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(csv.join("truth_affinity.csv").is_file());
     let other = tempfile::tempdir().unwrap();
     let out = reelrank(other.path())
         .args(["import", "csv", "--items"])
