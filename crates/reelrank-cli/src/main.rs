@@ -44,6 +44,9 @@ enum Command {
     Stats(commands::stats::Args),
     /// Simulate a small platform into a fresh data directory and serve it.
     Demo(commands::demo::Args),
+    /// Offline evaluation on fixed rating splits.
+    #[command(subcommand)]
+    Eval(commands::eval::Eval),
     /// Measure throughput (ingest over HTTP, simulator output).
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -77,6 +80,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Simulate(args) => commands::simulate::run(&data_dir, &settings, args).await,
         Command::Stats(args) => commands::stats::run(&data_dir, &settings, args).await,
         Command::Demo(args) => commands::demo::run(&data_dir, &settings, args).await,
+        Command::Eval(eval) => commands::eval::run(eval),
         Command::Bench(bench) => commands::bench::run(&settings, bench).await,
     }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use batch::{decode_batch, BatchError, RecordError, MAX_REPORTED_ERRORS};
 pub use csv_format::{import_csv, CsvFiles};
-pub use movielens::{import_movielens, MovieLensLayout};
+pub use movielens::{import_movielens, movielens_side_info, MovieLensLayout};
 use reelrank_store::StoreError;
 use serde::Serialize;
 

@@ -97,112 +97,148 @@ impl MovieLensLayout {
     }
 }
 
-/// Imports a MovieLens directory into `store`.
-pub async fn import_movielens(
-    store: &Store,
-    dir: &Path,
-    progress: &ProgressBar,
-) -> Result<ImportSummary, ImportError> {
-    let items_format = |columns| Format {
-        delimiter: b'|',
-        quoting: false,
-        encoding: Encoding::Latin1,
-        columns,
-    };
-    let (items_path, items_format, ratings_path, ratings_format, tags) = match MovieLensLayout::detect(dir)? {
-        MovieLensLayout::Ml100k => (
-            dir.join("u.item"),
-            items_format(Some(&ML100K_ITEM_COLUMNS[..])),
-            dir.join("u.data"),
-            Format {
-                delimiter: b'\t',
-                quoting: false,
-                encoding: Encoding::Utf8,
-                columns: Some(&["userId", "movieId", "rating", "timestamp"]),
-            },
-            None,
-        ),
-        MovieLensLayout::MlLatest => (
-            dir.join("movies.csv"),
-            Format::csv(),
-            dir.join("ratings.csv"),
-            Format::csv(),
-            Some(community_tags(dir)?),
-        ),
-    };
-    let mut summary = ImportSummary::default();
-    let write_items = async |batch: Vec<Item>| {
-        store
-            .upsert_items(&batch, ModerationStatus::Approved)
-            .await
-            .map(drop)
-            .map_err(ImportError::from)
-    };
-    summary.items = match &tags {
-        None => {
-            import_file(
-                &items_path,
-                &items_format,
-                &ml100k_item,
-                IMPORT_BATCH_ROWS,
-                progress,
-                write_items,
-            )
-            .await?
+/// The files of a MovieLens directory and how to read them.
+struct MovieLensFiles {
+    layout: MovieLensLayout,
+    dir: std::path::PathBuf,
+    /// ml-latest's community tags per movie (from `tags.csv`).
+    tags: HashMap<String, Vec<String>>,
+}
+
+impl MovieLensFiles {
+    fn open(dir: &Path) -> Result<MovieLensFiles, ImportError> {
+        let layout = MovieLensLayout::detect(dir)?;
+        let tags = match layout {
+            MovieLensLayout::Ml100k => HashMap::new(),
+            MovieLensLayout::MlLatest => community_tags(dir)?,
+        };
+        Ok(MovieLensFiles {
+            layout,
+            dir: dir.to_owned(),
+            tags,
+        })
+    }
+
+    async fn items(
+        &self,
+        progress: &ProgressBar,
+        write: impl AsyncFnMut(Vec<Item>) -> Result<(), ImportError>,
+    ) -> Result<u64, ImportError> {
+        match self.layout {
+            MovieLensLayout::Ml100k => {
+                let format = Format {
+                    delimiter: b'|',
+                    quoting: false,
+                    encoding: Encoding::Latin1,
+                    columns: Some(&ML100K_ITEM_COLUMNS[..]),
+                };
+                let path = self.dir.join("u.item");
+                import_file(&path, &format, &ml100k_item, IMPORT_BATCH_ROWS, progress, write).await
+            }
+            MovieLensLayout::MlLatest => {
+                let parse = |row: &Row| ml_latest_item(row, &self.tags);
+                let path = self.dir.join("movies.csv");
+                import_file(&path, &Format::csv(), &parse, IMPORT_BATCH_ROWS, progress, write).await
+            }
         }
-        Some(tags) => {
-            let parse = |row: &Row| ml_latest_item(row, tags);
-            import_file(
-                &items_path,
-                &items_format,
-                &parse,
-                IMPORT_BATCH_ROWS,
-                progress,
-                write_items,
-            )
-            .await?
+    }
+
+    /// ml-100k's `u.user`; ml-latest has no user file (its users come from their ratings).
+    async fn users(
+        &self,
+        progress: &ProgressBar,
+        write: impl AsyncFnMut(Vec<User>) -> Result<(), ImportError>,
+    ) -> Result<u64, ImportError> {
+        let path = self.dir.join("u.user");
+        if self.layout != MovieLensLayout::Ml100k || !path.is_file() {
+            return Ok(0);
         }
-    };
-    let users_path = dir.join("u.user");
-    if tags.is_none() && users_path.is_file() {
         let format = Format {
             delimiter: b'|',
             quoting: false,
             encoding: Encoding::Latin1,
             columns: Some(&["user_id", "age", "gender", "occupation", "zip"]),
         };
-        summary.users = import_file(
-            &users_path,
-            &format,
-            &ml100k_user,
-            IMPORT_BATCH_ROWS,
-            progress,
-            async |batch| {
-                store
-                    .upsert_users(&batch)
-                    .await
-                    .map(drop)
-                    .map_err(ImportError::from)
-            },
-        )
-        .await?;
+        import_file(&path, &format, &ml100k_user, IMPORT_BATCH_ROWS, progress, write).await
     }
-    summary.events = import_file(
-        &ratings_path,
-        &ratings_format,
-        &rating,
-        IMPORT_BATCH_ROWS,
-        progress,
-        async |batch| {
+
+    async fn ratings(
+        &self,
+        progress: &ProgressBar,
+        write: impl AsyncFnMut(Vec<Event>) -> Result<(), ImportError>,
+    ) -> Result<u64, ImportError> {
+        let (path, format) = match self.layout {
+            MovieLensLayout::Ml100k => (
+                self.dir.join("u.data"),
+                Format {
+                    delimiter: b'\t',
+                    quoting: false,
+                    encoding: Encoding::Utf8,
+                    columns: Some(&["userId", "movieId", "rating", "timestamp"]),
+                },
+            ),
+            MovieLensLayout::MlLatest => (self.dir.join("ratings.csv"), Format::csv()),
+        };
+        import_file(&path, &format, &rating, IMPORT_BATCH_ROWS, progress, write).await
+    }
+}
+
+/// Imports a MovieLens directory into `store`.
+pub async fn import_movielens(
+    store: &Store,
+    dir: &Path,
+    progress: &ProgressBar,
+) -> Result<ImportSummary, ImportError> {
+    let files = MovieLensFiles::open(dir)?;
+    let items = files
+        .items(progress, async |batch| {
+            store
+                .upsert_items(&batch, ModerationStatus::Approved)
+                .await
+                .map(drop)
+                .map_err(ImportError::from)
+        })
+        .await?;
+    let users = files
+        .users(progress, async |batch| {
+            store
+                .upsert_users(&batch)
+                .await
+                .map(drop)
+                .map_err(ImportError::from)
+        })
+        .await?;
+    let events = files
+        .ratings(progress, async |batch| {
             store
                 .append_events(&batch)
                 .await
                 .map(drop)
                 .map_err(ImportError::from)
-        },
-    )
-    .await?;
-    Ok(summary)
+        })
+        .await?;
+    Ok(ImportSummary { items, users, events })
+}
+
+/// The movies and users of a MovieLens directory (its side information), without the ratings:
+/// what offline evaluation on fixed rating splits needs beside them.
+pub async fn movielens_side_info(dir: &Path) -> Result<(Vec<Item>, Vec<User>), ImportError> {
+    let files = MovieLensFiles::open(dir)?;
+    let hidden = ProgressBar::hidden();
+    let (mut items, mut users) = (Vec::new(), Vec::new());
+    files
+        .items(&hidden, async |batch| {
+            items.extend(batch);
+            Ok(())
+        })
+        .await?;
+    files
+        .users(&hidden, async |batch| {
+            users.extend(batch);
+            Ok(())
+        })
+        .await?;
+    Ok((items, users))
 }
 
 fn ml100k_item(row: &Row) -> Result<Item, FieldError> {
@@ -381,6 +417,10 @@ mod tests {
             (EventKind::Rate, Some(4.0))
         );
         assert_eq!(events[0].event.ts, Timestamp::from_secs(881_250_949));
+        // The side information alone, as offline evaluation reads it beside fixed rating splits.
+        let (items, users) = movielens_side_info(dir.path()).await.unwrap();
+        assert_eq!((items.len(), users.len()), (2, 2));
+        assert_eq!(items[0].tags, ["action", "thriller"]);
         // Importing again stores no rating twice.
         import_movielens(&t.store, dir.path(), &ProgressBar::hidden())
             .await

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod eval;
 pub mod import;
 pub mod serve;
 pub mod simulate;

@@ -11,17 +11,24 @@ fn stats(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
+/// `../shared/PATH` beside the repository; `None` (test skipped) outside CI when it is absent.
+fn shared(path: &str) -> Option<std::path::PathBuf> {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(path);
+    if full.exists() {
+        return Some(full);
+    }
+    assert!(std::env::var("CI").is_err(), "CI must have ../shared/{path}");
+    eprintln!("../shared/{path} not found beside the repository: skipped");
+    None
+}
+
 #[test]
 fn imports_movielens_100k() {
-    let ml = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/ml-100k");
-    if !ml.join("u.data").is_file() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must have ../shared/datasets/ml-100k"
-        );
-        eprintln!("ml-100k not found beside the repository: skipped");
+    let Some(ml) = shared("datasets/ml-100k") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = reelrank(dir.path())
         .args(["import", "movielens"])
@@ -97,4 +104,36 @@ fn bad_csv_row_is_named_and_nothing_written() {
         "{stderr}"
     );
     assert_eq!(stats(dir.path())["items"].as_u64(), Some(0));
+}
+
+/// The protocol is implemented exactly: most-popular reproduces the reference figures of
+/// shared/benchmarks/RESULTS.md to four decimals on both splits.
+#[test]
+fn eval_retrieval_reproduces_the_reference_popularity_baseline() {
+    for (split, recall, ndcg, coverage) in [
+        ("random", 0.2134, 0.1971, 0.066),
+        ("temporal", 0.1670, 0.1643, 0.075),
+    ] {
+        let Some(dir) = shared(&format!("benchmarks/ml-100k/{split}")) else {
+            return;
+        };
+        let out = reelrank(&dir)
+            .args(["eval", "retrieval", "--model", "popular", "--json", "--split"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let close = |key: &str, expected: f64, tolerance: f64| {
+            let got = report[key].as_f64().unwrap();
+            assert!(
+                (got - expected).abs() <= tolerance,
+                "{split} {key}: {got} vs {expected}"
+            );
+        };
+        close("recall@20", recall, 5e-5);
+        close("ndcg@20", ndcg, 5e-5);
+        close("coverage@20", coverage, 5e-4);
+    }
 }

@@ -1,0 +1,13 @@
+//! Offline evaluation on fixed splits of rating data, following the benchmark protocol
+//! (`shared/benchmarks/PROTOCOL.md`): a split directory holds `train.csv`, `test.csv` and
+//! `retrieval_test.csv` (`user,item,rating,timestamp`), and a `valid/` split carved from train for
+//! tuning. Splits are read as they are, never re-split.
+#![warn(missing_docs)]
+
+mod metrics;
+mod retrieval;
+mod split;
+
+pub use metrics::{ndcg_at_k, recall_at_k};
+pub use retrieval::{evaluate_retrieval, RetrievalReport, TrainData};
+pub use split::{Rating, Split, SplitError, POSITIVE_RATING};
