@@ -1,0 +1,23 @@
+//! Features for reelrank's models: stable hashing of categorical values into 64-bit keys, and the
+//! sparse embedding tables those keys index.
+//!
+//! Ids and categorical values are never put through a vocabulary: a value is hashed with its field
+//! ([`feature_key`]) and the table maps the full 64-bit key to a row, so a new item, tag or creator
+//! needs no rebuild and two values never share a row by accident.
+//!
+//! ```
+//! use reelrank_features::{feature_key, EmbeddingConfig, EmbeddingTable};
+//! let mut table = EmbeddingTable::new(EmbeddingConfig { dim: 8, min_count: 1, ..EmbeddingConfig::default() });
+//! let key = feature_key("tag", "romance");
+//! table.observe(key, 0);
+//! assert_eq!(table.lookup(key).len(), 8);
+//! ```
+#![warn(missing_docs)]
+
+mod embedding;
+mod hashing;
+mod persist;
+
+pub use embedding::{EmbeddingConfig, EmbeddingTable, GradientBuffer, MemoryUse};
+pub use hashing::feature_key;
+pub use persist::{PersistError, FORMAT_VERSION};
