@@ -378,7 +378,7 @@ mod tests {
         assert_eq!(t.row_of(2), fresh);
         let reused = t.observe(4, 1600);
         assert!(
-            reused == old || reused == 3,
+            reused == old || reused == idle,
             "a freed slot is reused, not a new one"
         );
         assert_eq!(t.keys.len(), 4, "default row + three slots, no growth");
