@@ -80,7 +80,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Simulate(args) => commands::simulate::run(&data_dir, &settings, args).await,
         Command::Stats(args) => commands::stats::run(&data_dir, &settings, args).await,
         Command::Demo(args) => commands::demo::run(&data_dir, &settings, args).await,
-        Command::Eval(eval) => commands::eval::run(eval),
+        Command::Eval(eval) => commands::eval::run(eval).await,
         Command::Bench(bench) => commands::bench::run(&settings, bench).await,
     }
 }

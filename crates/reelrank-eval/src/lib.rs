@@ -7,7 +7,9 @@
 mod metrics;
 mod retrieval;
 mod split;
+mod towers;
 
 pub use metrics::{ndcg_at_k, recall_at_k};
-pub use retrieval::{evaluate_retrieval, RetrievalReport, TrainData};
+pub use retrieval::{evaluate_retrieval, RetrievalReport, RetrievalTask, TrainData};
 pub use split::{Rating, Split, SplitError, POSITIVE_RATING};
+pub use towers::tower_inputs;

@@ -97,51 +97,75 @@ pub struct RetrievalReport {
     pub train_seconds: f64,
 }
 
-/// Fits a model with `fit` on the split's train data and measures it on `retrieval_test.csv`.
-pub fn evaluate_retrieval<R: Retriever>(split: &Split, fit: impl FnOnce(&TrainData) -> R) -> RetrievalReport {
-    let data = TrainData::from_ratings(&split.train);
-    let started = Instant::now();
-    let model = fit(&data);
-    let train_seconds = started.elapsed().as_secs_f64();
+/// A split prepared for retrieval evaluation: its train data and each test user's positives.
+pub struct RetrievalTask {
+    /// The train data models fit on.
+    pub data: TrainData,
+    relevant: HashMap<u32, HashSet<u32>>,
+}
 
-    let mut relevant: HashMap<u32, HashSet<u32>> = HashMap::new();
-    for r in &split.retrieval_test {
-        if let (Some(&u), Some(&i)) = (data.user_index.get(&r.user), data.item_index.get(&r.item)) {
-            relevant.entry(u).or_default().insert(i);
+impl RetrievalTask {
+    /// Indexes the split's train ratings and its retrieval test positives.
+    pub fn new(split: &Split) -> RetrievalTask {
+        let data = TrainData::from_ratings(&split.train);
+        let mut relevant: HashMap<u32, HashSet<u32>> = HashMap::new();
+        for r in &split.retrieval_test {
+            if let (Some(&u), Some(&i)) = (data.user_index.get(&r.user), data.item_index.get(&r.item)) {
+                relevant.entry(u).or_default().insert(i);
+            }
+        }
+        RetrievalTask { data, relevant }
+    }
+
+    /// Ranks the catalog for every test user with `model` and averages the metrics
+    /// (`train_seconds` is left at 0 for the caller to fill).
+    pub fn evaluate(&self, model: &dyn Retriever) -> RetrievalReport {
+        let data = &self.data;
+        let mut users: Vec<u32> = self.relevant.keys().copied().collect();
+        users.sort_unstable();
+        let per_user: Vec<(f64, f64, f64, Vec<u32>)> = users
+            .par_iter()
+            .map_init(
+                || vec![0f32; data.item_ids.len()],
+                |scores, &u| {
+                    model.score_items(u, data.positives.items_of(u), scores);
+                    for &i in &data.rated[u as usize] {
+                        scores[i as usize] = f32::NEG_INFINITY;
+                    }
+                    let ranked = top_k(scores, 50);
+                    let truth = &self.relevant[&u];
+                    let top20 = ranked[..20.min(ranked.len())].to_vec();
+                    (
+                        recall_at_k(&ranked, truth, 20),
+                        ndcg_at_k(&ranked, truth, 20),
+                        recall_at_k(&ranked, truth, 50),
+                        top20,
+                    )
+                },
+            )
+            .collect();
+        let n = per_user.len().max(1) as f64;
+        let covered: HashSet<u32> = per_user.iter().flat_map(|p| p.3.iter().copied()).collect();
+        RetrievalReport {
+            recall_20: per_user.iter().map(|p| p.0).sum::<f64>() / n,
+            ndcg_20: per_user.iter().map(|p| p.1).sum::<f64>() / n,
+            recall_50: per_user.iter().map(|p| p.2).sum::<f64>() / n,
+            coverage_20: covered.len() as f64 / data.item_ids.len().max(1) as f64,
+            users: per_user.len(),
+            train_seconds: 0.0,
         }
     }
-    let mut users: Vec<u32> = relevant.keys().copied().collect();
-    users.sort_unstable();
-    let per_user: Vec<(f64, f64, f64, Vec<u32>)> = users
-        .par_iter()
-        .map_init(
-            || vec![0f32; data.item_ids.len()],
-            |scores, &u| {
-                model.score_items(data.positives.items_of(u), scores);
-                for &i in &data.rated[u as usize] {
-                    scores[i as usize] = f32::NEG_INFINITY;
-                }
-                let ranked = top_k(scores, 50);
-                let truth = &relevant[&u];
-                let top20 = ranked[..20.min(ranked.len())].to_vec();
-                (
-                    recall_at_k(&ranked, truth, 20),
-                    ndcg_at_k(&ranked, truth, 20),
-                    recall_at_k(&ranked, truth, 50),
-                    top20,
-                )
-            },
-        )
-        .collect();
-    let n = per_user.len().max(1) as f64;
-    let covered: HashSet<u32> = per_user.iter().flat_map(|p| p.3.iter().copied()).collect();
+}
+
+/// Fits a model with `fit` on the split's train data and measures it on `retrieval_test.csv`.
+pub fn evaluate_retrieval<R: Retriever>(split: &Split, fit: impl FnOnce(&TrainData) -> R) -> RetrievalReport {
+    let task = RetrievalTask::new(split);
+    let started = Instant::now();
+    let model = fit(&task.data);
+    let train_seconds = started.elapsed().as_secs_f64();
     RetrievalReport {
-        recall_20: per_user.iter().map(|p| p.0).sum::<f64>() / n,
-        ndcg_20: per_user.iter().map(|p| p.1).sum::<f64>() / n,
-        recall_50: per_user.iter().map(|p| p.2).sum::<f64>() / n,
-        coverage_20: covered.len() as f64 / data.item_ids.len().max(1) as f64,
-        users: per_user.len(),
         train_seconds,
+        ..task.evaluate(&model)
     }
 }
 

@@ -17,7 +17,9 @@
 mod embedding;
 mod hashing;
 mod persist;
+mod schema;
 
 pub use embedding::{EmbeddingConfig, EmbeddingTable, GradientBuffer, MemoryUse};
 pub use hashing::feature_key;
 pub use persist::{PersistError, FORMAT_VERSION};
+pub use schema::{item_bags, item_id_key, numeric_bucket, Bag, UserSchema};

@@ -106,7 +106,7 @@ fn top_by_weight(row: &mut Vec<(u32, f32)>, k: usize) {
 }
 
 impl Retriever for ItemCooccurrence {
-    fn score_items(&self, history: &[u32], scores: &mut [f32]) {
+    fn score_items(&self, _user: u32, history: &[u32], scores: &mut [f32]) {
         scores.fill(0.0);
         for &i in history {
             for &(j, w) in &self.neighbors[i as usize] {
@@ -152,7 +152,7 @@ mod tests {
         );
         assert_eq!(model.similar(0)[0].0, 1, "item 1 beats the everyone-likes item 4");
         let mut scores = vec![0.0; 5];
-        model.score_items(&[2], &mut scores);
+        model.score_items(0, &[2], &mut scores);
         assert!(scores[3] > scores[4] && scores[0] == 0.0);
     }
 

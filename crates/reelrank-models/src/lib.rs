@@ -5,15 +5,22 @@
 #![warn(missing_docs)]
 
 mod cooccurrence;
+mod dense;
+mod frequency;
 mod interactions;
 mod popularity;
+mod two_tower;
 
 pub use cooccurrence::{CooccurrenceConfig, ItemCooccurrence};
+pub use dense::{Linear, Mlp};
+pub use frequency::FrequencyEstimator;
 pub use interactions::Interactions;
 pub use popularity::Popularity;
+pub use two_tower::{TowerInputs, TwoTower, TwoTowerConfig, TwoTowerRetriever};
 
-/// A model that scores every item for a user from the user's positive history.
+/// A model that scores every item for a user.
 pub trait Retriever: Sync {
-    /// Writes a score for every item into `scores` (length = number of items); higher is better.
-    fn score_items(&self, history: &[u32], scores: &mut [f32]);
+    /// Writes a score for every item into `scores` (length = number of items) for `user`, whose
+    /// positive items (most recent last) are `history`; higher is better.
+    fn score_items(&self, user: u32, history: &[u32], scores: &mut [f32]);
 }

@@ -19,7 +19,7 @@ impl Popularity {
 }
 
 impl Retriever for Popularity {
-    fn score_items(&self, _history: &[u32], scores: &mut [f32]) {
+    fn score_items(&self, _user: u32, _history: &[u32], scores: &mut [f32]) {
         scores.copy_from_slice(&self.counts);
     }
 }

@@ -1,0 +1,63 @@
+//! Streaming estimate of how often each item appears among training positives, for the logQ
+//! correction of in-batch sampled softmax (Yi et al., "Sampling-bias-corrected neural modeling for
+//! large corpus item recommendations", RecSys 2019): every item keeps the step it was last seen at
+//! and a moving average of the gap between sightings; its sampling probability is `1 / gap`.
+
+/// Per-item moving average of steps between sightings.
+#[derive(Debug, Clone)]
+pub struct FrequencyEstimator {
+    last_step: Vec<f32>,
+    gap: Vec<f32>,
+    decay: f32,
+    step: f32,
+}
+
+impl FrequencyEstimator {
+    /// An estimator for `num_items` items; `decay` weighs the newest gap (0.05 is typical).
+    pub fn new(num_items: usize, decay: f32) -> FrequencyEstimator {
+        FrequencyEstimator {
+            last_step: vec![0.0; num_items],
+            gap: vec![num_items as f32; num_items],
+            decay,
+            step: 0.0,
+        }
+    }
+
+    /// Records one batch: every occurrence of an item updates its gap estimate.
+    pub fn observe_batch(&mut self, items: &[u32]) {
+        self.step += 1.0;
+        for &item in items {
+            let i = item as usize;
+            let gap = self.step - self.last_step[i];
+            self.gap[i] = (1.0 - self.decay) * self.gap[i] + self.decay * gap;
+            self.last_step[i] = self.step;
+        }
+    }
+
+    /// `log q(item)`, the log of the estimated probability that a batch holds the item.
+    pub fn log_probability(&self, item: u32) -> f32 {
+        -self.gap[item as usize].max(1.0).ln()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frequent_items_get_higher_probability() {
+        let mut est = FrequencyEstimator::new(3, 0.1);
+        for step in 0..400 {
+            let mut batch = vec![0];
+            if step % 4 == 0 {
+                batch.push(1);
+            }
+            est.observe_batch(&batch);
+        }
+        // Item 0 every batch (gap 1), item 1 every fourth (gap 4); item 2, never seen, keeps the
+        // uniform prior of one sighting per `num_items` batches.
+        assert!(est.log_probability(0).abs() < 0.05);
+        assert!((est.log_probability(1) + 4f32.ln()).abs() < 0.1);
+        assert!((est.log_probability(2) + 3f32.ln()).abs() < 1e-6);
+    }
+}

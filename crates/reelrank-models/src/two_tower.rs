@@ -1,0 +1,495 @@
+//! The two-tower recall model: a user tower and an item tower map features into one space, and
+//! candidates are the items nearest to the user.
+//!
+//! Each tower pools the embedding rows of its input bags (weighted mean per slot), concatenates the
+//! slots and runs an MLP whose output is L2-normalised: `u = f(x_user) / ‖f(x_user)‖`,
+//! `v = g(x_item) / ‖g(x_item)‖`, score `= u·v`. The user tower has one extra slot, the user's
+//! recent positive items, read from the same item-id rows as the item tower, so history and
+//! candidates live in one vocabulary.
+//!
+//! Training is in-batch sampled softmax over `B` positive (user, item) pairs,
+//! `logit[a, b] = u_a·v_b / τ − log q(item_b)`, where the logQ term (from a streaming
+//! [`FrequencyEstimator`]) removes the popularity bias of in-batch negatives; a pair whose item
+//! equals the positive's (an accidental hit) is masked. Embedding rows learn with row-wise Adagrad
+//! (only the batch's rows), the MLPs with Adam.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use reelrank_features::{Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer};
+use serde::{Deserialize, Serialize};
+
+use crate::dense::{matmul, AdamStep, Mlp};
+use crate::frequency::FrequencyEstimator;
+use crate::Interactions;
+
+/// Settings of the two-tower model and its training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwoTowerConfig {
+    /// Width of an embedding row (every slot).
+    pub embedding_dim: usize,
+    /// Hidden width of both MLPs.
+    pub hidden_dim: usize,
+    /// Width of the output vectors.
+    pub output_dim: usize,
+    /// Softmax temperature τ.
+    pub temperature: f32,
+    /// Positive pairs per batch (also the number of in-batch negatives).
+    pub batch_size: usize,
+    /// Most epochs; callers stop earlier on validation.
+    pub max_epochs: usize,
+    /// Adam learning rate of the MLPs.
+    pub learning_rate: f32,
+    /// The user's most recent positives in the history slot.
+    pub history_len: usize,
+    /// The embedding table.
+    pub embedding: EmbeddingConfig,
+    /// Seed of initialisation and shuffling.
+    pub seed: u64,
+}
+
+impl Default for TwoTowerConfig {
+    fn default() -> TwoTowerConfig {
+        TwoTowerConfig {
+            embedding_dim: 32,
+            hidden_dim: 128,
+            output_dim: 64,
+            temperature: 0.1,
+            batch_size: 1024,
+            max_epochs: 40,
+            learning_rate: 1e-3,
+            history_len: 50,
+            embedding: EmbeddingConfig {
+                dim: 32,
+                learning_rate: 0.05,
+                ..EmbeddingConfig::default()
+            },
+            seed: 42,
+        }
+    }
+}
+
+/// Features of every user and item, by dense index.
+#[derive(Debug, Clone)]
+pub struct TowerInputs {
+    /// Per user, its fixed slots (id, attributes, ...): the same number for every user.
+    pub user_slots: Vec<Vec<Bag>>,
+    /// Per item, its slots (id, category, tags, ...): the same number for every item.
+    pub item_slots: Vec<Vec<Bag>>,
+    /// Key of each item's id embedding, read by the history slot.
+    pub item_keys: Vec<u64>,
+}
+
+impl TowerInputs {
+    fn user_slot_count(&self) -> usize {
+        self.user_slots.first().map_or(0, Vec::len) + 1
+    }
+
+    fn item_slot_count(&self) -> usize {
+        self.item_slots.first().map_or(0, Vec::len)
+    }
+
+    /// The history bag of a user: their last `len` positives, leaving out `except` (the target).
+    fn history(&self, items: &[u32], len: usize, except: Option<u32>) -> Bag {
+        items
+            .iter()
+            .rev()
+            .filter(|&&i| Some(i) != except)
+            .take(len)
+            .map(|&i| (self.item_keys[i as usize], 1.0))
+            .collect()
+    }
+}
+
+/// A trained (or training) two-tower model.
+#[derive(Debug, Clone)]
+pub struct TwoTower {
+    config: TwoTowerConfig,
+    table: EmbeddingTable,
+    user_mlp: Mlp,
+    item_mlp: Mlp,
+    adam: AdamStep,
+}
+
+/// Pooled inputs of one tower for a batch, with what backward needs.
+struct Pooled {
+    x: Vec<f32>,
+    /// (example, slot, row, normalised weight) of every pooled key.
+    trace: Vec<(usize, usize, u32, f32)>,
+}
+
+impl TwoTower {
+    /// An untrained model for inputs with the given slot counts.
+    fn new(config: TwoTowerConfig, user_slots: usize, item_slots: usize) -> TwoTower {
+        let d = config.embedding.dim;
+        let user_mlp = Mlp::new(
+            &[user_slots * d, config.hidden_dim, config.output_dim],
+            config.seed,
+        );
+        let item_mlp = Mlp::new(
+            &[item_slots * d, config.hidden_dim, config.output_dim],
+            config.seed + 1,
+        );
+        let adam = AdamStep::new(config.learning_rate);
+        TwoTower {
+            table: EmbeddingTable::new(config.embedding.clone()),
+            user_mlp,
+            item_mlp,
+            adam,
+            config,
+        }
+    }
+
+    /// The embedding table (shared by both towers).
+    pub fn table(&self) -> &EmbeddingTable {
+        &self.table
+    }
+
+    /// Trains on every positive pair of `positives`, calling `after_epoch(epoch, mean loss, model)`
+    /// after each epoch; training stops when it returns `false` or after `max_epochs`.
+    pub fn fit(
+        inputs: &TowerInputs,
+        positives: &Interactions,
+        config: &TwoTowerConfig,
+        mut after_epoch: impl FnMut(usize, f32, &TwoTower) -> bool,
+    ) -> TwoTower {
+        let mut model = TwoTower::new(config.clone(), inputs.user_slot_count(), inputs.item_slot_count());
+        let mut pairs: Vec<(u32, u32)> = (0..positives.num_users() as u32)
+            .flat_map(|u| positives.items_of(u).iter().map(move |&i| (u, i)))
+            .collect();
+        let mut frequency = FrequencyEstimator::new(positives.num_items(), 0.05);
+        let mut rng = Pcg64Mcg::seed_from_u64(config.seed);
+        for epoch in 0..config.max_epochs {
+            pairs.shuffle(&mut rng);
+            let mut loss_sum = 0.0;
+            let batches = pairs.chunks(config.batch_size);
+            let num_batches = batches.len();
+            for batch in batches {
+                let items: Vec<u32> = batch.iter().map(|p| p.1).collect();
+                frequency.observe_batch(&items);
+                loss_sum += model.train_batch(inputs, positives, batch, &frequency, epoch as i64);
+            }
+            if !after_epoch(epoch, loss_sum / num_batches.max(1) as f32, &model) {
+                break;
+            }
+        }
+        model
+    }
+
+    /// One optimisation step on a batch of positive pairs; returns the mean loss.
+    fn train_batch(
+        &mut self,
+        inputs: &TowerInputs,
+        positives: &Interactions,
+        batch: &[(u32, u32)],
+        frequency: &FrequencyEstimator,
+        now: i64,
+    ) -> f32 {
+        let n = batch.len();
+        let dim = self.config.output_dim;
+        let user_bags: Vec<Vec<Bag>> = batch
+            .iter()
+            .map(|&(u, i)| {
+                let mut slots = inputs.user_slots[u as usize].clone();
+                slots.push(inputs.history(positives.items_of(u), self.config.history_len, Some(i)));
+                slots
+            })
+            .collect();
+        let item_bags: Vec<&[Bag]> = batch
+            .iter()
+            .map(|&(_, i)| inputs.item_slots[i as usize].as_slice())
+            .collect();
+        let pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), now);
+        let pooled_items = self.pool_train(item_bags.iter().copied(), now);
+        let raw_u = self.user_mlp.forward_train(pooled_users.x.clone(), n);
+        let raw_v = self.item_mlp.forward_train(pooled_items.x.clone(), n);
+        let (u, u_norms) = normalise(&raw_u, dim);
+        let (v, v_norms) = normalise(&raw_v, dim);
+
+        // logits[a, b] = u_a · v_b / τ − log q(b), accidental hits masked.
+        let mut logits = vec![0.0f32; n * n];
+        matmul(&u, false, &v, true, &mut logits, (n, dim, n), false);
+        let inv_tau = 1.0 / self.config.temperature;
+        let log_q: Vec<f32> = batch.iter().map(|p| frequency.log_probability(p.1)).collect();
+        let mut loss = 0.0f32;
+        for a in 0..n {
+            let row = &mut logits[a * n..(a + 1) * n];
+            for (b, l) in row.iter_mut().enumerate() {
+                *l = if b != a && batch[b].1 == batch[a].1 {
+                    f32::NEG_INFINITY
+                } else {
+                    *l * inv_tau - log_q[b]
+                };
+            }
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = row.iter().map(|l| (l - max).exp()).sum();
+            loss += max + sum.ln() - row[a];
+            // Row a becomes dL/dlogits = (softmax − onehot) / n.
+            for (b, l) in row.iter_mut().enumerate() {
+                *l = ((*l - max).exp() / sum - if a == b { 1.0 } else { 0.0 }) / n as f32;
+            }
+        }
+        // d(u·v/τ): du = G·v/τ, dv = Gᵀ·u/τ.
+        let mut du = vec![0.0f32; n * dim];
+        let mut dv = vec![0.0f32; n * dim];
+        matmul(&logits, false, &v, false, &mut du, (n, n, dim), false);
+        matmul(&logits, true, &u, false, &mut dv, (n, n, dim), false);
+        du.iter_mut().chain(dv.iter_mut()).for_each(|g| *g *= inv_tau);
+        let dx_u = self.user_mlp.backward(normalise_backward(&u, &u_norms, &du, dim));
+        let dx_v = self.item_mlp.backward(normalise_backward(&v, &v_norms, &dv, dim));
+
+        let mut grads = GradientBuffer::new(self.config.embedding.dim);
+        for (pooled, dx, slots) in [
+            (&pooled_users, &dx_u, self.user_slots()),
+            (&pooled_items, &dx_v, self.item_slots()),
+        ] {
+            let d = self.config.embedding.dim;
+            for &(example, slot, row, weight) in &pooled.trace {
+                let start = (example * slots + slot) * d;
+                grads.add(row, &dx[start..start + d], weight);
+            }
+        }
+        self.table.apply(&mut grads, now);
+        self.adam.t += 1;
+        self.user_mlp.step(&self.adam);
+        self.item_mlp.step(&self.adam);
+        loss / n as f32
+    }
+
+    fn user_slots(&self) -> usize {
+        self.user_mlp.layers[0].inputs / self.config.embedding.dim
+    }
+
+    fn item_slots(&self) -> usize {
+        self.item_mlp.layers[0].inputs / self.config.embedding.dim
+    }
+
+    /// Pools a batch's bags, admitting their keys to the table (frequency filter) on the way.
+    fn pool_train<'a>(&mut self, examples: impl Iterator<Item = &'a [Bag]>, now: i64) -> Pooled {
+        let d = self.config.embedding.dim;
+        let mut x = Vec::new();
+        let mut trace = Vec::new();
+        for (example, slots) in examples.enumerate() {
+            for (slot, bag) in slots.iter().enumerate() {
+                // An empty bag (a feature the record lacks) pools to zeros.
+                let total: f32 = bag.iter().map(|(_, w)| w).sum::<f32>().max(f32::MIN_POSITIVE);
+                let start = x.len();
+                x.resize(start + d, 0.0);
+                for &(key, weight) in bag {
+                    let row = self.table.observe(key, now);
+                    let w = weight / total;
+                    for (acc, value) in x[start..].iter_mut().zip(self.table.row(row)) {
+                        *acc += w * value;
+                    }
+                    trace.push((example, slot, row, w));
+                }
+            }
+        }
+        Pooled { x, trace }
+    }
+
+    /// Pooled input of one example without touching the table (serving).
+    fn pool(&self, slots: &[&[(u64, f32)]], x: &mut Vec<f32>) {
+        let d = self.config.embedding.dim;
+        for bag in slots {
+            let total: f32 = bag.iter().map(|(_, w)| w).sum::<f32>().max(f32::MIN_POSITIVE);
+            let start = x.len();
+            x.resize(start + d, 0.0);
+            for &(key, weight) in bag.iter() {
+                for (acc, value) in x[start..].iter_mut().zip(self.table.lookup(key)) {
+                    *acc += weight / total * value;
+                }
+            }
+        }
+    }
+
+    /// The user's vector from their fixed slots and their positives (most recent last).
+    pub fn user_vector(&self, inputs: &TowerInputs, user_slots: &[Bag], history: &[u32]) -> Vec<f32> {
+        let history = inputs.history(history, self.config.history_len, None);
+        let slots: Vec<&[(u64, f32)]> = user_slots
+            .iter()
+            .map(Vec::as_slice)
+            .chain([history.as_slice()])
+            .collect();
+        let mut x = Vec::new();
+        self.pool(&slots, &mut x);
+        normalise(&self.user_mlp.forward(&x, 1), self.config.output_dim).0
+    }
+
+    /// Vectors of many items at once, `[items × output_dim]`.
+    pub fn item_vectors(&self, item_slots: &[Vec<Bag>]) -> Vec<f32> {
+        let mut x = Vec::new();
+        for slots in item_slots {
+            let slots: Vec<&[(u64, f32)]> = slots.iter().map(Vec::as_slice).collect();
+            self.pool(&slots, &mut x);
+        }
+        normalise(
+            &self.item_mlp.forward(&x, item_slots.len()),
+            self.config.output_dim,
+        )
+        .0
+    }
+
+    /// Width of the output vectors.
+    pub fn output_dim(&self) -> usize {
+        self.config.output_dim
+    }
+}
+
+/// Scores every item of a catalog by its dot product with the user's vector (exact search, for
+/// evaluation and small catalogs).
+pub struct TwoTowerRetriever<'a> {
+    model: &'a TwoTower,
+    inputs: &'a TowerInputs,
+    item_vectors: Vec<f32>,
+}
+
+impl<'a> TwoTowerRetriever<'a> {
+    /// Computes the vectors of every item of `inputs`.
+    pub fn new(model: &'a TwoTower, inputs: &'a TowerInputs) -> TwoTowerRetriever<'a> {
+        TwoTowerRetriever {
+            item_vectors: model.item_vectors(&inputs.item_slots),
+            model,
+            inputs,
+        }
+    }
+}
+
+impl crate::Retriever for TwoTowerRetriever<'_> {
+    fn score_items(&self, user: u32, history: &[u32], scores: &mut [f32]) {
+        let u = self
+            .model
+            .user_vector(self.inputs, &self.inputs.user_slots[user as usize], history);
+        let n = scores.len();
+        matmul(
+            &self.item_vectors,
+            false,
+            &u,
+            false,
+            scores,
+            (n, u.len(), 1),
+            false,
+        );
+    }
+}
+
+/// Row-wise L2 normalisation; returns the unit rows and the norms.
+fn normalise(x: &[f32], dim: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut out = x.to_vec();
+    let mut norms = Vec::with_capacity(x.len() / dim);
+    for row in out.chunks_exact_mut(dim) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|v| *v /= norm);
+        norms.push(norm);
+    }
+    (out, norms)
+}
+
+/// Gradient through `y = x/‖x‖`: `dx = (dy − y (y·dy)) / ‖x‖`.
+fn normalise_backward(y: &[f32], norms: &[f32], dy: &[f32], dim: usize) -> Vec<f32> {
+    let mut dx = Vec::with_capacity(dy.len());
+    for ((y, dy), norm) in y.chunks_exact(dim).zip(dy.chunks_exact(dim)).zip(norms) {
+        let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
+        dx.extend(y.iter().zip(dy).map(|(y, d)| (d - y * dot) / norm));
+    }
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_gradient_matches_finite_differences() {
+        let x = [0.3f32, -1.2, 0.7];
+        let r = [0.5f32, 0.1, -0.4];
+        let loss = |x: &[f32]| -> f32 { normalise(x, 3).0.iter().zip(&r).map(|(a, b)| a * b).sum() };
+        let (y, norms) = normalise(&x, 3);
+        let dx = normalise_backward(&y, &norms, &r, 3);
+        for i in 0..3 {
+            let (mut plus, mut minus) = (x, x);
+            plus[i] += 1e-3;
+            minus[i] -= 1e-3;
+            let numeric = (loss(&plus) - loss(&minus)) / 2e-3;
+            assert!((numeric - dx[i]).abs() < 1e-3, "{i}: {numeric} vs {}", dx[i]);
+        }
+    }
+
+    /// Two communities of users, each liking its own half of the items: after training, users rank
+    /// their community's items above the other half.
+    #[test]
+    fn learns_to_separate_communities() {
+        let (num_users, num_items) = (40u32, 20u32);
+        let mut pairs = Vec::new();
+        for u in 0..num_users {
+            let side = u % 2;
+            for i in (0..num_items).filter(|i| i % 2 == side) {
+                if (u + i) % 3 != 0 {
+                    pairs.push((u, i));
+                }
+            }
+        }
+        let positives = Interactions::from_pairs(num_users as usize, num_items as usize, &pairs);
+        let key = |field: &str, id: u32| reelrank_features::feature_key(field, &id.to_string());
+        let inputs = TowerInputs {
+            user_slots: (0..num_users)
+                .map(|u| vec![vec![(key("user", u), 1.0)]])
+                .collect(),
+            item_slots: (0..num_items)
+                .map(|i| vec![vec![(key("item", i), 1.0)]])
+                .collect(),
+            item_keys: (0..num_items).map(|i| key("item", i)).collect(),
+        };
+        let config = TwoTowerConfig {
+            batch_size: 32,
+            max_epochs: 60,
+            ..TwoTowerConfig::default()
+        };
+        let mut losses = Vec::new();
+        let model = TwoTower::fit(&inputs, &positives, &config, |_, loss, _| {
+            losses.push(loss);
+            true
+        });
+        assert!(
+            losses.last().unwrap() < &(losses[0] * 0.8),
+            "loss falls: {losses:?}"
+        );
+        let items = model.item_vectors(&inputs.item_slots);
+        let mut correct = 0;
+        for u in 0..num_users {
+            let user = model.user_vector(&inputs, &inputs.user_slots[u as usize], positives.items_of(u));
+            let score = |i: u32| -> f32 {
+                user.iter()
+                    .zip(&items[i as usize * 64..][..64])
+                    .map(|(a, b)| a * b)
+                    .sum()
+            };
+            let own: f32 = (0..num_items).filter(|i| i % 2 == u % 2).map(score).sum();
+            let other: f32 = (0..num_items).filter(|i| i % 2 != u % 2).map(score).sum();
+            correct += usize::from(own > other);
+        }
+        assert_eq!(correct, num_users as usize);
+    }
+
+    #[test]
+    fn training_is_deterministic_for_a_seed() {
+        let positives = Interactions::from_pairs(3, 4, &[(0, 1), (1, 2), (2, 3), (0, 2)]);
+        let inputs = TowerInputs {
+            user_slots: (0..3).map(|u| vec![vec![(100 + u, 1.0)]]).collect(),
+            item_slots: (0..4).map(|i| vec![vec![(i, 1.0)]]).collect(),
+            item_keys: (0..4).collect(),
+        };
+        let config = TwoTowerConfig {
+            batch_size: 2,
+            max_epochs: 3,
+            ..TwoTowerConfig::default()
+        };
+        let a = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
+        let b = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
+        assert_eq!(
+            a.item_vectors(&inputs.item_slots),
+            b.item_vectors(&inputs.item_slots)
+        );
+    }
+}
