@@ -1,7 +1,9 @@
 //! Streaming estimate of how often each item appears among training positives, for the logQ
 //! correction of in-batch sampled softmax (Yi et al., "Sampling-bias-corrected neural modeling for
 //! large corpus item recommendations", RecSys 2019): every item keeps the step it was last seen at
-//! and a moving average of the gap between sightings; its sampling probability is `1 / gap`.
+//! and a moving average of the gap between sightings; its sampling probability is `1 / gap`. The
+//! first sighting sets the gap to the steps elapsed so far rather than averaging it with a prior:
+//! a prior decays too slowly for rare items, whose correction would stay far too large.
 
 /// Per-item moving average of steps between sightings.
 #[derive(Debug, Clone)]
@@ -17,7 +19,7 @@ impl FrequencyEstimator {
     pub fn new(num_items: usize, decay: f32) -> FrequencyEstimator {
         FrequencyEstimator {
             last_step: vec![0.0; num_items],
-            gap: vec![num_items as f32; num_items],
+            gap: vec![0.0; num_items],
             decay,
             step: 0.0,
         }
@@ -29,14 +31,21 @@ impl FrequencyEstimator {
         for &item in items {
             let i = item as usize;
             let gap = self.step - self.last_step[i];
-            self.gap[i] = (1.0 - self.decay) * self.gap[i] + self.decay * gap;
+            self.gap[i] = if self.gap[i] == 0.0 {
+                gap
+            } else {
+                (1.0 - self.decay) * self.gap[i] + self.decay * gap
+            };
             self.last_step[i] = self.step;
         }
     }
 
-    /// `log q(item)`, the log of the estimated probability that a batch holds the item.
+    /// `log q(item)`, the log of the expected number of times a batch holds the item (above 0 for
+    /// items that occur several times per batch: clipping them at 1 would flatten the correction
+    /// exactly where popularity bias is strongest); an item never seen counts as seen once so far.
     pub fn log_probability(&self, item: u32) -> f32 {
-        -self.gap[item as usize].max(1.0).ln()
+        let gap = self.gap[item as usize];
+        -(if gap == 0.0 { self.step + 1.0 } else { gap }).max(1e-3).ln()
     }
 }
 
@@ -54,10 +63,10 @@ mod tests {
             }
             est.observe_batch(&batch);
         }
-        // Item 0 every batch (gap 1), item 1 every fourth (gap 4); item 2, never seen, keeps the
-        // uniform prior of one sighting per `num_items` batches.
+        // Item 0 every batch (gap 1), item 1 every fourth (gap 4); item 2, never seen, counts as
+        // seen once in the 400 batches.
         assert!(est.log_probability(0).abs() < 0.05);
         assert!((est.log_probability(1) + 4f32.ln()).abs() < 0.1);
-        assert!((est.log_probability(2) + 3f32.ln()).abs() < 1e-6);
+        assert!((est.log_probability(2) + 401f32.ln()).abs() < 1e-4);
     }
 }

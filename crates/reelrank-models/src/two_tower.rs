@@ -27,14 +27,14 @@ use crate::Interactions;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TwoTowerConfig {
-    /// Width of an embedding row (every slot).
-    pub embedding_dim: usize,
     /// Hidden width of both MLPs.
     pub hidden_dim: usize,
     /// Width of the output vectors.
     pub output_dim: usize,
     /// Softmax temperature τ.
     pub temperature: f32,
+    /// Weight of the logQ correction (1 = the full `− log q`, 0 = none).
+    pub logq_weight: f32,
     /// Positive pairs per batch (also the number of in-batch negatives).
     pub batch_size: usize,
     /// Most epochs; callers stop earlier on validation.
@@ -52,10 +52,10 @@ pub struct TwoTowerConfig {
 impl Default for TwoTowerConfig {
     fn default() -> TwoTowerConfig {
         TwoTowerConfig {
-            embedding_dim: 32,
             hidden_dim: 128,
             output_dim: 64,
-            temperature: 0.1,
+            temperature: 0.2,
+            logq_weight: 1.0,
             batch_size: 1024,
             max_epochs: 40,
             learning_rate: 1e-3,
@@ -211,7 +211,10 @@ impl TwoTower {
         let mut logits = vec![0.0f32; n * n];
         matmul(&u, false, &v, true, &mut logits, (n, dim, n), false);
         let inv_tau = 1.0 / self.config.temperature;
-        let log_q: Vec<f32> = batch.iter().map(|p| frequency.log_probability(p.1)).collect();
+        let log_q: Vec<f32> = batch
+            .iter()
+            .map(|p| self.config.logq_weight * frequency.log_probability(p.1))
+            .collect();
         let mut loss = 0.0f32;
         for a in 0..n {
             let row = &mut logits[a * n..(a + 1) * n];

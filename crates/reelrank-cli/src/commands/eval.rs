@@ -32,6 +32,9 @@ pub enum Eval {
         /// Two-tower: softmax temperature.
         #[arg(long, default_value_t = TwoTowerConfig::default().temperature)]
         temperature: f32,
+        /// Two-tower: weight of the logQ correction (1 = full, 0 = none).
+        #[arg(long, default_value_t = TwoTowerConfig::default().logq_weight)]
+        logq_weight: f32,
         /// Print one JSON object on the last line.
         #[arg(long)]
         json: bool,
@@ -59,6 +62,7 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
         neighbors,
         popularity_penalty,
         temperature,
+        logq_weight,
         json,
     } = eval;
     let data = Split::load(&split).with_context(|| format!("reading split {}", split.display()))?;
@@ -77,6 +81,7 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
             let (items, users) = reelrank_ingest::movielens_side_info(&raw).await?;
             let config = TwoTowerConfig {
                 temperature,
+                logq_weight,
                 ..TwoTowerConfig::default()
             };
             two_tower(&split, &data, &items, &users, config)?
