@@ -4,6 +4,7 @@
 //! ([`Interactions`]) and back.
 #![warn(missing_docs)]
 
+mod blend;
 mod cooccurrence;
 mod dense;
 mod frequency;
@@ -11,6 +12,7 @@ mod interactions;
 mod popularity;
 mod two_tower;
 
+pub use blend::Blend;
 pub use cooccurrence::{CooccurrenceConfig, ItemCooccurrence};
 pub use dense::{Linear, Mlp};
 pub use frequency::FrequencyEstimator;

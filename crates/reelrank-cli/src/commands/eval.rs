@@ -7,7 +7,8 @@ use anyhow::Context;
 use reelrank_core::Timestamp;
 use reelrank_eval::{evaluate_retrieval, tower_inputs, RetrievalReport, RetrievalTask, Split};
 use reelrank_models::{
-    CooccurrenceConfig, ItemCooccurrence, Popularity, TwoTower, TwoTowerConfig, TwoTowerRetriever,
+    Blend, CooccurrenceConfig, ItemCooccurrence, Popularity, Retriever, TwoTower, TwoTowerConfig,
+    TwoTowerRetriever,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -17,11 +18,12 @@ pub enum Eval {
         /// Split directory with train.csv, test.csv, retrieval_test.csv (and valid/ for tuning).
         #[arg(long)]
         split: PathBuf,
-        /// Raw MovieLens directory with the user and item side features (ml-100k or ml-latest layout).
+        /// Raw MovieLens directory with the user and item side features (ml-100k or ml-latest layout);
+        /// without it the two-tower model sees ids only.
         #[arg(long)]
         movielens: Option<PathBuf>,
         /// Model to evaluate.
-        #[arg(long, value_enum, default_value_t = RetrievalModel::Cooccurrence)]
+        #[arg(long, value_enum, default_value_t = RetrievalModel::Default)]
         model: RetrievalModel,
         /// Co-occurrence: kept neighbours per item.
         #[arg(long, default_value_t = CooccurrenceConfig::default().neighbors)]
@@ -35,6 +37,12 @@ pub enum Eval {
         /// Two-tower: weight of the logQ correction (1 = full, 0 = none).
         #[arg(long, default_value_t = TwoTowerConfig::default().logq_weight)]
         logq_weight: f32,
+        /// Two-tower: train this many epochs instead of early stopping on `valid/`.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Default model: weight of the co-occurrence scores beside the two-tower's (both standardised).
+        #[arg(long, default_value_t = 0.25)]
+        cooccurrence_weight: f32,
         /// Print one JSON object on the last line.
         #[arg(long)]
         json: bool,
@@ -49,6 +57,8 @@ pub enum RetrievalModel {
     Cooccurrence,
     /// The two-tower model alone.
     TwoTower,
+    /// reelrank's default retrieval: the two-tower model blended with item co-occurrence.
+    Default,
 }
 
 /// Epochs without a better validation NDCG@20 before training stops.
@@ -63,28 +73,64 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
         popularity_penalty,
         temperature,
         logq_weight,
+        epochs,
+        cooccurrence_weight,
         json,
     } = eval;
     let data = Split::load(&split).with_context(|| format!("reading split {}", split.display()))?;
+    let cooccurrence = CooccurrenceConfig {
+        neighbors,
+        popularity_penalty,
+        ..CooccurrenceConfig::default()
+    };
     let report = match model {
         RetrievalModel::Popular => evaluate_retrieval(&data, |d| Popularity::fit(&d.positives)),
         RetrievalModel::Cooccurrence => {
-            let config = CooccurrenceConfig {
-                neighbors,
-                popularity_penalty,
-                ..CooccurrenceConfig::default()
-            };
-            evaluate_retrieval(&data, |d| ItemCooccurrence::fit(&d.positives, &config))
+            evaluate_retrieval(&data, |d| ItemCooccurrence::fit(&d.positives, &cooccurrence))
         }
-        RetrievalModel::TwoTower => {
-            let raw = movielens.context("--model two-tower needs --movielens RAW_DIR for side features")?;
-            let (items, users) = reelrank_ingest::movielens_side_info(&raw).await?;
+        RetrievalModel::TwoTower | RetrievalModel::Default => {
+            let (items, users) = match &movielens {
+                Some(raw) => reelrank_ingest::movielens_side_info(raw).await?,
+                None => (Vec::new(), Vec::new()),
+            };
             let config = TwoTowerConfig {
                 temperature,
                 logq_weight,
                 ..TwoTowerConfig::default()
             };
-            two_tower(&split, &data, &items, &users, config)?
+            let started = Instant::now();
+            let epochs = match epochs {
+                Some(epochs) => epochs,
+                None => tune_epochs(&split, &items, &users, &config)?.unwrap_or(config.max_epochs),
+            };
+            let task = RetrievalTask::new(&data);
+            let inputs = tower_inputs(&task.data, &items, &users, end_of_train(&data));
+            let tower = TwoTower::fit(
+                &inputs,
+                &task.data.positives,
+                &TwoTowerConfig {
+                    max_epochs: epochs,
+                    ..config
+                },
+                |epoch, loss, _| {
+                    eprintln!("train epoch {:>2}/{epochs}  loss {loss:.4}", epoch + 1);
+                    true
+                },
+            );
+            let tower = TwoTowerRetriever::new(&tower, &inputs);
+            let report = if model == RetrievalModel::TwoTower {
+                task.evaluate(&tower)
+            } else {
+                let co = ItemCooccurrence::fit(&task.data.positives, &cooccurrence);
+                task.evaluate(&Blend::new(vec![
+                    (&tower as &dyn Retriever, 1.0),
+                    (&co, cooccurrence_weight),
+                ]))
+            };
+            RetrievalReport {
+                train_seconds: started.elapsed().as_secs_f64(),
+                ..report
+            }
         }
     };
     println!(
@@ -102,57 +148,39 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Picks the number of epochs by early stopping on `valid/` (when the split has one), then trains
-/// on the whole train set for that many epochs and evaluates once on test.
-fn two_tower(
+/// The last train timestamp: "now" for item ages.
+fn end_of_train(split: &Split) -> Timestamp {
+    Timestamp::from_secs(split.train.iter().map(|r| r.timestamp).max().unwrap_or(0))
+}
+
+/// The number of epochs by early stopping on the split's `valid/` (best NDCG@20), or `None` when
+/// the split has no `valid/`.
+fn tune_epochs(
     split_dir: &Path,
-    split: &Split,
     items: &[reelrank_core::Item],
     users: &[reelrank_core::User],
-    config: TwoTowerConfig,
-) -> anyhow::Result<RetrievalReport> {
-    let now = |s: &Split| Timestamp::from_secs(s.train.iter().map(|r| r.timestamp).max().unwrap_or(0));
-    let started = Instant::now();
+    config: &TwoTowerConfig,
+) -> anyhow::Result<Option<usize>> {
     let valid_dir = split_dir.join("valid");
-    let epochs = if valid_dir.join("train.csv").is_file() {
-        let valid = Split::load(&valid_dir)?;
-        let task = RetrievalTask::new(&valid);
-        let inputs = tower_inputs(&task.data, items, users, now(&valid));
-        let (mut best, mut best_epoch) = (f64::NEG_INFINITY, 0);
-        TwoTower::fit(&inputs, &task.data.positives, &config, |epoch, loss, model| {
-            let report = task.evaluate(&TwoTowerRetriever::new(model, &inputs));
-            eprintln!(
-                "valid epoch {:>2}  loss {loss:.4}  Recall@20 {:.4}  NDCG@20 {:.4}",
-                epoch + 1,
-                report.recall_20,
-                report.ndcg_20
-            );
-            if report.ndcg_20 > best {
-                (best, best_epoch) = (report.ndcg_20, epoch);
-            }
-            epoch < best_epoch + PATIENCE
-        });
-        best_epoch + 1
-    } else {
-        config.max_epochs
-    };
-    let task = RetrievalTask::new(split);
-    let inputs = tower_inputs(&task.data, items, users, now(split));
-    let model = TwoTower::fit(
-        &inputs,
-        &task.data.positives,
-        &TwoTowerConfig {
-            max_epochs: epochs,
-            ..config
-        },
-        |epoch, loss, _| {
-            eprintln!("train epoch {:>2}/{epochs}  loss {loss:.4}", epoch + 1);
-            true
-        },
-    );
-    let train_seconds = started.elapsed().as_secs_f64();
-    Ok(RetrievalReport {
-        train_seconds,
-        ..task.evaluate(&TwoTowerRetriever::new(&model, &inputs))
-    })
+    if !valid_dir.join("train.csv").is_file() {
+        return Ok(None);
+    }
+    let valid = Split::load(&valid_dir)?;
+    let task = RetrievalTask::new(&valid);
+    let inputs = tower_inputs(&task.data, items, users, end_of_train(&valid));
+    let (mut best, mut best_epoch) = (f64::NEG_INFINITY, 0);
+    TwoTower::fit(&inputs, &task.data.positives, config, |epoch, loss, model| {
+        let report = task.evaluate(&TwoTowerRetriever::new(model, &inputs));
+        eprintln!(
+            "valid epoch {:>2}  loss {loss:.4}  Recall@20 {:.4}  NDCG@20 {:.4}",
+            epoch + 1,
+            report.recall_20,
+            report.ndcg_20
+        );
+        if report.ndcg_20 > best {
+            (best, best_epoch) = (report.ndcg_20, epoch);
+        }
+        epoch < best_epoch + PATIENCE
+    });
+    Ok(Some(best_epoch + 1))
 }
