@@ -14,12 +14,7 @@ use crate::settings::{LogFormat, Settings};
 #[command(name = "reelrank", version, about, long_about = None)]
 struct Cli {
     /// Directory of the embedded store and of everything reelrank writes.
-    #[arg(
-        long,
-        global = true,
-        default_value = "./reelrank-data",
-        env = "REELRANK_DATA_DIR"
-    )]
+    #[arg(long, global = true, default_value = "./reelrank-data", env = "REELRANK_DATA_DIR")]
     data_dir: PathBuf,
     /// Database URL (`postgres://...`); default: the SQLite file in --data-dir.
     #[arg(long, global = true)]
@@ -88,9 +83,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 fn init_tracing(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -99,7 +92,6 @@ fn init_tracing(settings: &Settings) {
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }

@@ -55,11 +55,7 @@ impl Settings {
             builder = builder.add_source(config::File::from(path));
         }
         let built = builder
-            .add_source(
-                config::Environment::with_prefix("REELRANK")
-                    .prefix_separator("__")
-                    .separator("__"),
-            )
+            .add_source(config::Environment::with_prefix("REELRANK").prefix_separator("__").separator("__"))
             .build()
             .context("reading configuration")?;
         built.try_deserialize().context("invalid configuration")
@@ -77,11 +73,7 @@ mod tests {
         assert_eq!(defaults.ingest.max_batch_records, 10_000);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reelrank.toml");
-        std::fs::write(
-            &path,
-            "[ingest]\nmax_batch_records = 7\nunknown_items = \"reject\"\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "[ingest]\nmax_batch_records = 7\nunknown_items = \"reject\"\n").unwrap();
         let custom = Settings::load(Some(&path)).unwrap();
         assert_eq!(custom.ingest.max_batch_records, 7);
         assert_eq!(custom.ingest.unknown_items, reelrank_server::UnknownItems::Reject);

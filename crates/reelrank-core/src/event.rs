@@ -116,9 +116,7 @@ impl EventKind {
 
     /// Inverse of [`EventKind::code`].
     pub fn from_code(code: i16) -> Option<EventKind> {
-        usize::try_from(code)
-            .ok()
-            .and_then(|i| EventKind::ALL.get(i).copied())
+        usize::try_from(code).ok().and_then(|i| EventKind::ALL.get(i).copied())
     }
 }
 
@@ -153,19 +151,18 @@ impl Validate for Event {
         let latest = Timestamp(Timestamp::now().0 + MAX_CLOCK_SKEW_MS);
         check_time_range(&mut errors, "ts", self.ts, earliest_plausible(), latest);
         match (self.kind, self.value) {
-            (EventKind::Watch, None) => errors.push(FieldError::new(
-                "value",
-                "a watch event needs milliseconds watched",
-            )),
+            (EventKind::Watch, None) => {
+                errors.push(FieldError::new("value", "a watch event needs milliseconds watched"))
+            }
             (EventKind::Watch, Some(ms)) if !(ms.is_finite() && (0.0..=MAX_WATCH_MS).contains(&ms)) => errors
                 .push(FieldError::new(
                     "value",
                     format!("{ms} is not a watch time in milliseconds within 0..={MAX_WATCH_MS}"),
                 )),
             (EventKind::Rate, None) => errors.push(FieldError::new("value", "a rate event needs the rating")),
-            (EventKind::Rate, Some(r)) if !(r.is_finite() && (0.0..=10.0).contains(&r)) => errors.push(
-                FieldError::new("value", format!("{r} is not a rating within 0..=10")),
-            ),
+            (EventKind::Rate, Some(r)) if !(r.is_finite() && (0.0..=10.0).contains(&r)) => {
+                errors.push(FieldError::new("value", format!("{r} is not a rating within 0..=10")))
+            }
             (_, Some(v)) if !v.is_finite() => {
                 errors.push(FieldError::new("value", "must be a finite number"))
             }
@@ -179,10 +176,7 @@ impl Validate for Event {
             }
             if let Some(hour) = ctx.hour {
                 if hour > 23 {
-                    errors.push(FieldError::new(
-                        "context.hour",
-                        format!("{hour} is not an hour in 0..=23"),
-                    ));
+                    errors.push(FieldError::new("context.hour", format!("{hour} is not an hour in 0..=23")));
                 }
             }
         }
@@ -219,14 +213,7 @@ mod tests {
 
     #[test]
     fn values_are_checked_per_kind() {
-        let check = |json| {
-            event(json)
-                .unwrap()
-                .validate()
-                .into_iter()
-                .map(|e| e.field)
-                .collect::<Vec<_>>()
-        };
+        let check = |json| event(json).unwrap().validate().into_iter().map(|e| e.field).collect::<Vec<_>>();
         let ts = 1_700_000_000_000i64;
         assert!(
             check(serde_json::json!({"user_id": "u", "item_id": "i", "kind": "like", "ts": ts})).is_empty()

@@ -135,10 +135,7 @@ impl Validate for Item {
         }
         if let Some(age) = self.age_rating {
             if age > 21 {
-                errors.push(FieldError::new(
-                    "age_rating",
-                    format!("{age} is not a minimum age in 0..=21"),
-                ));
+                errors.push(FieldError::new("age_rating", format!("{age} is not a minimum age in 0..=21")));
             }
         }
         check_labels(&mut errors, "flags", &self.flags, 16);
@@ -287,17 +284,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let fields = |json| {
-            item(json)
-                .validate()
-                .into_iter()
-                .map(|e| e.field)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            fields(serde_json::json!({"item_id": " ", "category": "movie"})),
-            ["item_id"]
-        );
+        let fields = |json| item(json).validate().into_iter().map(|e| e.field).collect::<Vec<_>>();
+        assert_eq!(fields(serde_json::json!({"item_id": " ", "category": "movie"})), ["item_id"]);
         assert_eq!(
             fields(serde_json::json!({"item_id": "a", "category": "movie", "duration_s": -3})),
             ["duration_s"]

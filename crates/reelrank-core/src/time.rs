@@ -85,9 +85,7 @@ impl<'de> Deserialize<'de> for Timestamp {
                 Ok(Timestamp(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
-                i64::try_from(v)
-                    .map(Timestamp)
-                    .map_err(|_| E::custom("timestamp out of range"))
+                i64::try_from(v).map(Timestamp).map_err(|_| E::custom("timestamp out of range"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timestamp, E> {
                 if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {

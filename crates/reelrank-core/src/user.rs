@@ -79,9 +79,9 @@ impl Validate for User {
                 AttributeValue::Numeric(x) if !x.is_finite() => {
                     errors.push(FieldError::new(field, "must be a finite number"))
                 }
-                AttributeValue::Categorical(s) if s.is_empty() || s.len() > 256 => errors.push(
-                    FieldError::new(field, "categorical values must have 1 to 256 bytes"),
-                ),
+                AttributeValue::Categorical(s) if s.is_empty() || s.len() > 256 => {
+                    errors.push(FieldError::new(field, "categorical values must have 1 to 256 bytes"))
+                }
                 AttributeValue::Multi(values) => check_labels(&mut errors, &field, values, 100),
                 _ => {}
             }
@@ -115,15 +115,9 @@ mod tests {
             "region": "CN", "birth_year": 2003
         }))
         .unwrap();
-        assert_eq!(
-            u.attributes["occupation"],
-            AttributeValue::Categorical("student".into())
-        );
+        assert_eq!(u.attributes["occupation"], AttributeValue::Categorical("student".into()));
         assert_eq!(u.attributes["age"], AttributeValue::Numeric(23.0));
-        assert_eq!(
-            u.attributes["interests"],
-            AttributeValue::Multi(vec!["food".into(), "travel".into()])
-        );
+        assert_eq!(u.attributes["interests"], AttributeValue::Multi(vec!["food".into(), "travel".into()]));
         assert!(u.personalized());
         assert!(u.validate().is_empty());
     }

@@ -17,10 +17,7 @@ pub struct FieldError {
 impl FieldError {
     /// A problem with `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
+        FieldError { field: field.into(), message: message.into() }
     }
 }
 
@@ -39,13 +36,7 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
         // serde reports a missing field at the parent's path; lift the name into `field`.
         let field = quoted_field(&inner)
             .filter(|_| inner.starts_with("missing field"))
-            .map(|name| {
-                if path == "." {
-                    name.to_owned()
-                } else {
-                    format!("{path}.{name}")
-                }
-            })
+            .map(|name| if path == "." { name.to_owned() } else { format!("{path}.{name}") })
             .unwrap_or(if path == "." { String::new() } else { path });
         FieldError::new(field, inner)
     })
@@ -64,10 +55,7 @@ pub(crate) fn check_id(errors: &mut Vec<FieldError>, field: &str, id: &str) {
     if id.trim().is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if id.len() > MAX_ID_BYTES {
-        errors.push(FieldError::new(
-            field,
-            format!("longer than {MAX_ID_BYTES} bytes"),
-        ));
+        errors.push(FieldError::new(field, format!("longer than {MAX_ID_BYTES} bytes")));
     } else if id.chars().any(char::is_control) {
         errors.push(FieldError::new(field, "contains control characters"));
     }
@@ -138,10 +126,8 @@ pub(crate) fn check_language(errors: &mut Vec<FieldError>, field: &str, language
 
 pub(crate) fn check_region(errors: &mut Vec<FieldError>, field: &str, region: &str) {
     if region.len() != 2 || !region.chars().all(|c| c.is_ascii_uppercase()) {
-        errors.push(FieldError::new(
-            field,
-            format!("`{region}` is not an ISO 3166 alpha-2 code such as `CN`"),
-        ));
+        errors
+            .push(FieldError::new(field, format!("`{region}` is not an ISO 3166 alpha-2 code such as `CN`")));
     }
 }
 

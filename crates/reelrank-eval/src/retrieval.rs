@@ -40,11 +40,7 @@ fn id_order(a: &str, b: &str) -> Ordering {
 fn index_ids(mut ids: Vec<String>) -> (Vec<String>, HashMap<String, u32>) {
     ids.sort_by(|a, b| id_order(a, b));
     ids.dedup();
-    let index = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.clone(), i as u32))
-        .collect();
+    let index = ids.iter().enumerate().map(|(i, id)| (id.clone(), i as u32)).collect();
     (ids, index)
 }
 
@@ -65,14 +61,7 @@ impl TrainData {
             }
         }
         let positives = Interactions::from_pairs(user_ids.len(), item_ids.len(), &pairs);
-        TrainData {
-            user_ids,
-            item_ids,
-            user_index,
-            item_index,
-            positives,
-            rated,
-        }
+        TrainData { user_ids, item_ids, user_index, item_index, positives, rated }
     }
 }
 
@@ -163,18 +152,14 @@ pub fn evaluate_retrieval<R: Retriever>(split: &Split, fit: impl FnOnce(&TrainDa
     let started = Instant::now();
     let model = fit(&task.data);
     let train_seconds = started.elapsed().as_secs_f64();
-    RetrievalReport {
-        train_seconds,
-        ..task.evaluate(&model)
-    }
+    RetrievalReport { train_seconds, ..task.evaluate(&model) }
 }
 
 /// Indices of the `k` highest finite scores, best first; ties by ascending index.
 fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
     let order = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
-    let mut candidates: Vec<u32> = (0..scores.len() as u32)
-        .filter(|&i| scores[i as usize] > f32::NEG_INFINITY)
-        .collect();
+    let mut candidates: Vec<u32> =
+        (0..scores.len() as u32).filter(|&i| scores[i as usize] > f32::NEG_INFINITY).collect();
     if candidates.len() > k {
         candidates.select_nth_unstable_by(k, order);
         candidates.truncate(k);
@@ -190,21 +175,12 @@ mod tests {
     use super::*;
 
     fn rating(user: &str, item: &str, rating: f32, timestamp: i64) -> Rating {
-        Rating {
-            user: user.into(),
-            item: item.into(),
-            rating,
-            timestamp,
-        }
+        Rating { user: user.into(), item: item.into(), rating, timestamp }
     }
 
     #[test]
     fn ids_sort_numerically_and_ties_break_by_id() {
-        let train = vec![
-            rating("1", "10", 5.0, 1),
-            rating("1", "9", 1.0, 2),
-            rating("2", "100", 4.0, 3),
-        ];
+        let train = vec![rating("1", "10", 5.0, 1), rating("1", "9", 1.0, 2), rating("2", "100", 4.0, 3)];
         let data = TrainData::from_ratings(&train);
         assert_eq!(data.item_ids, ["9", "10", "100"]);
         assert_eq!(top_k(&[1.0, 3.0, 3.0, f32::NEG_INFINITY], 3), [1, 2, 0]);
@@ -221,17 +197,10 @@ mod tests {
             rating("2", "c", 4.0, 5),
             rating("3", "c", 5.0, 6),
         ];
-        let split = Split {
-            train,
-            test: vec![],
-            retrieval_test: vec![rating("3", "b", 5.0, 9)],
-        };
+        let split = Split { train, test: vec![], retrieval_test: vec![rating("3", "b", 5.0, 9)] };
         let report = evaluate_retrieval(&split, |d| Popularity::fit(&d.positives));
         assert_eq!(report.users, 1);
         assert_eq!((report.recall_20, report.ndcg_20), (1.0, 1.0));
-        assert!(
-            (report.coverage_20 - 1.0 / 3.0).abs() < 1e-12,
-            "user 3's list is [b]: {report:?}"
-        );
+        assert!((report.coverage_20 - 1.0 / 3.0).abs() < 1e-12, "user 3's list is [b]: {report:?}");
     }
 }

@@ -60,10 +60,7 @@ impl Split {
 }
 
 fn read(path: &Path) -> Result<Vec<Rating>, SplitError> {
-    let error = |message: String| SplitError {
-        path: path.to_owned(),
-        message,
-    };
+    let error = |message: String| SplitError { path: path.to_owned(), message };
     let file = fs_err::File::open(path).map_err(|e| error(e.to_string()))?;
     csv::Reader::from_reader(file)
         .deserialize()
@@ -80,25 +77,14 @@ mod tests {
     fn reads_a_split_directory() {
         let dir = tempfile::tempdir().unwrap();
         let header = "user,item,rating,timestamp\n";
-        std::fs::write(
-            dir.path().join("train.csv"),
-            format!("{header}1,10,4,100\n1,11,2,101\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("train.csv"), format!("{header}1,10,4,100\n1,11,2,101\n")).unwrap();
         std::fs::write(dir.path().join("test.csv"), format!("{header}1,12,5,200\n")).unwrap();
-        std::fs::write(
-            dir.path().join("retrieval_test.csv"),
-            format!("{header}1,12,5,200\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("retrieval_test.csv"), format!("{header}1,12,5,200\n")).unwrap();
         let split = Split::load(dir.path()).unwrap();
         assert_eq!(split.train.len(), 2);
         assert!(split.train[0].is_positive() && !split.train[1].is_positive());
         std::fs::write(dir.path().join("test.csv"), format!("{header}1,12,five,200\n")).unwrap();
         let err = Split::load(dir.path()).unwrap_err();
-        assert!(
-            err.to_string().contains("test.csv") && err.message.contains("line 2"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("test.csv") && err.message.contains("line 2"), "{err}");
     }
 }

@@ -19,11 +19,7 @@ pub fn tower_inputs(data: &TrainData, items: &[Item], users: &[User], now: Times
         user_slots: data
             .user_ids
             .iter()
-            .map(|id| {
-                users
-                    .get(id.as_str())
-                    .map_or_else(|| schema.anonymous_bags(id), |u| schema.bags(u))
-            })
+            .map(|id| users.get(id.as_str()).map_or_else(|| schema.anonymous_bags(id), |u| schema.bags(u)))
             .collect(),
         item_slots: data
             .item_ids

@@ -197,10 +197,7 @@ impl EmbeddingTable {
             let acc = &mut self.accumulators[row as usize];
             *acc += mean_square;
             let step = lr / (acc.sqrt() + EPSILON);
-            for (w, g) in self.weights[row as usize * dim..(row as usize + 1) * dim]
-                .iter_mut()
-                .zip(g)
-            {
+            for (w, g) in self.weights[row as usize * dim..(row as usize + 1) * dim].iter_mut().zip(g) {
                 *w -= step * g;
             }
             self.last_touch[row as usize] = now_ms;
@@ -240,11 +237,7 @@ impl EmbeddingTable {
             + self.keys.capacity() * 8
             + self.free.capacity() * 4
             + map_bytes;
-        MemoryUse {
-            rows: self.rows.len(),
-            pending: self.pending.len(),
-            bytes,
-        }
+        MemoryUse { rows: self.rows.len(), pending: self.pending.len(), bytes }
     }
 }
 
@@ -259,11 +252,7 @@ pub struct GradientBuffer {
 impl GradientBuffer {
     /// An empty buffer for rows of width `dim`.
     pub fn new(dim: usize) -> GradientBuffer {
-        GradientBuffer {
-            dim,
-            slots: HashMap::new(),
-            values: Vec::new(),
-        }
+        GradientBuffer { dim, slots: HashMap::new(), values: Vec::new() }
     }
 
     /// Adds `scale · grad` to `row`'s gradient.
@@ -274,10 +263,7 @@ impl GradientBuffer {
         if slot == self.values.len() / self.dim {
             self.values.resize(self.values.len() + self.dim, 0.0);
         }
-        for (v, g) in self.values[slot * self.dim..(slot + 1) * self.dim]
-            .iter_mut()
-            .zip(grad)
-        {
+        for (v, g) in self.values[slot * self.dim..(slot + 1) * self.dim].iter_mut().zip(grad) {
             *v += scale * g;
         }
     }
@@ -377,10 +363,7 @@ mod tests {
         assert!(!t.contains(1) && t.contains(2) && !t.contains(3));
         assert_eq!(t.row_of(2), fresh);
         let reused = t.observe(4, 1600);
-        assert!(
-            reused == old || reused == idle,
-            "a freed slot is reused, not a new one"
-        );
+        assert!(reused == old || reused == idle, "a freed slot is reused, not a new one");
         assert_eq!(t.keys.len(), 4, "default row + three slots, no growth");
     }
 

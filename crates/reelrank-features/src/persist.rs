@@ -46,10 +46,7 @@ struct Manifest {
 }
 
 fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!("{name}.safetensors")),
-        dir.join(format!("{name}.json")),
-    )
+    (dir.join(format!("{name}.safetensors")), dir.join(format!("{name}.json")))
 }
 
 fn bytes<T: Copy, const N: usize>(values: &[T], to_le: impl Fn(T) -> [u8; N]) -> Vec<u8> {
@@ -71,93 +68,43 @@ impl EmbeddingTable {
         let n = self.keys.len();
         let buffers: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
             ("keys", Dtype::U64, vec![n], bytes(&self.keys, u64::to_le_bytes)),
-            (
-                "weights",
-                Dtype::F32,
-                vec![n, self.config.dim],
-                bytes(&self.weights, f32::to_le_bytes),
-            ),
-            (
-                "accumulators",
-                Dtype::F32,
-                vec![n],
-                bytes(&self.accumulators, f32::to_le_bytes),
-            ),
-            (
-                "last_touch",
-                Dtype::I64,
-                vec![n],
-                bytes(&self.last_touch, i64::to_le_bytes),
-            ),
-            (
-                "free",
-                Dtype::U32,
-                vec![self.free.len()],
-                bytes(&self.free, u32::to_le_bytes),
-            ),
-            (
-                "pending_keys",
-                Dtype::U64,
-                vec![pending_keys.len()],
-                bytes(&pending_keys, u64::to_le_bytes),
-            ),
+            ("weights", Dtype::F32, vec![n, self.config.dim], bytes(&self.weights, f32::to_le_bytes)),
+            ("accumulators", Dtype::F32, vec![n], bytes(&self.accumulators, f32::to_le_bytes)),
+            ("last_touch", Dtype::I64, vec![n], bytes(&self.last_touch, i64::to_le_bytes)),
+            ("free", Dtype::U32, vec![self.free.len()], bytes(&self.free, u32::to_le_bytes)),
+            ("pending_keys", Dtype::U64, vec![pending_keys.len()], bytes(&pending_keys, u64::to_le_bytes)),
             (
                 "pending_counts",
                 Dtype::U32,
                 vec![pending_counts.len()],
                 bytes(&pending_counts, u32::to_le_bytes),
             ),
-            (
-                "pending_seen",
-                Dtype::I64,
-                vec![pending_seen.len()],
-                bytes(&pending_seen, i64::to_le_bytes),
-            ),
+            ("pending_seen", Dtype::I64, vec![pending_seen.len()], bytes(&pending_seen, i64::to_le_bytes)),
         ];
         let views = buffers
             .iter()
             .map(|(name, dtype, shape, data)| Ok((*name, TensorView::new(*dtype, shape.clone(), data)?)))
             .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-            .map_err(|e| PersistError::Format {
-                path: arrays.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| PersistError::Format { path: arrays.clone(), message: e.to_string() })?;
         fs_err::create_dir_all(dir)?;
-        safetensors::serialize_to_file(views, None, &arrays).map_err(|e| PersistError::Format {
-            path: arrays.clone(),
-            message: e.to_string(),
-        })?;
-        let manifest_json = Manifest {
-            format_version: FORMAT_VERSION,
-            config: self.config.clone(),
-            rows: self.rows.len(),
-        };
-        fs_err::write(
-            &manifest,
-            serde_json::to_vec_pretty(&manifest_json).expect("plain data"),
-        )?;
+        safetensors::serialize_to_file(views, None, &arrays)
+            .map_err(|e| PersistError::Format { path: arrays.clone(), message: e.to_string() })?;
+        let manifest_json =
+            Manifest { format_version: FORMAT_VERSION, config: self.config.clone(), rows: self.rows.len() };
+        fs_err::write(&manifest, serde_json::to_vec_pretty(&manifest_json).expect("plain data"))?;
         Ok(())
     }
 
     /// Reads a table written by [`EmbeddingTable::save`].
     pub fn load(dir: &Path, name: &str) -> Result<EmbeddingTable, PersistError> {
         let (arrays, manifest_path) = paths(dir, name);
-        let manifest: Manifest =
-            serde_json::from_slice(&fs_err::read(&manifest_path)?).map_err(|e| PersistError::Format {
-                path: manifest_path.clone(),
-                message: e.to_string(),
-            })?;
+        let manifest: Manifest = serde_json::from_slice(&fs_err::read(&manifest_path)?)
+            .map_err(|e| PersistError::Format { path: manifest_path.clone(), message: e.to_string() })?;
         if manifest.format_version != FORMAT_VERSION {
-            return Err(PersistError::Version {
-                path: manifest_path,
-                found: manifest.format_version,
-            });
+            return Err(PersistError::Version { path: manifest_path, found: manifest.format_version });
         }
         let buffer = fs_err::read(&arrays)?;
-        let format = |message: String| PersistError::Format {
-            path: arrays.clone(),
-            message,
-        };
+        let format = |message: String| PersistError::Format { path: arrays.clone(), message };
         let tensors = SafeTensors::deserialize(&buffer).map_err(|e| format(e.to_string()))?;
         let raw = |name: &str, dtype: Dtype| -> Result<&[u8], PersistError> {
             let t = tensors.tensor(name).map_err(|e| format(e.to_string()))?;
@@ -202,9 +149,7 @@ impl EmbeddingTable {
 }
 
 fn decode<T, const N: usize>(data: &[u8], from_le: impl Fn([u8; N]) -> T) -> Vec<T> {
-    data.chunks_exact(N)
-        .map(|c| from_le(c.try_into().expect("exact chunk")))
-        .collect()
+    data.chunks_exact(N).map(|c| from_le(c.try_into().expect("exact chunk"))).collect()
 }
 
 #[cfg(test)]
@@ -214,12 +159,8 @@ mod tests {
 
     #[test]
     fn save_then_load_gives_an_identical_table() {
-        let config = EmbeddingConfig {
-            dim: 3,
-            min_count: 2,
-            expire_after_ms: Some(10_000),
-            ..Default::default()
-        };
+        let config =
+            EmbeddingConfig { dim: 3, min_count: 2, expire_after_ms: Some(10_000), ..Default::default() };
         let mut table = EmbeddingTable::new(config);
         for key in 0..50u64 {
             table.observe(key % 30, key as i64);
@@ -247,9 +188,7 @@ mod tests {
     #[test]
     fn other_format_versions_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        EmbeddingTable::new(EmbeddingConfig::default())
-            .save(dir.path(), "t")
-            .unwrap();
+        EmbeddingTable::new(EmbeddingConfig::default()).save(dir.path(), "t").unwrap();
         let manifest = dir.path().join("t.json");
         let text = std::fs::read_to_string(&manifest)
             .unwrap()

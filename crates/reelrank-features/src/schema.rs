@@ -49,10 +49,8 @@ pub struct UserSchema {
 impl UserSchema {
     /// The attribute names present among `users`.
     pub fn from_users<'a>(users: impl IntoIterator<Item = &'a User>) -> UserSchema {
-        let mut attributes: Vec<String> = users
-            .into_iter()
-            .flat_map(|u| u.attributes.keys().cloned())
-            .collect();
+        let mut attributes: Vec<String> =
+            users.into_iter().flat_map(|u| u.attributes.keys().cloned()).collect();
         attributes.sort();
         attributes.dedup();
         UserSchema { attributes }
@@ -85,26 +83,15 @@ impl UserSchema {
 
 /// An item's slots; `now` dates its age since publication.
 pub fn item_bags(item: &Item, now: Timestamp) -> Vec<Bag> {
-    let age_days = item
-        .published_at
-        .map(|p| ((now.millis() - p.millis()) / Timestamp::DAY_MS) as f64);
+    let age_days = item.published_at.map(|p| ((now.millis() - p.millis()) / Timestamp::DAY_MS) as f64);
     vec![
         vec![(item_id_key(&item.item_id), 1.0)],
         one("item.category", item.category.as_str()),
-        item.tags
-            .iter()
-            .map(|t| (feature_key("item.tag", t), 1.0))
-            .collect(),
+        item.tags.iter().map(|t| (feature_key("item.tag", t), 1.0)).collect(),
         optional("item.creator", item.creator_id.as_deref()),
-        optional(
-            "item.duration",
-            item.duration_s.map(|d| numeric_bucket(d).to_string()).as_deref(),
-        ),
+        optional("item.duration", item.duration_s.map(|d| numeric_bucket(d).to_string()).as_deref()),
         optional("item.language", item.language.as_deref()),
-        optional(
-            "item.age",
-            age_days.map(|d| numeric_bucket(d).to_string()).as_deref(),
-        ),
+        optional("item.age", age_days.map(|d| numeric_bucket(d).to_string()).as_deref()),
     ]
 }
 
@@ -128,10 +115,7 @@ mod tests {
     fn every_user_gets_the_same_slots() {
         let mut a = User::new("a");
         a.attributes.insert("age".into(), AttributeValue::Numeric(23.0));
-        a.attributes.insert(
-            "likes".into(),
-            AttributeValue::Multi(vec!["x".into(), "y".into()]),
-        );
+        a.attributes.insert("likes".into(), AttributeValue::Multi(vec!["x".into(), "y".into()]));
         let b = User::new("b");
         let schema = UserSchema::from_users([&a, &b]);
         assert_eq!(schema.attributes, ["age", "likes"]);

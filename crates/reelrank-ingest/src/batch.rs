@@ -80,31 +80,18 @@ pub fn decode_batch<T: DeserializeOwned + Validate>(
 }
 
 fn located(index: usize, error: FieldError) -> RecordError {
-    RecordError {
-        index,
-        field: error.field,
-        message: error.message,
-    }
+    RecordError { index, field: error.field, message: error.message }
 }
 
 fn malformed(index: usize, message: impl Into<String>) -> BatchError {
-    BatchError::Invalid(vec![RecordError {
-        index,
-        field: String::new(),
-        message: message.into(),
-    }])
+    BatchError::Invalid(vec![RecordError { index, field: String::new(), message: message.into() }])
 }
 
 /// Parses a JSON array element by element, so a syntax error can be pinned to the element it is in.
 fn json_array(body: &[u8], max_records: usize) -> Result<Vec<serde_json::Value>, BatchError> {
     let mut values = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = Elements {
-        values: &mut values,
-        max_records,
-    }
-    .deserialize(&mut de)
-    .and_then(|()| de.end());
+    let parsed = Elements { values: &mut values, max_records }.deserialize(&mut de).and_then(|()| de.end());
     match parsed {
         Ok(()) => Ok(values),
         Err(_) if values.len() > max_records => Err(BatchError::TooLarge { max_records }),
@@ -151,10 +138,7 @@ fn ndjson(body: &[u8], max_records: usize) -> Result<Vec<serde_json::Value>, Bat
         }
         let index = values.len();
         let text = std::str::from_utf8(line).map_err(|e| {
-            malformed(
-                index,
-                format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
-            )
+            malformed(index, format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()))
         })?;
         let value =
             serde_json::from_str(text).map_err(|e| malformed(index, format!("malformed JSON line: {e}")))?;
@@ -188,10 +172,7 @@ mod tests {
 
     #[test]
     fn malformed_json_names_the_record() {
-        assert_eq!(
-            errors(format!("[{OK}, {OK}, {{\"user_id\": ]").as_bytes()),
-            [(2, String::new())]
-        );
+        assert_eq!(errors(format!("[{OK}, {OK}, {{\"user_id\": ]").as_bytes()), [(2, String::new())]);
         assert_eq!(errors(format!("{OK}\n{{oops\n").as_bytes()), [(1, String::new())]);
     }
 
@@ -210,19 +191,13 @@ mod tests {
         let body = format!(
             r#"[{OK}, {{"user_id":"u","item_id":"i","kind":"play","ts":true}}, {{"user_id":"","item_id":"i","kind":"like","ts":"2026-01-01"}}]"#
         );
-        assert_eq!(
-            errors(body.as_bytes()),
-            [(1, "ts".to_owned()), (2, "user_id".to_owned())]
-        );
+        assert_eq!(errors(body.as_bytes()), [(1, "ts".to_owned()), (2, "user_id".to_owned())]);
     }
 
     #[test]
     fn size_limits() {
         let many = format!("[{}]", [OK; 11].join(","));
-        assert_eq!(
-            decode_batch::<Event>(many.as_bytes(), 10),
-            Err(BatchError::TooLarge { max_records: 10 })
-        );
+        assert_eq!(decode_batch::<Event>(many.as_bytes(), 10), Err(BatchError::TooLarge { max_records: 10 }));
         let lines = [OK; 11].join("\n");
         assert_eq!(
             decode_batch::<Event>(lines.as_bytes(), 10),

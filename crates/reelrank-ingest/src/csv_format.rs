@@ -33,43 +33,25 @@ pub async fn import_csv(
     let mut summary = ImportSummary::default();
     let format = Format::csv();
     if let Some(path) = &files.items {
-        summary.items = import_file(
-            path,
-            &format,
-            &item_from_row,
-            IMPORT_BATCH_ROWS,
-            progress,
-            async |batch| {
-                store
-                    .upsert_items(&batch, default_status)
-                    .await
-                    .map(drop)
-                    .map_err(Into::into)
-            },
-        )
-        .await?;
+        summary.items =
+            import_file(path, &format, &item_from_row, IMPORT_BATCH_ROWS, progress, async |batch| {
+                store.upsert_items(&batch, default_status).await.map(drop).map_err(Into::into)
+            })
+            .await?;
     }
     if let Some(path) = &files.users {
-        summary.users = import_file(
-            path,
-            &format,
-            &user_from_row,
-            IMPORT_BATCH_ROWS,
-            progress,
-            async |batch| store.upsert_users(&batch).await.map(drop).map_err(Into::into),
-        )
-        .await?;
+        summary.users =
+            import_file(path, &format, &user_from_row, IMPORT_BATCH_ROWS, progress, async |batch| {
+                store.upsert_users(&batch).await.map(drop).map_err(Into::into)
+            })
+            .await?;
     }
     if let Some(path) = &files.events {
-        summary.events = import_file(
-            path,
-            &format,
-            &event_from_row,
-            IMPORT_BATCH_ROWS,
-            progress,
-            async |batch| store.append_events(&batch).await.map(drop).map_err(Into::into),
-        )
-        .await?;
+        summary.events =
+            import_file(path, &format, &event_from_row, IMPORT_BATCH_ROWS, progress, async |batch| {
+                store.append_events(&batch).await.map(drop).map_err(Into::into)
+            })
+            .await?;
     }
     Ok(summary)
 }
@@ -79,11 +61,7 @@ fn list(row: &Row, column: &str) -> Vec<String> {
 }
 
 fn split_list(text: &str) -> Vec<String> {
-    text.split('|')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    text.split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 fn owned(row: &Row, column: &str) -> Option<String> {
@@ -93,16 +71,9 @@ fn owned(row: &Row, column: &str) -> Option<String> {
 fn timestamp(row: &Row, column: &str) -> Result<Option<Timestamp>, FieldError> {
     row.get(column)
         .map(|text| {
-            text.parse::<i64>()
-                .map(Timestamp)
-                .ok()
-                .or_else(|| Timestamp::parse(text))
-                .ok_or_else(|| {
-                    FieldError::new(
-                        column,
-                        format!("`{text}` is not RFC 3339, a date or Unix milliseconds"),
-                    )
-                })
+            text.parse::<i64>().map(Timestamp).ok().or_else(|| Timestamp::parse(text)).ok_or_else(|| {
+                FieldError::new(column, format!("`{text}` is not RFC 3339, a date or Unix milliseconds"))
+            })
         })
         .transpose()
 }
@@ -145,9 +116,8 @@ fn user_from_row(row: &Row) -> Result<User, FieldError> {
         let value = if let Some(name) = column.strip_prefix("cat:") {
             (name, AttributeValue::Categorical(cell.to_owned()))
         } else if let Some(name) = column.strip_prefix("num:") {
-            let number = cell
-                .parse()
-                .map_err(|_| FieldError::new(column, format!("`{cell}` is not a number")))?;
+            let number =
+                cell.parse().map_err(|_| FieldError::new(column, format!("`{cell}` is not a number")))?;
             (name, AttributeValue::Numeric(number))
         } else if let Some(name) = column.strip_prefix("multi:") {
             (name, AttributeValue::Multi(split_list(cell)))
@@ -161,11 +131,8 @@ fn user_from_row(row: &Row) -> Result<User, FieldError> {
 
 fn event_from_row(row: &Row) -> Result<Event, FieldError> {
     let kind = row.require("kind")?;
-    let context = EventContext {
-        device: owned(row, "device"),
-        page: owned(row, "page"),
-        hour: row.parse("hour")?,
-    };
+    let context =
+        EventContext { device: owned(row, "device"), page: owned(row, "page"), hour: row.parse("hour")? };
     Ok(Event {
         event_id: owned(row, "event_id"),
         user_id: row.require("user_id")?.to_owned(),
@@ -187,10 +154,7 @@ mod tests {
 
     fn file(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
         path
     }
 
@@ -218,25 +182,13 @@ mod tests {
                 e1,u1,ep1,watch,30000,2026-01-02T10:00:00Z,10\ne2,u2,ep1,like,,1767348000000,\n",
             )),
         };
-        let summary = import_csv(
-            &t.store,
-            &files,
-            ModerationStatus::Approved,
-            &ProgressBar::hidden(),
-        )
-        .await
-        .unwrap();
+        let summary =
+            import_csv(&t.store, &files, ModerationStatus::Approved, &ProgressBar::hidden()).await.unwrap();
         assert_eq!((summary.items, summary.users, summary.events), (1, 1, 2));
         let item = t.store.item("ep1").await.unwrap().unwrap();
-        assert_eq!(
-            (item.title.as_str(), item.episode, item.regions.len()),
-            ("Heiress, ep. 1", Some(1), 2)
-        );
+        assert_eq!((item.title.as_str(), item.episode, item.regions.len()), ("Heiress, ep. 1", Some(1), 2));
         let user = t.store.user("u1").await.unwrap().unwrap();
-        assert_eq!(
-            user.attributes["likes"],
-            AttributeValue::Multi(vec!["food".into(), "travel".into()])
-        );
+        assert_eq!(user.attributes["likes"], AttributeValue::Multi(vec!["food".into(), "travel".into()]));
         assert_eq!(user.personalization, Some(false));
         let events = t.store.events_after(0, 10).await.unwrap();
         assert_eq!(events[0].event.context.as_ref().unwrap().hour, Some(10));
@@ -252,18 +204,10 @@ mod tests {
             text.push_str(&format!("u{i},i1,play,2026-01-02\n"));
         }
         text.push_str("u9,i1,dance,2026-01-02\n");
-        let files = CsvFiles {
-            events: Some(file(dir.path(), "events.csv", &text)),
-            ..CsvFiles::default()
-        };
-        let err = import_csv(
-            &t.store,
-            &files,
-            ModerationStatus::Approved,
-            &ProgressBar::hidden(),
-        )
-        .await
-        .unwrap_err();
+        let files = CsvFiles { events: Some(file(dir.path(), "events.csv", &text)), ..CsvFiles::default() };
+        let err = import_csv(&t.store, &files, ModerationStatus::Approved, &ProgressBar::hidden())
+            .await
+            .unwrap_err();
         match err {
             ImportError::Row { line, field, .. } => assert_eq!((line, field.as_str()), (25_002, "kind")),
             other => panic!("{other}"),

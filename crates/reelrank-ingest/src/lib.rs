@@ -74,18 +74,10 @@ pub enum ImportError {
 
 impl ImportError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> ImportError {
-        ImportError::Io {
-            path: path.to_owned(),
-            source,
-        }
+        ImportError::Io { path: path.to_owned(), source }
     }
 
     pub(crate) fn row(path: &Path, line: u64, field: &str, message: impl Into<String>) -> ImportError {
-        ImportError::Row {
-            path: path.to_owned(),
-            line,
-            field: field.to_owned(),
-            message: message.into(),
-        }
+        ImportError::Row { path: path.to_owned(), line, field: field.to_owned(), message: message.into() }
     }
 }

@@ -112,11 +112,7 @@ impl MovieLensFiles {
             MovieLensLayout::Ml100k => HashMap::new(),
             MovieLensLayout::MlLatest => community_tags(dir)?,
         };
-        Ok(MovieLensFiles {
-            layout,
-            dir: dir.to_owned(),
-            tags,
-        })
+        Ok(MovieLensFiles { layout, dir: dir.to_owned(), tags })
     }
 
     async fn items(
@@ -192,29 +188,15 @@ pub async fn import_movielens(
     let files = MovieLensFiles::open(dir)?;
     let items = files
         .items(progress, async |batch| {
-            store
-                .upsert_items(&batch, ModerationStatus::Approved)
-                .await
-                .map(drop)
-                .map_err(ImportError::from)
+            store.upsert_items(&batch, ModerationStatus::Approved).await.map(drop).map_err(ImportError::from)
         })
         .await?;
     let users = files
-        .users(progress, async |batch| {
-            store
-                .upsert_users(&batch)
-                .await
-                .map(drop)
-                .map_err(ImportError::from)
-        })
+        .users(progress, async |batch| store.upsert_users(&batch).await.map(drop).map_err(ImportError::from))
         .await?;
     let events = files
         .ratings(progress, async |batch| {
-            store
-                .append_events(&batch)
-                .await
-                .map(drop)
-                .map_err(ImportError::from)
+            store.append_events(&batch).await.map(drop).map_err(ImportError::from)
         })
         .await?;
     Ok(ImportSummary { items, users, events })
@@ -255,9 +237,8 @@ fn ml100k_item(row: &Row) -> Result<Item, FieldError> {
 
 /// ml-100k dates look like `01-Jan-1995`.
 fn parse_ml_date(text: &str) -> Result<Timestamp, FieldError> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let bad = || FieldError::new("release_date", format!("`{text}` is not a date like 01-Jan-1995"));
     let mut parts = text.split('-');
     let (Some(day), Some(month), Some(year), None) = (parts.next(), parts.next(), parts.next(), parts.next())
@@ -276,8 +257,7 @@ fn ml100k_user(row: &Row) -> Result<User, FieldError> {
     }
     for column in ["gender", "occupation", "zip"] {
         if let Some(value) = row.get(column) {
-            user.attributes
-                .insert(column.into(), AttributeValue::Categorical(value.to_owned()));
+            user.attributes.insert(column.into(), AttributeValue::Categorical(value.to_owned()));
         }
     }
     Ok(user)
@@ -321,11 +301,7 @@ fn community_tags(dir: &Path) -> Result<HashMap<String, Vec<String>>, ImportErro
             };
             let tag = tag.trim().to_lowercase();
             if !tag.is_empty() && tag.len() <= 64 {
-                *counts
-                    .entry(movie.to_owned())
-                    .or_default()
-                    .entry(tag)
-                    .or_default() += 1;
+                *counts.entry(movie.to_owned()).or_default().entry(tag).or_default() += 1;
             }
         }
     }
@@ -334,13 +310,7 @@ fn community_tags(dir: &Path) -> Result<HashMap<String, Vec<String>>, ImportErro
         .map(|(movie, tags)| {
             let mut tags: Vec<(String, u32)> = tags.into_iter().collect();
             tags.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            (
-                movie,
-                tags.into_iter()
-                    .take(MAX_TAGS_PER_MOVIE)
-                    .map(|(t, _)| t)
-                    .collect(),
-            )
+            (movie, tags.into_iter().take(MAX_TAGS_PER_MOVIE).map(|(t, _)| t).collect())
         })
         .collect())
 }
@@ -348,18 +318,13 @@ fn community_tags(dir: &Path) -> Result<HashMap<String, Vec<String>>, ImportErro
 fn rating(row: &Row) -> Result<Event, FieldError> {
     let user = row.require("userId")?;
     let movie = row.require("movieId")?;
-    let secs: i64 = row
-        .parse("timestamp")?
-        .ok_or_else(|| FieldError::new("timestamp", "required"))?;
+    let secs: i64 = row.parse("timestamp")?.ok_or_else(|| FieldError::new("timestamp", "required"))?;
     Ok(Event {
         event_id: Some(format!("ml-{user}-{movie}")),
         user_id: user.to_owned(),
         item_id: movie.to_owned(),
         kind: EventKind::Rate,
-        value: Some(
-            row.parse("rating")?
-                .ok_or_else(|| FieldError::new("rating", "required"))?,
-        ),
+        value: Some(row.parse("rating")?.ok_or_else(|| FieldError::new("rating", "required"))?),
         ts: Timestamp::from_secs(secs),
         request_id: None,
         context: None,
@@ -373,83 +338,52 @@ mod tests {
     use super::*;
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) {
-        std::fs::File::create(dir.join(name))
-            .unwrap()
-            .write_all(bytes)
-            .unwrap();
+        std::fs::File::create(dir.join(name)).unwrap().write_all(bytes).unwrap();
     }
 
     #[tokio::test]
     async fn ml100k_layout() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "u.data",
-            b"1\t10\t4\t881250949\n2\t10\t3\t881250950\n",
-        );
-        write(
-            dir.path(),
-            "u.user",
-            b"1|24|M|technician|85711\n2|53|F|other|94043\n",
-        );
+        write(dir.path(), "u.data", b"1\t10\t4\t881250949\n2\t10\t3\t881250950\n");
+        write(dir.path(), "u.user", b"1|24|M|technician|85711\n2|53|F|other|94043\n");
         let mut item =
             b"10|Caf\xe9 Society (1995)|01-Jan-1995||http://x|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0\n"
                 .to_vec();
         item.extend_from_slice(b"11|Unknown (1990)|||http://y|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n");
         write(dir.path(), "u.item", &item);
         let t = reelrank_store::testing::sqlite().await.unwrap();
-        let summary = import_movielens(&t.store, dir.path(), &ProgressBar::hidden())
-            .await
-            .unwrap();
+        let summary = import_movielens(&t.store, dir.path(), &ProgressBar::hidden()).await.unwrap();
         assert_eq!((summary.items, summary.users, summary.events), (2, 2, 2));
         let movie = t.store.item("10").await.unwrap().unwrap();
         assert_eq!(movie.title, "Café Society (1995)");
         assert_eq!(movie.tags, ["action", "thriller"]);
         assert_eq!(movie.published_at, Timestamp::from_ymd(1995, 1, 1));
         let user = t.store.user("2").await.unwrap().unwrap();
-        assert_eq!(
-            user.attributes["occupation"],
-            AttributeValue::Categorical("other".into())
-        );
+        assert_eq!(user.attributes["occupation"], AttributeValue::Categorical("other".into()));
         let events = t.store.events_after(0, 10).await.unwrap();
-        assert_eq!(
-            (events[0].event.kind, events[0].event.value),
-            (EventKind::Rate, Some(4.0))
-        );
+        assert_eq!((events[0].event.kind, events[0].event.value), (EventKind::Rate, Some(4.0)));
         assert_eq!(events[0].event.ts, Timestamp::from_secs(881_250_949));
         // The side information alone, as offline evaluation reads it beside fixed rating splits.
         let (items, users) = movielens_side_info(dir.path()).await.unwrap();
         assert_eq!((items.len(), users.len()), (2, 2));
         assert_eq!(items[0].tags, ["action", "thriller"]);
         // Importing again stores no rating twice.
-        import_movielens(&t.store, dir.path(), &ProgressBar::hidden())
-            .await
-            .unwrap();
+        import_movielens(&t.store, dir.path(), &ProgressBar::hidden()).await.unwrap();
         assert_eq!(t.store.counts().await.unwrap().events, 2);
     }
 
     #[tokio::test]
     async fn ml_latest_layout() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "ratings.csv",
-            b"userId,movieId,rating,timestamp\n1,1,4.5,964982703\n",
-        );
+        write(dir.path(), "ratings.csv", b"userId,movieId,rating,timestamp\n1,1,4.5,964982703\n");
         write(
             dir.path(),
             "movies.csv",
             b"movieId,title,genres\n1,\"Toy Story, The (1995)\",Adventure|Animation\n2,Nothing,(no genres listed)\n",
         );
-        write(
-            dir.path(),
-            "tags.csv",
-            b"userId,movieId,tag,timestamp\n1,1,pixar,1\n2,1,Pixar,2\n3,1,fun,3\n",
-        );
+        write(dir.path(), "tags.csv", b"userId,movieId,tag,timestamp\n1,1,pixar,1\n2,1,Pixar,2\n3,1,fun,3\n");
         let t = reelrank_store::testing::sqlite().await.unwrap();
-        let summary = import_movielens(&t.store, dir.path(), &ProgressBar::hidden())
-            .await
-            .unwrap();
+        let summary = import_movielens(&t.store, dir.path(), &ProgressBar::hidden()).await.unwrap();
         assert_eq!((summary.items, summary.users, summary.events), (2, 0, 1));
         let movie = t.store.item("1").await.unwrap().unwrap();
         assert_eq!(movie.tags, ["adventure", "animation", "pixar", "fun"]);
@@ -461,9 +395,6 @@ mod tests {
     #[test]
     fn bad_release_dates_are_named() {
         assert_eq!(parse_ml_date("01-Foo-1995").unwrap_err().field, "release_date");
-        assert_eq!(
-            parse_ml_date("14-Feb-1997").unwrap(),
-            Timestamp::from_ymd(1997, 2, 14).unwrap()
-        );
+        assert_eq!(parse_ml_date("14-Feb-1997").unwrap(), Timestamp::from_ymd(1997, 2, 14).unwrap());
     }
 }

@@ -34,12 +34,7 @@ pub(crate) struct Format {
 impl Format {
     /// Standard CSV with a header row.
     pub fn csv() -> Format {
-        Format {
-            delimiter: b',',
-            quoting: true,
-            encoding: Encoding::Utf8,
-            columns: None,
-        }
+        Format { delimiter: b',', quoting: true, encoding: Encoding::Utf8, columns: None }
     }
 }
 
@@ -59,8 +54,7 @@ impl Row<'_> {
 
     /// The cell of a required column.
     pub fn require(&self, column: &str) -> Result<&str, FieldError> {
-        self.get(column)
-            .ok_or_else(|| FieldError::new(column, "required"))
+        self.get(column).ok_or_else(|| FieldError::new(column, "required"))
     }
 
     /// Parses an optional cell with `FromStr`.
@@ -69,20 +63,13 @@ impl Row<'_> {
         T::Err: std::fmt::Display,
     {
         self.get(column)
-            .map(|text| {
-                text.parse::<T>()
-                    .map_err(|e| FieldError::new(column, format!("`{text}`: {e}")))
-            })
+            .map(|text| text.parse::<T>().map_err(|e| FieldError::new(column, format!("`{text}`: {e}"))))
             .transpose()
     }
 
     /// Every (column name, cell) pair with a non-empty cell.
     pub fn cells(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.names
-            .iter()
-            .zip(&self.cells)
-            .map(|(n, c)| (n.as_str(), c.trim()))
-            .filter(|(_, c)| !c.is_empty())
+        self.names.iter().zip(&self.cells).map(|(n, c)| (n.as_str(), c.trim())).filter(|(_, c)| !c.is_empty())
     }
 }
 
@@ -151,20 +138,11 @@ impl<'p, T: Validate> Reader<'p, T> {
                     })?,
                 });
             }
-            let row = Row {
-                columns: &self.columns,
-                names: &self.names,
-                cells,
-            };
+            let row = Row { columns: &self.columns, names: &self.names, cells };
             let record =
                 (self.parse)(&row).map_err(|e| ImportError::row(&self.path, line, &e.field, e.message))?;
             if let Some(problem) = record.validate().into_iter().next() {
-                return Err(ImportError::row(
-                    &self.path,
-                    line,
-                    &problem.field,
-                    problem.message,
-                ));
+                return Err(ImportError::row(&self.path, line, &problem.field, problem.message));
             }
             batch.push(record);
         }

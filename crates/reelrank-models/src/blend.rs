@@ -52,14 +52,8 @@ mod tests {
         let b = Fixed(vec![-1000.0, 0.0, 1000.0]);
         let mut scores = vec![0.0; 3];
         Blend::new(vec![(&a, 2.0), (&b, 1.0)]).score_items(0, &[], &mut scores);
-        assert!(
-            scores[0] > scores[1] && scores[1] > scores[2],
-            "the heavier weight wins: {scores:?}"
-        );
+        assert!(scores[0] > scores[1] && scores[1] > scores[2], "the heavier weight wins: {scores:?}");
         Blend::new(vec![(&a, 1.0), (&b, 1.0)]).score_items(0, &[], &mut scores);
-        assert!(
-            scores.iter().all(|s| s.abs() < 1e-5),
-            "equal weights cancel: {scores:?}"
-        );
+        assert!(scores.iter().all(|s| s.abs() < 1e-5), "equal weights cancel: {scores:?}");
     }
 }

@@ -32,11 +32,7 @@ pub struct CooccurrenceConfig {
 
 impl Default for CooccurrenceConfig {
     fn default() -> CooccurrenceConfig {
-        CooccurrenceConfig {
-            neighbors: 200,
-            popularity_penalty: 0.4,
-            max_history: 500,
-        }
+        CooccurrenceConfig { neighbors: 200, popularity_penalty: 0.4, max_history: 500 }
     }
 }
 
@@ -129,10 +125,7 @@ mod tests {
 
     #[test]
     fn weights_follow_the_random_walk() {
-        let config = CooccurrenceConfig {
-            popularity_penalty: 0.0,
-            ..CooccurrenceConfig::default()
-        };
+        let config = CooccurrenceConfig { popularity_penalty: 0.0, ..CooccurrenceConfig::default() };
         let model = ItemCooccurrence::fit(&toy(), &config);
         // From item 0: three users, each with 3 items -> 3 · (1/3 · 1/3) = 1/3 to item 1 and to item 4.
         let from_0: Vec<(u32, f32)> = model.similar(0).to_vec();
@@ -145,10 +138,7 @@ mod tests {
     fn popularity_penalty_demotes_the_hub() {
         let model = ItemCooccurrence::fit(
             &toy(),
-            &CooccurrenceConfig {
-                popularity_penalty: 1.0,
-                ..Default::default()
-            },
+            &CooccurrenceConfig { popularity_penalty: 1.0, ..Default::default() },
         );
         assert_eq!(model.similar(0)[0].0, 1, "item 1 beats the everyone-likes item 4");
         let mut scores = vec![0.0; 5];
@@ -158,13 +148,7 @@ mod tests {
 
     #[test]
     fn neighbours_are_capped() {
-        let model = ItemCooccurrence::fit(
-            &toy(),
-            &CooccurrenceConfig {
-                neighbors: 1,
-                ..Default::default()
-            },
-        );
+        let model = ItemCooccurrence::fit(&toy(), &CooccurrenceConfig { neighbors: 1, ..Default::default() });
         assert!((0..5).all(|i| model.similar(i).len() <= 1));
     }
 }

@@ -23,20 +23,9 @@ pub(crate) fn matmul(
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
 ) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "matmul shapes"
-    );
-    let (rsa, csa) = if a_transposed {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (rsb, csb) = if b_transposed {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul shapes");
+    let (rsa, csa) = if a_transposed { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if b_transposed { (1, k as isize) } else { (n as isize, 1) };
     let beta = if accumulate { 1.0 } else { 0.0 };
     // SAFETY: the assertion above guarantees every index the strides reach lies inside the
     // slices: a' spans m·k elements of `a`, b' k·n of `b`, c m·n of `c`; `c` does not alias them.
@@ -80,13 +69,7 @@ pub(crate) struct AdamStep {
 
 impl AdamStep {
     pub fn new(lr: f32) -> AdamStep {
-        AdamStep {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            t: 0,
-        }
+        AdamStep { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: 0 }
     }
 }
 
@@ -127,9 +110,7 @@ impl Linear {
         Linear {
             inputs,
             outputs,
-            w: (0..inputs * outputs)
-                .map(|_| rng.random_range(-bound..bound))
-                .collect(),
+            w: (0..inputs * outputs).map(|_| rng.random_range(-bound..bound)).collect(),
             b: vec![0.0; outputs],
             grad_w: vec![0.0; inputs * outputs],
             grad_b: vec![0.0; outputs],
@@ -142,28 +123,12 @@ impl Linear {
     pub(crate) fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>) {
         y.clear();
         y.extend(std::iter::repeat_n(&self.b, rows).flatten());
-        matmul(
-            x,
-            false,
-            &self.w,
-            true,
-            y,
-            (rows, self.inputs, self.outputs),
-            true,
-        );
+        matmul(x, false, &self.w, true, y, (rows, self.inputs, self.outputs), true);
     }
 
     /// Accumulates the weight gradients from `dy` and writes `dx` (when asked for).
     pub(crate) fn backward(&mut self, x: &[f32], dy: &[f32], rows: usize, dx: Option<&mut Vec<f32>>) {
-        matmul(
-            dy,
-            true,
-            x,
-            false,
-            &mut self.grad_w,
-            (self.outputs, rows, self.inputs),
-            true,
-        );
+        matmul(dy, true, x, false, &mut self.grad_w, (self.outputs, rows, self.inputs), true);
         for row in dy.chunks_exact(self.outputs) {
             for (g, d) in self.grad_b.iter_mut().zip(row) {
                 *g += d;
@@ -172,15 +137,7 @@ impl Linear {
         if let Some(dx) = dx {
             dx.clear();
             dx.resize(rows * self.inputs, 0.0);
-            matmul(
-                dy,
-                false,
-                &self.w,
-                false,
-                dx,
-                (rows, self.outputs, self.inputs),
-                false,
-            );
+            matmul(dy, false, &self.w, false, dx, (rows, self.outputs, self.inputs), false);
         }
     }
 
@@ -205,15 +162,8 @@ impl Mlp {
     /// An MLP through `sizes` (`[input, hidden..., output]`).
     pub(crate) fn new(sizes: &[usize], seed: u64) -> Mlp {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
-        let layers = sizes
-            .windows(2)
-            .map(|w| Linear::new(w[0], w[1], &mut rng))
-            .collect::<Vec<_>>();
-        Mlp {
-            activations: vec![Vec::new(); layers.len()],
-            layers,
-            rows: 0,
-        }
+        let layers = sizes.windows(2).map(|w| Linear::new(w[0], w[1], &mut rng)).collect::<Vec<_>>();
+        Mlp { activations: vec![Vec::new(); layers.len()], layers, rows: 0 }
     }
 
     /// Output width.
@@ -307,11 +257,7 @@ mod tests {
         let x: Vec<f32> = (0..rows * 5).map(|_| rng.random_range(-1.0..1.0)).collect();
         let r: Vec<f32> = (0..rows * 4).map(|_| rng.random_range(-1.0..1.0)).collect();
         let loss = |m: &Mlp, x: &[f32]| -> f64 {
-            m.forward(x, rows)
-                .iter()
-                .zip(&r)
-                .map(|(y, r)| f64::from(y * r))
-                .sum()
+            m.forward(x, rows).iter().zip(&r).map(|(y, r)| f64::from(y * r)).sum()
         };
         mlp.forward_train(x.clone(), rows);
         let dx = mlp.backward(r.clone());
@@ -321,11 +267,7 @@ mod tests {
             plus[i] += eps;
             minus[i] -= eps;
             let numeric = (loss(&mlp, &plus) - loss(&mlp, &minus)) / (2.0 * f64::from(eps));
-            assert!(
-                (numeric - f64::from(dx[i])).abs() < 2e-3,
-                "dx[{i}]: {numeric} vs {}",
-                dx[i]
-            );
+            assert!((numeric - f64::from(dx[i])).abs() < 2e-3, "dx[{i}]: {numeric} vs {}", dx[i]);
         }
         for layer in 0..2 {
             for i in (0..mlp.layers[layer].w.len()).step_by(3) {

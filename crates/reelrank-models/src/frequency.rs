@@ -17,12 +17,7 @@ pub struct FrequencyEstimator {
 impl FrequencyEstimator {
     /// An estimator for `num_items` items; `decay` weighs the newest gap (0.05 is typical).
     pub fn new(num_items: usize, decay: f32) -> FrequencyEstimator {
-        FrequencyEstimator {
-            last_step: vec![0.0; num_items],
-            gap: vec![0.0; num_items],
-            decay,
-            step: 0.0,
-        }
+        FrequencyEstimator { last_step: vec![0.0; num_items], gap: vec![0.0; num_items], decay, step: 0.0 }
     }
 
     /// Records one batch: every occurrence of an item updates its gap estimate.
@@ -31,11 +26,8 @@ impl FrequencyEstimator {
         for &item in items {
             let i = item as usize;
             let gap = self.step - self.last_step[i];
-            self.gap[i] = if self.gap[i] == 0.0 {
-                gap
-            } else {
-                (1.0 - self.decay) * self.gap[i] + self.decay * gap
-            };
+            self.gap[i] =
+                if self.gap[i] == 0.0 { gap } else { (1.0 - self.decay) * self.gap[i] + self.decay * gap };
             self.last_step[i] = self.step;
         }
     }

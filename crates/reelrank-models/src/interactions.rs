@@ -29,13 +29,7 @@ impl Interactions {
             }
         }
         let (item_offsets, item_users) = compress(&per_item);
-        Interactions {
-            num_items,
-            user_offsets,
-            user_items,
-            item_offsets,
-            item_users,
-        }
+        Interactions { num_items, user_offsets, user_items, item_offsets, item_users }
     }
 
     /// Number of users.

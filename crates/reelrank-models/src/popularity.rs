@@ -11,9 +11,8 @@ pub struct Popularity {
 impl Popularity {
     /// Counts positives per item.
     pub fn fit(interactions: &Interactions) -> Popularity {
-        let counts = (0..interactions.num_items() as u32)
-            .map(|i| interactions.users_of(i).len() as f32)
-            .collect();
+        let counts =
+            (0..interactions.num_items() as u32).map(|i| interactions.users_of(i).len() as f32).collect();
         Popularity { counts }
     }
 }

@@ -60,11 +60,7 @@ impl Default for TwoTowerConfig {
             max_epochs: 40,
             learning_rate: 1e-3,
             history_len: 50,
-            embedding: EmbeddingConfig {
-                dim: 32,
-                learning_rate: 0.05,
-                ..EmbeddingConfig::default()
-            },
+            embedding: EmbeddingConfig { dim: 32, learning_rate: 0.05, ..EmbeddingConfig::default() },
             seed: 42,
         }
     }
@@ -123,22 +119,10 @@ impl TwoTower {
     /// An untrained model for inputs with the given slot counts.
     fn new(config: TwoTowerConfig, user_slots: usize, item_slots: usize) -> TwoTower {
         let d = config.embedding.dim;
-        let user_mlp = Mlp::new(
-            &[user_slots * d, config.hidden_dim, config.output_dim],
-            config.seed,
-        );
-        let item_mlp = Mlp::new(
-            &[item_slots * d, config.hidden_dim, config.output_dim],
-            config.seed + 1,
-        );
+        let user_mlp = Mlp::new(&[user_slots * d, config.hidden_dim, config.output_dim], config.seed);
+        let item_mlp = Mlp::new(&[item_slots * d, config.hidden_dim, config.output_dim], config.seed + 1);
         let adam = AdamStep::new(config.learning_rate);
-        TwoTower {
-            table: EmbeddingTable::new(config.embedding.clone()),
-            user_mlp,
-            item_mlp,
-            adam,
-            config,
-        }
+        TwoTower { table: EmbeddingTable::new(config.embedding.clone()), user_mlp, item_mlp, adam, config }
     }
 
     /// The embedding table (shared by both towers).
@@ -196,10 +180,8 @@ impl TwoTower {
                 slots
             })
             .collect();
-        let item_bags: Vec<&[Bag]> = batch
-            .iter()
-            .map(|&(_, i)| inputs.item_slots[i as usize].as_slice())
-            .collect();
+        let item_bags: Vec<&[Bag]> =
+            batch.iter().map(|&(_, i)| inputs.item_slots[i as usize].as_slice()).collect();
         let pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), now);
         let pooled_items = self.pool_train(item_bags.iter().copied(), now);
         let raw_u = self.user_mlp.forward_train(pooled_users.x.clone(), n);
@@ -211,10 +193,8 @@ impl TwoTower {
         let mut logits = vec![0.0f32; n * n];
         matmul(&u, false, &v, true, &mut logits, (n, dim, n), false);
         let inv_tau = 1.0 / self.config.temperature;
-        let log_q: Vec<f32> = batch
-            .iter()
-            .map(|p| self.config.logq_weight * frequency.log_probability(p.1))
-            .collect();
+        let log_q: Vec<f32> =
+            batch.iter().map(|p| self.config.logq_weight * frequency.log_probability(p.1)).collect();
         let mut loss = 0.0f32;
         for a in 0..n {
             let row = &mut logits[a * n..(a + 1) * n];
@@ -243,10 +223,9 @@ impl TwoTower {
         let dx_v = self.item_mlp.backward(normalise_backward(&v, &v_norms, &dv, dim));
 
         let mut grads = GradientBuffer::new(self.config.embedding.dim);
-        for (pooled, dx, slots) in [
-            (&pooled_users, &dx_u, self.user_slots()),
-            (&pooled_items, &dx_v, self.item_slots()),
-        ] {
+        for (pooled, dx, slots) in
+            [(&pooled_users, &dx_u, self.user_slots()), (&pooled_items, &dx_v, self.item_slots())]
+        {
             let d = self.config.embedding.dim;
             for &(example, slot, row, weight) in &pooled.trace {
                 let start = (example * slots + slot) * d;
@@ -310,11 +289,8 @@ impl TwoTower {
     /// The user's vector from their fixed slots and their positives (most recent last).
     pub fn user_vector(&self, inputs: &TowerInputs, user_slots: &[Bag], history: &[u32]) -> Vec<f32> {
         let history = inputs.history(history, self.config.history_len, None);
-        let slots: Vec<&[(u64, f32)]> = user_slots
-            .iter()
-            .map(Vec::as_slice)
-            .chain([history.as_slice()])
-            .collect();
+        let slots: Vec<&[(u64, f32)]> =
+            user_slots.iter().map(Vec::as_slice).chain([history.as_slice()]).collect();
         let mut x = Vec::new();
         self.pool(&slots, &mut x);
         normalise(&self.user_mlp.forward(&x, 1), self.config.output_dim).0
@@ -327,11 +303,7 @@ impl TwoTower {
             let slots: Vec<&[(u64, f32)]> = slots.iter().map(Vec::as_slice).collect();
             self.pool(&slots, &mut x);
         }
-        normalise(
-            &self.item_mlp.forward(&x, item_slots.len()),
-            self.config.output_dim,
-        )
-        .0
+        normalise(&self.item_mlp.forward(&x, item_slots.len()), self.config.output_dim).0
     }
 
     /// Width of the output vectors.
@@ -351,29 +323,15 @@ pub struct TwoTowerRetriever<'a> {
 impl<'a> TwoTowerRetriever<'a> {
     /// Computes the vectors of every item of `inputs`.
     pub fn new(model: &'a TwoTower, inputs: &'a TowerInputs) -> TwoTowerRetriever<'a> {
-        TwoTowerRetriever {
-            item_vectors: model.item_vectors(&inputs.item_slots),
-            model,
-            inputs,
-        }
+        TwoTowerRetriever { item_vectors: model.item_vectors(&inputs.item_slots), model, inputs }
     }
 }
 
 impl crate::Retriever for TwoTowerRetriever<'_> {
     fn score_items(&self, user: u32, history: &[u32], scores: &mut [f32]) {
-        let u = self
-            .model
-            .user_vector(self.inputs, &self.inputs.user_slots[user as usize], history);
+        let u = self.model.user_vector(self.inputs, &self.inputs.user_slots[user as usize], history);
         let n = scores.len();
-        matmul(
-            &self.item_vectors,
-            false,
-            &u,
-            false,
-            scores,
-            (n, u.len(), 1),
-            false,
-        );
+        matmul(&self.item_vectors, false, &u, false, scores, (n, u.len(), 1), false);
     }
 }
 
@@ -436,37 +394,23 @@ mod tests {
         let positives = Interactions::from_pairs(num_users as usize, num_items as usize, &pairs);
         let key = |field: &str, id: u32| reelrank_features::feature_key(field, &id.to_string());
         let inputs = TowerInputs {
-            user_slots: (0..num_users)
-                .map(|u| vec![vec![(key("user", u), 1.0)]])
-                .collect(),
-            item_slots: (0..num_items)
-                .map(|i| vec![vec![(key("item", i), 1.0)]])
-                .collect(),
+            user_slots: (0..num_users).map(|u| vec![vec![(key("user", u), 1.0)]]).collect(),
+            item_slots: (0..num_items).map(|i| vec![vec![(key("item", i), 1.0)]]).collect(),
             item_keys: (0..num_items).map(|i| key("item", i)).collect(),
         };
-        let config = TwoTowerConfig {
-            batch_size: 32,
-            max_epochs: 60,
-            ..TwoTowerConfig::default()
-        };
+        let config = TwoTowerConfig { batch_size: 32, max_epochs: 60, ..TwoTowerConfig::default() };
         let mut losses = Vec::new();
         let model = TwoTower::fit(&inputs, &positives, &config, |_, loss, _| {
             losses.push(loss);
             true
         });
-        assert!(
-            losses.last().unwrap() < &(losses[0] * 0.8),
-            "loss falls: {losses:?}"
-        );
+        assert!(losses.last().unwrap() < &(losses[0] * 0.8), "loss falls: {losses:?}");
         let items = model.item_vectors(&inputs.item_slots);
         let mut correct = 0;
         for u in 0..num_users {
             let user = model.user_vector(&inputs, &inputs.user_slots[u as usize], positives.items_of(u));
             let score = |i: u32| -> f32 {
-                user.iter()
-                    .zip(&items[i as usize * 64..][..64])
-                    .map(|(a, b)| a * b)
-                    .sum()
+                user.iter().zip(&items[i as usize * 64..][..64]).map(|(a, b)| a * b).sum()
             };
             let own: f32 = (0..num_items).filter(|i| i % 2 == u % 2).map(score).sum();
             let other: f32 = (0..num_items).filter(|i| i % 2 != u % 2).map(score).sum();
@@ -483,16 +427,9 @@ mod tests {
             item_slots: (0..4).map(|i| vec![vec![(i, 1.0)]]).collect(),
             item_keys: (0..4).collect(),
         };
-        let config = TwoTowerConfig {
-            batch_size: 2,
-            max_epochs: 3,
-            ..TwoTowerConfig::default()
-        };
+        let config = TwoTowerConfig { batch_size: 2, max_epochs: 3, ..TwoTowerConfig::default() };
         let a = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         let b = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
-        assert_eq!(
-            a.item_vectors(&inputs.item_slots),
-            b.item_vectors(&inputs.item_slots)
-        );
+        assert_eq!(a.item_vectors(&inputs.item_slots), b.item_vectors(&inputs.item_slots));
     }
 }

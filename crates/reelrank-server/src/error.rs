@@ -22,13 +22,7 @@ struct ErrorBody {
 impl HttpError {
     /// An error with a status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> HttpError {
-        HttpError {
-            status,
-            body: ErrorBody {
-                error: message.into(),
-                errors: Vec::new(),
-            },
-        }
+        HttpError { status, body: ErrorBody { error: message.into(), errors: Vec::new() } }
     }
 
     /// The status code.
@@ -45,10 +39,7 @@ impl From<BatchError> for HttpError {
             BatchError::Empty => HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, message),
             BatchError::Invalid(errors) => HttpError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
-                body: ErrorBody {
-                    error: message,
-                    errors,
-                },
+                body: ErrorBody { error: message, errors },
             },
         }
     }
@@ -58,10 +49,7 @@ impl From<StoreError> for HttpError {
     fn from(err: StoreError) -> HttpError {
         // Every store error is ours or the database's, never the client's: the batch was validated.
         tracing::error!(error = %err, "store failure");
-        HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable: {err}"),
-        )
+        HttpError::new(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {err}"))
     }
 }
 

@@ -45,17 +45,9 @@ pub(crate) async fn items(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Accepted>, HttpError> {
     let items: Vec<Item> = decode_batch(&body(&state, raw)?, state.ingest.max_batch_records)?;
-    let inserted = state
-        .store
-        .upsert_items(&items, state.ingest.default_item_status)
-        .await?;
+    let inserted = state.store.upsert_items(&items, state.ingest.default_item_status).await?;
     record("items", items.len());
-    Ok(Json(Accepted {
-        accepted: items.len(),
-        inserted,
-        duplicates: 0,
-        users_created: 0,
-    }))
+    Ok(Json(Accepted { accepted: items.len(), inserted, duplicates: 0, users_created: 0 }))
 }
 
 pub(crate) async fn users(
@@ -65,12 +57,7 @@ pub(crate) async fn users(
     let users: Vec<User> = decode_batch(&body(&state, raw)?, state.ingest.max_batch_records)?;
     let inserted = state.store.upsert_users(&users).await?;
     record("users", users.len());
-    Ok(Json(Accepted {
-        accepted: users.len(),
-        inserted,
-        duplicates: 0,
-        users_created: 0,
-    }))
+    Ok(Json(Accepted { accepted: users.len(), inserted, duplicates: 0, users_created: 0 }))
 }
 
 pub(crate) async fn events(

@@ -74,11 +74,7 @@ pub struct AppState {
 impl AppState {
     /// State over `store` with the process-wide metrics recorder.
     pub fn new(store: Arc<Store>, ingest: IngestConfig) -> AppState {
-        AppState {
-            store,
-            ingest: Arc::new(ingest),
-            metrics: metrics_layer::recorder(),
-        }
+        AppState { store, ingest: Arc::new(ingest), metrics: metrics_layer::recorder() }
     }
 }
 
@@ -102,9 +98,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
 async fn health(

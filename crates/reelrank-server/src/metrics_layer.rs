@@ -14,9 +14,7 @@ pub(crate) fn recorder() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ])
+                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
                 .expect("static buckets")
                 .build_recorder();
             let handle = recorder.handle();
@@ -31,19 +29,11 @@ pub(crate) fn recorder() -> PrometheusHandle {
 pub(crate) async fn track(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let response = next.run(request).await;
     let seconds = start.elapsed().as_secs_f64();
     let status = response.status().as_u16().to_string();
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route.clone()),
-        ("status", status),
-    ];
+    let labels = [("method", method.to_string()), ("route", route.clone()), ("status", status)];
     metrics::counter!("reelrank_http_requests_total", &labels).increment(1);
     metrics::histogram!("reelrank_http_request_duration_seconds", &labels[..2]).record(seconds);
     tracing::debug!(%method, route, status = response.status().as_u16(), ms = seconds * 1e3, "request");

@@ -45,10 +45,7 @@ impl TopicMix {
     /// The `(topic, weight)` pairs.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u8, f32)> + '_ {
         let n = usize::from(self.len);
-        self.topics[..n]
-            .iter()
-            .copied()
-            .zip(self.weights[..n].iter().copied())
+        self.topics[..n].iter().copied().zip(self.weights[..n].iter().copied())
     }
 
     pub(crate) fn contains(&self, topic: u8) -> bool {
@@ -62,9 +59,7 @@ impl TopicMix {
 
     /// The heaviest topic.
     pub(crate) fn primary(&self) -> u8 {
-        self.iter()
-            .fold((0, f32::MIN), |best, p| if p.1 > best.1 { p } else { best })
-            .0
+        self.iter().fold((0, f32::MIN), |best, p| if p.1 > best.1 { p } else { best }).0
     }
 }
 
@@ -85,11 +80,7 @@ impl Taste {
                 topic[usize::from(t)] = w / max;
             }
         }
-        Taste {
-            topic,
-            category: viewer.category_pref,
-            language: viewer.language,
-        }
+        Taste { topic, category: viewer.category_pref, language: viewer.language }
     }
 
     /// The ground-truth affinity in (0, 1) for an item.
@@ -99,11 +90,7 @@ impl Taste {
 
     /// `z` of the formula: the affinity before the logistic function, in the same order.
     pub(crate) fn logit(&self, entry: &Entry) -> f64 {
-        let topic: f32 = entry
-            .topics
-            .iter()
-            .map(|(t, v)| self.topic[usize::from(t)] * v)
-            .sum();
+        let topic: f32 = entry.topics.iter().map(|(t, v)| self.topic[usize::from(t)] * v).sum();
         let category = self.category[usize::from(entry.category)];
         let language = if self.language == entry.language {
             1.0

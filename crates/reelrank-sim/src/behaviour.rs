@@ -124,14 +124,9 @@ impl UserDay<'_> {
     fn session(&mut self, session: u16, mut t: i64) -> i64 {
         let catalog = &self.sim.catalog;
         let began = t;
-        let budget = LogNormal::new((12.0 * 60_000.0f64).ln(), 0.8)
-            .expect("valid")
-            .sample(&mut self.rng);
+        let budget = LogNormal::new((12.0 * 60_000.0f64).ln(), 0.8).expect("valid").sample(&mut self.rng);
         self.shown.clear();
-        let mut queued = self
-            .state
-            .watching
-            .filter(|_| self.rng.random::<f64>() < CONTINUE_WATCHING);
+        let mut queued = self.state.watching.filter(|_| self.rng.random::<f64>() < CONTINUE_WATCHING);
         for pos in 0..MAX_IMPRESSIONS {
             let (item, page) = match queued.take().filter(|&i| self.showable(i, t)) {
                 Some(item) => (item, Page::Series),
@@ -154,18 +149,11 @@ impl UserDay<'_> {
             t = outcome.end;
             if outcome.finished && catalog.entries[item as usize].series != NO_SERIES {
                 self.state.watching = catalog.next_episode(item);
-                queued = self
-                    .state
-                    .watching
-                    .filter(|_| self.rng.random::<f64>() < AUTOPLAY_NEXT);
+                queued = self.state.watching.filter(|_| self.rng.random::<f64>() < AUTOPLAY_NEXT);
             } else if page == Page::Series && !outcome.watched {
                 self.state.watching = None;
             }
-            let stay = if outcome.watched {
-                STAY_AFTER_WATCH
-            } else {
-                STAY_AFTER_SKIP
-            };
+            let stay = if outcome.watched { STAY_AFTER_WATCH } else { STAY_AFTER_SKIP };
             if t >= self.day_end || (t - began) as f64 > budget || self.rng.random::<f64>() >= stay {
                 break;
             }
@@ -211,11 +199,7 @@ impl UserDay<'_> {
         } else {
             (0.05 + 0.8 * affinity + 0.1 * quality) * (0.4 + 0.6 * length)
         };
-        let mut outcome = Outcome {
-            end: t0,
-            watched: false,
-            finished: false,
-        };
+        let mut outcome = Outcome { end: t0, watched: false, finished: false };
         if self.rng.random::<f64>() < p_play {
             let t1 = t0 + self.rng.random_range(200..1500);
             emit(self, t1, EventKind::Play, 0);
@@ -348,10 +332,7 @@ mod tests {
         let after_finish = after_finish as f64 / finishes as f64;
         let after_other = after_other as f64 / others as f64;
         assert!(finishes > 200, "{finishes}");
-        assert!(
-            after_finish > 0.6 && after_finish > 10.0 * after_other,
-            "{after_finish} vs {after_other}"
-        );
+        assert!(after_finish > 0.6 && after_finish > 10.0 * after_other, "{after_finish} vs {after_other}");
     }
 
     #[test]
@@ -360,10 +341,7 @@ mod tests {
         let mut scored: Vec<(f64, bool)> = Vec::new();
         for ((day, user), seen) in impressions_by_user(days) {
             let viewer = &sim.audience.viewers[user as usize];
-            let taste = Taste::new(
-                viewer,
-                &viewer.interests_on(&sim.config, user as usize, day as u32),
-            );
+            let taste = Taste::new(viewer, &viewer.interests_on(&sim.config, user as usize, day as u32));
             for (e, finished) in seen.into_iter().filter(|(e, _)| e.page == Page::Feed) {
                 let entry = &sim.catalog.entries[e.item as usize];
                 scored.push((taste.affinity(entry), finished));
@@ -373,9 +351,6 @@ mod tests {
         let decile = scored.len() / 10;
         let rate = |part: &[(f64, bool)]| part.iter().filter(|s| s.1).count() as f64 / part.len() as f64;
         let (low, high) = (rate(&scored[..decile]), rate(&scored[scored.len() - decile..]));
-        assert!(
-            high > low + 0.3,
-            "finish rate {low} in the bottom decile, {high} in the top"
-        );
+        assert!(high > low + 0.3, "finish rate {low} in the bottom decile, {high} in the top");
     }
 }

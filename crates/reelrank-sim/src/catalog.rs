@@ -106,11 +106,7 @@ impl Catalog {
         let fitting: Vec<Cdf> = CATEGORIES
             .iter()
             .map(|spec| {
-                Cdf::new(
-                    TOPICS[..topics]
-                        .iter()
-                        .map(|t| if t.story == spec.story { 1.0 } else { 0.15 }),
-                )
+                Cdf::new(TOPICS[..topics].iter().map(|t| if t.story == spec.story { 1.0 } else { 0.15 }))
             })
             .collect();
         let creators: Vec<Creator> = (0..(config.items / 20).max(1))
@@ -178,13 +174,7 @@ impl Creator {
             }
         }
         let quality = Beta::new(3.0, 3.0).expect("valid").sample(rng);
-        Creator {
-            category,
-            region,
-            language,
-            topics,
-            quality,
-        }
+        Creator { category, region, language, topics, quality }
     }
 }
 
@@ -250,9 +240,7 @@ impl Builder<'_> {
         } else {
             sample_topic(rng, fit)
         };
-        let secondary = (rng.random::<f64>() < 0.4)
-            .then(|| sample_topic(rng, fit))
-            .filter(|&t| t != primary);
+        let secondary = (rng.random::<f64>() < 0.4).then(|| sample_topic(rng, fit)).filter(|&t| t != primary);
         let topics = match secondary {
             Some(s) => TopicMix::new([(primary, rng.random_range(0.6..0.8)), (s, 0.3)]),
             None => TopicMix::new([(primary, 1.0)]),
@@ -314,11 +302,7 @@ impl Builder<'_> {
             age_rating,
             published,
             licence,
-            name: if is_series {
-                format!("The {adjective} {noun}")
-            } else {
-                format!("{adjective} {noun}")
-            },
+            name: if is_series { format!("The {adjective} {noun}") } else { format!("{adjective} {noun}") },
             series,
             duration_s: rng.random_range(spec.duration_s.0..=spec.duration_s.1),
         }
@@ -393,8 +377,7 @@ impl Builder<'_> {
 
     /// Ranks units into Zipf popularity and builds the sampling indexes.
     fn finish(mut self, topics: usize) -> Catalog {
-        self.unit_scores
-            .sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        self.unit_scores.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
         let mut popularity = vec![0.0; self.entries.len()];
         for (rank, &(first, episodes, _)) in self.unit_scores.iter().enumerate() {
             let weight = (rank as f64 + 1.0).powf(-ZIPF_EXPONENT);
@@ -416,10 +399,7 @@ impl Builder<'_> {
             *cdf = Cdf::new(members.iter().map(|&i| popularity[i as usize].sqrt()));
         }
         starters.sort_by_key(|&i| (self.entries[i as usize].shown_from, i));
-        let starters_from = starters
-            .iter()
-            .map(|&i| self.entries[i as usize].shown_from)
-            .collect();
+        let starters_from = starters.iter().map(|&i| self.entries[i as usize].shown_from).collect();
         Catalog {
             items: self.items,
             entries: self.entries,
@@ -458,10 +438,7 @@ mod tests {
         for item in sim.items() {
             let spec = CATEGORIES.iter().find(|s| s.category == item.category).unwrap();
             let d = item.duration_s.unwrap();
-            assert!(
-                (f64::from(spec.duration_s.0)..=f64::from(spec.duration_s.1)).contains(&d),
-                "{item:?}"
-            );
+            assert!((f64::from(spec.duration_s.0)..=f64::from(spec.duration_s.1)).contains(&d), "{item:?}");
             *counts.entry(item.category.as_str()).or_insert(0) += 1;
         }
         let largest = counts.iter().max_by_key(|(_, &n)| n).unwrap();
@@ -478,10 +455,7 @@ mod tests {
                 series.entry(id).or_default().push(item);
             }
         }
-        let micro = series
-            .values()
-            .filter(|eps| eps[0].category == Category::MicroDrama)
-            .count();
+        let micro = series.values().filter(|eps| eps[0].category == Category::MicroDrama).count();
         assert!(micro >= 3, "{micro} micro-dramas");
         for episodes in series.values() {
             let first = episodes[0];

@@ -49,10 +49,8 @@ pub fn write_csv(sim: &Simulation, dir: &Path) -> io::Result<SimSummary> {
             counts[e.kind.code() as usize] += 1;
         }
         for batch in events.chunks(ROWS_PER_TASK * TASKS_PER_WRITE) {
-            let parts: Vec<Vec<u8>> = batch
-                .par_chunks(ROWS_PER_TASK)
-                .map(|chunk| format_events(sim, day, chunk))
-                .collect();
+            let parts: Vec<Vec<u8>> =
+                batch.par_chunks(ROWS_PER_TASK).map(|chunk| format_events(sim, day, chunk)).collect();
             for part in parts {
                 out.write_all(&part)?;
             }
@@ -64,19 +62,13 @@ pub fn write_csv(sim: &Simulation, dir: &Path) -> io::Result<SimSummary> {
         users: sim.users().len(),
         items: sim.items().len(),
         events,
-        by_kind: EventKind::ALL
-            .into_iter()
-            .zip(counts)
-            .filter(|&(_, n)| n > 0)
-            .collect(),
+        by_kind: EventKind::ALL.into_iter().zip(counts).filter(|&(_, n)| n > 0).collect(),
     })
 }
 
 /// A CSV writer on a new file `dir/name`.
 pub(crate) fn create_csv(dir: &Path, name: &str) -> io::Result<csv::Writer<BufWriter<fs_err::File>>> {
-    Ok(csv::Writer::from_writer(BufWriter::new(fs_err::File::create(
-        dir.join(name),
-    )?)))
+    Ok(csv::Writer::from_writer(BufWriter::new(fs_err::File::create(dir.join(name))?)))
 }
 
 fn write_items(items: &[Item], dir: &Path) -> io::Result<()> {
@@ -137,18 +129,9 @@ fn write_users(users: &[User], dir: &Path) -> io::Result<()> {
     }
     let mut out = create_csv(dir, "users.csv")?;
     let fixed = ["user_id", "region", "language", "birth_year"].map(str::to_owned);
-    out.write_record(
-        fixed
-            .into_iter()
-            .chain(attributes.iter().map(|(n, p)| format!("{p}:{n}"))),
-    )?;
+    out.write_record(fixed.into_iter().chain(attributes.iter().map(|(n, p)| format!("{p}:{n}"))))?;
     for user in users {
-        let fixed = [
-            user.user_id.clone(),
-            cell(&user.region),
-            cell(&user.language),
-            cell(&user.birth_year),
-        ];
+        let fixed = [user.user_id.clone(), cell(&user.region), cell(&user.language), cell(&user.birth_year)];
         let values = attributes.keys().map(|name| match user.attributes.get(*name) {
             Some(AttributeValue::Numeric(x)) => x.to_string(),
             Some(AttributeValue::Categorical(s)) => s.clone(),
@@ -271,12 +254,7 @@ mod tests {
 
     #[test]
     fn files_parse_back() {
-        let sim = Simulation::new(SimConfig {
-            users: 60,
-            items: 800,
-            days: 2,
-            ..SimConfig::default()
-        });
+        let sim = Simulation::new(SimConfig { users: 60, items: 800, days: 2, ..SimConfig::default() });
         let scratch = Scratch::new("parse-back");
         let dir = scratch.0.as_path();
         let summary = write_csv(&sim, dir).unwrap();
@@ -296,10 +274,7 @@ mod tests {
             assert_eq!(row[2], item.title);
             assert_eq!(row[3].split('|').collect::<Vec<_>>(), item.tags);
             assert_eq!(row[5].parse::<f64>().ok(), item.duration_s);
-            assert_eq!(
-                optional(&row[9]).map(|t| Timestamp::parse(t).unwrap()),
-                item.available_until
-            );
+            assert_eq!(optional(&row[9]).map(|t| Timestamp::parse(t).unwrap()), item.available_until);
             assert_eq!(Timestamp::parse(&row[10]), item.published_at);
             assert_eq!(optional(&row[12]).map(|n| n.parse().unwrap()), item.episode);
             assert_eq!(&row[14], "approved");
@@ -323,10 +298,7 @@ mod tests {
         for (row, user) in rows.iter().zip(sim.users()) {
             assert_eq!(row[0], user.user_id);
             assert_eq!(row[3].parse().ok(), user.birth_year);
-            assert_eq!(
-                Some(&AttributeValue::Numeric(row[4].parse().unwrap())),
-                user.attributes.get("age")
-            );
+            assert_eq!(Some(&AttributeValue::Numeric(row[4].parse().unwrap())), user.attributes.get("age"));
         }
 
         let mut events: Vec<Event> = Vec::new();
@@ -348,10 +320,7 @@ mod tests {
         for (row, event) in rows.iter().zip(&events) {
             let context = event.context.as_ref().unwrap();
             assert_eq!(Some(&row[0]), event.event_id.as_deref());
-            assert_eq!(
-                (&row[1], &row[2]),
-                (event.user_id.as_str(), event.item_id.as_str())
-            );
+            assert_eq!((&row[1], &row[2]), (event.user_id.as_str(), event.item_id.as_str()));
             assert_eq!(EventKind::from_name(&row[3]), Some(event.kind));
             assert_eq!(Timestamp::parse(&row[4]), Some(event.ts));
             assert_eq!(optional(&row[5]).map(|v| v.parse().unwrap()), event.value);

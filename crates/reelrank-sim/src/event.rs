@@ -56,11 +56,7 @@ impl SimEvent {
 
     /// Writes `r{day}-{user}-{session}-{pos}`: one id per impression, shared by its outcomes.
     pub(crate) fn write_request_id(&self, day: u32, out: &mut Vec<u8>) {
-        write_id(
-            out,
-            b'r',
-            &[day.into(), self.user.into(), self.session.into(), self.pos.into()],
-        );
+        write_id(out, b'r', &[day.into(), self.user.into(), self.session.into(), self.pos.into()]);
     }
 
     /// The value column: milliseconds for `watch`, nothing otherwise.

@@ -145,11 +145,7 @@ impl Simulation {
     pub fn new(config: SimConfig) -> Simulation {
         let catalog = Catalog::generate(&config);
         let audience = Audience::generate(&config);
-        Simulation {
-            config,
-            catalog,
-            audience,
-        }
+        Simulation { config, catalog, audience }
     }
 
     /// The configuration this simulation was made from.
@@ -259,12 +255,7 @@ pub(crate) mod tests {
     pub(crate) fn fixture() -> &'static (Simulation, Vec<Vec<SimEvent>>) {
         static RUN: OnceLock<(Simulation, Vec<Vec<SimEvent>>)> = OnceLock::new();
         RUN.get_or_init(|| {
-            let sim = Simulation::new(SimConfig {
-                users: 400,
-                items: 3000,
-                days: 6,
-                ..SimConfig::default()
-            });
+            let sim = Simulation::new(SimConfig { users: 400, items: 3000, days: 6, ..SimConfig::default() });
             let mut days = Vec::new();
             sim.run_compact(|_, events| {
                 days.push(events.to_vec());
@@ -313,17 +304,9 @@ pub(crate) mod tests {
 
     #[test]
     fn same_seed_same_events_on_any_thread_count() {
-        let config = SimConfig {
-            users: 80,
-            items: 1000,
-            days: 3,
-            ..SimConfig::default()
-        };
+        let config = SimConfig { users: 80, items: 1000, days: 3, ..SimConfig::default() };
         let on = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| collect(config.clone()))
         };
         let one = on(1);
@@ -358,9 +341,7 @@ pub(crate) mod tests {
         for (day, events) in days.iter().enumerate() {
             let day_start = start + day as i64 * Timestamp::DAY_MS;
             assert!(events.windows(2).all(|w| w[0].order_key() < w[1].order_key()));
-            assert!(events
-                .iter()
-                .all(|e| (day_start..day_start + Timestamp::DAY_MS).contains(&e.ts)));
+            assert!(events.iter().all(|e| (day_start..day_start + Timestamp::DAY_MS).contains(&e.ts)));
             for e in events {
                 let mut id = Vec::new();
                 e.write_event_id(day as u32, &mut id);
@@ -378,10 +359,7 @@ pub(crate) mod tests {
                 .filter(|e| e.kind == EventKind::Impression)
                 .map(|e| ((e.user, e.session, e.pos), (e.item, e.ts)))
                 .collect();
-            assert_eq!(
-                impressions.len(),
-                events.iter().filter(|e| e.kind == EventKind::Impression).count()
-            );
+            assert_eq!(impressions.len(), events.iter().filter(|e| e.kind == EventKind::Impression).count());
             for e in events.iter().filter(|e| e.kind != EventKind::Impression) {
                 let (item, ts) = impressions[&(e.user, e.session, e.pos)];
                 assert_eq!(item, e.item);
@@ -409,10 +387,7 @@ pub(crate) mod tests {
         popular.sort_by_key(|i| (std::cmp::Reverse(finishes.get(i).copied().unwrap_or(0)), *i));
         let last = sim.config.days - 1;
         let mean_affinity = |user: u32, items: &[u32]| {
-            items
-                .iter()
-                .map(|&i| sim.affinity(user as usize, i as usize, last))
-                .sum::<f64>()
+            items.iter().map(|&i| sim.affinity(user as usize, i as usize, last)).sum::<f64>()
                 / items.len() as f64
         };
         let (mut by_popularity, mut by_profile) = (0.0, 0.0);
@@ -421,10 +396,7 @@ pub(crate) mod tests {
                 .iter()
                 .map(|&i| {
                     let tags = &sim.items()[i as usize].tags;
-                    (
-                        tags.iter().map(|t| profile.get(t.as_str()).unwrap_or(&0.0)).sum(),
-                        i,
-                    )
+                    (tags.iter().map(|t| profile.get(t.as_str()).unwrap_or(&0.0)).sum(), i)
                 })
                 .collect();
             scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));

@@ -48,11 +48,7 @@ pub(crate) fn next_item(catalog: &Catalog, request: &Request, rng: &mut SimRng) 
 
 fn candidate(catalog: &Catalog, request: &Request, rng: &mut SimRng) -> Option<u32> {
     let item = source(catalog, request, rng)?;
-    Some(if rng.random::<f64>() < SERIES_ENTRY {
-        catalog.series_start(item)
-    } else {
-        item
-    })
+    Some(if rng.random::<f64>() < SERIES_ENTRY { catalog.series_start(item) } else { item })
 }
 
 fn source(catalog: &Catalog, request: &Request, rng: &mut SimRng) -> Option<u32> {
@@ -63,15 +59,10 @@ fn source(catalog: &Catalog, request: &Request, rng: &mut SimRng) -> Option<u32>
         let (members, weights) = &catalog.by_topic[usize::from(interest(request.interests, rng)?)];
         weights.sample(rng).map(|i| members[i])
     } else if source < FOLLOWED {
-        let creator = *request
-            .followed
-            .get(rng.random_range(0..request.followed.len().max(1)))?;
+        let creator = *request.followed.get(rng.random_range(0..request.followed.len().max(1)))?;
         uniform(&catalog.by_creator[creator as usize], rng)
     } else if source < FRESH {
-        uniform(
-            catalog.fresh_between(request.ts - FRESH_WINDOW_MS, request.ts + 1),
-            rng,
-        )
+        uniform(catalog.fresh_between(request.ts - FRESH_WINDOW_MS, request.ts + 1), rng)
     } else {
         let items = catalog.entries.len() as u32;
         (items > 0).then(|| rng.random_range(0..items))

@@ -21,9 +21,7 @@ pub(crate) enum Stream {
 
 /// A generator for one `(stream, a, b)` of the run seeded with `seed`.
 pub(crate) fn rng(seed: u64, stream: Stream, a: u64, b: u64) -> SimRng {
-    let mixed = [stream as u64, a, b]
-        .into_iter()
-        .fold(splitmix(seed), |h, x| splitmix(h ^ x));
+    let mixed = [stream as u64, a, b].into_iter().fold(splitmix(seed), |h, x| splitmix(h ^ x));
     SimRng::seed_from_u64(mixed)
 }
 

@@ -41,20 +41,10 @@ fn topic_columns(sim: &Simulation) -> impl Iterator<Item = String> {
 fn write_users(sim: &Simulation, interests: &[TopicMix], dir: &Path) -> io::Result<()> {
     let mut out = create_csv(dir, "truth_users.csv")?;
     let category_columns = CATEGORIES.iter().map(|c| format!("c_{}", c.category));
-    out.write_record(
-        ["user_id".to_owned()]
-            .into_iter()
-            .chain(topic_columns(sim))
-            .chain(category_columns),
-    )?;
+    out.write_record(["user_id".to_owned()].into_iter().chain(topic_columns(sim)).chain(category_columns))?;
     for ((user, mix), viewer) in sim.users().iter().zip(interests).zip(&sim.audience.viewers) {
         let likings = viewer.category_pref.iter().map(|&c| number(c));
-        out.write_record(
-            [user.user_id.clone()]
-                .into_iter()
-                .chain(weight_cells(sim, mix))
-                .chain(likings),
-        )?;
+        out.write_record([user.user_id.clone()].into_iter().chain(weight_cells(sim, mix)).chain(likings))?;
     }
     out.flush()
 }
@@ -62,11 +52,7 @@ fn write_users(sim: &Simulation, interests: &[TopicMix], dir: &Path) -> io::Resu
 /// Item id, quality, then topic weights (`t0..`).
 fn write_items(sim: &Simulation, dir: &Path) -> io::Result<()> {
     let mut out = create_csv(dir, "truth_items.csv")?;
-    out.write_record(
-        ["item_id".to_owned(), "quality".to_owned()]
-            .into_iter()
-            .chain(topic_columns(sim)),
-    )?;
+    out.write_record(["item_id".to_owned(), "quality".to_owned()].into_iter().chain(topic_columns(sim)))?;
     for (item, entry) in sim.items().iter().zip(&sim.catalog.entries) {
         let head = [item.item_id.clone(), number(entry.quality)];
         out.write_record(head.into_iter().chain(weight_cells(sim, &entry.topics)))?;
@@ -78,21 +64,14 @@ fn write_items(sim: &Simulation, dir: &Path) -> io::Result<()> {
 fn write_affinity(sim: &Simulation, interests: &[TopicMix], dir: &Path) -> io::Result<()> {
     let config = &sim.config;
     let end = config.start.millis() + i64::from(config.days) * Timestamp::DAY_MS - 1;
-    let tops: Vec<Vec<(u32, f64)>> = (0..interests.len())
-        .into_par_iter()
-        .map(|u| top_items(sim, u, &interests[u], end))
-        .collect();
+    let tops: Vec<Vec<(u32, f64)>> =
+        (0..interests.len()).into_par_iter().map(|u| top_items(sim, u, &interests[u], end)).collect();
     let mut out = create_csv(dir, "truth_affinity.csv")?;
     out.write_record(["user_id", "item_id", "affinity", "rank"])?;
     for (user, top) in sim.users().iter().zip(tops) {
         for (rank, (item, score)) in top.into_iter().enumerate() {
             let item_id = &sim.items()[item as usize].item_id;
-            out.write_record([
-                &user.user_id,
-                item_id,
-                &format!("{score:.6}"),
-                &(rank + 1).to_string(),
-            ])?;
+            out.write_record([&user.user_id, item_id, &format!("{score:.6}"), &(rank + 1).to_string()])?;
         }
     }
     out.flush()
@@ -168,12 +147,7 @@ mod tests {
     /// Recomputes the affinity from the written files alone, with the documented formula.
     #[test]
     fn files_recompute_the_affinity() {
-        let sim = Simulation::new(SimConfig {
-            users: 50,
-            items: 900,
-            days: 3,
-            ..SimConfig::default()
-        });
+        let sim = Simulation::new(SimConfig { users: 50, items: 900, days: 3, ..SimConfig::default() });
         let scratch = Scratch::new("truth");
         let dir = scratch.0.as_path();
         write_csv(&sim, dir).unwrap();
@@ -188,44 +162,27 @@ mod tests {
             .into_iter()
             .chain((0..topics).map(|t| format!("t{t}")))
             .chain(
-                [
-                    "series",
-                    "variety",
-                    "movie",
-                    "documentary",
-                    "animation",
-                    "micro_drama",
-                    "short_video",
-                ]
-                .map(|c| format!("c_{c}")),
+                ["series", "variety", "movie", "documentary", "animation", "micro_drama", "short_video"]
+                    .map(|c| format!("c_{c}")),
             )
             .collect();
         assert_eq!(headers, expected);
         let categories = &headers[1 + topics..];
         let users: HashMap<String, (Vec<f64>, Vec<f64>)> = rows
             .iter()
-            .map(|r| {
-                (
-                    r[0].to_owned(),
-                    (numbers(r, 1, topics), numbers(r, 1 + topics, CATEGORIES.len())),
-                )
-            })
+            .map(|r| (r[0].to_owned(), (numbers(r, 1, topics), numbers(r, 1 + topics, CATEGORIES.len()))))
             .collect();
         let (headers, rows) = read(dir, "truth_items.csv");
         assert_eq!(headers[..2], ["item_id", "quality"]);
         assert_eq!(headers[2..], expected[1..1 + topics]);
-        let items: HashMap<String, (f64, Vec<f64>)> = rows
-            .iter()
-            .map(|r| (r[0].to_owned(), (r[1].parse().unwrap(), numbers(r, 2, topics))))
-            .collect();
+        let items: HashMap<String, (f64, Vec<f64>)> =
+            rows.iter().map(|r| (r[0].to_owned(), (r[1].parse().unwrap(), numbers(r, 2, topics)))).collect();
         let (_, rows) = read(dir, "users.csv");
         let user_language: HashMap<String, String> =
             rows.iter().map(|r| (r[0].to_owned(), r[2].to_owned())).collect();
         let (_, rows) = read(dir, "items.csv");
-        let item_public: HashMap<String, (String, String)> = rows
-            .iter()
-            .map(|r| (r[0].to_owned(), (r[1].to_owned(), r[6].to_owned())))
-            .collect();
+        let item_public: HashMap<String, (String, String)> =
+            rows.iter().map(|r| (r[0].to_owned(), (r[1].to_owned(), r[6].to_owned()))).collect();
 
         let (headers, rows) = read(dir, "truth_affinity.csv");
         assert_eq!(headers, ["user_id", "item_id", "affinity", "rank"]);

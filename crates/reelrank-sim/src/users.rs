@@ -48,10 +48,8 @@ impl Viewer {
         let mut mix = self.interests;
         for step in 1..=day {
             let mut rng = rng(config.seed, Stream::Drift, user as u64, u64::from(step));
-            let mut pairs: Vec<(u8, f32)> = mix
-                .iter()
-                .map(|(t, w)| (t, w * walk.sample(&mut rng).exp() as f32))
-                .collect();
+            let mut pairs: Vec<(u8, f32)> =
+                mix.iter().map(|(t, w)| (t, w * walk.sample(&mut rng).exp() as f32)).collect();
             if rng.random::<f64>() < config.drift {
                 let slot = rng.random_range(0..pairs.len());
                 let held: Vec<u8> = pairs.iter().map(|&(t, _)| t).collect();
@@ -67,9 +65,7 @@ impl Viewer {
     /// A topic the viewer does not hold yet, drawn from the demographic prior.
     fn new_interest(&self, rng: &mut SimRng, topics: usize, held: &[u8]) -> Option<u8> {
         let prior = self.topic_prior(topics);
-        (0..20)
-            .map(|_| prior.sample(rng).expect("weights are positive") as u8)
-            .find(|t| !held.contains(t))
+        (0..20).map(|_| prior.sample(rng).expect("weights are positive") as u8).find(|t| !held.contains(t))
     }
 
     /// Interests lean by gender and age, which makes the public attributes informative.
@@ -80,11 +76,7 @@ impl Viewer {
             _ => 0.0,
         };
         let youth = ((30.0 - f32::from(self.age)) / 15.0).clamp(-1.5, 1.5);
-        Cdf::new(
-            TOPICS[..topics]
-                .iter()
-                .map(|t| f64::from(1.2 * t.female * lean + t.youth * youth).exp()),
-        )
+        Cdf::new(TOPICS[..topics].iter().map(|t| f64::from(1.2 * t.female * lean + t.youth * youth).exp()))
     }
 }
 
@@ -97,10 +89,7 @@ pub(crate) struct Audience {
 impl Audience {
     /// Generates `config.users` users, each from its own random stream.
     pub(crate) fn generate(config: &SimConfig) -> Audience {
-        let (users, viewers) = (0..config.users)
-            .into_par_iter()
-            .map(|u| generate_user(config, u))
-            .unzip();
+        let (users, viewers) = (0..config.users).into_par_iter().map(|u| generate_user(config, u)).unzip();
         Audience { users, viewers }
     }
 }
@@ -126,10 +115,7 @@ fn generate_user(config: &SimConfig, index: usize) -> (User, Viewer) {
                 ("unemployed", 0.05),
             ],
         ),
-        _ => pick(
-            &mut rng,
-            &[("retired", 0.8), ("self_employed", 0.1), ("homemaker", 0.1)],
-        ),
+        _ => pick(&mut rng, &[("retired", 0.8), ("self_employed", 0.1), ("homemaker", 0.1)]),
     };
     let activity = LogNormal::new(-0.32, 0.8).expect("valid").sample(&mut rng);
     let taste = Gamma::new(1.0, 1.0).expect("valid");
@@ -180,18 +166,9 @@ fn generate_user(config: &SimConfig, index: usize) -> (User, Viewer) {
     user.birth_year = Some(config.start.year() - i32::from(age) - i32::from(!birthday_passed));
     user.attributes = BTreeMap::from([
         ("age".to_owned(), AttributeValue::Numeric(f64::from(age))),
-        (
-            "gender".to_owned(),
-            AttributeValue::Categorical(GENDERS[usize::from(gender)].to_owned()),
-        ),
-        (
-            "occupation".to_owned(),
-            AttributeValue::Categorical(occupation.to_owned()),
-        ),
-        (
-            "device".to_owned(),
-            AttributeValue::Categorical(DEVICES[usize::from(device)].to_owned()),
-        ),
+        ("gender".to_owned(), AttributeValue::Categorical(GENDERS[usize::from(gender)].to_owned())),
+        ("occupation".to_owned(), AttributeValue::Categorical(occupation.to_owned())),
+        ("device".to_owned(), AttributeValue::Categorical(DEVICES[usize::from(device)].to_owned())),
     ]);
     (user, viewer)
 }
@@ -241,15 +218,9 @@ mod tests {
         // With a swap chance of 0.1 a day, about 4 in 10 users change an interest over 5 steps.
         assert!((n / 5..n * 3 / 5).contains(&swapped), "{swapped} of {n} swapped");
 
-        let still = SimConfig {
-            drift: 0.0,
-            ..config.clone()
-        };
+        let still = SimConfig { drift: 0.0, ..config.clone() };
         for (u, viewer) in sim.audience.viewers.iter().enumerate().take(50) {
-            assert_eq!(
-                topics(&viewer.interests_on(&still, u, 5)),
-                topics(&viewer.interests)
-            );
+            assert_eq!(topics(&viewer.interests_on(&still, u, 5)), topics(&viewer.interests));
         }
     }
 }

@@ -18,12 +18,7 @@ pub(crate) struct Topic {
 }
 
 const fn topic(tags: &'static [&'static str], story: bool, female: f32, youth: f32) -> Topic {
-    Topic {
-        tags,
-        story,
-        female,
-        youth,
-    }
+    Topic { tags, story, female, youth }
 }
 
 /// The topic pool, story and lifestyle topics interleaved so that any prefix has both kinds.
@@ -31,12 +26,7 @@ pub(crate) const TOPICS: [Topic; 32] = [
     topic(&["romance", "love", "sweet", "first-love"], true, 0.8, 0.4),
     topic(&["cooking", "food", "recipe", "street-food"], false, 0.3, 0.0),
     topic(&["revenge", "betrayal", "comeback"], true, 0.4, 0.1),
-    topic(
-        &["football", "soccer", "goals", "premier-league"],
-        false,
-        -0.8,
-        0.2,
-    ),
+    topic(&["football", "soccer", "goals", "premier-league"], false, -0.8, 0.2),
     topic(&["ceo", "billionaire", "contract-marriage"], true, 0.8, 0.2),
     topic(&["pets", "cats", "dogs", "cute"], false, 0.3, 0.3),
     topic(&["palace", "costume", "dynasty", "empress"], true, 0.5, -0.1),
@@ -93,12 +83,7 @@ const fn region(
     utc_offset_h: i64,
     languages: &'static [(u8, f64)],
 ) -> Region {
-    Region {
-        code,
-        share,
-        utc_offset_h,
-        languages,
-    }
+    Region { code, share, utc_offset_h, languages }
 }
 
 /// At most 16 regions, so that a set of them fits a `u16` bit mask.
@@ -118,11 +103,7 @@ pub(crate) const REGIONS: [Region; 11] = [
 
 /// Regions by index, weighted by their share, for [`crate::rng::pick`].
 pub(crate) fn region_table() -> Vec<(u8, f64)> {
-    REGIONS
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (i as u8, r.share))
-        .collect()
+    REGIONS.iter().enumerate().map(|(i, r)| (i as u8, r.share)).collect()
 }
 
 /// How items of one category look.
@@ -148,14 +129,7 @@ const fn spec(
     story: bool,
     licensed: bool,
 ) -> CategorySpec {
-    CategorySpec {
-        category,
-        item_share,
-        duration_s,
-        episodes,
-        story,
-        licensed,
-    }
+    CategorySpec { category, item_share, duration_s, episodes, story, licensed }
 }
 
 /// Number of known categories.
@@ -168,14 +142,7 @@ pub(crate) static CATEGORIES: [CategorySpec; CATEGORY_COUNT] = [
     spec(Category::Movie, 0.04, (4800, 7800), None, true, true),
     spec(Category::Documentary, 0.04, (1800, 6000), None, false, true),
     spec(Category::Animation, 0.05, (300, 1500), None, true, true),
-    spec(
-        Category::MicroDrama,
-        0.25,
-        (60, 180),
-        Some((50, 100)),
-        true,
-        false,
-    ),
+    spec(Category::MicroDrama, 0.25, (60, 180), Some((50, 100)), true, false),
     spec(Category::ShortVideo, 0.50, (10, 90), None, false, false),
 ];
 
@@ -207,16 +174,8 @@ pub(crate) const TITLE_NOUNS: [&str; 16] = [
     "Storm", "Mirror", "Garden", "Crown", "Star", "Bride",
 ];
 /// Endings for short-video titles (`cooking tips #12`).
-pub(crate) const CLIP_SUFFIXES: [&str; 8] = [
-    "moments",
-    "tips",
-    "challenge",
-    "highlights",
-    "vlog",
-    "tutorial",
-    "reaction",
-    "daily",
-];
+pub(crate) const CLIP_SUFFIXES: [&str; 8] =
+    ["moments", "tips", "challenge", "highlights", "vlog", "tutorial", "reaction", "daily"];
 
 /// Relative frequency of session starts by local hour: a lunch peak and a larger evening peak.
 pub(crate) const HOURLY_SESSIONS: [f64; 24] = [
@@ -237,9 +196,7 @@ mod tests {
         assert_eq!(CATEGORIES[SHORT_VIDEO as usize].category, Category::ShortVideo);
         assert_eq!(LANGUAGES[ENGLISH as usize], "en");
         assert!(REGIONS.len() <= 16);
-        assert!(REGIONS
-            .iter()
-            .all(|r| r.languages.iter().all(|&(l, _)| (l as usize) < LANGUAGES.len())));
+        assert!(REGIONS.iter().all(|r| r.languages.iter().all(|&(l, _)| (l as usize) < LANGUAGES.len())));
         let mut tags: Vec<_> = TOPICS.iter().flat_map(|t| t.tags).collect();
         let n = tags.len();
         tags.sort();

@@ -63,11 +63,7 @@ pub struct Store {
 /// block the writer.
 async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> sqlx::Result<()> {
     use sqlx::Executor;
-    for pragma in [
-        "PRAGMA journal_mode = WAL",
-        "PRAGMA synchronous = FULL",
-        "PRAGMA busy_timeout = 10000",
-    ] {
+    for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA busy_timeout = 10000"] {
         conn.execute(pragma).await?;
     }
     Ok(())
@@ -120,11 +116,7 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         let sqlite_writer = (backend == Backend::Sqlite).then(|| Mutex::new(()));
-        Ok(Store {
-            pool,
-            backend,
-            sqlite_writer,
-        })
+        Ok(Store { pool, backend, sqlite_writer })
     }
 
     /// The engine behind this store.

@@ -39,11 +39,7 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         let count = |column: &str| -> Result<u64> { Ok(row.try_get::<i64, _>(column)?.max(0) as u64) };
-        Ok(Counts {
-            items: count("items")?,
-            users: count("users")?,
-            events: count("events")?,
-        })
+        Ok(Counts { items: count("items")?, users: count("users")?, events: count("events")? })
     }
 
     /// One catalog item.
@@ -87,10 +83,7 @@ impl Store {
         let mut missing = Vec::new();
         for chunk in item_ids.chunks(1000) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT item_id FROM items WHERE item_id IN ({})",
-                placeholders.join(", ")
-            );
+            let sql = format!("SELECT item_id FROM items WHERE item_id IN ({})", placeholders.join(", "));
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(*id);
@@ -101,12 +94,7 @@ impl Store {
                 .iter()
                 .map(|r| r.try_get("item_id"))
                 .collect::<sqlx::Result<_>>()?;
-            missing.extend(
-                chunk
-                    .iter()
-                    .filter(|id| !found.contains(**id))
-                    .map(|id| id.to_string()),
-            );
+            missing.extend(chunk.iter().filter(|id| !found.contains(**id)).map(|id| id.to_string()));
         }
         Ok(missing)
     }

@@ -29,15 +29,8 @@ pub(crate) const ITEM_COLUMNS: &[&str] = &[
     "updated_at",
 ];
 
-pub(crate) const USER_COLUMNS: &[&str] = &[
-    "user_id",
-    "attributes",
-    "region",
-    "language",
-    "birth_year",
-    "personalization",
-    "updated_at",
-];
+pub(crate) const USER_COLUMNS: &[&str] =
+    &["user_id", "attributes", "region", "language", "birth_year", "personalization", "updated_at"];
 
 pub(crate) const EVENT_COLUMNS: &[&str] = &[
     "event_id",
@@ -124,12 +117,7 @@ fn json_column<T: serde::de::DeserializeOwned>(
 }
 
 fn out_of_range(table: &'static str, id: &str, column: &'static str, value: i64) -> StoreError {
-    StoreError::Corrupt {
-        table,
-        id: id.to_owned(),
-        column,
-        message: format!("{value} is out of range"),
-    }
+    StoreError::Corrupt { table, id: id.to_owned(), column, message: format!("{value} is out of range") }
 }
 
 pub(crate) fn item_from_row(row: &AnyRow) -> Result<Item> {
@@ -160,14 +148,12 @@ pub(crate) fn item_from_row(row: &AnyRow) -> Result<Item> {
         series_id: row.try_get("series_id")?,
         episode,
         age_rating,
-        status: Some(
-            ModerationStatus::from_name(&status).ok_or_else(|| StoreError::Corrupt {
-                table: "items",
-                id: id.clone(),
-                column: "status",
-                message: format!("unknown status `{status}`"),
-            })?,
-        ),
+        status: Some(ModerationStatus::from_name(&status).ok_or_else(|| StoreError::Corrupt {
+            table: "items",
+            id: id.clone(),
+            column: "status",
+            message: format!("unknown status `{status}`"),
+        })?),
         flags: json_column(row, "items", &id, "flags")?,
         item_id: id,
     })
@@ -191,10 +177,8 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
 pub(crate) fn event_from_row(row: &AnyRow) -> Result<Event> {
     let code: i64 = row.try_get("kind")?;
     let event_id: Option<String> = row.try_get("event_id")?;
-    let kind = i16::try_from(code)
-        .ok()
-        .and_then(EventKind::from_code)
-        .ok_or_else(|| StoreError::Corrupt {
+    let kind =
+        i16::try_from(code).ok().and_then(EventKind::from_code).ok_or_else(|| StoreError::Corrupt {
             table: "events",
             id: event_id.clone().unwrap_or_default(),
             column: "kind",
@@ -202,9 +186,7 @@ pub(crate) fn event_from_row(row: &AnyRow) -> Result<Event> {
         })?;
     let device: Option<String> = row.try_get("device")?;
     let page: Option<String> = row.try_get("page")?;
-    let hour = row
-        .try_get::<Option<i64>, _>("hour")?
-        .and_then(|h| u8::try_from(h).ok());
+    let hour = row.try_get::<Option<i64>, _>("hour")?.and_then(|h| u8::try_from(h).ok());
     let context =
         (device.is_some() || page.is_some() || hour.is_some()).then_some(EventContext { device, page, hour });
     Ok(Event {

@@ -27,12 +27,7 @@ pub async fn sqlite() -> Result<TestStore> {
     let dir = tempfile::tempdir()?;
     let store = Store::open_in_dir(dir.path()).await?;
     let url = format!("sqlite://{}", dir.path().join(crate::SQLITE_FILE).display());
-    Ok(TestStore {
-        name: "sqlite",
-        url,
-        store,
-        dir: Some(dir),
-    })
+    Ok(TestStore { name: "sqlite", url, store, dir: Some(dir) })
 }
 
 /// URL of a freshly created, empty PostgreSQL database, or `None` when no server is configured.
@@ -53,13 +48,8 @@ pub async fn postgres_url() -> Option<String> {
         NEXT.fetch_add(1, Ordering::Relaxed),
         reelrank_core::Timestamp::now().millis() % 1_000_000
     );
-    let mut conn = sqlx::AnyConnection::connect(&admin)
-        .await
-        .expect("connect to REELRANK_TEST_POSTGRES");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.expect("connect to REELRANK_TEST_POSTGRES");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
     conn.close().await.ok();
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _db)| base);
     Some(format!("{base}/{name}"))
@@ -70,12 +60,7 @@ pub async fn all() -> Vec<TestStore> {
     let mut stores = vec![sqlite().await.expect("open sqlite")];
     if let Some(url) = postgres_url().await {
         let store = Store::open(&url).await.expect("open postgres");
-        stores.push(TestStore {
-            name: "postgres",
-            url,
-            store,
-            dir: None,
-        });
+        stores.push(TestStore { name: "postgres", url, store, dir: None });
     }
     stores
 }

@@ -142,19 +142,11 @@ impl Store {
     /// Events whose `event_id` is already stored are skipped, so a retried batch is harmless.
     pub async fn append_events(&self, events: &[Event]) -> Result<AppendOutcome> {
         let received_at = Timestamp::now().millis();
-        let user_ids: Vec<&str> = events
-            .iter()
-            .map(|e| e.user_id.as_str())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let user_ids: Vec<&str> =
+            events.iter().map(|e| e.user_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
         let new_user_sql = |rows| {
-            insert_sql(
-                self.backend,
-                "users",
-                &["user_id", "attributes", "updated_at"],
-                rows,
-            ) + " ON CONFLICT (user_id) DO NOTHING"
+            insert_sql(self.backend, "users", &["user_id", "attributes", "updated_at"], rows)
+                + " ON CONFLICT (user_id) DO NOTHING"
         };
         let new_event_sql = |rows| {
             insert_sql(self.backend, "events", EVENT_COLUMNS, rows) + " ON CONFLICT (event_id) DO NOTHING"

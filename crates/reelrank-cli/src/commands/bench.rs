@@ -43,23 +43,14 @@ pub enum Bench {
 
 pub async fn run(settings: &Settings, bench: Bench) -> anyhow::Result<()> {
     match bench {
-        Bench::Ingest {
-            events,
-            batch,
-            concurrency,
-        } => ingest(settings, events, batch, concurrency).await,
+        Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,
         Bench::Simulate { users, items, days } => simulate(users, items, days),
     }
 }
 
 fn simulate(users: usize, items: usize, days: u32) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let sim = Simulation::new(SimConfig {
-        users,
-        items,
-        days,
-        ..SimConfig::default()
-    });
+    let sim = Simulation::new(SimConfig { users, items, days, ..SimConfig::default() });
     let start = Instant::now();
     let summary = tokio::task::block_in_place(|| reelrank_sim::write_csv(&sim, dir.path()))?;
     let secs = start.elapsed().as_secs_f64();
@@ -83,9 +74,7 @@ async fn ingest(settings: &Settings, total: usize, batch: usize, concurrency: us
     let store = if settings.store.database.is_empty() {
         Store::open_in_dir(dir.path()).await?
     } else {
-        Store::open(&settings.store.database)
-            .await
-            .context("opening --database")?
+        Store::open(&settings.store.database).await.context("opening --database")?
     };
     let backend = format!("{:?}", store.backend()).to_lowercase();
     let store = Arc::new(store);
@@ -117,11 +106,7 @@ async fn ingest(settings: &Settings, total: usize, batch: usize, concurrency: us
                         .body(body.clone())
                         .send()
                         .await?;
-                    anyhow::ensure!(
-                        response.status().is_success(),
-                        "batch {i}: HTTP {}",
-                        response.status()
-                    );
+                    anyhow::ensure!(response.status().is_success(), "batch {i}: HTTP {}", response.status());
                     latencies.push(sent.elapsed());
                 }
             })
@@ -157,12 +142,7 @@ async fn ingest(settings: &Settings, total: usize, batch: usize, concurrency: us
 /// ahead of time so the client spends its CPU on sending.
 fn ndjson_batches(total: usize, batch: usize) -> anyhow::Result<Vec<bytes::Bytes>> {
     let run = reelrank_core::Timestamp::now().millis();
-    let sim = Simulation::new(SimConfig {
-        users: 5_000,
-        items: 20_000,
-        days: 60,
-        ..SimConfig::default()
-    });
+    let sim = Simulation::new(SimConfig { users: 5_000, items: 20_000, days: 60, ..SimConfig::default() });
     let mut events = Vec::with_capacity(total);
     let _ = sim.run(|_, day| {
         events.extend(day.iter().take(total - events.len()).cloned());
@@ -172,11 +152,7 @@ fn ndjson_batches(total: usize, batch: usize) -> anyhow::Result<Vec<bytes::Bytes
             Err(())
         }
     });
-    anyhow::ensure!(
-        events.len() == total,
-        "the simulator produced only {} events",
-        events.len()
-    );
+    anyhow::ensure!(events.len() == total, "the simulator produced only {} events", events.len());
     let mut bodies = Vec::new();
     for (b, chunk) in events.chunks_mut(batch).enumerate() {
         let mut body = Vec::with_capacity(chunk.len() * 200);

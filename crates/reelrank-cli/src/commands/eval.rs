@@ -37,6 +37,9 @@ pub enum Eval {
         /// Two-tower: weight of the logQ correction (1 = full, 0 = none).
         #[arg(long, default_value_t = TwoTowerConfig::default().logq_weight)]
         logq_weight: f32,
+        /// Two-tower: settings as a JSON object over the defaults, e.g. '{"hidden_dim": 256}'.
+        #[arg(long)]
+        two_tower: Option<String>,
         /// Two-tower: train this many epochs instead of early stopping on `valid/`.
         #[arg(long)]
         epochs: Option<usize>,
@@ -73,16 +76,13 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
         popularity_penalty,
         temperature,
         logq_weight,
+        two_tower,
         epochs,
         cooccurrence_weight,
         json,
     } = eval;
     let data = Split::load(&split).with_context(|| format!("reading split {}", split.display()))?;
-    let cooccurrence = CooccurrenceConfig {
-        neighbors,
-        popularity_penalty,
-        ..CooccurrenceConfig::default()
-    };
+    let cooccurrence = CooccurrenceConfig { neighbors, popularity_penalty, ..CooccurrenceConfig::default() };
     let report = match model {
         RetrievalModel::Popular => evaluate_retrieval(&data, |d| Popularity::fit(&d.positives)),
         RetrievalModel::Cooccurrence => {
@@ -93,11 +93,13 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
                 Some(raw) => reelrank_ingest::movielens_side_info(raw).await?,
                 None => (Vec::new(), Vec::new()),
             };
-            let config = TwoTowerConfig {
-                temperature,
-                logq_weight,
-                ..TwoTowerConfig::default()
+            let base: TwoTowerConfig = match &two_tower {
+                Some(json) => {
+                    serde_json::from_str(json).context("--two-tower is not a valid two-tower config")?
+                }
+                None => TwoTowerConfig::default(),
             };
+            let config = TwoTowerConfig { temperature, logq_weight, ..base };
             let started = Instant::now();
             let epochs = match epochs {
                 Some(epochs) => epochs,
@@ -108,10 +110,7 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
             let tower = TwoTower::fit(
                 &inputs,
                 &task.data.positives,
-                &TwoTowerConfig {
-                    max_epochs: epochs,
-                    ..config
-                },
+                &TwoTowerConfig { max_epochs: epochs, ..config },
                 |epoch, loss, _| {
                     eprintln!("train epoch {:>2}/{epochs}  loss {loss:.4}", epoch + 1);
                     true
@@ -122,15 +121,9 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
                 task.evaluate(&tower)
             } else {
                 let co = ItemCooccurrence::fit(&task.data.positives, &cooccurrence);
-                task.evaluate(&Blend::new(vec![
-                    (&tower as &dyn Retriever, 1.0),
-                    (&co, cooccurrence_weight),
-                ]))
+                task.evaluate(&Blend::new(vec![(&tower as &dyn Retriever, 1.0), (&co, cooccurrence_weight)]))
             };
-            RetrievalReport {
-                train_seconds: started.elapsed().as_secs_f64(),
-                ..report
-            }
+            RetrievalReport { train_seconds: started.elapsed().as_secs_f64(), ..report }
         }
     };
     println!(

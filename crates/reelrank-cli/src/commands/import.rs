@@ -44,10 +44,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, source: Source) -> anyhow
         }
     };
     progress.finish_and_clear();
-    println!(
-        "imported {} items, {} users, {} events",
-        summary.items, summary.users, summary.events
-    );
+    println!("imported {} items, {} users, {} events", summary.items, summary.users, summary.events);
     store.close().await;
     Ok(())
 }

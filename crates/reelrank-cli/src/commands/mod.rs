@@ -23,9 +23,7 @@ pub async fn open_store(data_dir: &Path, settings: &Settings) -> anyhow::Result<
             .await
             .with_context(|| format!("opening the store in {}", data_dir.display()))?
     } else {
-        Store::open(&settings.store.database)
-            .await
-            .context("opening the database")?
+        Store::open(&settings.store.database).await.context("opening the database")?
     };
     Ok(Arc::new(store))
 }

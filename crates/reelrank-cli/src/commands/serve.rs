@@ -27,12 +27,8 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
 
 /// Binds `addr` and announces the URL on stdout (scripts and tests read this line).
 pub async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    let parsed: SocketAddr = addr
-        .parse()
-        .with_context(|| format!("`{addr}` is not HOST:PORT"))?;
-    let listener = tokio::net::TcpListener::bind(parsed)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let parsed: SocketAddr = addr.parse().with_context(|| format!("`{addr}` is not HOST:PORT"))?;
+    let listener = tokio::net::TcpListener::bind(parsed).await.with_context(|| format!("binding {addr}"))?;
     println!("listening on http://{}", listener.local_addr()?);
     Ok(listener)
 }

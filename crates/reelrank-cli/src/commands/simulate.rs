@@ -51,8 +51,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     if let Some(out) = &args.out {
         let summary = tokio::task::block_in_place(|| reelrank_sim::write_csv(&sim, out))
             .with_context(|| format!("writing CSV files to {}", out.display()))?;
-        sim.write_truth(out)
-            .with_context(|| format!("writing ground truth to {}", out.display()))?;
+        sim.write_truth(out).with_context(|| format!("writing ground truth to {}", out.display()))?;
         println!(
             "wrote {} items, {} users, {} events and the ground truth to {} in {:.1} s",
             summary.items,
@@ -66,8 +65,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     let store = super::open_store(data_dir, settings).await?;
     let events = into_store(&sim, &store, settings).await?;
     let truth = truth_dir(data_dir);
-    sim.write_truth(&truth)
-        .with_context(|| format!("writing ground truth to {}", truth.display()))?;
+    sim.write_truth(&truth).with_context(|| format!("writing ground truth to {}", truth.display()))?;
     println!(
         "simulated {} items, {} users, {events} events into the store in {:.1} s (ground truth in {})",
         sim.items().len(),
@@ -83,9 +81,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
 /// blocking thread and hands days over a channel, so generating and writing overlap.
 pub async fn into_store(sim: &Simulation, store: &Store, settings: &Settings) -> anyhow::Result<u64> {
     let progress = super::progress_bar("simulate");
-    store
-        .upsert_items(sim.items(), settings.ingest.default_item_status)
-        .await?;
+    store.upsert_items(sim.items(), settings.ingest.default_item_status).await?;
     store.upsert_users(sim.users()).await?;
     progress.set_length(u64::from(sim.config().days));
     let (days_tx, mut days_rx) = tokio::sync::mpsc::channel(2);

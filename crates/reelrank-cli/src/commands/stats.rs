@@ -17,10 +17,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     if args.json {
         println!("{}", serde_json::to_string(&counts)?);
     } else {
-        println!(
-            "items  {}\nusers  {}\nevents {}",
-            counts.items, counts.users, counts.events
-        );
+        println!("items  {}\nusers  {}\nevents {}", counts.items, counts.users, counts.events);
     }
     Ok(())
 }

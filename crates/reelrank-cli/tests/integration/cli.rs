@@ -13,9 +13,7 @@ fn stats(dir: &std::path::Path) -> serde_json::Value {
 
 /// `../shared/PATH` beside the repository; `None` (test skipped) outside CI when it is absent.
 fn shared(path: &str) -> Option<std::path::PathBuf> {
-    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(path);
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(path);
     if full.exists() {
         return Some(full);
     }
@@ -30,19 +28,11 @@ fn imports_movielens_100k() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let out = reelrank(dir.path())
-        .args(["import", "movielens"])
-        .arg(&ml)
-        .output()
-        .unwrap();
+    let out = reelrank(dir.path()).args(["import", "movielens"]).arg(&ml).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let counts = stats(dir.path());
     assert_eq!(
-        (
-            counts["items"].as_u64(),
-            counts["users"].as_u64(),
-            counts["events"].as_u64()
-        ),
+        (counts["items"].as_u64(), counts["users"].as_u64(), counts["events"].as_u64()),
         (Some(1682), Some(943), Some(100_000))
     );
 }
@@ -50,9 +40,7 @@ fn imports_movielens_100k() {
 #[test]
 fn simulates_into_the_store_and_to_csv_and_imports_csv_back() {
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", "7",
-    ];
+    let args = ["simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", "7"];
     let out = reelrank(dir.path()).args(args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let direct = stats(dir.path());
@@ -60,12 +48,7 @@ fn simulates_into_the_store_and_to_csv_and_imports_csv_back() {
     assert!(dir.path().join("simulation/truth_affinity.csv").is_file());
 
     let csv = dir.path().join("csv");
-    let out = reelrank(dir.path())
-        .args(args)
-        .arg("--out")
-        .arg(&csv)
-        .output()
-        .unwrap();
+    let out = reelrank(dir.path()).args(args).arg("--out").arg(&csv).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(csv.join("truth_affinity.csv").is_file());
     let other = tempfile::tempdir().unwrap();
@@ -79,11 +62,7 @@ fn simulates_into_the_store_and_to_csv_and_imports_csv_back() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        stats(other.path()),
-        direct,
-        "CSV round trip equals the direct simulation"
-    );
+    assert_eq!(stats(other.path()), direct, "CSV round trip equals the direct simulation");
 }
 
 #[test]
@@ -92,17 +71,10 @@ fn bad_csv_row_is_named_and_nothing_written() {
     let path = dir.path().join("items.csv");
     let mut file = std::fs::File::create(&path).unwrap();
     writeln!(file, "item_id,category,duration_s\na,movie,5400\nb,movie,-3").unwrap();
-    let out = reelrank(dir.path())
-        .args(["import", "csv", "--items"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = reelrank(dir.path()).args(["import", "csv", "--items"]).arg(&path).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("items.csv:3") && stderr.contains("duration_s"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("items.csv:3") && stderr.contains("duration_s"), "{stderr}");
     assert_eq!(stats(dir.path())["items"].as_u64(), Some(0));
 }
 
@@ -110,10 +82,9 @@ fn bad_csv_row_is_named_and_nothing_written() {
 /// shared/benchmarks/RESULTS.md to four decimals on both splits.
 #[test]
 fn eval_retrieval_reproduces_the_reference_popularity_baseline() {
-    for (split, recall, ndcg, coverage) in [
-        ("random", 0.2134, 0.1971, 0.066),
-        ("temporal", 0.1670, 0.1643, 0.075),
-    ] {
+    for (split, recall, ndcg, coverage) in
+        [("random", 0.2134, 0.1971, 0.066), ("temporal", 0.1670, 0.1643, 0.075)]
+    {
         let Some(dir) = shared(&format!("benchmarks/ml-100k/{split}")) else {
             return;
         };
@@ -127,10 +98,7 @@ fn eval_retrieval_reproduces_the_reference_popularity_baseline() {
         let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         let close = |key: &str, expected: f64, tolerance: f64| {
             let got = report[key].as_f64().unwrap();
-            assert!(
-                (got - expected).abs() <= tolerance,
-                "{split} {key}: {got} vs {expected}"
-            );
+            assert!((got - expected).abs() <= tolerance, "{split} {key}: {got} vs {expected}");
         };
         close("recall@20", recall, 5e-5);
         close("ndcg@20", ndcg, 5e-5);

@@ -27,11 +27,7 @@ async fn client(url: String, client: usize, round: usize) -> Vec<usize> {
     let http = reqwest::Client::new();
     let mut acked = Vec::new();
     for batch in 0.. {
-        let sent = http
-            .post(format!("{url}/v1/events"))
-            .body(batch_body(client, round, batch))
-            .send()
-            .await;
+        let sent = http.post(format!("{url}/v1/events")).body(batch_body(client, round, batch)).send().await;
         match sent {
             Ok(response) if response.status().is_success() => acked.push(batch),
             Ok(response) => panic!("batch {batch}: HTTP {}", response.status()),
@@ -45,15 +41,11 @@ async fn client(url: String, client: usize, round: usize) -> Vec<usize> {
 async fn acknowledged_batches_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut acked: Vec<(usize, usize, usize)> = Vec::new(); // (round, client, batch)
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
     for round in 0..3 {
         let mut server = Server::start(dir.path());
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|c| tokio::spawn(client(server.url.clone(), c, round)))
-            .collect();
+        let clients: Vec<_> =
+            (0..CLIENTS).map(|c| tokio::spawn(client(server.url.clone(), c, round))).collect();
         let delay_ms = 300 + (seed.wrapping_mul(round as u64 + 7) % 1200);
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         server.child.kill().unwrap(); // SIGKILL
@@ -61,15 +53,9 @@ async fn acknowledged_batches_survive_sigkill() {
         for (c, handle) in clients.into_iter().enumerate() {
             acked.extend(handle.await.unwrap().into_iter().map(|b| (round, c, b)));
         }
-        eprintln!(
-            "round {round}: killed after {delay_ms} ms, {} batches acknowledged so far",
-            acked.len()
-        );
+        eprintln!("round {round}: killed after {delay_ms} ms, {} batches acknowledged so far", acked.len());
     }
-    assert!(
-        acked.len() > 10,
-        "too few batches were acknowledged to test anything"
-    );
+    assert!(acked.len() > 10, "too few batches were acknowledged to test anything");
 
     // A restarted server must come up on the crashed store.
     let server = Server::start(dir.path());
@@ -88,10 +74,7 @@ async fn acknowledged_batches_survive_sigkill() {
         *per_id.entry(id).or_default() += 1;
     }
     assert!(per_id.values().all(|n| *n == 1), "an event is stored twice");
-    assert!(
-        per_batch.values().all(|n| *n == BATCH),
-        "a batch is stored partially"
-    );
+    assert!(per_batch.values().all(|n| *n == BATCH), "a batch is stored partially");
     for (round, client, batch) in &acked {
         assert_eq!(
             per_batch.get(&format!("r{round}-c{client}-b{batch}")),
@@ -99,9 +82,5 @@ async fn acknowledged_batches_survive_sigkill() {
             "acknowledged batch lost"
         );
     }
-    eprintln!(
-        "{} acknowledged batches all present; {} batches stored",
-        acked.len(),
-        per_batch.len()
-    );
+    eprintln!("{} acknowledged batches all present; {} batches stored", acked.len(), per_batch.len());
 }

@@ -28,9 +28,7 @@ impl Server {
             .spawn()
             .expect("spawn reelrank serve");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line
             .trim()
             .strip_prefix("listening on ")

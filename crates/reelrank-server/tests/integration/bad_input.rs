@@ -25,13 +25,7 @@ fn case(
     body: impl Into<Vec<u8>>,
     located: (u64, &'static str),
 ) -> Case {
-    Case {
-        what,
-        route,
-        body: body.into(),
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        located: Some(located),
-    }
+    Case { what, route, body: body.into(), status: StatusCode::UNPROCESSABLE_ENTITY, located: Some(located) }
 }
 
 fn cases() -> Vec<Case> {
@@ -44,18 +38,8 @@ fn cases() -> Vec<Case> {
     let event_with = |from: &str, to: &str| OK_EVENT.replace(from, to);
     let big_title = "a".repeat(5000);
     vec![
-        case(
-            "malformed JSON array",
-            "/v1/events",
-            format!("[{OK_EVENT}, {{\"user_id\": }}]"),
-            (1, ""),
-        ),
-        case(
-            "malformed NDJSON line",
-            "/v1/events",
-            format!("{OK_EVENT}\n{OK_EVENT}\n{{nope\n"),
-            (2, ""),
-        ),
+        case("malformed JSON array", "/v1/events", format!("[{OK_EVENT}, {{\"user_id\": }}]"), (1, "")),
+        case("malformed NDJSON line", "/v1/events", format!("{OK_EVENT}\n{OK_EVENT}\n{{nope\n"), (2, "")),
         case(
             "wrong type",
             "/v1/items",
@@ -95,10 +79,7 @@ fn cases() -> Vec<Case> {
         case(
             "timestamp in seconds",
             "/v1/events",
-            format!(
-                "[{OK_EVENT}, {}]",
-                event_with("\"2026-03-01T10:00:00Z\"", "1772359200")
-            ),
+            format!("[{OK_EVENT}, {}]", event_with("\"2026-03-01T10:00:00Z\"", "1772359200")),
             (1, "ts"),
         ),
         case(
@@ -119,36 +100,11 @@ fn cases() -> Vec<Case> {
             format!("[{OK_EVENT}, {}]", event_with("play", "dance")),
             (1, "kind"),
         ),
-        case(
-            "empty user id",
-            "/v1/events",
-            format!("[{}]", event_with("\"u1\"", "\"\"")),
-            (0, "user_id"),
-        ),
-        case(
-            "empty item id",
-            "/v1/items",
-            r#"[{"item_id":"","category":"movie"}]"#,
-            (0, "item_id"),
-        ),
-        case(
-            "blank user id",
-            "/v1/users",
-            r#"[{"user_id":"ok"},{"user_id":"   "}]"#,
-            (1, "user_id"),
-        ),
-        case(
-            "unknown field",
-            "/v1/users",
-            r#"[{"user_id":"u1","nickname":"x"}]"#,
-            (0, "nickname"),
-        ),
-        case(
-            "bad region",
-            "/v1/users",
-            r#"[{"user_id":"u1","region":"Mars"}]"#,
-            (0, "region"),
-        ),
+        case("empty user id", "/v1/events", format!("[{}]", event_with("\"u1\"", "\"\"")), (0, "user_id")),
+        case("empty item id", "/v1/items", r#"[{"item_id":"","category":"movie"}]"#, (0, "item_id")),
+        case("blank user id", "/v1/users", r#"[{"user_id":"ok"},{"user_id":"   "}]"#, (1, "user_id")),
+        case("unknown field", "/v1/users", r#"[{"user_id":"u1","nickname":"x"}]"#, (0, "nickname")),
+        case("bad region", "/v1/users", r#"[{"user_id":"u1","region":"Mars"}]"#, (0, "region")),
         case("non-UTF-8 bytes in an array", "/v1/events", non_utf8, (1, "")),
         case("non-UTF-8 bytes in NDJSON", "/v1/events", non_utf8_line, (2, "")),
         Case {
@@ -182,10 +138,7 @@ fn cases() -> Vec<Case> {
 /// or a logical dump for PostgreSQL.
 async fn snapshot(t: &TestStore) -> Vec<Vec<u8>> {
     if let Some(dir) = &t.dir {
-        let mut files: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let mut files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         files.iter().map(|f| std::fs::read(f).unwrap()).collect()
     } else {
@@ -206,14 +159,7 @@ async fn bad_input_is_refused_whole_and_named() {
         let (status, _) = send(&app, "POST", "/v1/events", format!("[{OK_EVENT}]").into()).await;
         assert_eq!(status, StatusCode::OK);
         let before = snapshot(&t).await;
-        for Case {
-            what,
-            route,
-            body,
-            status: expected,
-            located,
-        } in cases()
-        {
+        for Case { what, route, body, status: expected, located } in cases() {
             let (status, json) = send(&app, "POST", route, body).await;
             assert_eq!(status, expected, "{}: {what}: {json}", t.name);
             assert!(json["error"].is_string(), "{what}: {json}");
@@ -226,11 +172,7 @@ async fn bad_input_is_refused_whole_and_named() {
                 );
                 assert!(!first["message"].as_str().unwrap().is_empty());
             }
-            assert!(
-                before == snapshot(&t).await,
-                "{}: {what} changed the store",
-                t.name
-            );
+            assert!(before == snapshot(&t).await, "{}: {what} changed the store", t.name);
         }
     }
 }

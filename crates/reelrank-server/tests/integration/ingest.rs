@@ -15,12 +15,7 @@ async fn ingests_arrays_and_ndjson_idempotently() {
         let app = app(&t, test_config()).await;
         let items = r#"[{"item_id":"i1","category":"micro_drama","duration_s":90},{"item_id":"i2","category":"movie"}]"#;
         let (status, body) = send(&app, "POST", "/v1/items", items.into()).await;
-        assert_eq!(
-            (status, body["inserted"].as_u64()),
-            (StatusCode::OK, Some(2)),
-            "{}: {body}",
-            t.name
-        );
+        assert_eq!((status, body["inserted"].as_u64()), (StatusCode::OK, Some(2)), "{}: {body}", t.name);
         let users = "{\"user_id\":\"u1\",\"region\":\"CN\"}\n{\"user_id\":\"u2\"}\n";
         let (status, _) = send(&app, "POST", "/v1/users", users.into()).await;
         assert_eq!(status, StatusCode::OK);
@@ -41,46 +36,27 @@ async fn ingests_arrays_and_ndjson_idempotently() {
             t.name
         );
         let counts = t.store.counts().await.unwrap();
-        assert_eq!(
-            (counts.items, counts.users, counts.events),
-            (2, 3, 2),
-            "{}",
-            t.name
-        );
+        assert_eq!((counts.items, counts.users, counts.events), (2, 3, 2), "{}", t.name);
     }
 }
 
 #[tokio::test]
 async fn unknown_items_can_be_refused() {
     let t = testing::sqlite().await.unwrap();
-    let strict = app(
-        &t,
-        IngestConfig {
-            unknown_items: UnknownItems::Reject,
-            ..test_config()
-        },
-    )
-    .await;
+    let strict = app(&t, IngestConfig { unknown_items: UnknownItems::Reject, ..test_config() }).await;
     let body = format!("[{EVENT}, {}]", EVENT.replace("e1", "e2").replace("i1", "i7"));
     let (status, json) = send(&strict, "POST", "/v1/events", body.into()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(json["errors"].as_array().unwrap().len(), 2);
     assert_eq!(
-        (
-            json["errors"][1]["index"].as_u64(),
-            json["errors"][1]["field"].as_str()
-        ),
+        (json["errors"][1]["index"].as_u64(), json["errors"][1]["field"].as_str()),
         (Some(1), Some("item_id"))
     );
     assert_eq!(t.store.counts().await.unwrap().events, 0);
     // With the default policy the same batch is stored.
-    let (status, _) = send(
-        &app(&t, IngestConfig::default()).await,
-        "POST",
-        "/v1/events",
-        format!("[{EVENT}]").into(),
-    )
-    .await;
+    let (status, _) =
+        send(&app(&t, IngestConfig::default()).await, "POST", "/v1/events", format!("[{EVENT}]").into())
+            .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -95,8 +71,5 @@ async fn health_and_metrics() {
     let text = body.as_str().unwrap();
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains("reelrank_http_requests_total"), "{text}");
-    assert!(
-        text.contains("reelrank_ingest_records_total{kind=\"events\"}"),
-        "{text}"
-    );
+    assert!(text.contains("reelrank_ingest_records_total{kind=\"events\"}"), "{text}");
 }

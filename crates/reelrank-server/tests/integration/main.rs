@@ -13,11 +13,7 @@ use tower::ServiceExt;
 
 /// Limits small enough to hit in tests.
 pub fn test_config() -> IngestConfig {
-    IngestConfig {
-        max_batch_records: 5,
-        max_body_bytes: 4096,
-        ..IngestConfig::default()
-    }
+    IngestConfig { max_batch_records: 5, max_body_bytes: 4096, ..IngestConfig::default() }
 }
 
 /// The application over a second handle on the test store, as a server process would open it.
@@ -28,16 +24,10 @@ pub async fn app(t: &TestStore, config: IngestConfig) -> Router {
 
 /// Sends one request and returns the status and the body as JSON (or a JSON string for text).
 pub async fn send(app: &Router, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::from(body))
-        .unwrap();
+    let request = Request::builder().method(method).uri(uri).body(Body::from(body)).unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
     let json = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, json)

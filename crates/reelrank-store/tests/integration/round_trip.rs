@@ -12,11 +12,7 @@ fn event(id: Option<&str>, user: &str, item: &str, kind: EventKind, ts: i64) -> 
         value: (kind == EventKind::Watch).then_some(12_345.0),
         ts: Timestamp(ts),
         request_id: Some("req-1".into()),
-        context: Some(EventContext {
-            device: Some("ios".into()),
-            page: None,
-            hour: Some(21),
-        }),
+        context: Some(EventContext { device: Some("ios".into()), page: None, hour: Some(21) }),
     }
 }
 
@@ -33,27 +29,12 @@ async fn items_users_and_events_round_trip() {
         item.episode = Some(1);
         item.age_rating = Some(12);
         item.published_at = Some(Timestamp(1_767_225_600_000));
-        assert_eq!(
-            store
-                .upsert_items(&[item.clone()], ModerationStatus::Approved)
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(store.upsert_items(&[item.clone()], ModerationStatus::Approved).await.unwrap(), 1);
         let back = store.item("ep-1").await.unwrap().unwrap();
-        assert_eq!(
-            back,
-            Item {
-                status: Some(ModerationStatus::Approved),
-                ..item
-            },
-            "{}",
-            t.name
-        );
+        assert_eq!(back, Item { status: Some(ModerationStatus::Approved), ..item }, "{}", t.name);
 
         let mut user = User::new("u1");
-        user.attributes
-            .insert("age".into(), reelrank_core::AttributeValue::Numeric(23.0));
+        user.attributes.insert("age".into(), reelrank_core::AttributeValue::Numeric(23.0));
         user.region = Some("CN".into());
         user.personalization = Some(false);
         store.upsert_users(&[user.clone()]).await.unwrap();
@@ -64,27 +45,12 @@ async fn items_users_and_events_round_trip() {
             event(None, "u2", "ep-1", EventKind::Like, 1_767_225_800_000),
         ];
         let outcome = store.append_events(&events).await.unwrap();
-        assert_eq!(
-            (outcome.inserted, outcome.duplicates, outcome.users_created),
-            (2, 0, 1),
-            "{}",
-            t.name
-        );
+        assert_eq!((outcome.inserted, outcome.duplicates, outcome.users_created), (2, 0, 1), "{}", t.name);
         let stored = store.events_after(0, 10).await.unwrap();
-        assert_eq!(
-            stored.iter().map(|s| s.event.clone()).collect::<Vec<_>>(),
-            events,
-            "{}",
-            t.name
-        );
+        assert_eq!(stored.iter().map(|s| s.event.clone()).collect::<Vec<_>>(), events, "{}", t.name);
         assert!(stored[0].seq < stored[1].seq);
         let counts = store.counts().await.unwrap();
-        assert_eq!(
-            (counts.items, counts.users, counts.events),
-            (1, 2, 2),
-            "{}",
-            t.name
-        );
+        assert_eq!((counts.items, counts.users, counts.events), (1, 2, 2), "{}", t.name);
     }
 }
 
@@ -93,15 +59,7 @@ async fn repeated_event_ids_are_stored_once() {
     for t in testing::all().await {
         let store = &t.store;
         let batch: Vec<Event> = (0..5)
-            .map(|i| {
-                event(
-                    Some(&format!("e{i}")),
-                    "u",
-                    "i",
-                    EventKind::Play,
-                    1_767_225_700_000 + i,
-                )
-            })
+            .map(|i| event(Some(&format!("e{i}")), "u", "i", EventKind::Play, 1_767_225_700_000 + i))
             .collect();
         assert_eq!(store.append_events(&batch).await.unwrap().inserted, 5);
         let retry = store.append_events(&batch).await.unwrap();
@@ -121,18 +79,12 @@ async fn upserts_keep_moderation_and_personalisation_choices() {
         let store = &t.store;
         let mut item = Item::new("m1", Category::Movie);
         item.status = Some(ModerationStatus::Removed);
-        store
-            .upsert_items(&[item.clone()], ModerationStatus::Approved)
-            .await
-            .unwrap();
+        store.upsert_items(&[item.clone()], ModerationStatus::Approved).await.unwrap();
         // A catalog sync without status must not undo the takedown...
         item.status = None;
         item.title = "renamed".into();
         store
-            .upsert_items(
-                &[item.clone(), Item::new("m2", Category::Movie)],
-                ModerationStatus::Approved,
-            )
+            .upsert_items(&[item.clone(), Item::new("m2", Category::Movie)], ModerationStatus::Approved)
             .await
             .unwrap();
         let back = store.item("m1").await.unwrap().unwrap();
@@ -143,19 +95,10 @@ async fn upserts_keep_moderation_and_personalisation_choices() {
             t.name
         );
         // ...while a new item gets the default, and an explicit status wins.
-        assert_eq!(
-            store.item("m2").await.unwrap().unwrap().status,
-            Some(ModerationStatus::Approved)
-        );
+        assert_eq!(store.item("m2").await.unwrap().unwrap().status, Some(ModerationStatus::Approved));
         item.status = Some(ModerationStatus::Approved);
-        store
-            .upsert_items(&[item], ModerationStatus::Pending)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.item("m1").await.unwrap().unwrap().status,
-            Some(ModerationStatus::Approved)
-        );
+        store.upsert_items(&[item], ModerationStatus::Pending).await.unwrap();
+        assert_eq!(store.item("m1").await.unwrap().unwrap().status, Some(ModerationStatus::Approved));
 
         let mut user = User::new("u1");
         user.personalization = Some(false);
@@ -164,12 +107,7 @@ async fn upserts_keep_moderation_and_personalisation_choices() {
         user.region = Some("BR".into());
         store.upsert_users(&[user]).await.unwrap();
         let back = store.user("u1").await.unwrap().unwrap();
-        assert_eq!(
-            (back.personalization, back.region.as_deref()),
-            (Some(false), Some("BR")),
-            "{}",
-            t.name
-        );
+        assert_eq!((back.personalization, back.region.as_deref()), (Some(false), Some("BR")), "{}", t.name);
     }
 }
 
@@ -177,16 +115,8 @@ async fn upserts_keep_moderation_and_personalisation_choices() {
 async fn bulk_writes_span_several_statements() {
     for t in testing::all().await {
         let store = &t.store;
-        let items: Vec<Item> = (0..2500)
-            .map(|i| Item::new(format!("i{i}"), Category::ShortVideo))
-            .collect();
-        assert_eq!(
-            store
-                .upsert_items(&items, ModerationStatus::Approved)
-                .await
-                .unwrap(),
-            2500
-        );
+        let items: Vec<Item> = (0..2500).map(|i| Item::new(format!("i{i}"), Category::ShortVideo)).collect();
+        assert_eq!(store.upsert_items(&items, ModerationStatus::Approved).await.unwrap(), 2500);
         let events: Vec<Event> = (0..3500)
             .map(|i| {
                 event(
@@ -199,12 +129,7 @@ async fn bulk_writes_span_several_statements() {
             })
             .collect();
         let outcome = store.append_events(&events).await.unwrap();
-        assert_eq!(
-            (outcome.inserted, outcome.users_created),
-            (3500, 1300),
-            "{}",
-            t.name
-        );
+        assert_eq!((outcome.inserted, outcome.users_created), (3500, 1300), "{}", t.name);
         let missing = store.missing_items(&["i7", "nope", "i2499"]).await.unwrap();
         assert_eq!(missing, ["nope"], "{}", t.name);
     }
