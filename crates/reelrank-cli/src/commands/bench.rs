@@ -27,6 +27,29 @@ pub enum Bench {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
+    /// Two-tower training throughput (examples/s, one thread) on a split's train positives with
+    /// MovieLens side features, as the PyTorch reference in shared/benchmarks/RESULTS.md measured it.
+    TrainRetrieval {
+        /// Split directory (train.csv).
+        #[arg(long)]
+        split: std::path::PathBuf,
+        /// Raw MovieLens directory for side features.
+        #[arg(long)]
+        movielens: std::path::PathBuf,
+        /// Epochs to time.
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 1024)]
+        batch: usize,
+        /// Embedding width.
+        #[arg(long, default_value_t = 64)]
+        embedding_dim: usize,
+        /// Use every feature slot instead of the reference's (user: id and history; item: id and
+        /// genres), which makes the towers' inputs about four times wider than the reference's.
+        #[arg(long)]
+        all_features: bool,
+    },
     /// Simulator output rate: a platform written to CSV files in a temporary directory.
     Simulate {
         /// Users.
@@ -45,6 +68,9 @@ pub async fn run(settings: &Settings, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,
         Bench::Simulate { users, items, days } => simulate(users, items, days),
+        Bench::TrainRetrieval { split, movielens, epochs, batch, embedding_dim, all_features } => {
+            train_retrieval(&split, &movielens, epochs, batch, embedding_dim, all_features).await
+        }
     }
 }
 
@@ -164,4 +190,43 @@ fn ndjson_batches(total: usize, batch: usize) -> anyhow::Result<Vec<bytes::Bytes
         bodies.push(bytes::Bytes::from(body));
     }
     Ok(bodies)
+}
+
+async fn train_retrieval(
+    split: &std::path::Path,
+    movielens: &std::path::Path,
+    epochs: usize,
+    batch: usize,
+    embedding_dim: usize,
+    all_features: bool,
+) -> anyhow::Result<()> {
+    use reelrank_models::{TwoTower, TwoTowerConfig};
+    let data = reelrank_eval::Split::load(split)?;
+    let (items, users) = reelrank_ingest::movielens_side_info(movielens).await?;
+    let train = reelrank_eval::TrainData::from_ratings(&data.train);
+    let now = reelrank_core::Timestamp::from_secs(data.train.iter().map(|r| r.timestamp).max().unwrap_or(0));
+    let mut inputs = reelrank_eval::tower_inputs(&train, &items, &users, now);
+    if !all_features {
+        // The reference's towers: user id (+ history, always present), item id and genres (tags).
+        inputs.user_slots.iter_mut().for_each(|slots| slots.truncate(1));
+        inputs.item_slots.iter_mut().for_each(|slots| *slots = vec![slots[0].clone(), slots[2].clone()]);
+    }
+    let mut config = TwoTowerConfig { batch_size: batch, max_epochs: epochs, ..TwoTowerConfig::default() };
+    config.embedding.dim = embedding_dim;
+    let examples: usize =
+        (0..train.positives.num_users() as u32).map(|u| train.positives.items_of(u).len()).sum();
+    let start = Instant::now();
+    TwoTower::fit(&inputs, &train.positives, &config, |_, _, _| true);
+    let secs = start.elapsed().as_secs_f64();
+    let rate = (examples * epochs) as f64 / secs;
+    println!(
+        "train-retrieval: {examples} positives x {epochs} epochs, batch {batch}, embedding {embedding_dim}, output {}: \
+         {secs:.2} s = {rate:.0} examples/s (one thread)",
+        config.output_dim
+    );
+    println!(
+        "{}",
+        serde_json::json!({"bench": "train-retrieval", "examples": examples * epochs, "seconds": secs, "examples_per_s": rate})
+    );
+    Ok(())
 }
