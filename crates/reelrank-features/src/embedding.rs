@@ -15,8 +15,7 @@
 //! - **Deterministic initialisation** from the key and the seed: a row's starting value does not
 //!   depend on the order keys arrive in.
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::splitmix64;
@@ -70,7 +69,9 @@ pub struct MemoryUse {
 #[derive(Debug, Clone)]
 pub struct EmbeddingTable {
     pub(crate) config: EmbeddingConfig,
-    pub(crate) rows: HashMap<u64, u32>,
+    /// Key → row. Keys are already hashes, so the map uses a cheap multiplicative hasher (Fx)
+    /// instead of SipHash, which dominated lookups.
+    pub(crate) rows: FxHashMap<u64, u32>,
     /// Key of each row; row 0 (the shared default row) and free rows hold `FREE`.
     pub(crate) keys: Vec<u64>,
     pub(crate) weights: Vec<f32>,
@@ -78,7 +79,7 @@ pub struct EmbeddingTable {
     pub(crate) last_touch: Vec<i64>,
     pub(crate) free: Vec<u32>,
     /// Not-yet-admitted keys: (sightings, last seen).
-    pub(crate) pending: HashMap<u64, (u32, i64)>,
+    pub(crate) pending: FxHashMap<u64, (u32, i64)>,
 }
 
 /// Marks the key of the default row and of free rows.
@@ -88,13 +89,13 @@ impl EmbeddingTable {
     /// An empty table holding only the default row.
     pub fn new(config: EmbeddingConfig) -> EmbeddingTable {
         let mut table = EmbeddingTable {
-            rows: HashMap::new(),
+            rows: FxHashMap::default(),
             keys: vec![FREE],
             weights: Vec::new(),
             accumulators: vec![0.0],
             last_touch: vec![0],
             free: Vec::new(),
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             config,
         };
         table.weights = vec![0.0; table.config.dim];
@@ -191,8 +192,7 @@ impl EmbeddingTable {
     pub fn apply(&mut self, grads: &mut GradientBuffer, now_ms: i64) {
         let dim = self.config.dim;
         let lr = self.config.learning_rate;
-        for (&row, &slot) in &grads.slots {
-            let g = &grads.values[slot * dim..(slot + 1) * dim];
+        for (row, g) in grads.iter() {
             let mean_square = g.iter().map(|x| x * x).sum::<f32>() / dim as f32;
             let acc = &mut self.accumulators[row as usize];
             *acc += mean_square;
@@ -242,45 +242,71 @@ impl EmbeddingTable {
 }
 
 /// Gradients of the rows one batch touched, summed per row.
+///
+/// Rows are found through a dense index (`row → slot`, four bytes per table row) rather than a
+/// hash map: a batch adds tens of thousands of row gradients (every history item of every
+/// example), and hashing each one cost more than the arithmetic.
 #[derive(Debug, Clone)]
 pub struct GradientBuffer {
     dim: usize,
-    slots: HashMap<u32, usize>,
+    /// Slot of each row, `NONE` when the row has no gradient.
+    slot_of_row: Vec<u32>,
+    /// Rows with a gradient, in slot order.
+    rows: Vec<u32>,
     values: Vec<f32>,
 }
+
+const NONE: u32 = u32::MAX;
 
 impl GradientBuffer {
     /// An empty buffer for rows of width `dim`.
     pub fn new(dim: usize) -> GradientBuffer {
-        GradientBuffer { dim, slots: HashMap::new(), values: Vec::new() }
+        GradientBuffer { dim, slot_of_row: Vec::new(), rows: Vec::new(), values: Vec::new() }
     }
 
     /// Adds `scale · grad` to `row`'s gradient.
     pub fn add(&mut self, row: u32, grad: &[f32], scale: f32) {
         debug_assert_eq!(grad.len(), self.dim);
-        let next = self.slots.len();
-        let slot = *self.slots.entry(row).or_insert(next);
-        if slot == self.values.len() / self.dim {
-            self.values.resize(self.values.len() + self.dim, 0.0);
+        let r = row as usize;
+        if r >= self.slot_of_row.len() {
+            self.slot_of_row.resize(r + 1, NONE);
         }
+        let slot = match self.slot_of_row[r] {
+            NONE => {
+                let slot = self.rows.len();
+                self.slot_of_row[r] = slot as u32;
+                self.rows.push(row);
+                self.values.resize(self.values.len() + self.dim, 0.0);
+                slot
+            }
+            slot => slot as usize,
+        };
         for (v, g) in self.values[slot * self.dim..(slot + 1) * self.dim].iter_mut().zip(grad) {
             *v += scale * g;
         }
     }
 
+    /// `(row, summed gradient)` of every touched row.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &[f32])> {
+        self.rows.iter().copied().zip(self.values.chunks_exact(self.dim.max(1)))
+    }
+
     /// Number of distinct rows with a gradient.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.rows.len()
     }
 
     /// Whether no row has a gradient.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.rows.is_empty()
     }
 
-    /// Forgets all gradients, keeping the allocation.
+    /// Forgets all gradients, keeping the allocations.
     pub fn clear(&mut self) {
-        self.slots.clear();
+        for &row in &self.rows {
+            self.slot_of_row[row as usize] = NONE;
+        }
+        self.rows.clear();
         self.values.clear();
     }
 }

@@ -1,7 +1,6 @@
 //! Saving and loading tables: `NAME.safetensors` (the arrays) beside `NAME.json` (the manifest with
 //! the format version and the config that built the table).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::TensorView;
@@ -130,7 +129,7 @@ impl EmbeddingTable {
                 .zip(decode(raw("pending_counts", Dtype::U32)?, u32::from_le_bytes))
                 .zip(decode(raw("pending_seen", Dtype::I64)?, i64::from_le_bytes))
                 .map(|((k, c), s)| (k, (c, s)))
-                .collect::<HashMap<_, _>>(),
+                .collect::<rustc_hash::FxHashMap<_, _>>(),
             keys,
             config: manifest.config,
         };
