@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
+use rayon::prelude::*;
 use reelrank_features::{Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer};
 use serde::{Deserialize, Serialize};
 
@@ -184,10 +185,12 @@ impl TwoTower {
             .collect();
         let item_bags: Vec<&[Bag]> =
             batch.iter().map(|&(_, i)| inputs.item_slots[i as usize].as_slice()).collect();
-        let pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), now);
-        let pooled_items = self.pool_train(item_bags.iter().copied(), now);
-        let raw_u = self.user_mlp.forward_train(pooled_users.x.clone(), n);
-        let raw_v = self.item_mlp.forward_train(pooled_items.x.clone(), n);
+        let mut pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), now);
+        let mut pooled_items = self.pool_train(item_bags.iter().copied(), now);
+        // The towers are independent until the logits: each runs on its own core when two are free.
+        let (xu, xv) = (std::mem::take(&mut pooled_users.x), std::mem::take(&mut pooled_items.x));
+        let (user_mlp, item_mlp) = (&mut self.user_mlp, &mut self.item_mlp);
+        let (raw_u, raw_v) = rayon::join(|| user_mlp.forward_train(xu, n), || item_mlp.forward_train(xv, n));
         let (u, u_norms) = normalise(&raw_u, dim);
         let (v, v_norms) = normalise(&raw_v, dim);
 
@@ -202,27 +205,34 @@ impl TwoTower {
         for (b, pair) in batch.iter().enumerate() {
             positions.entry(pair.1).or_default().push(b);
         }
-        let mut loss = 0.0f32;
-        for a in 0..n {
-            let row = &mut logits[a * n..(a + 1) * n];
-            for (l, q) in row.iter_mut().zip(&log_q) {
-                *l = *l * inv_tau - q;
-            }
-            for &b in &positions[&batch[a].1] {
-                if b != a {
-                    row[b] = f32::NEG_INFINITY;
+        let row_losses: Vec<f32> = logits
+            .par_chunks_mut(n)
+            .enumerate()
+            .map(|(a, row)| {
+                for (l, q) in row.iter_mut().zip(&log_q) {
+                    *l = *l * inv_tau - q;
                 }
-            }
-            loss += softmax_cross_entropy_grad(row, a, n);
-        }
+                for &b in &positions[&batch[a].1] {
+                    if b != a {
+                        row[b] = f32::NEG_INFINITY;
+                    }
+                }
+                softmax_cross_entropy_grad(row, a, n)
+            })
+            .collect();
+        let loss: f32 = row_losses.iter().sum();
         // d(u·v/τ): du = G·v/τ, dv = Gᵀ·u/τ.
         let mut du = vec![0.0f32; n * dim];
         let mut dv = vec![0.0f32; n * dim];
-        matmul(&logits, false, &v, false, &mut du, (n, n, dim), false);
-        matmul(&logits, true, &u, false, &mut dv, (n, n, dim), false);
+        rayon::join(
+            || matmul(&logits, false, &v, false, &mut du, (n, n, dim), false),
+            || matmul(&logits, true, &u, false, &mut dv, (n, n, dim), false),
+        );
         du.iter_mut().chain(dv.iter_mut()).for_each(|g| *g *= inv_tau);
-        let dx_u = self.user_mlp.backward(normalise_backward(&u, &u_norms, &du, dim));
-        let dx_v = self.item_mlp.backward(normalise_backward(&v, &v_norms, &dv, dim));
+        let (gu, gv) =
+            (normalise_backward(&u, &u_norms, &du, dim), normalise_backward(&v, &v_norms, &dv, dim));
+        let (user_mlp, item_mlp) = (&mut self.user_mlp, &mut self.item_mlp);
+        let (dx_u, dx_v) = rayon::join(|| user_mlp.backward(gu), || item_mlp.backward(gv));
 
         let mut grads = GradientBuffer::new(self.config.embedding.dim);
         for (pooled, dx, slots) in
@@ -236,8 +246,8 @@ impl TwoTower {
         }
         self.table.apply(&mut grads, now);
         self.adam.t += 1;
-        self.user_mlp.step(&self.adam);
-        self.item_mlp.step(&self.adam);
+        let (user_mlp, item_mlp, adam) = (&mut self.user_mlp, &mut self.item_mlp, &self.adam);
+        rayon::join(|| user_mlp.step(adam), || item_mlp.step(adam));
         loss / n as f32
     }
 

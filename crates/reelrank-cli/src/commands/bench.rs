@@ -45,6 +45,9 @@ pub enum Bench {
         /// Embedding width.
         #[arg(long, default_value_t = 64)]
         embedding_dim: usize,
+        /// Threads for training (1 compares with the reference's single thread).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         /// Use every feature slot instead of the reference's (user: id and history; item: id and
         /// genres), which makes the towers' inputs about four times wider than the reference's.
         #[arg(long)]
@@ -68,8 +71,10 @@ pub async fn run(settings: &Settings, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,
         Bench::Simulate { users, items, days } => simulate(users, items, days),
-        Bench::TrainRetrieval { split, movielens, epochs, batch, embedding_dim, all_features } => {
-            train_retrieval(&split, &movielens, epochs, batch, embedding_dim, all_features).await
+        Bench::TrainRetrieval { split, movielens, epochs, batch, embedding_dim, threads, all_features } => {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+            let shape = TrainShape { epochs, batch, embedding_dim, threads, all_features };
+            train_retrieval(&split, &movielens, &pool, shape).await
         }
     }
 }
@@ -192,13 +197,20 @@ fn ndjson_batches(total: usize, batch: usize) -> anyhow::Result<Vec<bytes::Bytes
     Ok(bodies)
 }
 
-async fn train_retrieval(
-    split: &std::path::Path,
-    movielens: &std::path::Path,
+/// What `bench train-retrieval` trains.
+struct TrainShape {
     epochs: usize,
     batch: usize,
     embedding_dim: usize,
+    threads: usize,
     all_features: bool,
+}
+
+async fn train_retrieval(
+    split: &std::path::Path,
+    movielens: &std::path::Path,
+    pool: &rayon::ThreadPool,
+    TrainShape { epochs, batch, embedding_dim, threads, all_features }: TrainShape,
 ) -> anyhow::Result<()> {
     use reelrank_models::{TwoTower, TwoTowerConfig};
     let data = reelrank_eval::Split::load(split)?;
@@ -216,17 +228,18 @@ async fn train_retrieval(
     let examples: usize =
         (0..train.positives.num_users() as u32).map(|u| train.positives.items_of(u).len()).sum();
     let start = Instant::now();
-    TwoTower::fit(&inputs, &train.positives, &config, |_, _, _| true);
+    pool.install(|| TwoTower::fit(&inputs, &train.positives, &config, |_, _, _| true));
     let secs = start.elapsed().as_secs_f64();
     let rate = (examples * epochs) as f64 / secs;
     println!(
         "train-retrieval: {examples} positives x {epochs} epochs, batch {batch}, embedding {embedding_dim}, output {}: \
-         {secs:.2} s = {rate:.0} examples/s (one thread)",
+         {secs:.2} s = {rate:.0} examples/s ({threads} thread(s))",
         config.output_dim
     );
     println!(
         "{}",
-        serde_json::json!({"bench": "train-retrieval", "examples": examples * epochs, "seconds": secs, "examples_per_s": rate})
+        serde_json::json!({"bench": "train-retrieval", "examples": examples * epochs, "threads": threads,
+            "seconds": secs, "examples_per_s": rate})
     );
     Ok(())
 }
