@@ -18,7 +18,7 @@ pub use dense::{Linear, Mlp};
 pub use frequency::FrequencyEstimator;
 pub use interactions::Interactions;
 pub use popularity::Popularity;
-pub use two_tower::{TowerInputs, TwoTower, TwoTowerConfig, TwoTowerRetriever};
+pub use two_tower::{TowerInputs, TwoTower, TwoTowerConfig, TwoTowerRetriever, TWO_TOWER_FORMAT_VERSION};
 
 /// A model that scores every item for a user.
 pub trait Retriever: Sync {

@@ -14,12 +14,16 @@
 //! (only the batch's rows), the MLPs with Adam.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
-use reelrank_features::{Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer};
+use reelrank_features::{
+    read_manifest, write_manifest, Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer, PersistError,
+    TensorReader, TensorWriter,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::dense::{matmul, AdamStep, Mlp};
@@ -324,6 +328,67 @@ impl TwoTower {
     }
 }
 
+/// Version of the two-tower model's on-disk layout; other versions are refused.
+pub const TWO_TOWER_FORMAT_VERSION: u32 = 1;
+
+/// `two_tower.json`: what rebuilds the model around its arrays.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    format_version: u32,
+    config: TwoTowerConfig,
+    user_slots: usize,
+    item_slots: usize,
+}
+
+impl TwoTower {
+    /// Writes the model into `dir`: `two_tower.json` (format version, config, slot counts),
+    /// `towers.safetensors` (MLP weights) and `embeddings.{safetensors,json}` (the table).
+    pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
+        self.table.save(dir, "embeddings")?;
+        let mut arrays = TensorWriter::new();
+        for (tower, mlp) in [("user", &self.user_mlp), ("item", &self.item_mlp)] {
+            for (i, layer) in mlp.layers.iter().enumerate() {
+                arrays.add(&format!("{tower}.{i}.w"), vec![layer.outputs, layer.inputs], &layer.w);
+                arrays.add(&format!("{tower}.{i}.b"), vec![layer.outputs], &layer.b);
+            }
+        }
+        arrays.write(&dir.join("towers.safetensors"))?;
+        let manifest = Manifest {
+            format_version: TWO_TOWER_FORMAT_VERSION,
+            config: self.config.clone(),
+            user_slots: self.user_slots(),
+            item_slots: self.item_slots(),
+        };
+        write_manifest(&dir.join("two_tower.json"), &manifest)
+    }
+
+    /// Reads a model written by [`TwoTower::save`].
+    pub fn load(dir: &Path) -> Result<TwoTower, PersistError> {
+        let manifest: Manifest = read_manifest(&dir.join("two_tower.json"), TWO_TOWER_FORMAT_VERSION)?;
+        let mut model = TwoTower::new(manifest.config, manifest.user_slots, manifest.item_slots);
+        model.table = EmbeddingTable::load(dir, "embeddings")?;
+        let path = dir.join("towers.safetensors");
+        let arrays = TensorReader::open(&path)?;
+        for (tower, mlp) in [("user", &mut model.user_mlp), ("item", &mut model.item_mlp)] {
+            for (i, layer) in mlp.layers.iter_mut().enumerate() {
+                let (shape, w) = arrays.read::<f32>(&format!("{tower}.{i}.w"))?;
+                if shape != [layer.outputs, layer.inputs] {
+                    return Err(PersistError::Format {
+                        path,
+                        message: format!(
+                            "{tower}.{i}.w is {shape:?}, the config says [{}, {}]",
+                            layer.outputs, layer.inputs
+                        ),
+                    });
+                }
+                layer.w = w;
+                layer.b = arrays.values(&format!("{tower}.{i}.b"))?;
+            }
+        }
+        Ok(model)
+    }
+}
+
 /// Scores every item of a catalog by its dot product with the user's vector (exact search, for
 /// evaluation and small catalogs).
 pub struct TwoTowerRetriever<'a> {
@@ -496,6 +561,35 @@ mod tests {
             correct += usize::from(own > other);
         }
         assert_eq!(correct, num_users as usize);
+    }
+
+    #[test]
+    fn save_then_load_gives_identical_scores() {
+        let positives = Interactions::from_pairs(3, 4, &[(0, 1), (1, 2), (2, 3), (0, 2)]);
+        let inputs = TowerInputs {
+            user_slots: (0..3).map(|u| vec![vec![(100 + u, 1.0)]]).collect(),
+            item_slots: (0..4).map(|i| vec![vec![(i, 1.0)], vec![(50, 1.0)]]).collect(),
+            item_keys: (0..4).collect(),
+        };
+        let config = TwoTowerConfig { batch_size: 2, max_epochs: 3, ..TwoTowerConfig::default() };
+        let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
+        let dir = tempfile::tempdir().unwrap();
+        model.save(dir.path()).unwrap();
+        let loaded = TwoTower::load(dir.path()).unwrap();
+        assert_eq!(loaded.item_vectors(&inputs.item_slots), model.item_vectors(&inputs.item_slots));
+        for u in 0..3 {
+            let slots = &inputs.user_slots[u as usize];
+            assert_eq!(
+                loaded.user_vector(&inputs, slots, positives.items_of(u)),
+                model.user_vector(&inputs, slots, positives.items_of(u))
+            );
+        }
+        let manifest = dir.path().join("two_tower.json");
+        let text = std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replace("\"format_version\": 1", "\"format_version\": 7");
+        std::fs::write(&manifest, text).unwrap();
+        assert!(matches!(TwoTower::load(dir.path()), Err(PersistError::Version { found: 7, .. })));
     }
 
     #[test]
