@@ -54,7 +54,7 @@ impl TensorWriter {
     /// Adds array `name` of `shape` (whose product must be `values.len()`).
     pub fn add<T: Element>(&mut self, name: &str, shape: Vec<usize>, values: &[T]) -> &mut TensorWriter {
         debug_assert_eq!(shape.iter().product::<usize>(), values.len(), "{name}");
-        let mut bytes = Vec::with_capacity(values.len() * std::mem::size_of::<T>());
+        let mut bytes = Vec::with_capacity(std::mem::size_of_val(values));
         values.iter().for_each(|v| v.put(&mut bytes));
         self.tensors.push((name.to_owned(), T::DTYPE, shape, bytes));
         self
