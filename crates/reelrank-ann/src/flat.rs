@@ -26,11 +26,6 @@ impl FlatIndex {
     }
 }
 
-/// Best first; ties by ascending key so results are reproducible.
-fn better(a: &(u64, f32), b: &(u64, f32)) -> std::cmp::Ordering {
-    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-}
-
 impl VectorIndex for FlatIndex {
     fn dim(&self) -> usize {
         self.dim
@@ -81,11 +76,7 @@ impl VectorIndex for FlatIndex {
             .filter(|(key, _)| filter(**key))
             .map(|(key, v)| (*key, v.iter().zip(query).map(|(a, b)| a * b).sum()))
             .collect();
-        if hits.len() > k {
-            hits.select_nth_unstable_by(k, better);
-            hits.truncate(k);
-        }
-        hits.sort_unstable_by(better);
+        reelrank_core::top_k(&mut hits, k);
         hits
     }
 }

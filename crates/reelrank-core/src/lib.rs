@@ -17,11 +17,13 @@
 mod event;
 mod item;
 mod time;
+mod top_k;
 mod user;
 mod validate;
 
 pub use event::{Event, EventContext, EventKind};
 pub use item::{Category, Item, ModerationStatus};
 pub use time::Timestamp;
+pub use top_k::{by_score, top_k};
 pub use user::{AttributeValue, User};
 pub use validate::{from_json_value, FieldError, Validate};

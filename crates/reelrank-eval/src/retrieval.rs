@@ -157,15 +157,12 @@ pub fn evaluate_retrieval<R: Retriever>(split: &Split, fit: impl FnOnce(&TrainDa
 
 /// Indices of the `k` highest finite scores, best first; ties by ascending index.
 fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
-    let order = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
-    let mut candidates: Vec<u32> =
-        (0..scores.len() as u32).filter(|&i| scores[i as usize] > f32::NEG_INFINITY).collect();
-    if candidates.len() > k {
-        candidates.select_nth_unstable_by(k, order);
-        candidates.truncate(k);
-    }
-    candidates.sort_unstable_by(order);
-    candidates
+    let mut candidates: Vec<(u32, f32)> = (0..scores.len() as u32)
+        .map(|i| (i, scores[i as usize]))
+        .filter(|c| c.1 > f32::NEG_INFINITY)
+        .collect();
+    reelrank_core::top_k(&mut candidates, k);
+    candidates.into_iter().map(|c| c.0).collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! memorisation baseline that the learned towers are blended with.
 
 use rayon::prelude::*;
+use reelrank_core::top_k;
 use serde::{Deserialize, Serialize};
 
 use crate::{Interactions, Retriever};
@@ -77,7 +78,7 @@ impl ItemCooccurrence {
                         .drain(..)
                         .map(|j| (j, std::mem::take(&mut acc[j as usize]) / penalty[j as usize]))
                         .collect();
-                    top_by_weight(&mut row, config.neighbors);
+                    top_k(&mut row, config.neighbors);
                     row
                 },
             )
@@ -89,16 +90,6 @@ impl ItemCooccurrence {
     pub fn similar(&self, item: u32) -> &[(u32, f32)] {
         &self.neighbors[item as usize]
     }
-}
-
-/// Keeps the `k` largest weights, sorted decreasing (ties by index, for determinism).
-fn top_by_weight(row: &mut Vec<(u32, f32)>, k: usize) {
-    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if row.len() > k {
-        row.select_nth_unstable_by(k, order);
-        row.truncate(k);
-    }
-    row.sort_unstable_by(order);
 }
 
 impl Retriever for ItemCooccurrence {
