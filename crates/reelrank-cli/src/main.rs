@@ -39,6 +39,9 @@ enum Command {
     Stats(commands::stats::Args),
     /// Simulate a small platform into a fresh data directory and serve it.
     Demo(commands::demo::Args),
+    /// Train models from the store's events and save them in the data directory.
+    #[command(subcommand)]
+    Train(commands::train::Train),
     /// Offline evaluation on fixed rating splits.
     #[command(subcommand)]
     Eval(commands::eval::Eval),
@@ -75,6 +78,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Simulate(args) => commands::simulate::run(&data_dir, &settings, args).await,
         Command::Stats(args) => commands::stats::run(&data_dir, &settings, args).await,
         Command::Demo(args) => commands::demo::run(&data_dir, &settings, args).await,
+        Command::Train(train) => commands::train::run(&data_dir, &settings, train).await,
         Command::Eval(eval) => commands::eval::run(eval).await,
         Command::Bench(bench) => commands::bench::run(&settings, bench).await,
     }

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use reelrank_core::{Category, Item, Timestamp, User};
 use reelrank_features::{item_bags, item_id_key, UserSchema};
-use reelrank_models::TowerInputs;
+use reelrank_models::{TowerInputs, TwoTower, TwoTowerConfig, TwoTowerRetriever};
 
-use crate::TrainData;
+use crate::{RetrievalReport, RetrievalTask, TrainData};
 
 /// Feature bags of every user and catalog item of `data`; items and users missing from the side
 /// information are described by their id alone. `now` dates item ages (the end of the train period).
@@ -31,4 +31,26 @@ pub fn tower_inputs(data: &TrainData, items: &[Item], users: &[User], now: Times
             .collect(),
         item_keys: data.item_ids.iter().map(|id| item_id_key(id)).collect(),
     }
+}
+
+/// Trains a two-tower model on `task`'s train data, evaluating on its test positives after every
+/// epoch (`on_epoch(epoch, loss, report)`), and stops `patience` epochs after the best NDCG@20.
+/// Returns the best number of epochs, for a refit on all the data.
+pub fn epochs_by_early_stopping(
+    task: &RetrievalTask,
+    inputs: &TowerInputs,
+    config: &TwoTowerConfig,
+    patience: usize,
+    mut on_epoch: impl FnMut(usize, f32, &RetrievalReport),
+) -> usize {
+    let (mut best, mut best_epoch) = (f64::NEG_INFINITY, 0);
+    TwoTower::fit(inputs, &task.data.positives, config, |epoch, loss, model| {
+        let report = task.evaluate(&TwoTowerRetriever::new(model, inputs));
+        on_epoch(epoch, loss, &report);
+        if report.ndcg_20 > best {
+            (best, best_epoch) = (report.ndcg_20, epoch);
+        }
+        epoch < best_epoch + patience
+    });
+    best_epoch + 1
 }

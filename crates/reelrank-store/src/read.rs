@@ -60,6 +60,26 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    /// Up to `limit` catalog items with ids after `after` (`""` for the first page), in id order.
+    pub async fn items_after(&self, after: &str, limit: u32) -> Result<Vec<Item>> {
+        let rows = sqlx::query("SELECT * FROM items WHERE item_id > $1 ORDER BY item_id LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    /// Up to `limit` users with ids after `after` (`""` for the first page), in id order.
+    pub async fn users_after(&self, after: &str, limit: u32) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE user_id > $1 ORDER BY user_id LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     /// Up to `limit` events with `seq > after`, in log order: the way consumers read the log.
     pub async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use reelrank_core::Timestamp;
-use reelrank_eval::{evaluate_retrieval, tower_inputs, RetrievalReport, RetrievalTask, Split};
+use reelrank_eval::{
+    epochs_by_early_stopping, evaluate_retrieval, tower_inputs, RetrievalReport, RetrievalTask, Split,
+};
 use reelrank_models::{
     Blend, CooccurrenceConfig, ItemCooccurrence, Popularity, Retriever, TwoTower, TwoTowerConfig,
     TwoTowerRetriever,
@@ -65,7 +67,7 @@ pub enum RetrievalModel {
 }
 
 /// Epochs without a better validation NDCG@20 before training stops.
-const PATIENCE: usize = 3;
+pub const PATIENCE: usize = 3;
 
 pub async fn run(eval: Eval) -> anyhow::Result<()> {
     let Eval::Retrieval {
@@ -161,19 +163,13 @@ fn tune_epochs(
     let valid = Split::load(&valid_dir)?;
     let task = RetrievalTask::new(&valid);
     let inputs = tower_inputs(&task.data, items, users, end_of_train(&valid));
-    let (mut best, mut best_epoch) = (f64::NEG_INFINITY, 0);
-    TwoTower::fit(&inputs, &task.data.positives, config, |epoch, loss, model| {
-        let report = task.evaluate(&TwoTowerRetriever::new(model, &inputs));
+    let epochs = epochs_by_early_stopping(&task, &inputs, config, PATIENCE, |epoch, loss, report| {
         eprintln!(
             "valid epoch {:>2}  loss {loss:.4}  Recall@20 {:.4}  NDCG@20 {:.4}",
             epoch + 1,
             report.recall_20,
             report.ndcg_20
         );
-        if report.ndcg_20 > best {
-            (best, best_epoch) = (report.ndcg_20, epoch);
-        }
-        epoch < best_epoch + PATIENCE
     });
-    Ok(Some(best_epoch + 1))
+    Ok(Some(epochs))
 }

@@ -7,6 +7,7 @@ pub mod import;
 pub mod serve;
 pub mod simulate;
 pub mod stats;
+pub mod train;
 
 use std::path::Path;
 use std::sync::Arc;

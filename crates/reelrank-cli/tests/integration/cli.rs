@@ -105,3 +105,16 @@ fn eval_retrieval_reproduces_the_reference_popularity_baseline() {
         close("coverage@20", coverage, 5e-4);
     }
 }
+
+#[test]
+fn trains_the_retrieval_model_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let simulate = ["simulate", "--users", "80", "--items", "400", "--days", "3", "--seed", "3"];
+    assert!(reelrank(dir.path()).args(simulate).output().unwrap().status.success());
+    let out = reelrank(dir.path()).args(["train", "retrieval"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holdout epoch  1"), "early stopping reports each epoch: {stderr}");
+    let model = reelrank_models::TwoTower::load(&dir.path().join("models/retrieval")).unwrap();
+    assert!(model.table().memory().rows > 0);
+}

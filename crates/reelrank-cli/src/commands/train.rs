@@ -1,0 +1,157 @@
+//! `reelrank train retrieval`: the two-tower model trained from the store's events.
+//!
+//! Positives come from the events by the [`PositiveRule`]; each user's most recent positive is held
+//! out to pick the number of epochs (early stopping on NDCG@20), then the model is refitted on
+//! every positive and saved under `DATA_DIR/models/retrieval`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use reelrank_core::{Item, Timestamp, User};
+use reelrank_eval::{epochs_by_early_stopping, tower_inputs, Rating, RetrievalTask, Split};
+use reelrank_features::PositiveRule;
+use reelrank_models::{TwoTower, TwoTowerConfig};
+use reelrank_store::Store;
+
+use crate::settings::Settings;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Train {
+    /// Train the two-tower retrieval model from the store and save it.
+    Retrieval {
+        /// Train this many epochs instead of early stopping on each user's last positive.
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
+}
+
+/// Rows read from the store per query.
+const PAGE: u32 = 10_000;
+
+/// Where the retrieval model is saved.
+pub fn model_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("models").join("retrieval")
+}
+
+pub async fn run(data_dir: &Path, settings: &Settings, train: Train) -> anyhow::Result<()> {
+    let Train::Retrieval { epochs } = train;
+    let started = Instant::now();
+    let store = super::open_store(data_dir, settings).await?;
+    let (items, users) = catalog(&store).await?;
+    let positives = positives(&store, &items, &PositiveRule::default()).await?;
+    anyhow::ensure!(!positives.is_empty(), "no positive events in the store: nothing to train on");
+    let config = TwoTowerConfig::default();
+    let epochs = match epochs {
+        Some(epochs) => epochs,
+        None => {
+            let holdout = holdout_split(&positives);
+            let task = RetrievalTask::new(&holdout);
+            let inputs = tower_inputs(&task.data, &items, &users, Timestamp::now());
+            epochs_by_early_stopping(&task, &inputs, &config, super::eval::PATIENCE, |epoch, loss, report| {
+                eprintln!(
+                    "holdout epoch {:>2}  loss {loss:.4}  Recall@20 {:.4}  NDCG@20 {:.4}",
+                    epoch + 1,
+                    report.recall_20,
+                    report.ndcg_20
+                );
+            })
+        }
+    };
+    let all = Split { train: positives, test: Vec::new(), retrieval_test: Vec::new() };
+    let task = RetrievalTask::new(&all);
+    let inputs = tower_inputs(&task.data, &items, &users, Timestamp::now());
+    let progress = super::progress_bar("train");
+    progress.set_length(epochs as u64);
+    let model = TwoTower::fit(
+        &inputs,
+        &task.data.positives,
+        &TwoTowerConfig { max_epochs: epochs, ..config },
+        |_, loss, _| {
+            progress.set_message(format!("loss {loss:.4}"));
+            progress.inc(1);
+            true
+        },
+    );
+    progress.finish_and_clear();
+    let dir = model_dir(data_dir);
+    model.save(&dir)?;
+    println!(
+        "trained the two-tower model on {} positives of {} users and {} items, {epochs} epochs, in {:.1} s; saved to {}",
+        all.train.len(),
+        task.data.user_ids.len(),
+        task.data.item_ids.len(),
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Every catalog item and user.
+async fn catalog(store: &Store) -> anyhow::Result<(Vec<Item>, Vec<User>)> {
+    let mut items: Vec<Item> = Vec::new();
+    loop {
+        let after = items.last().map_or(String::new(), |i| i.item_id.clone());
+        let page = store.items_after(&after, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        items.extend(page);
+    }
+    let mut users: Vec<User> = Vec::new();
+    loop {
+        let after = users.last().map_or(String::new(), |u| u.user_id.clone());
+        let page = store.users_after(&after, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        users.extend(page);
+    }
+    Ok((items, users))
+}
+
+/// The positive events on catalog items, as ratings of 5 (every positive counts alike), in log order.
+async fn positives(store: &Store, items: &[Item], rule: &PositiveRule) -> anyhow::Result<Vec<Rating>> {
+    let durations: HashMap<&str, Option<f64>> =
+        items.iter().map(|i| (i.item_id.as_str(), i.duration_s)).collect();
+    let mut positives = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.events_after(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for stored in page {
+            let event = stored.event;
+            let Some(duration) = durations.get(event.item_id.as_str()) else { continue };
+            if rule.is_positive(&event, *duration) {
+                positives.push(Rating {
+                    user: event.user_id,
+                    item: event.item_id,
+                    rating: 5.0,
+                    timestamp: event.ts.millis() / 1000,
+                });
+            }
+        }
+    }
+    Ok(positives)
+}
+
+/// Each user's most recent positive held out (users with at least three), the rest for training.
+fn holdout_split(positives: &[Rating]) -> Split {
+    let mut last: HashMap<&str, (usize, i64)> = HashMap::new();
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in positives.iter().enumerate() {
+        *count.entry(&r.user).or_default() += 1;
+        let entry = last.entry(&r.user).or_insert((i, r.timestamp));
+        if r.timestamp >= entry.1 {
+            *entry = (i, r.timestamp);
+        }
+    }
+    let held: std::collections::HashSet<usize> =
+        last.iter().filter(|(user, _)| count[*user] >= 3).map(|(_, (i, _))| *i).collect();
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, rating) in positives.iter().enumerate() {
+        if held.contains(&i) { &mut test } else { &mut train }.push(rating.clone());
+    }
+    Split { train, retrieval_test: test.clone(), test }
+}
