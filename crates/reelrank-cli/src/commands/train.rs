@@ -89,25 +89,25 @@ pub async fn run(data_dir: &Path, settings: &Settings, train: Train) -> anyhow::
 
 /// Every catalog item and user.
 async fn catalog(store: &Store) -> anyhow::Result<(Vec<Item>, Vec<User>)> {
-    let mut items: Vec<Item> = Vec::new();
-    loop {
-        let after = items.last().map_or(String::new(), |i| i.item_id.clone());
-        let page = store.items_after(&after, PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        items.extend(page);
-    }
-    let mut users: Vec<User> = Vec::new();
-    loop {
-        let after = users.last().map_or(String::new(), |u| u.user_id.clone());
-        let page = store.users_after(&after, PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        users.extend(page);
-    }
+    let items = read_all(async |after| store.items_after(after, PAGE).await, |i: &Item| &i.item_id).await?;
+    let users = read_all(async |after| store.users_after(after, PAGE).await, |u: &User| &u.user_id).await?;
     Ok((items, users))
+}
+
+/// Every record of an id-ordered paged listing: `page(after)` returns the records after an id.
+async fn read_all<T>(
+    mut page: impl AsyncFnMut(&str) -> reelrank_store::Result<Vec<T>>,
+    id: impl Fn(&T) -> &str,
+) -> anyhow::Result<Vec<T>> {
+    let mut all: Vec<T> = Vec::new();
+    loop {
+        let after = all.last().map_or(String::new(), |r| id(r).to_owned());
+        let next = page(&after).await?;
+        if next.is_empty() {
+            return Ok(all);
+        }
+        all.extend(next);
+    }
 }
 
 /// The positive events on catalog items, as ratings of 5 (every positive counts alike), in log order.
