@@ -106,6 +106,11 @@ impl RetrievalTask {
         RetrievalTask { data, relevant }
     }
 
+    /// Whether `user` has test positives (is evaluated).
+    pub fn has_test_positives(&self, user: u32) -> bool {
+        self.relevant.contains_key(&user)
+    }
+
     /// Ranks the catalog for every test user with `model` and averages the metrics
     /// (`train_seconds` is left at 0 for the caller to fill).
     pub fn evaluate(&self, model: &dyn Retriever) -> RetrievalReport {

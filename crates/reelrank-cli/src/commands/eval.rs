@@ -15,43 +15,49 @@ use reelrank_models::{
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Eval {
+    /// Retrieval on a simulated platform: next-day positives and the simulator's ground truth.
+    Simulated(super::eval_simulated::Args),
     /// Top-K retrieval: Recall@20, NDCG@20, Recall@50, Coverage@20 over the split's test users.
-    Retrieval {
-        /// Split directory with train.csv, test.csv, retrieval_test.csv (and valid/ for tuning).
-        #[arg(long)]
-        split: PathBuf,
-        /// Raw MovieLens directory with the user and item side features (ml-100k or ml-latest layout);
-        /// without it the two-tower model sees ids only.
-        #[arg(long)]
-        movielens: Option<PathBuf>,
-        /// Model to evaluate.
-        #[arg(long, value_enum, default_value_t = RetrievalModel::Default)]
-        model: RetrievalModel,
-        /// Co-occurrence: kept neighbours per item.
-        #[arg(long, default_value_t = CooccurrenceConfig::default().neighbors)]
-        neighbors: usize,
-        /// Co-occurrence: popularity penalty exponent β.
-        #[arg(long, default_value_t = CooccurrenceConfig::default().popularity_penalty)]
-        popularity_penalty: f32,
-        /// Two-tower: softmax temperature.
-        #[arg(long, default_value_t = TwoTowerConfig::default().temperature)]
-        temperature: f32,
-        /// Two-tower: weight of the logQ correction (1 = full, 0 = none).
-        #[arg(long, default_value_t = TwoTowerConfig::default().logq_weight)]
-        logq_weight: f32,
-        /// Two-tower: settings as a JSON object over the defaults, e.g. '{"hidden_dim": 256}'.
-        #[arg(long)]
-        two_tower: Option<String>,
-        /// Two-tower: train this many epochs instead of early stopping on `valid/`.
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Default model: weight of the co-occurrence scores beside the two-tower's (both standardised).
-        #[arg(long, default_value_t = 0.25)]
-        cooccurrence_weight: f32,
-        /// Print one JSON object on the last line.
-        #[arg(long)]
-        json: bool,
-    },
+    Retrieval(RetrievalArgs),
+}
+
+/// Arguments of `eval retrieval`.
+#[derive(Debug, clap::Args)]
+pub struct RetrievalArgs {
+    /// Split directory with train.csv, test.csv, retrieval_test.csv (and valid/ for tuning).
+    #[arg(long)]
+    split: PathBuf,
+    /// Raw MovieLens directory with the user and item side features (ml-100k or ml-latest layout);
+    /// without it the two-tower model sees ids only.
+    #[arg(long)]
+    movielens: Option<PathBuf>,
+    /// Model to evaluate.
+    #[arg(long, value_enum, default_value_t = RetrievalModel::Default)]
+    model: RetrievalModel,
+    /// Co-occurrence: kept neighbours per item.
+    #[arg(long, default_value_t = CooccurrenceConfig::default().neighbors)]
+    neighbors: usize,
+    /// Co-occurrence: popularity penalty exponent β.
+    #[arg(long, default_value_t = CooccurrenceConfig::default().popularity_penalty)]
+    popularity_penalty: f32,
+    /// Two-tower: softmax temperature.
+    #[arg(long, default_value_t = TwoTowerConfig::default().temperature)]
+    temperature: f32,
+    /// Two-tower: weight of the logQ correction (1 = full, 0 = none).
+    #[arg(long, default_value_t = TwoTowerConfig::default().logq_weight)]
+    logq_weight: f32,
+    /// Two-tower: settings as a JSON object over the defaults, e.g. '{"hidden_dim": 256}'.
+    #[arg(long)]
+    two_tower: Option<String>,
+    /// Two-tower: train this many epochs instead of early stopping on `valid/`.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Default model: weight of the co-occurrence scores beside the two-tower's (both standardised).
+    #[arg(long, default_value_t = 0.25)]
+    cooccurrence_weight: f32,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,7 +76,14 @@ pub enum RetrievalModel {
 pub const PATIENCE: usize = 3;
 
 pub async fn run(eval: Eval) -> anyhow::Result<()> {
-    let Eval::Retrieval {
+    match eval {
+        Eval::Simulated(args) => super::eval_simulated::run(args),
+        Eval::Retrieval(args) => retrieval(args).await,
+    }
+}
+
+async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
+    let RetrievalArgs {
         split,
         movielens,
         model,
@@ -82,7 +95,7 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
         epochs,
         cooccurrence_weight,
         json,
-    } = eval;
+    } = args;
     let data = Split::load(&split).with_context(|| format!("reading split {}", split.display()))?;
     let cooccurrence = CooccurrenceConfig { neighbors, popularity_penalty, ..CooccurrenceConfig::default() };
     let report = match model {

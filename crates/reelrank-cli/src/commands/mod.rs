@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod demo;
 pub mod eval;
+pub mod eval_simulated;
 pub mod import;
 pub mod serve;
 pub mod simulate;
