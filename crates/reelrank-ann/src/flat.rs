@@ -1,8 +1,11 @@
 //! Exact search by scanning every vector.
 
+use std::path::Path;
+
+use reelrank_features::{PersistError, TensorReader, TensorWriter};
 use rustc_hash::FxHashMap;
 
-use crate::{VectorIndex, WrongDimension};
+use crate::{check_dim, Result, VectorIndex};
 
 /// Every vector in one contiguous array, scanned per query: exact, `O(n·dim)` per search, and
 /// cheap to update. Used below a size threshold and as the ground truth for approximate indexes.
@@ -24,6 +27,52 @@ impl FlatIndex {
     pub fn get(&self, key: u64) -> Option<&[f32]> {
         self.position.get(&key).map(|&p| &self.vectors[p * self.dim..(p + 1) * self.dim])
     }
+
+    /// Every `(key, vector)`, in storage order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[f32])> {
+        self.keys.iter().copied().zip(self.vectors.chunks_exact(self.dim.max(1)))
+    }
+
+    /// Writes the keys and vectors as one safetensors file.
+    pub fn save(&self, path: &Path) -> std::result::Result<(), PersistError> {
+        TensorWriter::new()
+            .add("keys", vec![self.keys.len()], &self.keys)
+            .add("vectors", vec![self.keys.len(), self.dim], &self.vectors)
+            .write(path)
+    }
+
+    /// Reads a file written by [`FlatIndex::save`].
+    pub fn load(path: &Path) -> std::result::Result<FlatIndex, PersistError> {
+        let arrays = TensorReader::open(path)?;
+        let keys: Vec<u64> = arrays.values("keys")?;
+        let (shape, vectors) = arrays.read::<f32>("vectors")?;
+        let format = |message: String| PersistError::Format { path: path.to_owned(), message };
+        let &[rows, dim] = shape.as_slice() else {
+            return Err(format(format!("vectors have shape {shape:?}, expected [rows, dim]")));
+        };
+        if rows != keys.len() {
+            return Err(format(format!("{} keys for {rows} vectors", keys.len())));
+        }
+        let position: FxHashMap<u64, usize> = keys.iter().enumerate().map(|(p, &k)| (k, p)).collect();
+        if position.len() != keys.len() {
+            return Err(format("a key is stored twice".into()));
+        }
+        Ok(FlatIndex { dim, keys, vectors, position })
+    }
+}
+
+/// Inner product with eight partial sums, so the compiler vectorises it (a single running sum
+/// must be added in order and stays scalar).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut partial = [0.0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for i in 0..8 {
+            partial[i] += x[i] * y[i];
+        }
+    }
+    partial.iter().sum::<f32>() + tail
 }
 
 impl VectorIndex for FlatIndex {
@@ -35,10 +84,8 @@ impl VectorIndex for FlatIndex {
         self.keys.len()
     }
 
-    fn upsert(&mut self, key: u64, vector: &[f32]) -> Result<(), WrongDimension> {
-        if vector.len() != self.dim {
-            return Err(WrongDimension { expected: self.dim, got: vector.len() });
-        }
+    fn upsert(&mut self, key: u64, vector: &[f32]) -> Result<()> {
+        check_dim(self.dim, vector)?;
         match self.position.get(&key) {
             Some(&p) => self.vectors[p * self.dim..(p + 1) * self.dim].copy_from_slice(vector),
             None => {
@@ -65,25 +112,38 @@ impl VectorIndex for FlatIndex {
         true
     }
 
+    fn vector(&self, key: u64) -> Option<Vec<f32>> {
+        self.get(key).map(<[f32]>::to_vec)
+    }
+
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         if k == 0 || query.len() != self.dim {
             return Vec::new();
         }
-        let mut hits: Vec<(u64, f32)> = self
-            .keys
-            .iter()
-            .zip(self.vectors.chunks_exact(self.dim))
-            .filter(|(key, _)| filter(**key))
-            .map(|(key, v)| (*key, v.iter().zip(query).map(|(a, b)| a * b).sum()))
-            .collect();
-        reelrank_core::top_k(&mut hits, k);
-        hits
+        // A buffer of up to 2k candidates, cut back to the best k whenever it fills: no allocation
+        // per vector, and the filter only runs on vectors that would make the cut.
+        let mut best: Vec<(u64, f32)> = Vec::with_capacity(2 * k);
+        let mut threshold = f32::NEG_INFINITY;
+        for (key, v) in self.iter() {
+            let score = dot(v, query);
+            if score < threshold || !filter(key) {
+                continue;
+            }
+            best.push((key, score));
+            if best.len() == 2 * k {
+                reelrank_core::top_k(&mut best, k);
+                threshold = best[k - 1].1;
+            }
+        }
+        reelrank_core::top_k(&mut best, k);
+        best
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::IndexError;
 
     fn index() -> FlatIndex {
         let mut index = FlatIndex::new(2);
@@ -117,7 +177,33 @@ mod tests {
         assert_eq!(index.len(), 3);
         assert_eq!(index.get(4), Some(&[1.0, 0.1][..]), "the moved vector kept its key");
         assert_eq!(index.search(&[0.0, 1.0], 1, &|_| true)[0].0, 3);
-        assert_eq!(index.upsert(9, &[1.0]), Err(WrongDimension { expected: 2, got: 1 }));
+        assert!(matches!(index.upsert(9, &[1.0]), Err(IndexError::WrongDimension { expected: 2, got: 1 })));
+    }
+
+    #[test]
+    fn similar_excludes_the_item_itself() {
+        let hits = index().similar(1, 2, &|_| true);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), [2, 3]);
+        assert!(index().similar(77, 2, &|_| true).is_empty());
+    }
+
+    #[test]
+    fn dot_matches_the_plain_sum() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.25).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - plain).abs() < 1e-4);
+    }
+
+    #[test]
+    fn save_then_load_gives_the_same_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flat.safetensors");
+        let original = index();
+        original.save(&path).unwrap();
+        let loaded = FlatIndex::load(&path).unwrap();
+        assert_eq!(loaded.iter().collect::<Vec<_>>(), original.iter().collect::<Vec<_>>());
+        assert_eq!(loaded.search(&[0.6, 0.8], 4, &|_| true), original.search(&[0.6, 0.8], 4, &|_| true));
     }
 
     #[test]

@@ -3,8 +3,14 @@
 //! among those the filter accepts".
 //!
 //! Filters run inside the search, so moderation, region and seen-item rules do not cost recall by
-//! dropping results after the fact. Exact and approximate indexes share [`VectorIndex`]; the exact
-//! [`FlatIndex`] serves small catalogs and is the reference approximate ones are tested against.
+//! dropping results after the fact. Exact and approximate indexes share [`VectorIndex`]:
+//!
+//! - [`FlatIndex`] scans every vector: exact, cheap to update, right for small catalogs, and the
+//!   reference the approximate index is tested against;
+//! - [`HnswIndex`] is a graph index (HNSW, from the `usearch` crate): logarithmic search for large
+//!   catalogs, with incremental insert and delete;
+//! - [`AdaptiveIndex`] is what callers hold: exact below a size threshold, HNSW above it, saved and
+//!   loaded with a manifest that carries its config and a format version.
 //!
 //! ```
 //! use reelrank_ann::{FlatIndex, VectorIndex};
@@ -16,19 +22,37 @@
 //! ```
 #![warn(missing_docs)]
 
+mod adaptive;
 mod flat;
+mod hnsw;
+pub mod synthetic;
 
+pub use adaptive::{AdaptiveIndex, IndexConfig, INDEX_FORMAT_VERSION};
 pub use flat::FlatIndex;
+pub use hnsw::{HnswConfig, HnswIndex, Quantization};
+use reelrank_features::PersistError;
 
-/// A vector of the wrong width was given.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("vector has {got} dimensions, the index {expected}")]
-pub struct WrongDimension {
-    /// The index's width.
-    pub expected: usize,
-    /// The vector's width.
-    pub got: usize,
+/// What can go wrong with an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A vector of the wrong width was given.
+    #[error("vector has {got} dimensions, the index {expected}")]
+    WrongDimension {
+        /// The index's width.
+        expected: usize,
+        /// The vector's width.
+        got: usize,
+    },
+    /// The graph index refused an operation (out of memory, a corrupt file).
+    #[error("vector index: {0}")]
+    Native(String),
+    /// Saving or loading failed.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
 }
+
+/// The result type of index operations.
+pub type Result<T> = std::result::Result<T, IndexError>;
 
 /// Keyed vectors searchable by inner product.
 pub trait VectorIndex: Send + Sync {
@@ -44,12 +68,33 @@ pub trait VectorIndex: Send + Sync {
     }
 
     /// Inserts `key`, or replaces its vector.
-    fn upsert(&mut self, key: u64, vector: &[f32]) -> Result<(), WrongDimension>;
+    fn upsert(&mut self, key: u64, vector: &[f32]) -> Result<()>;
 
     /// Removes `key`; returns whether it was present.
     fn remove(&mut self, key: u64) -> bool;
 
+    /// The stored vector of `key` (for approximate indexes, as stored: possibly quantised).
+    fn vector(&self, key: u64) -> Option<Vec<f32>>;
+
     /// Up to `k` `(key, inner product)` pairs, best first (ties by ascending key), among keys that
     /// `filter` accepts.
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)>;
+
+    /// The `k` keys most similar to `key` (by its stored vector), itself excluded; empty when
+    /// `key` is not stored.
+    fn similar(&self, key: u64, k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
+        match self.vector(key) {
+            Some(v) => self.search(&v, k, &|other| other != key && filter(other)),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Checks a vector's width against the index's.
+fn check_dim(expected: usize, vector: &[f32]) -> Result<()> {
+    if vector.len() == expected {
+        Ok(())
+    } else {
+        Err(IndexError::WrongDimension { expected, got: vector.len() })
+    }
 }

@@ -12,6 +12,8 @@ use reelrank_store::Store;
 
 use crate::settings::Settings;
 
+mod ann;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Bench {
     /// Durable HTTP ingest: simulated events POSTed as NDJSON batches to an in-process server on
@@ -53,6 +55,9 @@ pub enum Bench {
         #[arg(long)]
         all_features: bool,
     },
+    /// Vector search: HNSW recall@k and single-query latency against exact search, build time and
+    /// memory, on seeded clustered unit vectors (the data of shared/benchmarks/SERVING.md).
+    Ann(ann::Args),
     /// Simulator output rate: a platform written to CSV files in a temporary directory.
     Simulate {
         /// Users.
@@ -71,6 +76,7 @@ pub async fn run(settings: &Settings, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,
         Bench::Simulate { users, items, days } => simulate(users, items, days),
+        Bench::Ann(args) => tokio::task::block_in_place(|| ann::run(args)),
         Bench::TrainRetrieval { split, movielens, epochs, batch, embedding_dim, threads, all_features } => {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
             let shape = TrainShape { epochs, batch, embedding_dim, threads, all_features };
