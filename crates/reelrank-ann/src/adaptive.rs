@@ -126,7 +126,9 @@ impl AdaptiveIndex {
         let inner = match manifest.kind.as_str() {
             "flat" => Inner::Flat(FlatIndex::load(&dir.join(FLAT_FILE))?),
             "hnsw" => Inner::Hnsw(HnswIndex::load(&dir.join(HNSW_FILE), manifest.config.hnsw.clone())?),
-            other => return Err(PersistError::Format { path, message: format!("unknown index kind `{other}`") }),
+            other => {
+                return Err(PersistError::Format { path, message: format!("unknown index kind `{other}`") })
+            }
         };
         let index = AdaptiveIndex { config: manifest.config, inner };
         if (index.dim(), index.len()) != (manifest.dim, manifest.len) {
@@ -158,7 +160,8 @@ impl VectorIndex for AdaptiveIndex {
         match &mut self.inner {
             Inner::Flat(flat) if flat.len() + 1 >= self.config.exact_below && flat.get(key).is_none() => {
                 let (keys, vectors): (Vec<u64>, Vec<&[f32]>) = flat.iter().unzip();
-                let mut hnsw = HnswIndex::build(flat.dim(), self.config.hnsw.clone(), &keys, &vectors.concat())?;
+                let mut hnsw =
+                    HnswIndex::build(flat.dim(), self.config.hnsw.clone(), &keys, &vectors.concat())?;
                 hnsw.upsert(key, vector)?;
                 self.inner = Inner::Hnsw(hnsw);
                 Ok(())
@@ -226,7 +229,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         AdaptiveIndex::new(8, config(10)).save(dir.path()).unwrap();
         let manifest = dir.path().join(MANIFEST);
-        let text = std::fs::read_to_string(&manifest).unwrap().replace("\"format_version\": 1", "\"format_version\": 9");
+        let text = std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replace("\"format_version\": 1", "\"format_version\": 9");
         std::fs::write(&manifest, text).unwrap();
         assert!(matches!(AdaptiveIndex::load(dir.path()), Err(PersistError::Version { found: 9, .. })));
     }

@@ -59,7 +59,12 @@ pub struct HnswConfig {
 impl Default for HnswConfig {
     /// Chosen with `reelrank bench ann` on 1M clustered 64-dimensional vectors (docs/BENCHMARKS.md).
     fn default() -> HnswConfig {
-        HnswConfig { connectivity: 16, expansion_add: 128, expansion_search: 64, quantization: Quantization::F32 }
+        HnswConfig {
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 64,
+            quantization: Quantization::F32,
+        }
     }
 }
 
@@ -158,7 +163,8 @@ impl HnswIndex {
         index.change_expansion_search(config.expansion_search);
         index.change_expansion_add(config.expansion_add);
         let hnsw = HnswIndex { index, config };
-        hnsw.reserve(0).map_err(|e| PersistError::Format { path: path.to_owned(), message: e.to_string() })?;
+        hnsw.reserve(0)
+            .map_err(|e| PersistError::Format { path: path.to_owned(), message: e.to_string() })?;
         Ok(hnsw)
     }
 }
@@ -254,7 +260,13 @@ mod tests {
         found as f64 / exact.len().max(1) as f64
     }
 
-    fn mean_recall(flat: &FlatIndex, hnsw: &HnswIndex, queries: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> f64 {
+    fn mean_recall(
+        flat: &FlatIndex,
+        hnsw: &HnswIndex,
+        queries: &[f32],
+        k: usize,
+        filter: &dyn Fn(u64) -> bool,
+    ) -> f64 {
         let dim = flat.dim();
         let total: f64 = queries
             .chunks_exact(dim)

@@ -46,8 +46,7 @@ impl ClusteredVectors {
 /// A normalised `centre + N(0, sigma²)` (or pure noise without a centre).
 fn unit(rng: &mut impl Rng, dim: usize, centre: Option<&[f32]>, sigma: f32) -> Vec<f32> {
     let noise = Normal::new(0.0f32, sigma).expect("finite sigma");
-    let mut v: Vec<f32> =
-        (0..dim).map(|d| centre.map_or(0.0, |c| c[d]) + noise.sample(&mut *rng)).collect();
+    let mut v: Vec<f32> = (0..dim).map(|d| centre.map_or(0.0, |c| c[d]) + noise.sample(&mut *rng)).collect();
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
     v.iter_mut().for_each(|x| *x /= norm);
     v

@@ -42,10 +42,12 @@ enum Command {
     /// Train models from the store's events and save them in the data directory.
     #[command(subcommand)]
     Train(commands::train::Train),
+    /// The items nearest to an item by the trained retrieval model's vectors.
+    Similar(commands::similar::Args),
     /// Offline evaluation on fixed rating splits.
     #[command(subcommand)]
     Eval(commands::eval::Eval),
-    /// Measure throughput (ingest over HTTP, simulator output).
+    /// Measure throughput and latency (ingest, simulator, training, vector search).
     #[command(subcommand)]
     Bench(commands::bench::Bench),
 }
@@ -79,6 +81,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Stats(args) => commands::stats::run(&data_dir, &settings, args).await,
         Command::Demo(args) => commands::demo::run(&data_dir, &settings, args).await,
         Command::Train(train) => commands::train::run(&data_dir, &settings, train).await,
+        Command::Similar(args) => commands::similar::run(&data_dir, &settings, args).await,
         Command::Eval(eval) => commands::eval::run(eval).await,
         Command::Bench(bench) => commands::bench::run(&settings, bench).await,
     }

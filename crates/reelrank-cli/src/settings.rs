@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
+use reelrank_ann::IndexConfig;
+use reelrank_models::TwoTowerConfig;
 use reelrank_server::IngestConfig;
 use serde::Deserialize;
 
@@ -16,7 +18,15 @@ pub struct Settings {
     pub store: StoreSettings,
     pub server: ServerSettings,
     pub ingest: IngestConfig,
+    pub retrieval: RetrievalSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalSettings {
+    pub two_tower: TwoTowerConfig,
+    pub index: IndexConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +81,8 @@ mod tests {
         let defaults = Settings::load(None).unwrap();
         assert_eq!(defaults.server.addr, "127.0.0.1:8080");
         assert_eq!(defaults.ingest.max_batch_records, 10_000);
+        assert_eq!(defaults.retrieval.two_tower, TwoTowerConfig::default(), "the file states the defaults");
+        assert_eq!(defaults.retrieval.index, IndexConfig::default());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reelrank.toml");
         std::fs::write(&path, "[ingest]\nmax_batch_records = 7\nunknown_items = \"reject\"\n").unwrap();

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use rayon::prelude::*;
+use reelrank_features::Bag;
 use reelrank_models::{Interactions, Retriever};
 use serde::Serialize;
 
@@ -27,6 +28,8 @@ pub struct TrainData {
     pub positives: Interactions,
     /// Every item each user rated in train (excluded from their rankings).
     pub rated: Vec<Vec<u32>>,
+    /// The context of each positive `(user, item)` whose rating carried one (the latest).
+    pub contexts: HashMap<(u32, u32), Bag>,
 }
 
 /// Orders ids numerically when both are integers, else as text.
@@ -53,15 +56,19 @@ impl TrainData {
         by_time.sort_by_key(|r| r.timestamp);
         let mut rated = vec![Vec::new(); user_ids.len()];
         let mut pairs = Vec::new();
+        let mut contexts = HashMap::new();
         for r in by_time {
             let (u, i) = (user_index[&r.user], item_index[&r.item]);
             rated[u as usize].push(i);
             if r.is_positive() {
                 pairs.push((u, i));
+                if !r.context.is_empty() {
+                    contexts.insert((u, i), r.context.clone());
+                }
             }
         }
         let positives = Interactions::from_pairs(user_ids.len(), item_ids.len(), &pairs);
-        TrainData { user_ids, item_ids, user_index, item_index, positives, rated }
+        TrainData { user_ids, item_ids, user_index, item_index, positives, rated, contexts }
     }
 }
 
@@ -177,7 +184,7 @@ mod tests {
     use super::*;
 
     fn rating(user: &str, item: &str, rating: f32, timestamp: i64) -> Rating {
-        Rating { user: user.into(), item: item.into(), rating, timestamp }
+        Rating { user: user.into(), item: item.into(), rating, timestamp, context: Vec::new() }
     }
 
     #[test]

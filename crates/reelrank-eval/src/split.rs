@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use reelrank_core::Event;
+use reelrank_features::{context_bag, Bag};
 use serde::Deserialize;
 
 /// A rating at or above this is a positive (PROTOCOL.md).
@@ -18,9 +20,24 @@ pub struct Rating {
     pub rating: f32,
     /// Unix seconds.
     pub timestamp: i64,
+    /// Keys of the context the event happened in (hour, page, device), for the two-tower model's
+    /// context slot; split files carry none.
+    #[serde(skip)]
+    pub context: Bag,
 }
 
 impl Rating {
+    /// A positive event (by whatever rule the caller applied) as a top rating, with its context.
+    pub fn from_positive_event(event: &Event) -> Rating {
+        Rating {
+            user: event.user_id.clone(),
+            item: event.item_id.clone(),
+            rating: 5.0,
+            timestamp: event.ts.millis() / 1000,
+            context: event.context.as_ref().map(context_bag).unwrap_or_default(),
+        }
+    }
+
     /// Whether the rating counts as a positive.
     pub fn is_positive(&self) -> bool {
         self.rating >= POSITIVE_RATING

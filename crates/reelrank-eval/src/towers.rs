@@ -30,6 +30,7 @@ pub fn tower_inputs(data: &TrainData, items: &[Item], users: &[User], now: Times
             })
             .collect(),
         item_keys: data.item_ids.iter().map(|id| item_id_key(id)).collect(),
+        contexts: data.contexts.clone(),
     }
 }
 

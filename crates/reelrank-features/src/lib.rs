@@ -25,5 +25,5 @@ pub use embedding::{EmbeddingConfig, EmbeddingTable, GradientBuffer, MemoryUse};
 pub use hashing::feature_key;
 pub use labels::PositiveRule;
 pub use persist::{PersistError, FORMAT_VERSION};
-pub use schema::{item_bags, item_id_key, numeric_bucket, Bag, UserSchema};
+pub use schema::{context_bag, item_bags, item_id_key, numeric_bucket, Bag, UserSchema};
 pub use tensors::{read_manifest, write_manifest, Element, TensorReader, TensorWriter};

@@ -8,7 +8,7 @@
 //! Numbers are bucketised on a log scale (four buckets per doubling), which suits ages, durations
 //! and counts alike without fitting boundaries to a data set.
 
-use reelrank_core::{AttributeValue, Item, Timestamp, User};
+use reelrank_core::{AttributeValue, EventContext, Item, Timestamp, User};
 
 use crate::feature_key;
 
@@ -81,6 +81,20 @@ impl UserSchema {
     }
 }
 
+/// The context slot of the user tower: the hour of day, page and device a request or event came
+/// from (each key present when known).
+pub fn context_bag(context: &EventContext) -> Bag {
+    let hour = context.hour.map(|h| h.to_string());
+    [
+        ("context.hour", hour.as_deref()),
+        ("context.page", context.page.as_deref()),
+        ("context.device", context.device.as_deref()),
+    ]
+    .into_iter()
+    .flat_map(|(field, value)| optional(field, value))
+    .collect()
+}
+
 /// An item's slots; `now` dates its age since publication.
 pub fn item_bags(item: &Item, now: Timestamp) -> Vec<Bag> {
     let age_days = item.published_at.map(|p| ((now.millis() - p.millis()) / Timestamp::DAY_MS) as f64);
@@ -124,6 +138,17 @@ mod tests {
         assert_eq!(bags_a[2].len(), 2);
         assert!(bags_b[1].is_empty());
         assert_ne!(bags_a[0], bags_b[0]);
+    }
+
+    #[test]
+    fn context_keys_are_present_when_known() {
+        let context = EventContext { device: Some("ios".into()), page: None, hour: Some(21) };
+        let bag = context_bag(&context);
+        assert_eq!(
+            bag,
+            vec![(feature_key("context.hour", "21"), 1.0), (feature_key("context.device", "ios"), 1.0)]
+        );
+        assert!(context_bag(&EventContext::default()).is_empty());
     }
 
     #[test]

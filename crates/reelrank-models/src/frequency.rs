@@ -20,6 +20,11 @@ impl FrequencyEstimator {
         FrequencyEstimator { last_step: vec![0.0; num_items], gap: vec![0.0; num_items], decay, step: 0.0 }
     }
 
+    /// Number of items tracked.
+    pub fn num_items(&self) -> usize {
+        self.gap.len()
+    }
+
     /// Records one batch: every occurrence of an item updates its gap estimate.
     pub fn observe_batch(&mut self, items: &[u32]) {
         self.step += 1.0;

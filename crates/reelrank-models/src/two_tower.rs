@@ -3,21 +3,29 @@
 //!
 //! Each tower pools the embedding rows of its input bags (weighted mean per slot), concatenates the
 //! slots and runs an MLP whose output is L2-normalised: `u = f(x_user) / ‖f(x_user)‖`,
-//! `v = g(x_item) / ‖g(x_item)‖`, score `= u·v`. The user tower has one extra slot, the user's
-//! recent positive items, read from the same item-id rows as the item tower, so history and
-//! candidates live in one vocabulary.
+//! `v = g(x_item) / ‖g(x_item)‖`, score `= u·v`. The user tower has extra slots: the context of
+//! the request (hour, page, device) when the training events carried one, and the user's recent
+//! positive items, recency-weighted and read from the same item-id rows as the item tower, so
+//! history and candidates live in one vocabulary.
 //!
-//! Training is in-batch sampled softmax over `B` positive (user, item) pairs,
-//! `logit[a, b] = u_a·v_b / τ − log q(item_b)`, where the logQ term (from a streaming
-//! [`FrequencyEstimator`]) removes the popularity bias of in-batch negatives; a pair whose item
-//! equals the positive's (an accidental hit) is masked. Embedding rows learn with row-wise Adagrad
-//! (only the batch's rows), the MLPs with Adam.
+//! Training is in-batch sampled softmax over `B` positive (user, item) pairs, optionally with `M`
+//! extra items drawn uniformly from the catalog (mixed negative sampling, which reaches the long
+//! tail that in-batch negatives rarely show): `logit[a, b] = u_a·v_b / τ − log Q(item_b)`, where
+//! `Q` is the expected number of times the item appears among the batch's `B + M` candidates — from
+//! a streaming [`FrequencyEstimator`] for the in-batch part, `M / items` for the uniform part — so
+//! popular items are not over-penalised as negatives. A candidate equal to the row's positive (an
+//! accidental hit) is masked. Embedding rows learn with row-wise Adagrad (only the batch's rows),
+//! the MLPs with Adam.
+//!
+//! Cold start comes from the feature design: an id the table has not admitted reads the shared
+//! default row, so a new item's vector is made of its category, tags, creator, duration and
+//! language, and a new user's of their attributes and context.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 use reelrank_features::{
@@ -50,6 +58,14 @@ pub struct TwoTowerConfig {
     pub learning_rate: f32,
     /// The user's most recent positives in the history slot.
     pub history_len: usize,
+    /// Weight of a history item relative to the next more recent one (1 = a plain mean).
+    pub history_decay: f32,
+    /// Extra negatives per batch drawn uniformly from the catalog, beside the in-batch ones.
+    pub uniform_negatives: usize,
+    /// Share of training examples whose user and item ids read the shared default row instead of
+    /// their own, so that the feature slots learn to stand in for an id: what new users and items
+    /// (whose ids read that row) are described by.
+    pub id_dropout: f32,
     /// The embedding table.
     pub embedding: EmbeddingConfig,
     /// Seed of initialisation and shuffling.
@@ -67,6 +83,9 @@ impl Default for TwoTowerConfig {
             max_epochs: 40,
             learning_rate: 1e-3,
             history_len: 50,
+            history_decay: 1.0,
+            uniform_negatives: 0,
+            id_dropout: 0.0,
             embedding: EmbeddingConfig { dim: 32, learning_rate: 0.05, ..EmbeddingConfig::default() },
             seed: 42,
         }
@@ -74,7 +93,7 @@ impl Default for TwoTowerConfig {
 }
 
 /// Features of every user and item, by dense index.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TowerInputs {
     /// Per user, its fixed slots (id, attributes, ...): the same number for every user.
     pub user_slots: Vec<Vec<Bag>>,
@@ -82,33 +101,49 @@ pub struct TowerInputs {
     pub item_slots: Vec<Vec<Bag>>,
     /// Key of each item's id embedding, read by the history slot.
     pub item_keys: Vec<u64>,
+    /// The context (hour, page, device keys) of each positive `(user, item)`, where events carried
+    /// one; when empty, the model has no context slot.
+    pub contexts: HashMap<(u32, u32), Bag>,
 }
 
 impl TowerInputs {
-    fn user_slot_count(&self) -> usize {
-        self.user_slots.first().map_or(0, Vec::len) + 1
-    }
-
     fn item_slot_count(&self) -> usize {
         self.item_slots.first().map_or(0, Vec::len)
     }
 
-    /// The history bag of a user: their last `len` positives, leaving out `except` (the target).
-    fn history(&self, items: &[u32], len: usize, except: Option<u32>) -> Bag {
-        items
-            .iter()
-            .rev()
-            .filter(|&&i| Some(i) != except)
-            .take(len)
-            .map(|&i| (self.item_keys[i as usize], 1.0))
-            .collect()
+    fn context(&self, user: u32, item: u32) -> &[(u64, f32)] {
+        self.contexts.get(&(user, item)).map_or(&[], Vec::as_slice)
     }
+
+    /// Item-id keys of the last `len` of `items` (oldest first), leaving out `except` (a training
+    /// target).
+    fn history_keys(&self, items: &[u32], len: usize, except: Option<u32>) -> Vec<u64> {
+        let recent = &items[items.len().saturating_sub(len + 1)..];
+        let mut keys: Vec<u64> =
+            recent.iter().filter(|&&i| Some(i) != except).map(|&i| self.item_keys[i as usize]).collect();
+        keys.drain(..keys.len().saturating_sub(len));
+        keys
+    }
+}
+
+/// The history slot: the last `len` of `keys` (most recent last), each weighing `decay` times the
+/// next more recent one.
+fn history_bag(keys: &[u64], len: usize, decay: f32) -> Bag {
+    let mut weight = 1.0;
+    let mut bag = Vec::with_capacity(len.min(keys.len()));
+    for &key in keys.iter().rev().take(len) {
+        bag.push((key, weight));
+        weight *= decay;
+    }
+    bag
 }
 
 /// A trained (or training) two-tower model.
 #[derive(Debug, Clone)]
 pub struct TwoTower {
     config: TwoTowerConfig,
+    /// Whether the user tower has a context slot (the training events carried context).
+    context_slot: bool,
     table: EmbeddingTable,
     user_mlp: Mlp,
     item_mlp: Mlp,
@@ -123,13 +158,16 @@ struct Pooled {
 }
 
 impl TwoTower {
-    /// An untrained model for inputs with the given slot counts.
-    fn new(config: TwoTowerConfig, user_slots: usize, item_slots: usize) -> TwoTower {
+    /// An untrained model: `user_slots` fixed user slots (the context and history slots are
+    /// added), `item_slots` item slots.
+    fn new(config: TwoTowerConfig, user_slots: usize, context_slot: bool, item_slots: usize) -> TwoTower {
         let d = config.embedding.dim;
-        let user_mlp = Mlp::new(&[user_slots * d, config.hidden_dim, config.output_dim], config.seed);
+        let user_inputs = (user_slots + usize::from(context_slot) + 1) * d;
+        let user_mlp = Mlp::new(&[user_inputs, config.hidden_dim, config.output_dim], config.seed);
         let item_mlp = Mlp::new(&[item_slots * d, config.hidden_dim, config.output_dim], config.seed + 1);
         let adam = AdamStep::new(config.learning_rate);
-        TwoTower { table: EmbeddingTable::new(config.embedding.clone()), user_mlp, item_mlp, adam, config }
+        let table = EmbeddingTable::new(config.embedding.clone());
+        TwoTower { table, context_slot, user_mlp, item_mlp, adam, config }
     }
 
     /// The embedding table (shared by both towers).
@@ -145,7 +183,10 @@ impl TwoTower {
         config: &TwoTowerConfig,
         mut after_epoch: impl FnMut(usize, f32, &TwoTower) -> bool,
     ) -> TwoTower {
-        let mut model = TwoTower::new(config.clone(), inputs.user_slot_count(), inputs.item_slot_count());
+        let fixed_user_slots = inputs.user_slots.first().map_or(0, Vec::len);
+        let context_slot = !inputs.contexts.is_empty();
+        let mut model =
+            TwoTower::new(config.clone(), fixed_user_slots, context_slot, inputs.item_slot_count());
         let mut pairs: Vec<(u32, u32)> = (0..positives.num_users() as u32)
             .flat_map(|u| positives.items_of(u).iter().map(move |&i| (u, i)))
             .collect();
@@ -159,7 +200,7 @@ impl TwoTower {
             for batch in batches {
                 let items: Vec<u32> = batch.iter().map(|p| p.1).collect();
                 frequency.observe_batch(&items);
-                loss_sum += model.train_batch(inputs, positives, batch, &frequency, epoch as i64);
+                loss_sum += model.train_batch(inputs, positives, batch, &frequency, &mut rng, epoch as i64);
             }
             if !after_epoch(epoch, loss_sum / num_batches.max(1) as f32, &model) {
                 break;
@@ -168,49 +209,80 @@ impl TwoTower {
         model
     }
 
-    /// One optimisation step on a batch of positive pairs; returns the mean loss.
+    /// The user tower's slots: fixed slots, then context (if the model has the slot), then history.
+    fn user_bags(&self, fixed: &[Bag], context: &[(u64, f32)], history: &[u64]) -> Vec<Bag> {
+        let mut slots = fixed.to_vec();
+        if self.context_slot {
+            slots.push(context.to_vec());
+        }
+        slots.push(history_bag(history, self.config.history_len, self.config.history_decay));
+        slots
+    }
+
+    /// One optimisation step on a batch of positive pairs; returns the mean loss. `rng` draws the
+    /// uniform negatives and the id dropout.
     fn train_batch(
         &mut self,
         inputs: &TowerInputs,
         positives: &Interactions,
         batch: &[(u32, u32)],
         frequency: &FrequencyEstimator,
+        rng: &mut Pcg64Mcg,
         now: i64,
     ) -> f32 {
+        let uniform: Vec<u32> = (0..self.config.uniform_negatives)
+            .map(|_| rng.random_range(0..positives.num_items() as u32))
+            .collect();
         let n = batch.len();
+        let columns = n + uniform.len();
         let dim = self.config.output_dim;
         let user_bags: Vec<Vec<Bag>> = batch
             .iter()
             .map(|&(u, i)| {
-                let mut slots = inputs.user_slots[u as usize].clone();
-                slots.push(inputs.history(positives.items_of(u), self.config.history_len, Some(i)));
-                slots
+                let history = inputs.history_keys(positives.items_of(u), self.config.history_len, Some(i));
+                self.user_bags(&inputs.user_slots[u as usize], inputs.context(u, i), &history)
             })
             .collect();
+        let candidates: Vec<u32> = batch.iter().map(|p| p.1).chain(uniform.iter().copied()).collect();
         let item_bags: Vec<&[Bag]> =
-            batch.iter().map(|&(_, i)| inputs.item_slots[i as usize].as_slice()).collect();
-        let mut pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), now);
-        let mut pooled_items = self.pool_train(item_bags.iter().copied(), now);
+            candidates.iter().map(|&i| inputs.item_slots[i as usize].as_slice()).collect();
+        let mut drop_ids = |count: usize| -> Vec<bool> {
+            (0..count)
+                .map(|_| self.config.id_dropout > 0.0 && rng.random::<f32>() < self.config.id_dropout)
+                .collect()
+        };
+        let (users_dropped, items_dropped) = (drop_ids(n), drop_ids(columns));
+        let mut pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), &users_dropped, now);
+        let mut pooled_items = self.pool_train(item_bags.iter().copied(), &items_dropped, now);
         // The towers are independent until the logits: each runs on its own core when two are free.
         let (xu, xv) = (std::mem::take(&mut pooled_users.x), std::mem::take(&mut pooled_items.x));
         let (user_mlp, item_mlp) = (&mut self.user_mlp, &mut self.item_mlp);
-        let (raw_u, raw_v) = rayon::join(|| user_mlp.forward_train(xu, n), || item_mlp.forward_train(xv, n));
+        let (raw_u, raw_v) =
+            rayon::join(|| user_mlp.forward_train(xu, n), || item_mlp.forward_train(xv, columns));
         let (u, u_norms) = normalise(&raw_u, dim);
         let (v, v_norms) = normalise(&raw_v, dim);
 
-        // logits[a, b] = u_a · v_b / τ − log q(b), accidental hits masked.
-        let mut logits = vec![0.0f32; n * n];
-        matmul(&u, false, &v, true, &mut logits, (n, dim, n), false);
+        // logits[a, b] = u_a · v_b / τ − log Q(b), accidental hits masked.
+        let mut logits = vec![0.0f32; n * columns];
+        matmul(&u, false, &v, true, &mut logits, (n, dim, columns), false);
         let inv_tau = 1.0 / self.config.temperature;
-        let log_q: Vec<f32> =
-            batch.iter().map(|p| self.config.logq_weight * frequency.log_probability(p.1)).collect();
-        // Positions holding each item, to mask accidental hits (the same item as another row's positive).
+        let uniform_rate = uniform.len() as f32 / frequency.num_items().max(1) as f32;
+        let log_q: Vec<f32> = candidates
+            .iter()
+            .map(|&i| {
+                let in_batch = frequency.log_probability(i);
+                let expected =
+                    if uniform.is_empty() { in_batch } else { (in_batch.exp() + uniform_rate).ln() };
+                self.config.logq_weight * expected
+            })
+            .collect();
+        // Columns holding each item, to mask accidental hits (the row's positive item elsewhere).
         let mut positions: HashMap<u32, Vec<usize>> = HashMap::new();
-        for (b, pair) in batch.iter().enumerate() {
-            positions.entry(pair.1).or_default().push(b);
+        for (b, &item) in candidates.iter().enumerate() {
+            positions.entry(item).or_default().push(b);
         }
         let row_losses: Vec<f32> = logits
-            .par_chunks_mut(n)
+            .par_chunks_mut(columns)
             .enumerate()
             .map(|(a, row)| {
                 for (l, q) in row.iter_mut().zip(&log_q) {
@@ -227,10 +299,10 @@ impl TwoTower {
         let loss: f32 = row_losses.iter().sum();
         // d(u·v/τ): du = G·v/τ, dv = Gᵀ·u/τ.
         let mut du = vec![0.0f32; n * dim];
-        let mut dv = vec![0.0f32; n * dim];
+        let mut dv = vec![0.0f32; columns * dim];
         rayon::join(
-            || matmul(&logits, false, &v, false, &mut du, (n, n, dim), false),
-            || matmul(&logits, true, &u, false, &mut dv, (n, n, dim), false),
+            || matmul(&logits, false, &v, false, &mut du, (n, columns, dim), false),
+            || matmul(&logits, true, &u, false, &mut dv, (columns, n, dim), false),
         );
         du.iter_mut().chain(dv.iter_mut()).for_each(|g| *g *= inv_tau);
         let (gu, gv) =
@@ -263,8 +335,14 @@ impl TwoTower {
         self.item_mlp.layers[0].inputs / self.config.embedding.dim
     }
 
-    /// Pools a batch's bags, admitting their keys to the table (frequency filter) on the way.
-    fn pool_train<'a>(&mut self, examples: impl Iterator<Item = &'a [Bag]>, now: i64) -> Pooled {
+    /// Pools a batch's bags, admitting their keys to the table (frequency filter) on the way; the
+    /// id slot (the first) of examples flagged in `id_dropped` reads the default row.
+    fn pool_train<'a>(
+        &mut self,
+        examples: impl Iterator<Item = &'a [Bag]>,
+        id_dropped: &[bool],
+        now: i64,
+    ) -> Pooled {
         let d = self.config.embedding.dim;
         let mut x = Vec::new();
         let mut trace = Vec::new();
@@ -275,7 +353,7 @@ impl TwoTower {
                 let start = x.len();
                 x.resize(start + d, 0.0);
                 for &(key, weight) in bag {
-                    let row = self.table.observe(key, now);
+                    let row = if slot == 0 && id_dropped[example] { 0 } else { self.table.observe(key, now) };
                     let w = weight / total;
                     for (acc, value) in x[start..].iter_mut().zip(self.table.row(row)) {
                         *acc += w * value;
@@ -302,14 +380,21 @@ impl TwoTower {
         }
     }
 
-    /// The user's vector from their fixed slots and their positives (most recent last).
-    pub fn user_vector(&self, inputs: &TowerInputs, user_slots: &[Bag], history: &[u32]) -> Vec<f32> {
-        let history = inputs.history(history, self.config.history_len, None);
-        let slots: Vec<&[(u64, f32)]> =
-            user_slots.iter().map(Vec::as_slice).chain([history.as_slice()]).collect();
+    /// A user's vector from their fixed slots (see `reelrank_features::UserSchema`), the request's
+    /// context bag (ignored by a model trained without context) and the item-id keys of their
+    /// positives, most recent last. Unknown ids read the default row, so a new user's vector comes
+    /// from their attributes and context.
+    pub fn user_vector(&self, user_slots: &[Bag], context: &[(u64, f32)], history: &[u64]) -> Vec<f32> {
+        let bags = self.user_bags(user_slots, context, history);
+        let slots: Vec<&[(u64, f32)]> = bags.iter().map(Vec::as_slice).collect();
         let mut x = Vec::new();
         self.pool(&slots, &mut x);
         normalise(&self.user_mlp.forward(&x, 1), self.config.output_dim).0
+    }
+
+    /// Whether the user tower reads a context slot.
+    pub fn has_context(&self) -> bool {
+        self.context_slot
     }
 
     /// Vectors of many items at once, `[items × output_dim]`.
@@ -329,14 +414,16 @@ impl TwoTower {
 }
 
 /// Version of the two-tower model's on-disk layout; other versions are refused.
-pub const TWO_TOWER_FORMAT_VERSION: u32 = 1;
+pub const TWO_TOWER_FORMAT_VERSION: u32 = 2;
 
 /// `two_tower.json`: what rebuilds the model around its arrays.
 #[derive(Serialize, Deserialize)]
 struct Manifest {
     format_version: u32,
     config: TwoTowerConfig,
+    /// Fixed user slots (before context and history).
     user_slots: usize,
+    context_slot: bool,
     item_slots: usize,
 }
 
@@ -356,7 +443,8 @@ impl TwoTower {
         let manifest = Manifest {
             format_version: TWO_TOWER_FORMAT_VERSION,
             config: self.config.clone(),
-            user_slots: self.user_slots(),
+            user_slots: self.user_slots() - usize::from(self.context_slot) - 1,
+            context_slot: self.context_slot,
             item_slots: self.item_slots(),
         };
         write_manifest(&dir.join("two_tower.json"), &manifest)
@@ -365,7 +453,8 @@ impl TwoTower {
     /// Reads a model written by [`TwoTower::save`].
     pub fn load(dir: &Path) -> Result<TwoTower, PersistError> {
         let manifest: Manifest = read_manifest(&dir.join("two_tower.json"), TWO_TOWER_FORMAT_VERSION)?;
-        let mut model = TwoTower::new(manifest.config, manifest.user_slots, manifest.item_slots);
+        let mut model =
+            TwoTower::new(manifest.config, manifest.user_slots, manifest.context_slot, manifest.item_slots);
         model.table = EmbeddingTable::load(dir, "embeddings")?;
         let path = dir.join("towers.safetensors");
         let arrays = TensorReader::open(&path)?;
@@ -405,8 +494,11 @@ impl<'a> TwoTowerRetriever<'a> {
 }
 
 impl crate::Retriever for TwoTowerRetriever<'_> {
+    /// The user's context is that of their latest positive (a request's context at serving time).
     fn score_items(&self, user: u32, history: &[u32], scores: &mut [f32]) {
-        let u = self.model.user_vector(self.inputs, &self.inputs.user_slots[user as usize], history);
+        let context = history.last().map_or(&[][..], |&last| self.inputs.context(user, last));
+        let keys = self.inputs.history_keys(history, self.model.config.history_len, None);
+        let u = self.model.user_vector(&self.inputs.user_slots[user as usize], context, &keys);
         let n = scores.len();
         matmul(&self.item_vectors, false, &u, false, scores, (n, u.len(), 1), false);
     }
@@ -541,6 +633,7 @@ mod tests {
             user_slots: (0..num_users).map(|u| vec![vec![(key("user", u), 1.0)]]).collect(),
             item_slots: (0..num_items).map(|i| vec![vec![(key("item", i), 1.0)]]).collect(),
             item_keys: (0..num_items).map(|i| key("item", i)).collect(),
+            ..TowerInputs::default()
         };
         let config = TwoTowerConfig { batch_size: 32, max_epochs: 60, ..TwoTowerConfig::default() };
         let mut losses = Vec::new();
@@ -552,7 +645,8 @@ mod tests {
         let items = model.item_vectors(&inputs.item_slots);
         let mut correct = 0;
         for u in 0..num_users {
-            let user = model.user_vector(&inputs, &inputs.user_slots[u as usize], positives.items_of(u));
+            let history = inputs.history_keys(positives.items_of(u), 50, None);
+            let user = model.user_vector(&inputs.user_slots[u as usize], &[], &history);
             let score = |i: u32| -> f32 {
                 user.iter().zip(&items[i as usize * 64..][..64]).map(|(a, b)| a * b).sum()
             };
@@ -563,6 +657,132 @@ mod tests {
         assert_eq!(correct, num_users as usize);
     }
 
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    /// Users of two sides each like the items of their side's category; ids are per user and
+    /// per item, so only the category and side features generalise.
+    fn two_sided() -> (TowerInputs, Interactions) {
+        let key = reelrank_features::feature_key;
+        let side = |n: u32| if n.is_multiple_of(2) { "a" } else { "b" };
+        let (num_users, num_items) = (60u32, 40u32);
+        let pairs: Vec<(u32, u32)> = (0..num_users)
+            .flat_map(|u| {
+                (0..num_items).filter(move |i| i % 2 == u % 2 && (u + i) % 3 != 0).map(move |i| (u, i))
+            })
+            .collect();
+        let inputs = TowerInputs {
+            user_slots: (0..num_users)
+                .map(|u| {
+                    vec![vec![(key("user", &u.to_string()), 1.0)], vec![(key("user.side", side(u)), 1.0)]]
+                })
+                .collect(),
+            item_slots: (0..num_items)
+                .map(|i| {
+                    vec![vec![(key("item", &i.to_string()), 1.0)], vec![(key("item.category", side(i)), 1.0)]]
+                })
+                .collect(),
+            item_keys: (0..num_items).map(|i| key("item", &i.to_string())).collect(),
+            ..TowerInputs::default()
+        };
+        (inputs, Interactions::from_pairs(num_users as usize, num_items as usize, &pairs))
+    }
+
+    #[test]
+    fn new_items_and_users_get_vectors_from_their_features() {
+        let (inputs, positives) = two_sided();
+        let config =
+            TwoTowerConfig { batch_size: 32, max_epochs: 40, id_dropout: 0.2, ..TwoTowerConfig::default() };
+        let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
+        let key = reelrank_features::feature_key;
+        // Never-seen ids: only the category (items) and side (users) carry information.
+        let new_item =
+            |side: &str| vec![vec![(key("item", "new"), 1.0)], vec![(key("item.category", side), 1.0)]];
+        let items = model.item_vectors(&[new_item("a"), new_item("b")]);
+        let (a, b) = items.split_at(64);
+        for side in ["a", "b"] {
+            let user = model.user_vector(
+                &[vec![(key("user", "newcomer"), 1.0)], vec![(key("user.side", side), 1.0)]],
+                &[],
+                &[],
+            );
+            let (own, other) = if side == "a" { (a, b) } else { (b, a) };
+            assert!(
+                dot(&user, own) > dot(&user, other) + 0.1,
+                "side {side}: {} vs {}",
+                dot(&user, own),
+                dot(&user, other)
+            );
+        }
+    }
+
+    #[test]
+    fn uniform_negatives_train_too() {
+        let (inputs, positives) = two_sided();
+        let config = TwoTowerConfig {
+            batch_size: 32,
+            max_epochs: 30,
+            uniform_negatives: 16,
+            ..TwoTowerConfig::default()
+        };
+        let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
+        let again = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
+        let items = model.item_vectors(&inputs.item_slots);
+        assert_eq!(items, again.item_vectors(&inputs.item_slots), "deterministic for a seed");
+        let user = model.user_vector(
+            &inputs.user_slots[0],
+            &[],
+            &inputs.history_keys(positives.items_of(0), 50, None),
+        );
+        let score = |i: usize| dot(&user, &items[i * 64..(i + 1) * 64]);
+        let own: f32 = (0..40).filter(|i| i % 2 == 0).map(score).sum();
+        let other: f32 = (0..40).filter(|i| i % 2 == 1).map(score).sum();
+        assert!(own > other + 1.0, "own {own} other {other}");
+    }
+
+    /// Every user likes items 0–9 in the morning and 10–19 in the evening: only the context slot
+    /// can tell which half to rank first.
+    #[test]
+    fn the_context_slot_shifts_the_user_vector() {
+        let key = reelrank_features::feature_key;
+        let morning = vec![(key("context.page", "morning"), 1.0)];
+        let evening = vec![(key("context.page", "evening"), 1.0)];
+        let (num_users, num_items) = (30u32, 20u32);
+        let pairs: Vec<(u32, u32)> =
+            (0..num_users).flat_map(|u| (0..num_items).map(move |i| (u, i))).collect();
+        let inputs = TowerInputs {
+            user_slots: (0..num_users).map(|u| vec![vec![(key("user", &u.to_string()), 1.0)]]).collect(),
+            item_slots: (0..num_items).map(|i| vec![vec![(key("item", &i.to_string()), 1.0)]]).collect(),
+            item_keys: (0..num_items).map(|i| key("item", &i.to_string())).collect(),
+            contexts: pairs
+                .iter()
+                .map(|&(u, i)| ((u, i), if i < 10 { morning.clone() } else { evening.clone() }))
+                .collect(),
+        };
+        let positives = Interactions::from_pairs(num_users as usize, num_items as usize, &pairs);
+        let config = TwoTowerConfig { batch_size: 32, max_epochs: 30, ..TwoTowerConfig::default() };
+        let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
+        assert!(model.has_context());
+        let items = model.item_vectors(&inputs.item_slots);
+        let history = inputs.history_keys(positives.items_of(0), 50, None);
+        let half = |user: &[f32], range: std::ops::Range<usize>| -> f32 {
+            range.map(|i| dot(user, &items[i * 64..(i + 1) * 64])).sum()
+        };
+        let in_the_morning = model.user_vector(&inputs.user_slots[0], &morning, &history);
+        let in_the_evening = model.user_vector(&inputs.user_slots[0], &evening, &history);
+        assert!(half(&in_the_morning, 0..10) > half(&in_the_morning, 10..20));
+        assert!(half(&in_the_evening, 10..20) > half(&in_the_evening, 0..10));
+    }
+
+    #[test]
+    fn history_weights_decay_with_age() {
+        assert_eq!(history_bag(&[1, 2, 3], 2, 0.5), vec![(3, 1.0), (2, 0.5)]);
+        let inputs = TowerInputs { item_keys: vec![10, 11, 12, 13], ..TowerInputs::default() };
+        assert_eq!(inputs.history_keys(&[0, 1, 2, 3], 2, Some(3)), [11, 12], "the target is left out");
+        assert_eq!(inputs.history_keys(&[0, 1, 2, 3], 2, None), [12, 13]);
+    }
+
     #[test]
     fn save_then_load_gives_identical_scores() {
         let positives = Interactions::from_pairs(3, 4, &[(0, 1), (1, 2), (2, 3), (0, 2)]);
@@ -570,6 +790,7 @@ mod tests {
             user_slots: (0..3).map(|u| vec![vec![(100 + u, 1.0)]]).collect(),
             item_slots: (0..4).map(|i| vec![vec![(i, 1.0)], vec![(50, 1.0)]]).collect(),
             item_keys: (0..4).collect(),
+            ..TowerInputs::default()
         };
         let config = TwoTowerConfig { batch_size: 2, max_epochs: 3, ..TwoTowerConfig::default() };
         let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
@@ -579,15 +800,13 @@ mod tests {
         assert_eq!(loaded.item_vectors(&inputs.item_slots), model.item_vectors(&inputs.item_slots));
         for u in 0..3 {
             let slots = &inputs.user_slots[u as usize];
-            assert_eq!(
-                loaded.user_vector(&inputs, slots, positives.items_of(u)),
-                model.user_vector(&inputs, slots, positives.items_of(u))
-            );
+            let history = inputs.history_keys(positives.items_of(u), 50, None);
+            assert_eq!(loaded.user_vector(slots, &[], &history), model.user_vector(slots, &[], &history));
         }
         let manifest = dir.path().join("two_tower.json");
         let text = std::fs::read_to_string(&manifest)
             .unwrap()
-            .replace("\"format_version\": 1", "\"format_version\": 7");
+            .replace("\"format_version\": 2", "\"format_version\": 7");
         std::fs::write(&manifest, text).unwrap();
         assert!(matches!(TwoTower::load(dir.path()), Err(PersistError::Version { found: 7, .. })));
     }
@@ -599,6 +818,7 @@ mod tests {
             user_slots: (0..3).map(|u| vec![vec![(100 + u, 1.0)]]).collect(),
             item_slots: (0..4).map(|i| vec![vec![(i, 1.0)]]).collect(),
             item_keys: (0..4).collect(),
+            ..TowerInputs::default()
         };
         let config = TwoTowerConfig { batch_size: 2, max_epochs: 3, ..TwoTowerConfig::default() };
         let a = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);

@@ -122,15 +122,17 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
             };
             let task = RetrievalTask::new(&data);
             let inputs = tower_inputs(&task.data, &items, &users, end_of_train(&data));
+            let progress = super::EpochProgress::new("train", epochs);
             let tower = TwoTower::fit(
                 &inputs,
                 &task.data.positives,
                 &TwoTowerConfig { max_epochs: epochs, ..config },
                 |epoch, loss, _| {
-                    eprintln!("train epoch {:>2}/{epochs}  loss {loss:.4}", epoch + 1);
+                    progress.epoch(epoch, loss, None);
                     true
                 },
             );
+            progress.finish();
             let tower = TwoTowerRetriever::new(&tower, &inputs);
             let report = if model == RetrievalModel::TwoTower {
                 task.evaluate(&tower)
@@ -176,13 +178,10 @@ fn tune_epochs(
     let valid = Split::load(&valid_dir)?;
     let task = RetrievalTask::new(&valid);
     let inputs = tower_inputs(&task.data, items, users, end_of_train(&valid));
+    let progress = super::EpochProgress::new("valid", config.max_epochs);
     let epochs = epochs_by_early_stopping(&task, &inputs, config, PATIENCE, |epoch, loss, report| {
-        eprintln!(
-            "valid epoch {:>2}  loss {loss:.4}  Recall@20 {:.4}  NDCG@20 {:.4}",
-            epoch + 1,
-            report.recall_20,
-            report.ndcg_20
-        );
+        progress.epoch(epoch, loss, Some(report));
     });
+    progress.finish();
     Ok(Some(epochs))
 }

@@ -63,15 +63,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sim.users(),
         Timestamp(now.millis() + i64::from(valid_day) * Timestamp::DAY_MS),
     );
+    let progress = super::EpochProgress::new("valid", config.max_epochs);
     let epochs =
         epochs_by_early_stopping(&valid, &inputs, &config, super::eval::PATIENCE, |epoch, loss, report| {
-            eprintln!(
-                "valid epoch {:>2}  loss {loss:.4}  Recall@20 {:.4}  NDCG@20 {:.4}",
-                epoch + 1,
-                report.recall_20,
-                report.ndcg_20
-            );
+            progress.epoch(epoch, loss, Some(report));
         });
+    progress.finish();
 
     let train = before(last);
     let next_day =
@@ -123,13 +120,7 @@ fn positives_by_day(sim: &Simulation) -> Vec<(u32, Rating)> {
     let mut positives = Vec::new();
     let _ = sim.run(|day, events| {
         for event in events.iter().filter(|e| rule.is_positive(e, durations[e.item_id.as_str()])) {
-            let rating = Rating {
-                user: event.user_id.clone(),
-                item: event.item_id.clone(),
-                rating: 5.0,
-                timestamp: event.ts.millis() / 1000,
-            };
-            positives.push((day, rating));
+            positives.push((day, Rating::from_positive_event(event)));
         }
         Ok::<_, Infallible>(())
     });
@@ -157,6 +148,7 @@ fn truth_top(sim: &Simulation, task: &RetrievalTask, day: u32) -> Vec<Rating> {
             item: data.item_ids[i as usize].clone(),
             rating: 5.0,
             timestamp: 0,
+            context: Vec::new(),
         }));
     }
     truth

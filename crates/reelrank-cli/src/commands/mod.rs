@@ -6,6 +6,7 @@ pub mod eval;
 pub mod eval_simulated;
 pub mod import;
 pub mod serve;
+pub mod similar;
 pub mod simulate;
 pub mod stats;
 pub mod train;
@@ -28,6 +29,39 @@ pub async fn open_store(data_dir: &Path, settings: &Settings) -> anyhow::Result<
         Store::open(&settings.store.database).await.context("opening the database")?
     };
     Ok(Arc::new(store))
+}
+
+/// Progress of epoch-wise training: on a terminal a bar whose message shows the latest loss and
+/// validation metrics; otherwise (logs, CI) one line per epoch.
+pub struct EpochProgress {
+    bar: indicatif::ProgressBar,
+}
+
+impl EpochProgress {
+    /// A bar labelled `label` for at most `epochs` epochs.
+    pub fn new(label: &str, epochs: usize) -> EpochProgress {
+        let bar = progress_bar(label);
+        bar.set_length(epochs as u64);
+        EpochProgress { bar }
+    }
+
+    /// Reports an epoch's mean loss and, when validated, its metrics.
+    pub fn epoch(&self, epoch: usize, loss: f32, report: Option<&reelrank_eval::RetrievalReport>) {
+        let metrics = report
+            .map_or(String::new(), |r| format!("  Recall@20 {:.4}  NDCG@20 {:.4}", r.recall_20, r.ndcg_20));
+        let message = format!("epoch {:>2}  loss {loss:.4}{metrics}", epoch + 1);
+        if self.bar.is_hidden() {
+            eprintln!("{:>10} {message}", self.bar.prefix());
+        } else {
+            self.bar.set_message(message);
+        }
+        self.bar.inc(1);
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).

@@ -2,15 +2,18 @@
 //!
 //! Positives come from the events by the [`PositiveRule`]; each user's most recent positive is held
 //! out to pick the number of epochs (early stopping on NDCG@20), then the model is refitted on
-//! every positive and saved under `DATA_DIR/models/retrieval`.
+//! every positive and saved under `DATA_DIR/models/retrieval`, with an index of every catalog
+//! item's vector in `DATA_DIR/models/retrieval/index` (items nobody has engaged with yet get their
+//! vectors from their content features).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
+use reelrank_ann::{AdaptiveIndex, IndexConfig, VectorIndex};
 use reelrank_core::{Item, Timestamp, User};
 use reelrank_eval::{epochs_by_early_stopping, tower_inputs, Rating, RetrievalTask, Split};
-use reelrank_features::PositiveRule;
+use reelrank_features::{item_bags, item_id_key, PositiveRule};
 use reelrank_models::{TwoTower, TwoTowerConfig};
 use reelrank_store::Store;
 
@@ -41,54 +44,73 @@ pub async fn run(data_dir: &Path, settings: &Settings, train: Train) -> anyhow::
     let (items, users) = catalog(&store).await?;
     let positives = positives(&store, &items, &PositiveRule::default()).await?;
     anyhow::ensure!(!positives.is_empty(), "no positive events in the store: nothing to train on");
-    let config = TwoTowerConfig::default();
+    let config = settings.retrieval.two_tower.clone();
     let epochs = match epochs {
         Some(epochs) => epochs,
         None => {
             let holdout = holdout_split(&positives);
             let task = RetrievalTask::new(&holdout);
             let inputs = tower_inputs(&task.data, &items, &users, Timestamp::now());
-            epochs_by_early_stopping(&task, &inputs, &config, super::eval::PATIENCE, |epoch, loss, report| {
-                eprintln!(
-                    "holdout epoch {:>2}  loss {loss:.4}  Recall@20 {:.4}  NDCG@20 {:.4}",
-                    epoch + 1,
-                    report.recall_20,
-                    report.ndcg_20
-                );
-            })
+            let progress = super::EpochProgress::new("holdout", config.max_epochs);
+            let epochs = epochs_by_early_stopping(
+                &task,
+                &inputs,
+                &config,
+                super::eval::PATIENCE,
+                |epoch, loss, report| {
+                    progress.epoch(epoch, loss, Some(report));
+                },
+            );
+            progress.finish();
+            epochs
         }
     };
     let all = Split { train: positives, test: Vec::new(), retrieval_test: Vec::new() };
     let task = RetrievalTask::new(&all);
     let inputs = tower_inputs(&task.data, &items, &users, Timestamp::now());
-    let progress = super::progress_bar("train");
-    progress.set_length(epochs as u64);
+    let progress = super::EpochProgress::new("train", epochs);
     let model = TwoTower::fit(
         &inputs,
         &task.data.positives,
         &TwoTowerConfig { max_epochs: epochs, ..config },
-        |_, loss, _| {
-            progress.set_message(format!("loss {loss:.4}"));
-            progress.inc(1);
+        |epoch, loss, _| {
+            progress.epoch(epoch, loss, None);
             true
         },
     );
-    progress.finish_and_clear();
+    progress.finish();
     let dir = model_dir(data_dir);
     model.save(&dir)?;
+    let index = item_index(&model, &items, &settings.retrieval.index)?;
+    index.save(&dir.join("index"))?;
     println!(
-        "trained the two-tower model on {} positives of {} users and {} items, {epochs} epochs, in {:.1} s; saved to {}",
+        "trained the two-tower model on {} positives of {} users and {} items, {epochs} epochs, and indexed {} catalog items ({}), in {:.1} s; saved to {}",
         all.train.len(),
         task.data.user_ids.len(),
         task.data.item_ids.len(),
+        index.len(),
+        if index.is_exact() { "exact" } else { "HNSW" },
         started.elapsed().as_secs_f64(),
         dir.display()
     );
     Ok(())
 }
 
+/// Every catalog item's vector, keyed by [`item_id_key`], computed in chunks to bound memory.
+fn item_index(model: &TwoTower, items: &[Item], config: &IndexConfig) -> anyhow::Result<AdaptiveIndex> {
+    const CHUNK: usize = 10_000;
+    let now = Timestamp::now();
+    let keys: Vec<u64> = items.iter().map(|i| item_id_key(&i.item_id)).collect();
+    let mut vectors = Vec::with_capacity(items.len() * model.output_dim());
+    for chunk in items.chunks(CHUNK) {
+        let bags: Vec<_> = chunk.iter().map(|item| item_bags(item, now)).collect();
+        vectors.extend(model.item_vectors(&bags));
+    }
+    Ok(AdaptiveIndex::build(model.output_dim(), config.clone(), &keys, &vectors)?)
+}
+
 /// Every catalog item and user.
-async fn catalog(store: &Store) -> anyhow::Result<(Vec<Item>, Vec<User>)> {
+pub async fn catalog(store: &Store) -> anyhow::Result<(Vec<Item>, Vec<User>)> {
     let items = read_all(async |after| store.items_after(after, PAGE).await, |i: &Item| &i.item_id).await?;
     let users = read_all(async |after| store.users_after(after, PAGE).await, |u: &User| &u.user_id).await?;
     Ok((items, users))
@@ -110,7 +132,8 @@ async fn read_all<T>(
     }
 }
 
-/// The positive events on catalog items, as ratings of 5 (every positive counts alike), in log order.
+/// The positive events on catalog items, as ratings of 5 (every positive counts alike) with their
+/// context, in log order.
 async fn positives(store: &Store, items: &[Item], rule: &PositiveRule) -> anyhow::Result<Vec<Rating>> {
     let durations: HashMap<&str, Option<f64>> =
         items.iter().map(|i| (i.item_id.as_str(), i.duration_s)).collect();
@@ -124,12 +147,7 @@ async fn positives(store: &Store, items: &[Item], rule: &PositiveRule) -> anyhow
             let event = stored.event;
             let Some(duration) = durations.get(event.item_id.as_str()) else { continue };
             if rule.is_positive(&event, *duration) {
-                positives.push(Rating {
-                    user: event.user_id,
-                    item: event.item_id,
-                    rating: 5.0,
-                    timestamp: event.ts.millis() / 1000,
-                });
+                positives.push(Rating::from_positive_event(&event));
             }
         }
     }

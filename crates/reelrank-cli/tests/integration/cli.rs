@@ -117,6 +117,36 @@ fn trains_the_retrieval_model_from_the_store() {
     assert!(stderr.contains("holdout epoch  1"), "early stopping reports each epoch: {stderr}");
     let model = reelrank_models::TwoTower::load(&dir.path().join("models/retrieval")).unwrap();
     assert!(model.table().memory().rows > 0);
+    assert!(model.has_context(), "simulated events carry context");
+
+    let similar = |item: &str| -> serde_json::Value {
+        let out = reelrank(dir.path()).args(["similar", item, "-n", "5", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().last().unwrap()).unwrap()
+    };
+    let trained = similar("i1");
+    assert_eq!(trained["from"], "index");
+    let neighbours = trained["similar"].as_array().unwrap();
+    assert_eq!(neighbours.len(), 5);
+    assert!(neighbours.iter().all(|n| n["item_id"] != "i1"), "an item is not its own neighbour");
+
+    // An item ingested after training is retrievable at once, by its content features.
+    let items = dir.path().join("new.csv");
+    std::fs::write(
+        &items,
+        "item_id,category,tags,creator_id,duration_s\nbrand-new,micro_drama,romance,c1,95\n",
+    )
+    .unwrap();
+    assert!(reelrank(dir.path())
+        .args(["import", "csv", "--items"])
+        .arg(&items)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let cold = similar("brand-new");
+    assert_eq!(cold["from"], "content features");
+    assert_eq!(cold["similar"].as_array().unwrap().len(), 5);
 }
 
 /// On a simulated platform the learned models find the users' true favourites, which popularity

@@ -38,6 +38,10 @@ pub struct Args {
     /// Queries timed for the exact scan (it is slow at a million vectors).
     #[arg(long, default_value_t = 200)]
     exact_timed: usize,
+    /// Keep the built graph in this file and reuse it on the next run with the same data and
+    /// build settings (a million-vector build takes minutes); the search sweep runs either way.
+    #[arg(long)]
+    graph_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -81,9 +85,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Precision::I8 => Quantization::I8,
         },
     };
-    eprintln!("building HNSW over {n} x {dim} on {} thread(s) ...", rayon::current_num_threads());
     let started = Instant::now();
-    let mut hnsw = HnswIndex::build(dim, config.clone(), &keys, &vectors)?;
+    let mut hnsw = match &args.graph_file {
+        Some(path) if path.is_file() => {
+            eprintln!("loading the graph from {}", path.display());
+            HnswIndex::load(path, config.clone())?
+        }
+        _ => {
+            eprintln!("building HNSW over {n} x {dim} on {} thread(s) ...", rayon::current_num_threads());
+            let hnsw = HnswIndex::build(dim, config.clone(), &keys, &vectors)?;
+            if let Some(path) = &args.graph_file {
+                hnsw.save(path)?;
+            }
+            hnsw
+        }
+    };
+    anyhow::ensure!(hnsw.len() == n && hnsw.dim() == dim, "the graph file holds other data");
     let build_s = started.elapsed().as_secs_f64();
     let hnsw_bytes = hnsw.memory_bytes();
 
