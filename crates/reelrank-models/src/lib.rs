@@ -4,6 +4,7 @@
 //! ([`Interactions`]) and back.
 #![warn(missing_docs)]
 
+mod als;
 mod blend;
 mod cooccurrence;
 mod dense;
@@ -12,6 +13,7 @@ mod interactions;
 mod popularity;
 mod two_tower;
 
+pub use als::{AlsConfig, ImplicitAls};
 pub use blend::Blend;
 pub use cooccurrence::{CooccurrenceConfig, ItemCooccurrence};
 pub use dense::{Linear, Mlp};

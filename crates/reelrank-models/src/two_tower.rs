@@ -84,7 +84,7 @@ impl Default for TwoTowerConfig {
             learning_rate: 1e-3,
             history_len: 50,
             history_decay: 1.0,
-            uniform_negatives: 0,
+            uniform_negatives: 1024,
             id_dropout: 0.0,
             embedding: EmbeddingConfig { dim: 32, learning_rate: 0.05, ..EmbeddingConfig::default() },
             seed: 42,
@@ -635,7 +635,12 @@ mod tests {
             item_keys: (0..num_items).map(|i| key("item", i)).collect(),
             ..TowerInputs::default()
         };
-        let config = TwoTowerConfig { batch_size: 32, max_epochs: 60, ..TwoTowerConfig::default() };
+        let config = TwoTowerConfig {
+            uniform_negatives: 0,
+            batch_size: 32,
+            max_epochs: 60,
+            ..TwoTowerConfig::default()
+        };
         let mut losses = Vec::new();
         let model = TwoTower::fit(&inputs, &positives, &config, |_, loss, _| {
             losses.push(loss);
@@ -692,8 +697,13 @@ mod tests {
     #[test]
     fn new_items_and_users_get_vectors_from_their_features() {
         let (inputs, positives) = two_sided();
-        let config =
-            TwoTowerConfig { batch_size: 32, max_epochs: 40, id_dropout: 0.2, ..TwoTowerConfig::default() };
+        let config = TwoTowerConfig {
+            uniform_negatives: 0,
+            batch_size: 32,
+            max_epochs: 40,
+            id_dropout: 0.2,
+            ..TwoTowerConfig::default()
+        };
         let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         let key = reelrank_features::feature_key;
         // Never-seen ids: only the category (items) and side (users) carry information.
@@ -761,7 +771,12 @@ mod tests {
                 .collect(),
         };
         let positives = Interactions::from_pairs(num_users as usize, num_items as usize, &pairs);
-        let config = TwoTowerConfig { batch_size: 32, max_epochs: 30, ..TwoTowerConfig::default() };
+        let config = TwoTowerConfig {
+            uniform_negatives: 0,
+            batch_size: 32,
+            max_epochs: 30,
+            ..TwoTowerConfig::default()
+        };
         let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         assert!(model.has_context());
         let items = model.item_vectors(&inputs.item_slots);
@@ -792,7 +807,12 @@ mod tests {
             item_keys: (0..4).collect(),
             ..TowerInputs::default()
         };
-        let config = TwoTowerConfig { batch_size: 2, max_epochs: 3, ..TwoTowerConfig::default() };
+        let config = TwoTowerConfig {
+            uniform_negatives: 0,
+            batch_size: 2,
+            max_epochs: 3,
+            ..TwoTowerConfig::default()
+        };
         let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         let dir = tempfile::tempdir().unwrap();
         model.save(dir.path()).unwrap();
@@ -820,7 +840,12 @@ mod tests {
             item_keys: (0..4).collect(),
             ..TowerInputs::default()
         };
-        let config = TwoTowerConfig { batch_size: 2, max_epochs: 3, ..TwoTowerConfig::default() };
+        let config = TwoTowerConfig {
+            uniform_negatives: 0,
+            batch_size: 2,
+            max_epochs: 3,
+            ..TwoTowerConfig::default()
+        };
         let a = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         let b = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         assert_eq!(a.item_vectors(&inputs.item_slots), b.item_vectors(&inputs.item_slots));

@@ -9,8 +9,8 @@ use reelrank_eval::{
     epochs_by_early_stopping, evaluate_retrieval, tower_inputs, RetrievalReport, RetrievalTask, Split,
 };
 use reelrank_models::{
-    Blend, CooccurrenceConfig, ItemCooccurrence, Popularity, Retriever, TwoTower, TwoTowerConfig,
-    TwoTowerRetriever,
+    AlsConfig, Blend, CooccurrenceConfig, ImplicitAls, ItemCooccurrence, Popularity, Retriever, TwoTower,
+    TwoTowerConfig, TwoTowerRetriever,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -40,12 +40,12 @@ pub struct RetrievalArgs {
     /// Co-occurrence: popularity penalty exponent β.
     #[arg(long, default_value_t = CooccurrenceConfig::default().popularity_penalty)]
     popularity_penalty: f32,
-    /// Two-tower: softmax temperature.
-    #[arg(long, default_value_t = TwoTowerConfig::default().temperature)]
-    temperature: f32,
-    /// Two-tower: weight of the logQ correction (1 = full, 0 = none).
-    #[arg(long, default_value_t = TwoTowerConfig::default().logq_weight)]
-    logq_weight: f32,
+    /// Two-tower: softmax temperature (overrides --two-tower).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Two-tower: weight of the logQ correction, 1 = full, 0 = none (overrides --two-tower).
+    #[arg(long)]
+    logq_weight: Option<f32>,
     /// Two-tower: settings as a JSON object over the defaults, e.g. '{"hidden_dim": 256}'.
     #[arg(long)]
     two_tower: Option<String>,
@@ -55,6 +55,12 @@ pub struct RetrievalArgs {
     /// Default model: weight of the co-occurrence scores beside the two-tower's (both standardised).
     #[arg(long, default_value_t = 0.25)]
     cooccurrence_weight: f32,
+    /// Default model: weight of the ALS scores beside the two-tower's (both standardised).
+    #[arg(long, default_value_t = 0.5)]
+    als_weight: f32,
+    /// ALS: settings as a JSON object over the defaults, e.g. '{"regularization": 10}'.
+    #[arg(long)]
+    als: Option<String>,
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -66,9 +72,11 @@ pub enum RetrievalModel {
     Popular,
     /// Item-to-item co-occurrence (random walk with popularity penalty).
     Cooccurrence,
+    /// Implicit-feedback matrix factorisation (ALS).
+    Als,
     /// The two-tower model alone.
     TwoTower,
-    /// reelrank's default retrieval: the two-tower model blended with item co-occurrence.
+    /// reelrank's default retrieval: the two-tower model blended with item co-occurrence and ALS.
     Default,
 }
 
@@ -94,8 +102,14 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
         two_tower,
         epochs,
         cooccurrence_weight,
+        als_weight,
+        als,
         json,
     } = args;
+    let als: AlsConfig = match &als {
+        Some(json) => serde_json::from_str(json).context("--als is not a valid ALS config")?,
+        None => AlsConfig::default(),
+    };
     let data = Split::load(&split).with_context(|| format!("reading split {}", split.display()))?;
     let cooccurrence = CooccurrenceConfig { neighbors, popularity_penalty, ..CooccurrenceConfig::default() };
     let report = match model {
@@ -103,6 +117,7 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
         RetrievalModel::Cooccurrence => {
             evaluate_retrieval(&data, |d| ItemCooccurrence::fit(&d.positives, &cooccurrence))
         }
+        RetrievalModel::Als => evaluate_retrieval(&data, |d| ImplicitAls::fit(&d.positives, &als)),
         RetrievalModel::TwoTower | RetrievalModel::Default => {
             let (items, users) = match &movielens {
                 Some(raw) => reelrank_ingest::movielens_side_info(raw).await?,
@@ -114,7 +129,11 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
                 }
                 None => TwoTowerConfig::default(),
             };
-            let config = TwoTowerConfig { temperature, logq_weight, ..base };
+            let config = TwoTowerConfig {
+                temperature: temperature.unwrap_or(base.temperature),
+                logq_weight: logq_weight.unwrap_or(base.logq_weight),
+                ..base
+            };
             let started = Instant::now();
             let epochs = match epochs {
                 Some(epochs) => epochs,
@@ -138,7 +157,12 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
                 task.evaluate(&tower)
             } else {
                 let co = ItemCooccurrence::fit(&task.data.positives, &cooccurrence);
-                task.evaluate(&Blend::new(vec![(&tower as &dyn Retriever, 1.0), (&co, cooccurrence_weight)]))
+                let als = ImplicitAls::fit(&task.data.positives, &als);
+                task.evaluate(&Blend::new(vec![
+                    (&tower as &dyn Retriever, 1.0),
+                    (&co, cooccurrence_weight),
+                    (&als, als_weight),
+                ]))
             };
             RetrievalReport { train_seconds: started.elapsed().as_secs_f64(), ..report }
         }

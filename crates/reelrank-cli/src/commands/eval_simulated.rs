@@ -13,8 +13,8 @@ use reelrank_core::{top_k, Timestamp};
 use reelrank_eval::{epochs_by_early_stopping, tower_inputs, Rating, RetrievalReport, RetrievalTask, Split};
 use reelrank_features::PositiveRule;
 use reelrank_models::{
-    Blend, CooccurrenceConfig, ItemCooccurrence, Popularity, Retriever, TwoTower, TwoTowerConfig,
-    TwoTowerRetriever,
+    AlsConfig, Blend, CooccurrenceConfig, ImplicitAls, ItemCooccurrence, Popularity, Retriever, TwoTower,
+    TwoTowerConfig, TwoTowerRetriever,
 };
 use reelrank_sim::{SimConfig, Simulation};
 
@@ -94,11 +94,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tower = TwoTowerRetriever::new(&tower, &inputs);
     let popular = Popularity::fit(&data.positives);
     let cooccurrence = ItemCooccurrence::fit(&data.positives, &CooccurrenceConfig::default());
-    let blend = Blend::new(vec![(&tower as &dyn Retriever, 1.0), (&cooccurrence, 0.25)]);
+    let als = ImplicitAls::fit(&data.positives, &AlsConfig::default());
+    let blend = Blend::new(vec![(&tower as &dyn Retriever, 1.0), (&cooccurrence, 0.25), (&als, 0.5)]);
     println!("{} train positives, {} next-day positives, {epochs} epochs", train.len(), on(last).len());
     for (name, model) in [
         ("popular", &popular as &dyn Retriever),
         ("cooccurrence", &cooccurrence),
+        ("als", &als),
         ("two-tower", &tower),
         ("default", &blend),
     ] {

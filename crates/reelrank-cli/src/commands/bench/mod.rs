@@ -229,7 +229,13 @@ async fn train_retrieval(
         inputs.user_slots.iter_mut().for_each(|slots| slots.truncate(1));
         inputs.item_slots.iter_mut().for_each(|slots| *slots = vec![slots[0].clone(), slots[2].clone()]);
     }
-    let mut config = TwoTowerConfig { batch_size: batch, max_epochs: epochs, ..TwoTowerConfig::default() };
+    // In-batch negatives only, as the reference trains.
+    let mut config = TwoTowerConfig {
+        batch_size: batch,
+        max_epochs: epochs,
+        uniform_negatives: 0,
+        ..TwoTowerConfig::default()
+    };
     config.embedding.dim = embedding_dim;
     let examples: usize =
         (0..train.positives.num_users() as u32).map(|u| train.positives.items_of(u).len()).sum();
