@@ -61,8 +61,8 @@ impl Default for HnswConfig {
     fn default() -> HnswConfig {
         HnswConfig {
             connectivity: 16,
-            expansion_add: 128,
-            expansion_search: 64,
+            expansion_add: 200,
+            expansion_search: 128,
             quantization: Quantization::F32,
         }
     }
