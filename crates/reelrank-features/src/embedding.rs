@@ -193,13 +193,11 @@ impl EmbeddingTable {
         let dim = self.config.dim;
         let lr = self.config.learning_rate;
         for (row, g) in grads.iter() {
-            let mean_square = g.iter().map(|x| x * x).sum::<f32>() / dim as f32;
+            let mean_square = crate::kernels::sum_of_squares(g) / dim as f32;
             let acc = &mut self.accumulators[row as usize];
             *acc += mean_square;
             let step = lr / (acc.sqrt() + EPSILON);
-            for (w, g) in self.weights[row as usize * dim..(row as usize + 1) * dim].iter_mut().zip(g) {
-                *w -= step * g;
-            }
+            crate::kernels::axpy(-step, g, &mut self.weights[row as usize * dim..(row as usize + 1) * dim]);
             self.last_touch[row as usize] = now_ms;
         }
         grads.clear();
@@ -281,9 +279,7 @@ impl GradientBuffer {
             }
             slot => slot as usize,
         };
-        for (v, g) in self.values[slot * self.dim..(slot + 1) * self.dim].iter_mut().zip(grad) {
-            *v += scale * g;
-        }
+        crate::kernels::axpy(scale, grad, &mut self.values[slot * self.dim..(slot + 1) * self.dim]);
     }
 
     /// `(row, summed gradient)` of every touched row.

@@ -16,6 +16,7 @@
 
 mod embedding;
 mod hashing;
+pub mod kernels;
 mod labels;
 mod persist;
 mod schema;

@@ -8,8 +8,10 @@
 //! Shapes are row-major: a batch `x` is `[batch × in]`, a layer's weight `w` is `[out × in]`
 //! (PyTorch's convention) and `y = x · wᵀ + b`.
 
+use multiversion::multiversion;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use reelrank_features::kernels::axpy;
 
 /// `c = a' · b' (+ c when accumulate)`, where `a'` is `a` (`[m × k]`) or, if `a_transposed`, the
 /// transpose of `a` stored as `[k × m]`; likewise `b'` (`[k × n]`, or `[n × k]` stored).
@@ -130,9 +132,7 @@ impl Linear {
     pub(crate) fn backward(&mut self, x: &[f32], dy: &[f32], rows: usize, dx: Option<&mut Vec<f32>>) {
         matmul(dy, true, x, false, &mut self.grad_w, (self.outputs, rows, self.inputs), true);
         for row in dy.chunks_exact(self.outputs) {
-            for (g, d) in self.grad_b.iter_mut().zip(row) {
-                *g += d;
-            }
+            axpy(1.0, row, &mut self.grad_b);
         }
         if let Some(dx) = dx {
             dx.clear();
@@ -180,7 +180,7 @@ impl Mlp {
             let mut out = Vec::new();
             layer.forward(&input, rows, &mut out);
             if i < last {
-                out.iter_mut().for_each(|v| *v = v.max(0.0));
+                relu(&mut out);
             }
             self.activations[i] = std::mem::replace(&mut input, out);
         }
@@ -195,7 +195,7 @@ impl Mlp {
         for (i, layer) in self.layers.iter().enumerate() {
             layer.forward(&input, rows, &mut out);
             if i < last {
-                out.iter_mut().for_each(|v| *v = v.max(0.0));
+                relu(&mut out);
             }
             std::mem::swap(&mut input, &mut out);
         }
@@ -211,12 +211,7 @@ impl Mlp {
             let mut dx = Vec::new();
             self.layers[i].backward(&self.activations[i], &grad, rows, Some(&mut dx));
             if i > 0 {
-                // Through the ReLU that produced this layer's input.
-                for (d, a) in dx.iter_mut().zip(&self.activations[i]) {
-                    if *a <= 0.0 {
-                        *d = 0.0;
-                    }
-                }
+                relu_backward(&mut dx, &self.activations[i]);
             }
             grad = dx;
         }
@@ -228,6 +223,20 @@ impl Mlp {
         for layer in &mut self.layers {
             layer.step(adam);
         }
+    }
+}
+
+/// `x = max(x, 0)`.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
+fn relu(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+/// Zeroes the gradient where the ReLU's output (the next layer's input) was not positive.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
+fn relu_backward(grad: &mut [f32], output: &[f32]) {
+    for (d, a) in grad.iter_mut().zip(output) {
+        *d = if *a > 0.0 { *d } else { 0.0 };
     }
 }
 

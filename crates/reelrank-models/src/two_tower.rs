@@ -28,6 +28,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
+use multiversion::multiversion;
+use reelrank_features::kernels::axpy;
 use reelrank_features::{
     read_manifest, write_manifest, Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer, PersistError,
     TensorReader, TensorWriter,
@@ -148,6 +150,8 @@ pub struct TwoTower {
     user_mlp: Mlp,
     item_mlp: Mlp,
     adam: AdamStep,
+    /// The logits of the last training batch, kept to reuse the allocation (not saved).
+    logits: Vec<f32>,
 }
 
 /// Pooled inputs of one tower for a batch, with what backward needs.
@@ -167,7 +171,7 @@ impl TwoTower {
         let item_mlp = Mlp::new(&[item_slots * d, config.hidden_dim, config.output_dim], config.seed + 1);
         let adam = AdamStep::new(config.learning_rate);
         let table = EmbeddingTable::new(config.embedding.clone());
-        TwoTower { table, context_slot, user_mlp, item_mlp, adam, config }
+        TwoTower { table, context_slot, user_mlp, item_mlp, adam, config, logits: Vec::new() }
     }
 
     /// The embedding table (shared by both towers).
@@ -263,7 +267,9 @@ impl TwoTower {
         let (v, v_norms) = normalise(&raw_v, dim);
 
         // logits[a, b] = u_a · v_b / τ − log Q(b), accidental hits masked.
-        let mut logits = vec![0.0f32; n * columns];
+        // Overwritten by the product (β = 0), so the buffer need not be cleared.
+        let mut logits = std::mem::take(&mut self.logits);
+        logits.resize(n * columns, 0.0);
         matmul(&u, false, &v, true, &mut logits, (n, dim, columns), false);
         let inv_tau = 1.0 / self.config.temperature;
         let uniform_rate = uniform.len() as f32 / frequency.num_items().max(1) as f32;
@@ -304,6 +310,7 @@ impl TwoTower {
             || matmul(&logits, false, &v, false, &mut du, (n, columns, dim), false),
             || matmul(&logits, true, &u, false, &mut dv, (columns, n, dim), false),
         );
+        self.logits = logits;
         du.iter_mut().chain(dv.iter_mut()).for_each(|g| *g *= inv_tau);
         let (gu, gv) =
             (normalise_backward(&u, &u_norms, &du, dim), normalise_backward(&v, &v_norms, &dv, dim));
@@ -355,9 +362,7 @@ impl TwoTower {
                 for &(key, weight) in bag {
                     let row = if slot == 0 && id_dropped[example] { 0 } else { self.table.observe(key, now) };
                     let w = weight / total;
-                    for (acc, value) in x[start..].iter_mut().zip(self.table.row(row)) {
-                        *acc += w * value;
-                    }
+                    axpy(w, self.table.row(row), &mut x[start..]);
                     trace.push((example, slot, row, w));
                 }
             }
@@ -506,6 +511,7 @@ impl crate::Retriever for TwoTowerRetriever<'_> {
 
 /// Turns a row of logits into `dL/dlogits = (softmax − onehot(target)) / n` in place and returns
 /// the row's cross-entropy `−log softmax[target]`.
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
 fn softmax_cross_entropy_grad(row: &mut [f32], target: usize, n: usize) -> f32 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let target_logit = row[target];
