@@ -24,11 +24,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use multiversion::multiversion;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
-use multiversion::multiversion;
 use reelrank_features::kernels::axpy;
 use reelrank_features::{
     read_manifest, write_manifest, Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer, PersistError,
