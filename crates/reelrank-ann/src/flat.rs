@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use reelrank_features::kernels::dot;
 use reelrank_features::{PersistError, TensorReader, TensorWriter};
 use rustc_hash::FxHashMap;
 
@@ -59,20 +60,6 @@ impl FlatIndex {
         }
         Ok(FlatIndex { dim, keys, vectors, position })
     }
-}
-
-/// Inner product with eight partial sums, so the compiler vectorises it (a single running sum
-/// must be added in order and stays scalar).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut partial = [0.0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for i in 0..8 {
-            partial[i] += x[i] * y[i];
-        }
-    }
-    partial.iter().sum::<f32>() + tail
 }
 
 impl VectorIndex for FlatIndex {
@@ -185,14 +172,6 @@ mod tests {
         let hits = index().similar(1, 2, &|_| true);
         assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), [2, 3]);
         assert!(index().similar(77, 2, &|_| true).is_empty());
-    }
-
-    #[test]
-    fn dot_matches_the_plain_sum() {
-        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.25).collect();
-        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - plain).abs() < 1e-4);
     }
 
     #[test]

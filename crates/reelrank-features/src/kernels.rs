@@ -12,6 +12,21 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// `Σ aᵢ·bᵢ`, with eight partial sums so that it vectorises (a single running sum must be added
+/// in order and stays scalar).
+#[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut partial = [0.0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for i in 0..8 {
+            partial[i] += x[i] * y[i];
+        }
+    }
+    partial.iter().sum::<f32>() + tail
+}
+
 /// `Σ x²`, with eight partial sums so that it vectorises.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
 pub fn sum_of_squares(x: &[f32]) -> f32 {
@@ -39,5 +54,7 @@ mod tests {
         assert_eq!(y, expected);
         let plain: f32 = x.iter().map(|v| v * v).sum();
         assert!((sum_of_squares(&x) - plain).abs() < 1e-3);
+        let products: f32 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+        assert!((dot(&x, &y) - products).abs() < 1e-3);
     }
 }

@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
+use reelrank_features::kernels::dot;
 use serde::{Deserialize, Serialize};
 
 use crate::dense::matmul;
@@ -164,10 +165,6 @@ fn solve_row(x: &mut [f32], other: &[f32], positives: &[u32], gram: &[f32], conf
         direction.iter_mut().zip(&residual).for_each(|(d, r)| *d = r + next / norm * *d);
         norm = next;
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]

@@ -641,12 +641,7 @@ mod tests {
             item_keys: (0..num_items).map(|i| key("item", i)).collect(),
             ..TowerInputs::default()
         };
-        let config = TwoTowerConfig {
-            uniform_negatives: 0,
-            batch_size: 32,
-            max_epochs: 60,
-            ..TwoTowerConfig::default()
-        };
+        let config = small(32, 60);
         let mut losses = Vec::new();
         let model = TwoTower::fit(&inputs, &positives, &config, |_, loss, _| {
             losses.push(loss);
@@ -668,8 +663,11 @@ mod tests {
         assert_eq!(correct, num_users as usize);
     }
 
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    use reelrank_features::kernels::dot;
+
+    /// Settings for the small models of these tests: in-batch negatives only.
+    fn small(batch_size: usize, max_epochs: usize) -> TwoTowerConfig {
+        TwoTowerConfig { batch_size, max_epochs, uniform_negatives: 0, ..TwoTowerConfig::default() }
     }
 
     /// Users of two sides each like the items of their side's category; ids are per user and
@@ -703,13 +701,7 @@ mod tests {
     #[test]
     fn new_items_and_users_get_vectors_from_their_features() {
         let (inputs, positives) = two_sided();
-        let config = TwoTowerConfig {
-            uniform_negatives: 0,
-            batch_size: 32,
-            max_epochs: 40,
-            id_dropout: 0.2,
-            ..TwoTowerConfig::default()
-        };
+        let config = TwoTowerConfig { id_dropout: 0.2, ..small(32, 40) };
         let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         let key = reelrank_features::feature_key;
         // Never-seen ids: only the category (items) and side (users) carry information.
@@ -736,12 +728,7 @@ mod tests {
     #[test]
     fn uniform_negatives_train_too() {
         let (inputs, positives) = two_sided();
-        let config = TwoTowerConfig {
-            batch_size: 32,
-            max_epochs: 30,
-            uniform_negatives: 16,
-            ..TwoTowerConfig::default()
-        };
+        let config = TwoTowerConfig { uniform_negatives: 16, ..small(32, 30) };
         let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         let again = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         let items = model.item_vectors(&inputs.item_slots);
@@ -777,12 +764,7 @@ mod tests {
                 .collect(),
         };
         let positives = Interactions::from_pairs(num_users as usize, num_items as usize, &pairs);
-        let config = TwoTowerConfig {
-            uniform_negatives: 0,
-            batch_size: 32,
-            max_epochs: 30,
-            ..TwoTowerConfig::default()
-        };
+        let config = small(32, 30);
         let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         assert!(model.has_context());
         let items = model.item_vectors(&inputs.item_slots);
@@ -813,12 +795,7 @@ mod tests {
             item_keys: (0..4).collect(),
             ..TowerInputs::default()
         };
-        let config = TwoTowerConfig {
-            uniform_negatives: 0,
-            batch_size: 2,
-            max_epochs: 3,
-            ..TwoTowerConfig::default()
-        };
+        let config = small(2, 3);
         let model = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         let dir = tempfile::tempdir().unwrap();
         model.save(dir.path()).unwrap();
@@ -846,12 +823,7 @@ mod tests {
             item_keys: (0..4).collect(),
             ..TowerInputs::default()
         };
-        let config = TwoTowerConfig {
-            uniform_negatives: 0,
-            batch_size: 2,
-            max_epochs: 3,
-            ..TwoTowerConfig::default()
-        };
+        let config = small(2, 3);
         let a = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         let b = TwoTower::fit(&inputs, &positives, &config, |_, _, _| true);
         assert_eq!(a.item_vectors(&inputs.item_slots), b.item_vectors(&inputs.item_slots));
