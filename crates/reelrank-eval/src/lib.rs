@@ -10,6 +10,6 @@ mod split;
 mod towers;
 
 pub use metrics::{ndcg_at_k, recall_at_k};
-pub use retrieval::{evaluate_retrieval, RetrievalReport, RetrievalTask, TrainData};
+pub use retrieval::{evaluate_retrieval, CachedScores, RetrievalReport, RetrievalTask, TrainData};
 pub use split::{Rating, Split, SplitError, POSITIVE_RATING};
 pub use towers::{epochs_by_early_stopping, tower_inputs};

@@ -30,6 +30,8 @@ pub struct TrainData {
     pub rated: Vec<Vec<u32>>,
     /// The context of each positive `(user, item)` whose rating carried one (the latest).
     pub contexts: HashMap<(u32, u32), Bag>,
+    /// The item of every positive, oldest first (for recency-weighted popularity).
+    pub positive_items_by_time: Vec<u32>,
 }
 
 /// Orders ids numerically when both are integers, else as text.
@@ -68,7 +70,17 @@ impl TrainData {
             }
         }
         let positives = Interactions::from_pairs(user_ids.len(), item_ids.len(), &pairs);
-        TrainData { user_ids, item_ids, user_index, item_index, positives, rated, contexts }
+        let positive_items_by_time = pairs.iter().map(|&(_, i)| i).collect();
+        TrainData {
+            user_ids,
+            item_ids,
+            user_index,
+            item_index,
+            positives,
+            rated,
+            contexts,
+            positive_items_by_time,
+        }
     }
 }
 
@@ -91,6 +103,18 @@ pub struct RetrievalReport {
     pub users: usize,
     /// Seconds spent fitting the model.
     pub train_seconds: f64,
+}
+
+/// A model's scores for a task's test users (see [`RetrievalTask::cache_scores`]).
+pub struct CachedScores {
+    rows: HashMap<u32, Vec<f32>>,
+}
+
+impl Retriever for CachedScores {
+    /// Panics for a user that was not a test user of the task.
+    fn score_items(&self, user: u32, _history: &[u32], scores: &mut [f32]) {
+        scores.copy_from_slice(&self.rows[&user]);
+    }
 }
 
 /// A split prepared for retrieval evaluation: its train data and each test user's positives.
@@ -116,6 +140,21 @@ impl RetrievalTask {
     /// Whether `user` has test positives (is evaluated).
     pub fn has_test_positives(&self, user: u32) -> bool {
         self.relevant.contains_key(&user)
+    }
+
+    /// Every test user's scores from `model`, computed once, so that the weights of a blend can be
+    /// searched without scoring the catalog again for each setting.
+    pub fn cache_scores(&self, model: &dyn Retriever) -> CachedScores {
+        let rows = self
+            .relevant
+            .par_iter()
+            .map(|(&u, _)| {
+                let mut scores = vec![0f32; self.data.item_ids.len()];
+                model.score_items(u, self.data.positives.items_of(u), &mut scores);
+                (u, scores)
+            })
+            .collect();
+        CachedScores { rows }
     }
 
     /// Ranks the catalog for every test user with `model` and averages the metrics
@@ -211,5 +250,20 @@ mod tests {
         assert_eq!(report.users, 1);
         assert_eq!((report.recall_20, report.ndcg_20), (1.0, 1.0));
         assert!((report.coverage_20 - 1.0 / 3.0).abs() < 1e-12, "user 3's list is [b]: {report:?}");
+    }
+
+    #[test]
+    fn cached_scores_evaluate_like_the_model_and_positives_keep_time_order() {
+        let train = vec![
+            rating("1", "b", 5.0, 3),
+            rating("1", "a", 5.0, 1),
+            rating("2", "a", 2.0, 2),
+            rating("2", "c", 4.0, 4),
+        ];
+        let split = Split { train, test: vec![], retrieval_test: vec![rating("2", "b", 5.0, 9)] };
+        let task = RetrievalTask::new(&split);
+        assert_eq!(task.data.positive_items_by_time, [0, 1, 2], "a (t=1), b (t=3), c (t=4)");
+        let model = Popularity::fit(&task.data.positives);
+        assert_eq!(task.evaluate(&task.cache_scores(&model)), task.evaluate(&model));
     }
 }

@@ -36,22 +36,22 @@ pub fn tower_inputs(data: &TrainData, items: &[Item], users: &[User], now: Times
 
 /// Trains a two-tower model on `task`'s train data, evaluating on its test positives after every
 /// epoch (`on_epoch(epoch, loss, report)`), and stops `patience` epochs after the best NDCG@20.
-/// Returns the best number of epochs, for a refit on all the data.
+/// Returns the best number of epochs, for a refit on all the data, and the model of that epoch.
 pub fn epochs_by_early_stopping(
     task: &RetrievalTask,
     inputs: &TowerInputs,
     config: &TwoTowerConfig,
     patience: usize,
     mut on_epoch: impl FnMut(usize, f32, &RetrievalReport),
-) -> usize {
-    let (mut best, mut best_epoch) = (f64::NEG_INFINITY, 0);
-    TwoTower::fit(inputs, &task.data.positives, config, |epoch, loss, model| {
+) -> (usize, TwoTower) {
+    let (mut best, mut best_epoch, mut best_model) = (f64::NEG_INFINITY, 0, None);
+    let last = TwoTower::fit(inputs, &task.data.positives, config, |epoch, loss, model| {
         let report = task.evaluate(&TwoTowerRetriever::new(model, inputs));
         on_epoch(epoch, loss, &report);
         if report.ndcg_20 > best {
-            (best, best_epoch) = (report.ndcg_20, epoch);
+            (best, best_epoch, best_model) = (report.ndcg_20, epoch, Some(model.clone()));
         }
         epoch < best_epoch + patience
     });
-    best_epoch + 1
+    (best_epoch + 1, best_model.unwrap_or(last))
 }

@@ -19,7 +19,7 @@ pub use cooccurrence::{CooccurrenceConfig, ItemCooccurrence};
 pub use dense::{Linear, Mlp};
 pub use frequency::FrequencyEstimator;
 pub use interactions::Interactions;
-pub use popularity::Popularity;
+pub use popularity::{Popularity, RecentPopularity};
 pub use two_tower::{TowerInputs, TwoTower, TwoTowerConfig, TwoTowerRetriever, TWO_TOWER_FORMAT_VERSION};
 
 /// A model that scores every item for a user.

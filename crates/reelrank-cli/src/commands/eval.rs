@@ -7,10 +7,11 @@ use anyhow::Context;
 use reelrank_core::Timestamp;
 use reelrank_eval::{
     epochs_by_early_stopping, evaluate_retrieval, tower_inputs, RetrievalReport, RetrievalTask, Split,
+    TrainData,
 };
 use reelrank_models::{
-    AlsConfig, Blend, CooccurrenceConfig, ImplicitAls, ItemCooccurrence, Popularity, Retriever, TwoTower,
-    TwoTowerConfig, TwoTowerRetriever,
+    AlsConfig, Blend, CooccurrenceConfig, ImplicitAls, ItemCooccurrence, Popularity, RecentPopularity,
+    Retriever, TwoTower, TwoTowerConfig, TwoTowerRetriever,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -61,6 +62,15 @@ pub struct RetrievalArgs {
     /// ALS: settings as a JSON object over the defaults, e.g. '{"regularization": 10}'.
     #[arg(long)]
     als: Option<String>,
+    /// Default model: weight of the trending (recency-weighted popularity) scores beside the
+    /// two-tower's (both standardised); by default the best of 0, 0.25, 0.5, 1 and 2 on the split's
+    /// `valid/` (0 without one), since how much recency matters is a property of the data.
+    #[arg(long)]
+    trending_weight: Option<f32>,
+    /// Trending: half-life as a share of all train positives (0.05: the latest 5 % weigh as much
+    /// as everything before them).
+    #[arg(long, default_value_t = 0.05)]
+    trending_half_life: f32,
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -70,13 +80,16 @@ pub struct RetrievalArgs {
 pub enum RetrievalModel {
     /// Most popular items: the non-personalised baseline.
     Popular,
+    /// Recently popular items: popularity with exponential decay by recency.
+    Trending,
     /// Item-to-item co-occurrence (random walk with popularity penalty).
     Cooccurrence,
     /// Implicit-feedback matrix factorisation (ALS).
     Als,
     /// The two-tower model alone.
     TwoTower,
-    /// reelrank's default retrieval: the two-tower model blended with item co-occurrence and ALS.
+    /// reelrank's default retrieval: the two-tower model blended with item co-occurrence and ALS
+    /// (and trending items with `--trending-weight`).
     Default,
 }
 
@@ -104,6 +117,8 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
         cooccurrence_weight,
         als_weight,
         als,
+        trending_weight,
+        trending_half_life,
         json,
     } = args;
     let als: AlsConfig = match &als {
@@ -114,6 +129,7 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
     let cooccurrence = CooccurrenceConfig { neighbors, popularity_penalty, ..CooccurrenceConfig::default() };
     let report = match model {
         RetrievalModel::Popular => evaluate_retrieval(&data, |d| Popularity::fit(&d.positives)),
+        RetrievalModel::Trending => evaluate_retrieval(&data, |d| trending(d, trending_half_life)),
         RetrievalModel::Cooccurrence => {
             evaluate_retrieval(&data, |d| ItemCooccurrence::fit(&d.positives, &cooccurrence))
         }
@@ -134,11 +150,21 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
                 logq_weight: logq_weight.unwrap_or(base.logq_weight),
                 ..base
             };
+            let blend = (model == RetrievalModel::Default).then_some(BlendParts {
+                cooccurrence,
+                cooccurrence_weight,
+                als,
+                als_weight,
+                trending_half_life,
+            });
             let started = Instant::now();
-            let epochs = match epochs {
-                Some(epochs) => epochs,
-                None => tune_epochs(&split, &items, &users, &config)?.unwrap_or(config.max_epochs),
+            let needs_valid = epochs.is_none() || (blend.is_some() && trending_weight.is_none());
+            let tuned = if needs_valid {
+                tune_on_valid(&split, &items, &users, &config, blend.as_ref())?
+            } else {
+                None
             };
+            let epochs = epochs.or(tuned.map(|t| t.epochs)).unwrap_or(config.max_epochs);
             let task = RetrievalTask::new(&data);
             let inputs = tower_inputs(&task.data, &items, &users, end_of_train(&data));
             let progress = super::EpochProgress::new("train", epochs);
@@ -153,16 +179,13 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
             );
             progress.finish();
             let tower = TwoTowerRetriever::new(&tower, &inputs);
-            let report = if model == RetrievalModel::TwoTower {
-                task.evaluate(&tower)
-            } else {
-                let co = ItemCooccurrence::fit(&task.data.positives, &cooccurrence);
-                let als = ImplicitAls::fit(&task.data.positives, &als);
-                task.evaluate(&Blend::new(vec![
-                    (&tower as &dyn Retriever, 1.0),
-                    (&co, cooccurrence_weight),
-                    (&als, als_weight),
-                ]))
+            let report = match &blend {
+                None => task.evaluate(&tower),
+                Some(parts) => {
+                    let weight = trending_weight.or(tuned.map(|t| t.trending_weight)).unwrap_or(0.0);
+                    let (co, als, trending) = parts.fit(&task.data);
+                    task.evaluate(&parts.blend(&tower, &co, &als, &trending, weight))
+                }
             };
             RetrievalReport { train_seconds: started.elapsed().as_secs_f64(), ..report }
         }
@@ -182,19 +205,70 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn trending(data: &TrainData, half_life_share: f32) -> RecentPopularity {
+    RecentPopularity::fit(&data.positive_items_by_time, data.positives.num_items(), half_life_share)
+}
+
 /// The last train timestamp: "now" for item ages.
 fn end_of_train(split: &Split) -> Timestamp {
     Timestamp::from_secs(split.train.iter().map(|r| r.timestamp).max().unwrap_or(0))
 }
 
-/// The number of epochs by early stopping on the split's `valid/` (best NDCG@20), or `None` when
-/// the split has no `valid/`.
-fn tune_epochs(
+/// The trending weights the default blend tries on `valid/`.
+const TRENDING_WEIGHTS: [f32; 5] = [0.0, 0.25, 0.5, 1.0, 2.0];
+
+/// The default blend's parts beside the two-tower model, with their weights.
+struct BlendParts {
+    cooccurrence: CooccurrenceConfig,
+    cooccurrence_weight: f32,
+    als: AlsConfig,
+    als_weight: f32,
+    trending_half_life: f32,
+}
+
+impl BlendParts {
+    fn fit(&self, data: &TrainData) -> (ItemCooccurrence, ImplicitAls, RecentPopularity) {
+        (
+            ItemCooccurrence::fit(&data.positives, &self.cooccurrence),
+            ImplicitAls::fit(&data.positives, &self.als),
+            trending(data, self.trending_half_life),
+        )
+    }
+
+    fn blend<'a>(
+        &self,
+        tower: &'a dyn Retriever,
+        cooccurrence: &'a dyn Retriever,
+        als: &'a dyn Retriever,
+        trending: &'a dyn Retriever,
+        trending_weight: f32,
+    ) -> Blend<'a> {
+        Blend::new(vec![
+            (tower, 1.0),
+            (cooccurrence, self.cooccurrence_weight),
+            (als, self.als_weight),
+            (trending, trending_weight),
+        ])
+    }
+}
+
+/// What the split's `valid/` decides.
+#[derive(Debug, Clone, Copy)]
+struct Tuned {
+    /// Two-tower epochs, by early stopping on NDCG@20.
+    epochs: usize,
+    /// The default blend's trending weight with the best NDCG@20 among [`TRENDING_WEIGHTS`].
+    trending_weight: f32,
+}
+
+/// Tunes on the split's `valid/`, or returns `None` when it has none.
+fn tune_on_valid(
     split_dir: &Path,
     items: &[reelrank_core::Item],
     users: &[reelrank_core::User],
     config: &TwoTowerConfig,
-) -> anyhow::Result<Option<usize>> {
+    blend: Option<&BlendParts>,
+) -> anyhow::Result<Option<Tuned>> {
     let valid_dir = split_dir.join("valid");
     if !valid_dir.join("train.csv").is_file() {
         return Ok(None);
@@ -203,9 +277,25 @@ fn tune_epochs(
     let task = RetrievalTask::new(&valid);
     let inputs = tower_inputs(&task.data, items, users, end_of_train(&valid));
     let progress = super::EpochProgress::new("valid", config.max_epochs);
-    let epochs = epochs_by_early_stopping(&task, &inputs, config, PATIENCE, |epoch, loss, report| {
-        progress.epoch(epoch, loss, Some(report));
-    });
+    let (epochs, tower) =
+        epochs_by_early_stopping(&task, &inputs, config, PATIENCE, |epoch, loss, report| {
+            progress.epoch(epoch, loss, Some(report));
+        });
     progress.finish();
-    Ok(Some(epochs))
+    let Some(parts) = blend else {
+        return Ok(Some(Tuned { epochs, trending_weight: 0.0 }));
+    };
+    // Each part scores the valid users once; the weights are then searched over those scores.
+    let (co, als, trending) = parts.fit(&task.data);
+    let tower = task.cache_scores(&TwoTowerRetriever::new(&tower, &inputs));
+    let (co, als, trending) = (task.cache_scores(&co), task.cache_scores(&als), task.cache_scores(&trending));
+    let mut best = (f64::NEG_INFINITY, 0.0);
+    for weight in TRENDING_WEIGHTS {
+        let ndcg = task.evaluate(&parts.blend(&tower, &co, &als, &trending, weight)).ndcg_20;
+        eprintln!("valid: trending weight {weight}: NDCG@20 {ndcg:.4}");
+        if ndcg > best.0 {
+            best = (ndcg, weight);
+        }
+    }
+    Ok(Some(Tuned { epochs, trending_weight: best.1 }))
 }

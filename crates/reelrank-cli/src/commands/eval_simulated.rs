@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Timestamp(now.millis() + i64::from(valid_day) * Timestamp::DAY_MS),
     );
     let progress = super::EpochProgress::new("valid", config.max_epochs);
-    let epochs =
+    let (epochs, _) =
         epochs_by_early_stopping(&valid, &inputs, &config, super::eval::PATIENCE, |epoch, loss, report| {
             progress.epoch(epoch, loss, Some(report));
         });

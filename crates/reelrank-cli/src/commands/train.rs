@@ -52,7 +52,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, train: Train) -> anyhow::
             let task = RetrievalTask::new(&holdout);
             let inputs = tower_inputs(&task.data, &items, &users, Timestamp::now());
             let progress = super::EpochProgress::new("holdout", config.max_epochs);
-            let epochs = epochs_by_early_stopping(
+            let (epochs, _) = epochs_by_early_stopping(
                 &task,
                 &inputs,
                 &config,
