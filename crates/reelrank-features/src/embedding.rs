@@ -287,6 +287,11 @@ impl GradientBuffer {
         self.rows.iter().copied().zip(self.values.chunks_exact(self.dim.max(1)))
     }
 
+    /// Width of a row's gradient.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     /// Number of distinct rows with a gradient.
     pub fn len(&self) -> usize {
         self.rows.len()

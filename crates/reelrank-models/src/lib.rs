@@ -10,6 +10,7 @@ mod cooccurrence;
 mod dense;
 mod frequency;
 mod interactions;
+mod pooling;
 mod popularity;
 mod two_tower;
 

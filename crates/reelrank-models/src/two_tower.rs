@@ -30,7 +30,6 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
-use reelrank_features::kernels::axpy;
 use reelrank_features::{
     read_manifest, write_manifest, Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer, PersistError,
     TensorReader, TensorWriter,
@@ -39,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dense::{matmul, AdamStep, Mlp};
 use crate::frequency::FrequencyEstimator;
+use crate::pooling::{pool, Pooled};
 use crate::Interactions;
 
 /// Settings of the two-tower model and its training.
@@ -153,13 +153,6 @@ pub struct TwoTower {
     adam: AdamStep,
     /// The logits of the last training batch, kept to reuse the allocation (not saved).
     logits: Vec<f32>,
-}
-
-/// Pooled inputs of one tower for a batch, with what backward needs.
-struct Pooled {
-    x: Vec<f32>,
-    /// (example, slot, row, normalised weight) of every pooled key.
-    trace: Vec<(usize, usize, u32, f32)>,
 }
 
 impl TwoTower {
@@ -299,15 +292,8 @@ impl TwoTower {
         let (dx_u, dx_v) = rayon::join(|| user_mlp.backward(gu), || item_mlp.backward(gv));
 
         let mut grads = GradientBuffer::new(self.config.embedding.dim);
-        for (pooled, dx, slots) in
-            [(&pooled_users, &dx_u, self.user_slots()), (&pooled_items, &dx_v, self.item_slots())]
-        {
-            let d = self.config.embedding.dim;
-            for &(example, slot, row, weight) in &pooled.trace {
-                let start = (example * slots + slot) * d;
-                grads.add(row, &dx[start..start + d], weight);
-            }
-        }
+        pooled_users.scatter(&dx_u, &mut grads);
+        pooled_items.scatter(&dx_v, &mut grads);
         self.table.apply(&mut grads, now);
         self.adam.t += 1;
         let (user_mlp, item_mlp, adam) = (&mut self.user_mlp, &mut self.item_mlp, &self.adam);
@@ -323,47 +309,19 @@ impl TwoTower {
         self.item_mlp.layers[0].inputs / self.config.embedding.dim
     }
 
-    /// Pools a batch's bags, admitting their keys to the table (frequency filter) on the way; the
-    /// id slot (the first) of examples flagged in `id_dropped` reads the default row.
+    /// Pools a batch's bags (see [`Pooled::push`]); the id slot of examples flagged in
+    /// `id_dropped` reads the default row.
     fn pool_train<'a>(
         &mut self,
         examples: impl Iterator<Item = &'a [Bag]>,
         id_dropped: &[bool],
         now: i64,
     ) -> Pooled {
-        let d = self.config.embedding.dim;
-        let mut x = Vec::new();
-        let mut trace = Vec::new();
-        for (example, slots) in examples.enumerate() {
-            for (slot, bag) in slots.iter().enumerate() {
-                // An empty bag (a feature the record lacks) pools to zeros.
-                let total: f32 = bag.iter().map(|(_, w)| w).sum::<f32>().max(f32::MIN_POSITIVE);
-                let start = x.len();
-                x.resize(start + d, 0.0);
-                for &(key, weight) in bag {
-                    let row = if slot == 0 && id_dropped[example] { 0 } else { self.table.observe(key, now) };
-                    let w = weight / total;
-                    axpy(w, self.table.row(row), &mut x[start..]);
-                    trace.push((example, slot, row, w));
-                }
-            }
+        let mut pooled = Pooled::default();
+        for (slots, &drop_id) in examples.zip(id_dropped) {
+            pooled.push(&mut self.table, slots, drop_id, now);
         }
-        Pooled { x, trace }
-    }
-
-    /// Pooled input of one example without touching the table (serving).
-    fn pool(&self, slots: &[&[(u64, f32)]], x: &mut Vec<f32>) {
-        let d = self.config.embedding.dim;
-        for bag in slots {
-            let total: f32 = bag.iter().map(|(_, w)| w).sum::<f32>().max(f32::MIN_POSITIVE);
-            let start = x.len();
-            x.resize(start + d, 0.0);
-            for &(key, weight) in bag.iter() {
-                for (acc, value) in x[start..].iter_mut().zip(self.table.lookup(key)) {
-                    *acc += weight / total * value;
-                }
-            }
-        }
+        pooled
     }
 
     /// A user's vector from their fixed slots (see `reelrank_features::UserSchema`), the request's
@@ -374,7 +332,7 @@ impl TwoTower {
         let bags = self.user_bags(user_slots, context, history);
         let slots: Vec<&[(u64, f32)]> = bags.iter().map(Vec::as_slice).collect();
         let mut x = Vec::new();
-        self.pool(&slots, &mut x);
+        pool(&self.table, &slots, &mut x);
         normalise(&self.user_mlp.forward(&x, 1), self.config.output_dim).0
     }
 
@@ -388,7 +346,7 @@ impl TwoTower {
         let mut x = Vec::new();
         for slots in item_slots {
             let slots: Vec<&[(u64, f32)]> = slots.iter().map(Vec::as_slice).collect();
-            self.pool(&slots, &mut x);
+            pool(&self.table, &slots, &mut x);
         }
         normalise(&self.item_mlp.forward(&x, item_slots.len()), self.config.output_dim).0
     }
