@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod crosses;
 mod embedding;
 mod hashing;
 pub mod kernels;
@@ -22,9 +23,13 @@ mod persist;
 mod schema;
 mod tensors;
 
+pub use crosses::{cross_key, WideSchema};
 pub use embedding::{EmbeddingConfig, EmbeddingTable, GradientBuffer, MemoryUse};
 pub use hashing::feature_key;
 pub use labels::PositiveRule;
 pub use persist::{PersistError, FORMAT_VERSION};
-pub use schema::{context_bag, item_bags, item_id_key, numeric_bucket, Bag, UserSchema};
+pub use schema::{
+    context_bag, item_bags, item_id_key, numeric_bucket, Bag, UserSchema, ITEM_CATEGORY_SLOT,
+    ITEM_CREATOR_SLOT, ITEM_TAGS_SLOT,
+};
 pub use tensors::{read_manifest, write_manifest, Element, TensorReader, TensorWriter};

@@ -95,7 +95,15 @@ pub fn context_bag(context: &EventContext) -> Bag {
     .collect()
 }
 
-/// An item's slots; `now` dates its age since publication.
+/// Position of the category among [`item_bags`]'s slots.
+pub const ITEM_CATEGORY_SLOT: usize = 1;
+/// Position of the tags among [`item_bags`]'s slots.
+pub const ITEM_TAGS_SLOT: usize = 2;
+/// Position of the creator among [`item_bags`]'s slots.
+pub const ITEM_CREATOR_SLOT: usize = 3;
+
+/// An item's slots (id, category, tags, creator, duration, language, age); `now` dates its age
+/// since publication.
 pub fn item_bags(item: &Item, now: Timestamp) -> Vec<Bag> {
     let age_days = item.published_at.map(|p| ((now.millis() - p.millis()) / Timestamp::DAY_MS) as f64);
     vec![

@@ -9,19 +9,23 @@ mod blend;
 mod cooccurrence;
 mod dense;
 mod frequency;
+mod ftrl;
 mod interactions;
 mod pooling;
 mod popularity;
 mod two_tower;
+mod wide_deep;
 
 pub use als::{AlsConfig, ImplicitAls};
 pub use blend::Blend;
 pub use cooccurrence::{CooccurrenceConfig, ItemCooccurrence};
 pub use dense::{Linear, Mlp};
 pub use frequency::FrequencyEstimator;
+pub use ftrl::{Ftrl, FtrlConfig};
 pub use interactions::Interactions;
 pub use popularity::{Popularity, RecentPopularity};
 pub use two_tower::{TowerInputs, TwoTower, TwoTowerConfig, TwoTowerRetriever, TWO_TOWER_FORMAT_VERSION};
+pub use wide_deep::{RankingExample, WideDeep, WideDeepConfig, WIDE_DEEP_FORMAT_VERSION};
 
 /// A model that scores every item for a user.
 pub trait Retriever: Sync {

@@ -1,0 +1,97 @@
+//! The wide part's features: every key of the user's and the item's slots (memorisation of single
+//! values) and their declared crosses (memorisation of pairs: this user × this category, this
+//! occupation × this tag, this item × this hour, this watched item × this candidate). Crosses are
+//! hashed like every other key, so new pairs need no vocabulary.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hashing::splitmix64;
+use crate::schema::{ITEM_CATEGORY_SLOT, ITEM_CREATOR_SLOT, ITEM_TAGS_SLOT};
+
+/// The key of the pair (`a`, `b`); order matters.
+pub fn cross_key(a: u64, b: u64) -> u64 {
+    splitmix64(splitmix64(a) ^ b)
+}
+
+/// Which pairs the wide part crosses, fixed when a model is built and saved with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WideSchema {
+    /// (user slot, item slot) pairs whose keys are crossed.
+    pub user_item: Vec<(usize, usize)>,
+    /// How many of the user's latest positives are crossed with the candidate's id.
+    pub history: usize,
+}
+
+impl WideSchema {
+    /// Every user slot (id, attributes, region, language) crossed with the item's category, tags
+    /// and creator; the candidate's id crossed with the request's context (hour, page, device) and
+    /// with the user's 10 latest positives.
+    pub fn standard(user_slots: usize) -> WideSchema {
+        let item_slots = [ITEM_CATEGORY_SLOT, ITEM_TAGS_SLOT, ITEM_CREATOR_SLOT];
+        let user_item = (0..user_slots).flat_map(|u| item_slots.map(|i| (u, i))).collect();
+        WideSchema { user_item, history: 10 }
+    }
+
+    /// The wide keys of one (user, item) example: `user` and `item` are their slots (see
+    /// [`crate::UserSchema::bags`] and [`crate::item_bags`]), `context` the request's context bag and
+    /// `history` the item-id keys of the user's positives, most recent last.
+    pub fn keys(
+        &self,
+        user: &[crate::Bag],
+        item: &[crate::Bag],
+        context: &[(u64, f32)],
+        history: &[u64],
+    ) -> Vec<u64> {
+        let mut keys: Vec<u64> = user.iter().chain(item).flatten().map(|&(k, _)| k).collect();
+        for &(u, i) in &self.user_item {
+            let (Some(user_bag), Some(item_bag)) = (user.get(u), item.get(i)) else { continue };
+            for &(a, _) in user_bag {
+                keys.extend(item_bag.iter().map(|&(b, _)| cross_key(a, b)));
+            }
+        }
+        if let Some(id) = item.first().and_then(|bag| bag.first()).map(|&(k, _)| k) {
+            keys.extend(context.iter().map(|&(c, _)| cross_key(id, c)));
+            let recent = &history[history.len().saturating_sub(self.history)..];
+            keys.extend(recent.iter().filter(|&&h| h != id).map(|&h| cross_key(h, id)));
+        }
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reelrank_core::{AttributeValue, Category, Item, Timestamp, User};
+
+    use super::*;
+    use crate::{context_bag, feature_key, item_bags, item_id_key, UserSchema};
+
+    #[test]
+    fn keys_hold_single_values_and_declared_crosses() {
+        let mut user = User::new("u1");
+        user.attributes.insert("occupation".into(), AttributeValue::Categorical("writer".into()));
+        let schema = UserSchema::from_users([&user]);
+        let user_bags = schema.bags(&user);
+        let mut item = Item::new("i1", Category::Movie);
+        item.tags = vec!["drama".into(), "war".into()];
+        let item_bags = item_bags(&item, Timestamp(0));
+        let context = context_bag(&reelrank_core::EventContext { hour: Some(21), ..Default::default() });
+        let wide = WideSchema::standard(user_bags.len());
+        let keys = wide.keys(&user_bags, &item_bags, &context, &[item_id_key("i0"), item_id_key("i1")]);
+
+        let occupation = feature_key("user.occupation", "writer");
+        let war = feature_key("item.tag", "war");
+        let hour = feature_key("context.hour", "21");
+        for expected in [
+            occupation,
+            war,
+            cross_key(occupation, war),
+            cross_key(feature_key("user", "u1"), feature_key("item.category", "movie")),
+            cross_key(item_id_key("i1"), hour),
+            cross_key(item_id_key("i0"), item_id_key("i1")),
+        ] {
+            assert!(keys.contains(&expected), "{expected} missing");
+        }
+        assert!(!keys.contains(&cross_key(item_id_key("i1"), item_id_key("i1"))), "no self-cross");
+        assert_ne!(cross_key(occupation, war), cross_key(war, occupation));
+    }
+}

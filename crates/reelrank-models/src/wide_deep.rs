@@ -1,0 +1,422 @@
+//! The Wide&Deep ranking model (Cheng et al., 2016) with one output per user action.
+//!
+//! - **Wide**: a sparse linear model over single feature keys and their declared crosses
+//!   ([`reelrank_features::WideSchema`]), learned with FTRL-Proximal ([`Ftrl`]): it memorises
+//!   pairs seen often enough, and L1 keeps the rest at exactly zero.
+//! - **Deep**: the example's slots pooled through our embedding table (row-wise Adagrad, only the
+//!   batch's rows), concatenated with normalised dense features, then a shared MLP whose last layer
+//!   has one logit per head (multi-task, shared bottom): it generalises to users and items seen
+//!   rarely or never, through their attributes.
+//!
+//! `logit[head] = wide[head] + deep[head]`, `P(action) = σ(logit)`, trained with binary
+//! cross-entropy on every head whose label the example carries. Either part can be switched off,
+//! for ablations.
+
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use rayon::prelude::*;
+use reelrank_features::{
+    read_manifest, write_manifest, Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer, PersistError,
+    TensorReader, TensorWriter, WideSchema,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::dense::{AdamStep, Mlp};
+use crate::ftrl::{Ftrl, FtrlConfig};
+use crate::pooling::{pool, Pooled};
+
+/// Settings of a Wide&Deep model; saved with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WideDeepConfig {
+    /// The embedding table of the deep part.
+    pub embedding: EmbeddingConfig,
+    /// Hidden layer widths of the shared MLP.
+    pub hidden: Vec<usize>,
+    /// Adam learning rate of the MLP.
+    pub learning_rate: f32,
+    /// FTRL-Proximal settings of the wide part.
+    pub ftrl: FtrlConfig,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Epochs at most.
+    pub max_epochs: usize,
+    /// Seed of initial weights and shuffling.
+    pub seed: u64,
+    /// Whether the wide part contributes (off: deep only).
+    pub wide: bool,
+    /// Whether the deep part contributes (off: wide only).
+    pub deep: bool,
+}
+
+impl Default for WideDeepConfig {
+    fn default() -> WideDeepConfig {
+        WideDeepConfig {
+            embedding: EmbeddingConfig { dim: 16, ..EmbeddingConfig::default() },
+            hidden: vec![256, 128, 64],
+            learning_rate: 1e-3,
+            ftrl: FtrlConfig::default(),
+            batch_size: 1024,
+            max_epochs: 20,
+            seed: 0,
+            wide: true,
+            deep: true,
+        }
+    }
+}
+
+/// One (user, item) example: its inputs and the labels it carries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RankingExample {
+    /// Slots pooled by the deep part (user, item and context slots, the same for every example).
+    pub slots: Vec<Bag>,
+    /// Normalised dense features (the same count for every example).
+    pub dense: Vec<f32>,
+    /// Wide keys (see [`WideSchema::keys`]).
+    pub wide: Vec<u64>,
+    /// One label per head; `None` where the example says nothing about that action.
+    pub labels: Vec<Option<bool>>,
+}
+
+/// A trained (or training) Wide&Deep model.
+#[derive(Debug, Clone)]
+pub struct WideDeep {
+    config: WideDeepConfig,
+    heads: Vec<String>,
+    wide_schema: WideSchema,
+    slots: usize,
+    dense: usize,
+    table: EmbeddingTable,
+    mlp: Mlp,
+    wide: Ftrl,
+    adam: AdamStep,
+}
+
+impl WideDeep {
+    /// An untrained model with one output per name in `heads`, for examples of `slots` slots and
+    /// `dense` dense features whose wide keys follow `wide_schema`.
+    pub fn new(
+        config: WideDeepConfig,
+        heads: Vec<String>,
+        wide_schema: WideSchema,
+        slots: usize,
+        dense: usize,
+    ) -> WideDeep {
+        let sizes: Vec<usize> = std::iter::once(slots * config.embedding.dim + dense)
+            .chain(config.hidden.iter().copied())
+            .chain(std::iter::once(heads.len()))
+            .collect();
+        WideDeep {
+            table: EmbeddingTable::new(EmbeddingConfig { seed: config.seed, ..config.embedding.clone() }),
+            mlp: Mlp::new(&sizes, config.seed),
+            wide: Ftrl::new(config.ftrl, heads.len()),
+            adam: AdamStep::new(config.learning_rate),
+            config,
+            heads,
+            wide_schema,
+            slots,
+            dense,
+        }
+    }
+
+    /// Trains on `examples` (shape taken from the first), calling `after_epoch(epoch, mean loss,
+    /// model)` after each epoch; stops when it returns `false` or after `max_epochs`.
+    pub fn fit(
+        examples: &[RankingExample],
+        heads: Vec<String>,
+        wide_schema: WideSchema,
+        config: &WideDeepConfig,
+        mut after_epoch: impl FnMut(usize, f32, &WideDeep) -> bool,
+    ) -> WideDeep {
+        let (slots, dense) = examples.first().map_or((0, 0), |e| (e.slots.len(), e.dense.len()));
+        let mut model = WideDeep::new(config.clone(), heads, wide_schema, slots, dense);
+        let mut order: Vec<usize> = (0..examples.len()).collect();
+        let mut rng = Pcg64Mcg::seed_from_u64(config.seed);
+        for epoch in 0..config.max_epochs {
+            order.shuffle(&mut rng);
+            let mut loss_sum = 0.0;
+            let batches = order.chunks(config.batch_size.max(1));
+            let num_batches = batches.len();
+            for batch in batches {
+                let batch: Vec<&RankingExample> = batch.iter().map(|&i| &examples[i]).collect();
+                loss_sum += model.train_batch(&batch, epoch as i64);
+            }
+            if !after_epoch(epoch, loss_sum / num_batches.max(1) as f32, &model) {
+                break;
+            }
+        }
+        model
+    }
+
+    /// One step on a batch; returns its mean loss over the labels it carries.
+    fn train_batch(&mut self, batch: &[&RankingExample], now: i64) -> f32 {
+        let (rows, heads) = (batch.len(), self.heads.len());
+        let mut logits = vec![0.0f32; rows * heads];
+        let mut pooled = Pooled::default();
+        if self.config.deep {
+            for example in batch {
+                pooled.push(&mut self.table, &example.slots, false, now);
+                pooled.x.extend_from_slice(&example.dense);
+            }
+            logits = self.mlp.forward_train(std::mem::take(&mut pooled.x), rows);
+        }
+        if self.config.wide {
+            for (example, row) in batch.iter().zip(logits.chunks_exact_mut(heads)) {
+                self.wide.add_logits(&example.wide, row);
+            }
+        }
+        // dL/dlogit = σ(logit) − label on labelled heads, 0 elsewhere.
+        let mut loss = 0.0;
+        let mut labelled = 0usize;
+        let mut grads = logits;
+        for (example, row) in batch.iter().zip(grads.chunks_exact_mut(heads)) {
+            for (g, label) in row.iter_mut().zip(&example.labels) {
+                let Some(label) = *label else {
+                    *g = 0.0;
+                    continue;
+                };
+                let (p, y) = (sigmoid(*g), f32::from(u8::from(label)));
+                loss += binary_cross_entropy(*g, label);
+                labelled += 1;
+                *g = p - y;
+            }
+        }
+        let (wide, mlp, table) = (&mut self.wide, &mut self.mlp, &mut self.table);
+        let (use_wide, use_deep) = (self.config.wide, self.config.deep);
+        // The wide update (per example, as FTRL is meant) and the deep backward pass are
+        // independent: each gets a core when two are free.
+        rayon::join(
+            || {
+                if use_wide {
+                    for (example, g) in batch.iter().zip(grads.chunks_exact(heads)) {
+                        wide.update(&example.wide, g);
+                    }
+                }
+            },
+            || {
+                if use_deep {
+                    let scaled: Vec<f32> = grads.iter().map(|g| g / rows as f32).collect();
+                    let dx = mlp.backward(scaled);
+                    let mut embedding_grads = GradientBuffer::new(table.dim());
+                    pooled.scatter(&dx, &mut embedding_grads);
+                    table.apply(&mut embedding_grads, now);
+                }
+            },
+        );
+        if use_deep {
+            self.adam.t += 1;
+            self.mlp.step(&self.adam);
+        }
+        loss / labelled.max(1) as f32
+    }
+
+    /// Probabilities `[examples × heads]`.
+    pub fn predict(&self, examples: &[RankingExample]) -> Vec<f32> {
+        let heads = self.heads.len();
+        examples
+            .par_chunks(256)
+            .flat_map_iter(|chunk| {
+                let mut logits = vec![0.0f32; chunk.len() * heads];
+                if self.config.deep {
+                    let mut x = Vec::with_capacity(chunk.len() * self.mlp.layers[0].inputs);
+                    for example in chunk {
+                        let slots: Vec<&[(u64, f32)]> = example.slots.iter().map(Vec::as_slice).collect();
+                        pool(&self.table, &slots, &mut x);
+                        x.extend_from_slice(&example.dense);
+                    }
+                    logits = self.mlp.forward(&x, chunk.len());
+                }
+                if self.config.wide {
+                    for (example, row) in chunk.iter().zip(logits.chunks_exact_mut(heads)) {
+                        self.wide.add_logits(&example.wide, row);
+                    }
+                }
+                logits.into_iter().map(sigmoid)
+            })
+            .collect()
+    }
+
+    /// The heads' names, in output order.
+    pub fn heads(&self) -> &[String] {
+        &self.heads
+    }
+
+    /// The crosses the wide part expects in [`RankingExample::wide`].
+    pub fn wide_schema(&self) -> &WideSchema {
+        &self.wide_schema
+    }
+}
+
+/// `1 / (1 + e^−x)`.
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `−log σ(logit)` for a positive, `−log(1 − σ(logit))` for a negative, stable for large logits.
+fn binary_cross_entropy(logit: f32, label: bool) -> f32 {
+    let z = if label { logit } else { -logit };
+    (-z).max(0.0) + (-z.abs()).exp().ln_1p()
+}
+
+/// Version of the Wide&Deep model's on-disk layout; other versions are refused.
+pub const WIDE_DEEP_FORMAT_VERSION: u32 = 1;
+
+/// `wide_deep.json`: what rebuilds the model around its arrays.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    format_version: u32,
+    config: WideDeepConfig,
+    heads: Vec<String>,
+    wide_schema: WideSchema,
+    slots: usize,
+    dense: usize,
+}
+
+impl WideDeep {
+    /// Writes the model into `dir`: `wide_deep.json` (format version, config, heads, shapes),
+    /// `dense.safetensors` (MLP weights and the wide part's FTRL state) and
+    /// `embeddings.{safetensors,json}` (the table).
+    pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
+        self.table.save(dir, "embeddings")?;
+        let mut arrays = TensorWriter::new();
+        for (i, layer) in self.mlp.layers.iter().enumerate() {
+            arrays.add(&format!("mlp.{i}.w"), vec![layer.outputs, layer.inputs], &layer.w);
+            arrays.add(&format!("mlp.{i}.b"), vec![layer.outputs], &layer.b);
+        }
+        let (keys, z, n) = self.wide.state();
+        let heads = self.heads.len();
+        arrays.add("wide.keys", vec![keys.len()], &keys);
+        arrays.add("wide.z", vec![keys.len(), heads], &z);
+        arrays.add("wide.n", vec![keys.len(), heads], &n);
+        arrays.write(&dir.join("dense.safetensors"))?;
+        let manifest = Manifest {
+            format_version: WIDE_DEEP_FORMAT_VERSION,
+            config: self.config.clone(),
+            heads: self.heads.clone(),
+            wide_schema: self.wide_schema.clone(),
+            slots: self.slots,
+            dense: self.dense,
+        };
+        write_manifest(&dir.join("wide_deep.json"), &manifest)
+    }
+
+    /// Reads a model written by [`WideDeep::save`].
+    pub fn load(dir: &Path) -> Result<WideDeep, PersistError> {
+        let m: Manifest = read_manifest(&dir.join("wide_deep.json"), WIDE_DEEP_FORMAT_VERSION)?;
+        let mut model = WideDeep::new(m.config, m.heads, m.wide_schema, m.slots, m.dense);
+        model.table = EmbeddingTable::load(dir, "embeddings")?;
+        let path = dir.join("dense.safetensors");
+        let arrays = TensorReader::open(&path)?;
+        let format = |message: String| PersistError::Format { path: path.clone(), message };
+        for (i, layer) in model.mlp.layers.iter_mut().enumerate() {
+            let (shape, w) = arrays.read::<f32>(&format!("mlp.{i}.w"))?;
+            if shape != [layer.outputs, layer.inputs] {
+                return Err(format(format!(
+                    "mlp.{i}.w is {shape:?}, the manifest says [{}, {}]",
+                    layer.outputs, layer.inputs
+                )));
+            }
+            layer.w = w;
+            layer.b = arrays.values(&format!("mlp.{i}.b"))?;
+        }
+        let keys: Vec<u64> = arrays.values("wide.keys")?;
+        let (z, n) = (arrays.values("wide.z")?, arrays.values("wide.n")?);
+        model.wide = Ftrl::from_state(model.config.ftrl, model.heads.len(), &keys, z, n)
+            .ok_or_else(|| format("wide.z and wide.n do not match wide.keys and the heads".into()))?;
+        Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reelrank_features::feature_key;
+
+    use super::*;
+
+    /// Users of two groups; group A likes category x and dislikes y, group B the reverse. A second
+    /// head ("finish") is labelled on half the examples only.
+    fn examples(count: usize) -> Vec<RankingExample> {
+        (0..count)
+            .map(|i| {
+                let group = if i % 2 == 0 { "a" } else { "b" };
+                let category = if (i / 2) % 2 == 0 { "x" } else { "y" };
+                let likes = (group == "a") == (category == "x");
+                let (g, c) = (feature_key("user.group", group), feature_key("item.category", category));
+                RankingExample {
+                    slots: vec![
+                        vec![(feature_key("user", &(i % 40).to_string()), 1.0)],
+                        vec![(g, 1.0)],
+                        vec![(c, 1.0)],
+                    ],
+                    dense: vec![0.5],
+                    wide: vec![g, c, reelrank_features::cross_key(g, c)],
+                    labels: vec![Some(likes), (i % 3 == 0).then_some(likes)],
+                }
+            })
+            .collect()
+    }
+
+    fn config(wide: bool, deep: bool) -> WideDeepConfig {
+        WideDeepConfig {
+            hidden: vec![16],
+            batch_size: 32,
+            max_epochs: 15,
+            learning_rate: 0.01,
+            wide,
+            deep,
+            ..WideDeepConfig::default()
+        }
+    }
+
+    fn fit(config: &WideDeepConfig) -> WideDeep {
+        let heads = vec!["like".to_string(), "finish".to_string()];
+        WideDeep::fit(
+            &examples(640),
+            heads,
+            WideSchema { user_item: vec![], history: 0 },
+            config,
+            |_, _, _| true,
+        )
+    }
+
+    #[test]
+    fn wide_deep_and_both_learn_an_interaction() {
+        let test = examples(8);
+        for (wide, deep) in [(true, false), (false, true), (true, true)] {
+            let model = fit(&config(wide, deep));
+            let p = model.predict(&test);
+            for (example, row) in test.iter().zip(p.chunks_exact(2)) {
+                let likes = example.labels[0].unwrap();
+                assert_eq!(row[0] > 0.5, likes, "wide {wide}, deep {deep}: {row:?}");
+                assert_eq!(row[1] > 0.5, likes, "the sparsely labelled head learns too: {row:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn save_then_load_gives_identical_scores() {
+        let model = fit(&config(true, true));
+        let dir = tempfile::tempdir().unwrap();
+        model.save(dir.path()).unwrap();
+        let loaded = WideDeep::load(dir.path()).unwrap();
+        let test = examples(20);
+        assert_eq!(model.predict(&test), loaded.predict(&test));
+        assert_eq!(loaded.heads(), ["like", "finish"]);
+    }
+
+    #[test]
+    fn training_is_deterministic_for_a_seed() {
+        let test = examples(20);
+        assert_eq!(fit(&config(true, true)).predict(&test), fit(&config(true, true)).predict(&test));
+    }
+
+    #[test]
+    fn cross_entropy_is_stable_and_correct() {
+        assert!((binary_cross_entropy(0.0, true) - std::f32::consts::LN_2).abs() < 1e-6);
+        assert!((binary_cross_entropy(2.0, false) - (1.0 - sigmoid(2.0)).ln().abs()).abs() < 1e-5);
+        assert!(binary_cross_entropy(-200.0, true).is_finite());
+    }
+}
