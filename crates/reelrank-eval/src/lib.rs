@@ -5,11 +5,13 @@
 #![warn(missing_docs)]
 
 mod metrics;
+mod ranking;
 mod retrieval;
 mod split;
 mod towers;
 
-pub use metrics::{ndcg_at_k, recall_at_k};
+pub use metrics::{auc, logloss, ndcg_at_k, recall_at_k};
+pub use ranking::{evaluate_examples, RankingReport, RankingSet};
 pub use retrieval::{evaluate_retrieval, CachedScores, RetrievalReport, RetrievalTask, TrainData};
 pub use split::{Rating, Split, SplitError, POSITIVE_RATING};
 pub use towers::{epochs_by_early_stopping, tower_inputs};

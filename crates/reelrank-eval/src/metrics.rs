@@ -28,6 +28,54 @@ pub fn ndcg_at_k(ranked: &[u32], relevant: &HashSet<u32>, k: usize) -> f64 {
     }
 }
 
+/// Area under the ROC curve: the probability that a random positive scores above a random
+/// negative, ties counting half (the Mann–Whitney statistic over average ranks). `None` without
+/// both classes.
+pub fn auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let (mut rank_sum, mut positives) = (0.0f64, 0usize);
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start;
+        while end < order.len() && scores[order[end]] == scores[order[start]] {
+            end += 1;
+        }
+        // Ranks start..end (1-based start+1..=end) share their average.
+        let average_rank = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            if labels[i] {
+                rank_sum += average_rank;
+                positives += 1;
+            }
+        }
+        start = end;
+    }
+    let negatives = labels.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    let p = positives as f64;
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
+}
+
+/// Mean binary cross-entropy of probabilities, clamped to `[1e-7, 1 − 1e-7]`.
+pub fn logloss(probabilities: &[f32], labels: &[bool]) -> f64 {
+    let total: f64 = probabilities
+        .iter()
+        .zip(labels)
+        .map(|(&p, &y)| {
+            let p = f64::from(p).clamp(1e-7, 1.0 - 1e-7);
+            if y {
+                -p.ln()
+            } else {
+                -(1.0 - p).ln()
+            }
+        })
+        .sum();
+    total / labels.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +91,17 @@ mod tests {
         assert!((ndcg_at_k(&ranked, &relevant, 3) - expected).abs() < 1e-12);
         assert_eq!(ndcg_at_k(&[3, 7], &relevant, 20), 1.0);
         assert_eq!(recall_at_k(&ranked, &HashSet::new(), 3), 0.0);
+    }
+
+    #[test]
+    fn auc_counts_ordered_pairs_and_half_ties() {
+        // Pairs (positive, negative): (0.9, 0.1) ✓, (0.9, 0.5) ✓, (0.5, 0.1) ✓, (0.5, 0.5) tie.
+        let scores = [0.9, 0.5, 0.5, 0.1];
+        let labels = [true, true, false, false];
+        assert_eq!(auc(&scores, &labels), Some(3.5 / 4.0));
+        assert_eq!(auc(&[0.1, 0.9], &[true, false]), Some(0.0));
+        assert_eq!(auc(&[0.3, 0.4], &[true, true]), None);
+        let expected = -(0.8f64.ln() + 0.6f64.ln()) / 2.0;
+        assert!((logloss(&[0.8, 0.4], &[true, false]) - expected).abs() < 1e-7);
     }
 }

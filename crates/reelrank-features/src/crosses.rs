@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::splitmix64;
-use crate::schema::{ITEM_CATEGORY_SLOT, ITEM_CREATOR_SLOT, ITEM_TAGS_SLOT};
+use crate::schema::{ITEM_CATEGORY_SLOT, ITEM_CREATOR_SLOT, ITEM_ID_SLOT, ITEM_TAGS_SLOT};
 
 /// The key of the pair (`a`, `b`); order matters.
 pub fn cross_key(a: u64, b: u64) -> u64 {
@@ -28,7 +28,10 @@ impl WideSchema {
     /// with the user's 10 latest positives.
     pub fn standard(user_slots: usize) -> WideSchema {
         let item_slots = [ITEM_CATEGORY_SLOT, ITEM_TAGS_SLOT, ITEM_CREATOR_SLOT];
-        let user_item = (0..user_slots).flat_map(|u| item_slots.map(|i| (u, i))).collect();
+        let mut user_item: Vec<(usize, usize)> =
+            (0..user_slots).flat_map(|u| item_slots.map(|i| (u, i))).collect();
+        // Attributes (not the id: a user rates an item once) with the item itself.
+        user_item.extend((1..user_slots).map(|u| (u, ITEM_ID_SLOT)));
         WideSchema { user_item, history: 10 }
     }
 

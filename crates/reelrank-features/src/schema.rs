@@ -95,6 +95,8 @@ pub fn context_bag(context: &EventContext) -> Bag {
     .collect()
 }
 
+/// Position of the item id among [`item_bags`]'s slots.
+pub const ITEM_ID_SLOT: usize = 0;
 /// Position of the category among [`item_bags`]'s slots.
 pub const ITEM_CATEGORY_SLOT: usize = 1;
 /// Position of the tags among [`item_bags`]'s slots.

@@ -149,13 +149,17 @@ impl Linear {
     }
 }
 
-/// Layers with ReLU between them (none after the last).
+/// Layers with ReLU between them (none after the last), with optional dropout after each ReLU
+/// in training.
 #[derive(Debug, Clone)]
 pub struct Mlp {
     pub(crate) layers: Vec<Linear>,
     /// Inputs of each layer from the last forward pass (post-ReLU), kept for backward.
     activations: Vec<Vec<f32>>,
     rows: usize,
+    /// Share of hidden units zeroed in each training pass (kept ones are scaled by `1/(1 − p)`).
+    dropout: f32,
+    rng: Pcg64Mcg,
 }
 
 impl Mlp {
@@ -163,7 +167,12 @@ impl Mlp {
     pub(crate) fn new(sizes: &[usize], seed: u64) -> Mlp {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let layers = sizes.windows(2).map(|w| Linear::new(w[0], w[1], &mut rng)).collect::<Vec<_>>();
-        Mlp { activations: vec![Vec::new(); layers.len()], layers, rows: 0 }
+        Mlp { activations: vec![Vec::new(); layers.len()], layers, rows: 0, dropout: 0.0, rng }
+    }
+
+    /// Sets the dropout rate of training passes (`0 ≤ p < 1`).
+    pub(crate) fn with_dropout(self, p: f32) -> Mlp {
+        Mlp { dropout: p.clamp(0.0, 0.99), ..self }
     }
 
     /// Output width.
@@ -181,6 +190,10 @@ impl Mlp {
             layer.forward(&input, rows, &mut out);
             if i < last {
                 relu(&mut out);
+                if self.dropout > 0.0 {
+                    let (p, keep) = (self.dropout, 1.0 / (1.0 - self.dropout));
+                    out.iter_mut().for_each(|v| *v *= if self.rng.random::<f32>() < p { 0.0 } else { keep });
+                }
             }
             self.activations[i] = std::mem::replace(&mut input, out);
         }
@@ -211,7 +224,12 @@ impl Mlp {
             let mut dx = Vec::new();
             self.layers[i].backward(&self.activations[i], &grad, rows, Some(&mut dx));
             if i > 0 {
+                // Zero where the unit was off (ReLU or dropout), `1/(1 − p)` where it was kept.
                 relu_backward(&mut dx, &self.activations[i]);
+                if self.dropout > 0.0 {
+                    let keep = 1.0 / (1.0 - self.dropout);
+                    dx.iter_mut().for_each(|g| *g *= keep);
+                }
             }
             grad = dx;
         }
@@ -291,6 +309,35 @@ mod tests {
                     "w{layer}[{i}]: {numeric} vs {analytic}"
                 );
             }
+        }
+    }
+
+    /// Under one dropout mask (a clone of the MLP draws the same one), the input gradient is the
+    /// finite difference of the training pass; about half the hidden units are off.
+    #[test]
+    fn dropout_gradients_match_finite_differences_under_the_same_mask() {
+        let (rows, sizes) = (4, [5, 32, 3]);
+        let before = Mlp::new(&sizes, 3).with_dropout(0.5);
+        let mut rng = Pcg64Mcg::seed_from_u64(9);
+        let x: Vec<f32> = (0..rows * 5).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let r: Vec<f32> = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let loss = |x: &[f32]| -> f64 {
+            let y = before.clone().forward_train(x.to_vec(), rows);
+            y.iter().zip(&r).map(|(y, r)| f64::from(y * r)).sum()
+        };
+        let mut mlp = before.clone();
+        mlp.forward_train(x.clone(), rows);
+        let hidden = &mlp.activations[1];
+        let off = hidden.iter().filter(|&&h| h == 0.0).count() as f64 / hidden.len() as f64;
+        assert!(off > 0.6 && off < 0.9, "ReLU and dropout switch off ~3/4 of the units: {off}");
+        let dx = mlp.backward(r.clone());
+        let eps = 1e-2f32;
+        for i in 0..x.len() {
+            let (mut plus, mut minus) = (x.clone(), x.clone());
+            plus[i] += eps;
+            minus[i] -= eps;
+            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * f64::from(eps));
+            assert!((numeric - f64::from(dx[i])).abs() < 2e-3, "dx[{i}]: {numeric} vs {}", dx[i]);
         }
     }
 

@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 use reelrank_features::{
@@ -50,6 +50,12 @@ pub struct WideDeepConfig {
     pub wide: bool,
     /// Whether the deep part contributes (off: wide only).
     pub deep: bool,
+    /// Probability that a training example's first slot (the user id) reads the table's default
+    /// row, as an id never seen does: the deep part then learns to score new users from their
+    /// attributes, which a test period full of new users needs.
+    pub id_dropout: f32,
+    /// Dropout rate after each hidden layer of the MLP in training.
+    pub dropout: f32,
 }
 
 impl Default for WideDeepConfig {
@@ -64,6 +70,8 @@ impl Default for WideDeepConfig {
             seed: 0,
             wide: true,
             deep: true,
+            id_dropout: 0.2,
+            dropout: 0.0,
         }
     }
 }
@@ -111,7 +119,7 @@ impl WideDeep {
             .collect();
         WideDeep {
             table: EmbeddingTable::new(EmbeddingConfig { seed: config.seed, ..config.embedding.clone() }),
-            mlp: Mlp::new(&sizes, config.seed),
+            mlp: Mlp::new(&sizes, config.seed).with_dropout(config.dropout),
             wide: Ftrl::new(config.ftrl, heads.len()),
             adam: AdamStep::new(config.learning_rate),
             config,
@@ -142,7 +150,9 @@ impl WideDeep {
             let num_batches = batches.len();
             for batch in batches {
                 let batch: Vec<&RankingExample> = batch.iter().map(|&i| &examples[i]).collect();
-                loss_sum += model.train_batch(&batch, epoch as i64);
+                let drop_id: Vec<bool> =
+                    batch.iter().map(|_| rng.random::<f32>() < config.id_dropout).collect();
+                loss_sum += model.train_batch(&batch, &drop_id, epoch as i64);
             }
             if !after_epoch(epoch, loss_sum / num_batches.max(1) as f32, &model) {
                 break;
@@ -151,14 +161,15 @@ impl WideDeep {
         model
     }
 
-    /// One step on a batch; returns its mean loss over the labels it carries.
-    fn train_batch(&mut self, batch: &[&RankingExample], now: i64) -> f32 {
+    /// One step on a batch; returns its mean loss over the labels it carries. Examples flagged in
+    /// `drop_id` read the default row for their first slot.
+    fn train_batch(&mut self, batch: &[&RankingExample], drop_id: &[bool], now: i64) -> f32 {
         let (rows, heads) = (batch.len(), self.heads.len());
         let mut logits = vec![0.0f32; rows * heads];
         let mut pooled = Pooled::default();
         if self.config.deep {
-            for example in batch {
-                pooled.push(&mut self.table, &example.slots, false, now);
+            for (example, &drop) in batch.iter().zip(drop_id) {
+                pooled.push(&mut self.table, &example.slots, drop, now);
                 pooled.x.extend_from_slice(&example.dense);
             }
             logits = self.mlp.forward_train(std::mem::take(&mut pooled.x), rows);

@@ -20,6 +20,8 @@ pub enum Eval {
     Simulated(super::eval_simulated::Args),
     /// Top-K retrieval: Recall@20, NDCG@20, Recall@50, Coverage@20 over the split's test users.
     Retrieval(RetrievalArgs),
+    /// Ranking (CTR): AUC and logloss of the Wide&Deep model on the split's test ratings.
+    Ranking(super::eval_ranking::Args),
 }
 
 /// Arguments of `eval retrieval`.
@@ -100,6 +102,7 @@ pub async fn run(eval: Eval) -> anyhow::Result<()> {
     match eval {
         Eval::Simulated(args) => super::eval_simulated::run(args),
         Eval::Retrieval(args) => retrieval(args).await,
+        Eval::Ranking(args) => super::eval_ranking::run(args).await,
     }
 }
 
@@ -173,7 +176,7 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
                 &task.data.positives,
                 &TwoTowerConfig { max_epochs: epochs, ..config },
                 |epoch, loss, _| {
-                    progress.epoch(epoch, loss, None);
+                    progress.epoch(epoch, loss, "");
                     true
                 },
             );
@@ -279,7 +282,7 @@ fn tune_on_valid(
     let progress = super::EpochProgress::new("valid", config.max_epochs);
     let (epochs, tower) =
         epochs_by_early_stopping(&task, &inputs, config, PATIENCE, |epoch, loss, report| {
-            progress.epoch(epoch, loss, Some(report));
+            progress.epoch(epoch, loss, &super::retrieval_metrics(report));
         });
     progress.finish();
     let Some(parts) = blend else {

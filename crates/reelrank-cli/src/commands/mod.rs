@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod demo;
 pub mod eval;
+pub mod eval_ranking;
 pub mod eval_simulated;
 pub mod import;
 pub mod serve;
@@ -45,13 +46,11 @@ impl EpochProgress {
         EpochProgress { bar }
     }
 
-    /// Reports an epoch's mean loss and, when validated, its metrics.
-    pub fn epoch(&self, epoch: usize, loss: f32, report: Option<&reelrank_eval::RetrievalReport>) {
-        let metrics = report
-            .map_or(String::new(), |r| format!("  Recall@20 {:.4}  NDCG@20 {:.4}", r.recall_20, r.ndcg_20));
-        let message = format!("epoch {:>2}  loss {loss:.4}{metrics}", epoch + 1);
+    /// Reports an epoch's mean loss and, when validated, its metrics (`""` when not).
+    pub fn epoch(&self, epoch: usize, loss: f32, metrics: &str) {
+        let message = format!("epoch {:>2}  loss {loss:.4}  {metrics}", epoch + 1);
         if self.bar.is_hidden() {
-            eprintln!("{:>10} {message}", self.bar.prefix());
+            eprintln!("{:>10} {}", self.bar.prefix(), message.trim_end());
         } else {
             self.bar.set_message(message);
         }
@@ -62,6 +61,11 @@ impl EpochProgress {
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
+}
+
+/// Validation metrics of a retrieval epoch, for [`EpochProgress::epoch`].
+pub fn retrieval_metrics(report: &reelrank_eval::RetrievalReport) -> String {
+    format!("Recall@20 {:.4}  NDCG@20 {:.4}", report.recall_20, report.ndcg_20)
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).

@@ -58,7 +58,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, train: Train) -> anyhow::
                 &config,
                 super::eval::PATIENCE,
                 |epoch, loss, report| {
-                    progress.epoch(epoch, loss, Some(report));
+                    progress.epoch(epoch, loss, &super::retrieval_metrics(report));
                 },
             );
             progress.finish();
@@ -74,7 +74,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, train: Train) -> anyhow::
         &task.data.positives,
         &TwoTowerConfig { max_epochs: epochs, ..config },
         |epoch, loss, _| {
-            progress.epoch(epoch, loss, None);
+            progress.epoch(epoch, loss, "");
             true
         },
     );

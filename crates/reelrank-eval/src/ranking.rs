@@ -1,0 +1,234 @@
+//! Ranking (CTR) evaluation: every rating of a split is an example, positive when the rating is
+//! at least 4 (PROTOCOL.md). Features come from the side information and from the train ratings
+//! that precede the example — the user's and the item's counts and positive rates, the user's
+//! latest positives — so a train example never sees its own label or anything later.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use reelrank_core::{Category, Item, Timestamp, User};
+use reelrank_features::{item_bags, item_id_key, UserSchema, WideSchema};
+use reelrank_models::{RankingExample, WideDeep};
+use serde::Serialize;
+
+use crate::metrics::{auc, logloss};
+use crate::{Rating, Split};
+
+/// Prior weight (in ratings) of the smoothed positive rates.
+const RATE_PRIOR: f64 = 10.0;
+
+/// The examples of a split, ready for a Wide&Deep model with one head (`like`: rating ≥ 4).
+#[derive(Debug, Clone)]
+pub struct RankingSet {
+    /// Train examples, in time order.
+    pub train: Vec<RankingExample>,
+    /// Test examples, in the file's order.
+    pub test: Vec<RankingExample>,
+    /// For each test example, whether its user rated anything in train.
+    pub test_user_seen: Vec<bool>,
+    /// The crosses of the examples' wide keys.
+    pub wide_schema: WideSchema,
+}
+
+/// Running counts of one user or item over the ratings seen so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    ratings: u32,
+    positives: u32,
+    rating_sum: f64,
+}
+
+impl Counts {
+    fn add(&mut self, rating: &Rating) {
+        self.ratings += 1;
+        self.positives += u32::from(rating.is_positive());
+        self.rating_sum += f64::from(rating.rating);
+    }
+
+    /// `[ln(1 + ratings), positive rate, mean rating]`, the last two smoothed towards the train
+    /// averages `prior` by [`RATE_PRIOR`] ratings.
+    fn features(self, prior: Prior) -> [f32; 3] {
+        let n = f64::from(self.ratings) + RATE_PRIOR;
+        let rate = (f64::from(self.positives) + prior.positive_rate * RATE_PRIOR) / n;
+        let mean = (self.rating_sum + prior.mean_rating * RATE_PRIOR) / n;
+        [f64::from(self.ratings).ln_1p() as f32, rate as f32, mean as f32]
+    }
+}
+
+/// Train-wide averages that smoothed rates start from.
+#[derive(Debug, Clone, Copy)]
+struct Prior {
+    positive_rate: f64,
+    mean_rating: f64,
+}
+
+/// What the features of an example are computed from.
+struct Context<'a> {
+    items: HashMap<&'a str, &'a Item>,
+    users: HashMap<&'a str, &'a User>,
+    user_schema: UserSchema,
+    wide_schema: WideSchema,
+    prior: Prior,
+}
+
+impl Context<'_> {
+    fn example(&self, rating: &Rating, user: Counts, item: Counts, history: &[u64]) -> RankingExample {
+        let user_bags = match self.users.get(rating.user.as_str()) {
+            Some(u) => self.user_schema.bags(u),
+            None => self.user_schema.anonymous_bags(&rating.user),
+        };
+        let when = Timestamp::from_secs(rating.timestamp);
+        let item_bags = match self.items.get(rating.item.as_str()) {
+            Some(item) => item_bags(item, when),
+            None => item_bags(&Item::new(rating.item.clone(), Category::Other("unknown".into())), when),
+        };
+        let wide = self.wide_schema.keys(&user_bags, &item_bags, &[], history);
+        let dense = user.features(self.prior).into_iter().chain(item.features(self.prior)).collect();
+        RankingExample {
+            slots: user_bags.into_iter().chain(item_bags).collect(),
+            dense,
+            wide,
+            labels: vec![Some(rating.is_positive())],
+        }
+    }
+}
+
+impl RankingSet {
+    /// Builds the examples of `split` (its `train` and `test` ratings) with side information
+    /// `items` and `users` (either may be empty: then ids alone describe them).
+    pub fn new(split: &Split, items: &[Item], users: &[User]) -> RankingSet {
+        let n = split.train.len().max(1) as f64;
+        let prior = Prior {
+            positive_rate: split.train.iter().filter(|r| r.is_positive()).count() as f64 / n,
+            mean_rating: split.train.iter().map(|r| f64::from(r.rating)).sum::<f64>() / n,
+        };
+        let context = Context {
+            items: items.iter().map(|i| (i.item_id.as_str(), i)).collect(),
+            users: users.iter().map(|u| (u.user_id.as_str(), u)).collect(),
+            user_schema: UserSchema::from_users(users),
+            wide_schema: WideSchema { user_item: Vec::new(), history: 0 },
+            prior,
+        };
+        let user_slots = context.user_schema.anonymous_bags("").len();
+        let context = Context { wide_schema: WideSchema::standard(user_slots), ..context };
+
+        let mut by_time: Vec<&Rating> = split.train.iter().collect();
+        by_time.sort_by_key(|r| r.timestamp);
+        let mut user_counts: HashMap<&str, Counts> = HashMap::new();
+        let mut item_counts: HashMap<&str, Counts> = HashMap::new();
+        let mut histories: HashMap<&str, Vec<u64>> = HashMap::new();
+        let mut train = Vec::with_capacity(by_time.len());
+        for r in by_time {
+            let (user, item) =
+                (user_counts.entry(&r.user).or_default(), item_counts.entry(&r.item).or_default());
+            let history = histories.entry(&r.user).or_default();
+            train.push(context.example(r, *user, *item, history));
+            user.add(r);
+            item.add(r);
+            if r.is_positive() {
+                history.push(item_id_key(&r.item));
+            }
+        }
+        let no_history = Vec::new();
+        let test = split
+            .test
+            .par_iter()
+            .map(|r| {
+                let user = user_counts.get(r.user.as_str()).copied().unwrap_or_default();
+                let item = item_counts.get(r.item.as_str()).copied().unwrap_or_default();
+                let history = histories.get(r.user.as_str()).unwrap_or(&no_history);
+                context.example(r, user, item, history)
+            })
+            .collect();
+        let test_user_seen = split.test.iter().map(|r| user_counts.contains_key(r.user.as_str())).collect();
+        let mut set = RankingSet { train, test, test_user_seen, wide_schema: context.wide_schema };
+        set.standardise_dense();
+        set
+    }
+
+    /// Shifts and scales each dense feature to mean 0 and variance 1 over train.
+    fn standardise_dense(&mut self) {
+        let width = self.train.first().map_or(0, |e| e.dense.len());
+        let n = self.train.len().max(1) as f64;
+        for d in 0..width {
+            let mean = self.train.iter().map(|e| f64::from(e.dense[d])).sum::<f64>() / n;
+            let var = self.train.iter().map(|e| (f64::from(e.dense[d]) - mean).powi(2)).sum::<f64>() / n;
+            let scale = 1.0 / var.sqrt().max(1e-9);
+            for example in self.train.iter_mut().chain(self.test.iter_mut()) {
+                example.dense[d] = ((f64::from(example.dense[d]) - mean) * scale) as f32;
+            }
+        }
+    }
+}
+
+/// AUC and logloss of a ranking model on a test set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RankingReport {
+    /// AUC over every test example.
+    pub auc: f64,
+    /// Mean logloss over every test example.
+    pub logloss: f64,
+    /// AUC over examples of users who rated something in train.
+    pub auc_seen_users: Option<f64>,
+    /// AUC over examples of users new in test.
+    pub auc_unseen_users: Option<f64>,
+    /// Test examples.
+    pub examples: usize,
+    /// Seconds spent fitting the model.
+    pub train_seconds: f64,
+}
+
+impl RankingSet {
+    /// Scores the test examples with `model`'s first head (`train_seconds` is left at 0).
+    pub fn evaluate(&self, model: &WideDeep) -> RankingReport {
+        evaluate_examples(model, &self.test, &self.test_user_seen)
+    }
+}
+
+/// Scores `examples` with `model`'s first head; `seen` splits the AUC by whether the user was
+/// seen in train.
+pub fn evaluate_examples(model: &WideDeep, examples: &[RankingExample], seen: &[bool]) -> RankingReport {
+    let heads = model.heads().len();
+    let p: Vec<f32> = model.predict(examples).chunks_exact(heads).map(|row| row[0]).collect();
+    let labels: Vec<bool> = examples.iter().map(|e| e.labels[0].unwrap_or(false)).collect();
+    let subset = |want: bool| {
+        let (s, l): (Vec<f32>, Vec<bool>) =
+            p.iter().zip(&labels).zip(seen).filter(|(_, &s)| s == want).map(|((&p, &y), _)| (p, y)).unzip();
+        auc(&s, &l)
+    };
+    RankingReport {
+        auc: auc(&p, &labels).unwrap_or(0.5),
+        logloss: logloss(&p, &labels),
+        auc_seen_users: subset(true),
+        auc_unseen_users: subset(false),
+        examples: examples.len(),
+        train_seconds: 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rating(user: &str, item: &str, rating: f32, timestamp: i64) -> Rating {
+        Rating { user: user.into(), item: item.into(), rating, timestamp, context: Vec::new() }
+    }
+
+    #[test]
+    fn train_examples_see_only_earlier_ratings() {
+        let train = vec![rating("u", "b", 5.0, 2), rating("u", "a", 5.0, 1), rating("v", "a", 1.0, 3)];
+        let test = vec![rating("u", "c", 4.0, 9), rating("w", "a", 2.0, 9)];
+        let set = RankingSet::new(&Split { train, test, retrieval_test: vec![] }, &[], &[]);
+        assert_eq!(set.train.len(), 3);
+        assert_eq!(set.test_user_seen, [true, false]);
+        let labels: Vec<_> = set.train.iter().map(|e| e.labels[0]).collect();
+        assert_eq!(labels, [Some(true), Some(true), Some(false)], "time order: a, b, then v's rating");
+        // u's first rating has no history; the second crosses a (u's earlier positive) with b.
+        let cross = reelrank_features::cross_key(item_id_key("a"), item_id_key("b"));
+        assert!(!set.train[0].wide.contains(&cross) && set.train[1].wide.contains(&cross));
+        // The user-count feature grows with each of u's ratings and is the same for u at test time.
+        assert!(set.train[1].dense[0] > set.train[0].dense[0]);
+        assert!(set.test[0].dense[0] > set.train[1].dense[0]);
+        assert_eq!(set.test[1].dense[0], set.train[0].dense[0], "w is new, like u at first");
+    }
+}
