@@ -30,28 +30,56 @@ pub struct RankingSet {
     pub wide_schema: WideSchema,
 }
 
-/// Running counts of one user or item over the ratings seen so far.
+/// Running counts of one user or item over the ratings seen so far, all-time and decayed by
+/// recency. The clock counts ratings, not seconds (see [`Clock`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
     ratings: u32,
     positives: u32,
     rating_sum: f64,
+    /// Ratings and positives weighed `0.5^(age / half-life)`, as of `updated`.
+    recent: f64,
+    recent_positives: f64,
+    updated: f64,
+}
+
+/// Time measured in ratings, with the half-life of the decayed counts: 5 % of the train ratings,
+/// as the trending retrieval uses, so that one setting fits any data set's pace.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    now: f64,
+    half_life: f64,
 }
 
 impl Counts {
-    fn add(&mut self, rating: &Rating) {
+    fn decayed_to(mut self, now: f64, half_life: f64) -> Counts {
+        let factor = 0.5f64.powf((now - self.updated) / half_life);
+        self.recent *= factor;
+        self.recent_positives *= factor;
+        self.updated = now;
+        self
+    }
+
+    fn add(&mut self, rating: &Rating, clock: Clock) {
+        *self = self.decayed_to(clock.now, clock.half_life);
         self.ratings += 1;
         self.positives += u32::from(rating.is_positive());
         self.rating_sum += f64::from(rating.rating);
+        self.recent += 1.0;
+        self.recent_positives += f64::from(u8::from(rating.is_positive()));
     }
 
-    /// `[ln(1 + ratings), positive rate, mean rating]`, the last two smoothed towards the train
-    /// averages `prior` by [`RATE_PRIOR`] ratings.
-    fn features(self, prior: Prior) -> [f32; 3] {
+    /// `[ln(1 + ratings), positive rate, mean rating, ln(1 + recent ratings), recent positive
+    /// rate]`, the rates and mean smoothed towards the train averages `prior` by [`RATE_PRIOR`]
+    /// ratings.
+    fn features(self, prior: Prior, clock: Clock) -> [f32; 5] {
+        let recent = self.decayed_to(clock.now, clock.half_life);
         let n = f64::from(self.ratings) + RATE_PRIOR;
         let rate = (f64::from(self.positives) + prior.positive_rate * RATE_PRIOR) / n;
         let mean = (self.rating_sum + prior.mean_rating * RATE_PRIOR) / n;
-        [f64::from(self.ratings).ln_1p() as f32, rate as f32, mean as f32]
+        let recent_rate =
+            (recent.recent_positives + prior.positive_rate * RATE_PRIOR) / (recent.recent + RATE_PRIOR);
+        [f64::from(self.ratings).ln_1p(), rate, mean, recent.recent.ln_1p(), recent_rate].map(|x| x as f32)
     }
 }
 
@@ -72,7 +100,13 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn example(&self, rating: &Rating, user: Counts, item: Counts, history: &[u64]) -> RankingExample {
+    fn example(
+        &self,
+        rating: &Rating,
+        (user, item): (Counts, Counts),
+        clock: Clock,
+        history: &[u64],
+    ) -> RankingExample {
         let user_bags = match self.users.get(rating.user.as_str()) {
             Some(u) => self.user_schema.bags(u),
             None => self.user_schema.anonymous_bags(&rating.user),
@@ -83,7 +117,8 @@ impl Context<'_> {
             None => item_bags(&Item::new(rating.item.clone(), Category::Other("unknown".into())), when),
         };
         let wide = self.wide_schema.keys(&user_bags, &item_bags, &[], history);
-        let dense = user.features(self.prior).into_iter().chain(item.features(self.prior)).collect();
+        let dense =
+            user.features(self.prior, clock).into_iter().chain(item.features(self.prior, clock)).collect();
         RankingExample {
             slots: user_bags.into_iter().chain(item_bags).collect(),
             dense,
@@ -118,18 +153,21 @@ impl RankingSet {
         let mut item_counts: HashMap<&str, Counts> = HashMap::new();
         let mut histories: HashMap<&str, Vec<u64>> = HashMap::new();
         let mut train = Vec::with_capacity(by_time.len());
-        for r in by_time {
+        let half_life = (0.05 * split.train.len() as f64).max(1.0);
+        for (now, r) in by_time.into_iter().enumerate() {
+            let clock = Clock { now: now as f64, half_life };
             let (user, item) =
                 (user_counts.entry(&r.user).or_default(), item_counts.entry(&r.item).or_default());
             let history = histories.entry(&r.user).or_default();
-            train.push(context.example(r, *user, *item, history));
-            user.add(r);
-            item.add(r);
+            train.push(context.example(r, (*user, *item), clock, history));
+            user.add(r, clock);
+            item.add(r, clock);
             if r.is_positive() {
                 history.push(item_id_key(&r.item));
             }
         }
         let no_history = Vec::new();
+        let end_of_train = Clock { now: split.train.len() as f64, half_life };
         let test = split
             .test
             .par_iter()
@@ -137,7 +175,7 @@ impl RankingSet {
                 let user = user_counts.get(r.user.as_str()).copied().unwrap_or_default();
                 let item = item_counts.get(r.item.as_str()).copied().unwrap_or_default();
                 let history = histories.get(r.user.as_str()).unwrap_or(&no_history);
-                context.example(r, user, item, history)
+                context.example(r, (user, item), end_of_train, history)
             })
             .collect();
         let test_user_seen = split.test.iter().map(|r| user_counts.contains_key(r.user.as_str())).collect();

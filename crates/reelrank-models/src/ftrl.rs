@@ -6,8 +6,7 @@
 //! nothing at serving), else `−(z − sign(z)·λ₁) / ((β + √n)/α + λ₂)`. The per-coordinate rate
 //! `α / (β + √n)` lets rare crosses learn fast and frequent ones settle.
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 /// FTRL-Proximal hyper-parameters.
@@ -35,16 +34,19 @@ impl Default for FtrlConfig {
 pub struct Ftrl {
     config: FtrlConfig,
     heads: usize,
-    /// Slot of each key; a key's heads are contiguous in `z` and `n`.
-    slots: HashMap<u64, u32>,
+    /// Slot of each key; a key's heads are contiguous in `z`, `n` and `w`. Keys are already
+    /// hashes, so the map uses the cheap Fx hasher.
+    slots: FxHashMap<u64, u32>,
     z: Vec<f32>,
     n: Vec<f32>,
+    /// The weights, derived from `z` and `n` after every update so that scoring only adds.
+    w: Vec<f32>,
 }
 
 impl Ftrl {
     /// No weights yet.
     pub fn new(config: FtrlConfig, heads: usize) -> Ftrl {
-        Ftrl { config, heads, slots: HashMap::new(), z: Vec::new(), n: Vec::new() }
+        Ftrl { config, heads, slots: FxHashMap::default(), z: Vec::new(), n: Vec::new(), w: Vec::new() }
     }
 
     /// Number of keys with state.
@@ -57,50 +59,73 @@ impl Ftrl {
         self.slots.is_empty()
     }
 
-    fn weight(&self, i: usize) -> f32 {
-        let FtrlConfig { alpha, beta, l1, l2 } = self.config;
-        let z = self.z[i];
+    /// The weight of state `(z, n)`.
+    fn weight(config: &FtrlConfig, z: f32, n: f32) -> f32 {
+        let FtrlConfig { alpha, beta, l1, l2 } = *config;
         if z.abs() <= l1 {
             0.0
         } else {
-            -(z - z.signum() * l1) / ((beta + self.n[i].sqrt()) / alpha + l2)
+            -(z - z.signum() * l1) / ((beta + n.sqrt()) / alpha + l2)
         }
     }
 
-    /// Adds the weights of `keys` (binary features, value 1) to `logits` (one per head).
+    /// Adds the weights of `keys` (binary features, value 1) to `logits` (one per head); keys
+    /// never trained weigh nothing.
     pub fn add_logits(&self, keys: &[u64], logits: &mut [f32]) {
         for key in keys {
             if let Some(&slot) = self.slots.get(key) {
-                let base = slot as usize * self.heads;
-                for (h, logit) in logits.iter_mut().enumerate() {
-                    *logit += self.weight(base + h);
-                }
+                self.add_slot(slot, logits);
             }
         }
     }
 
-    /// One FTRL step for an example with features `keys`, given `dL/dlogit` of each head
-    /// (a head whose gradient is exactly 0, such as one without a label, is left alone).
-    pub fn update(&mut self, keys: &[u64], grads: &[f32]) {
+    fn add_slot(&self, slot: u32, logits: &mut [f32]) {
+        let base = slot as usize * self.heads;
+        for (logit, w) in logits.iter_mut().zip(&self.w[base..base + self.heads]) {
+            *logit += w;
+        }
+    }
+
+    /// Training's forward pass: the slots of `keys` (created at weight 0 for new keys), for
+    /// [`Ftrl::update`], with their weights added to `logits`. One hash lookup per key serves both.
+    pub fn admit(&mut self, keys: &[u64], logits: &mut [f32]) -> Vec<u32> {
+        let slots: Vec<u32> = keys
+            .iter()
+            .map(|&key| {
+                let next = self.slots.len() as u32;
+                let slot = *self.slots.entry(key).or_insert(next);
+                if slot == next {
+                    let len = self.z.len() + self.heads;
+                    self.z.resize(len, 0.0);
+                    self.n.resize(len, 0.0);
+                    self.w.resize(len, 0.0);
+                }
+                slot
+            })
+            .collect();
+        for &slot in &slots {
+            self.add_slot(slot, logits);
+        }
+        slots
+    }
+
+    /// One FTRL step for an example whose features were admitted as `slots`, given `dL/dlogit`
+    /// of each head (a head whose gradient is exactly 0, such as one without a label, is left
+    /// alone).
+    pub fn update(&mut self, slots: &[u32], grads: &[f32]) {
         let alpha = self.config.alpha;
-        for &key in keys {
-            let next = self.slots.len() as u32;
-            let slot = *self.slots.entry(key).or_insert(next);
-            if slot == next {
-                self.z.resize(self.z.len() + self.heads, 0.0);
-                self.n.resize(self.n.len() + self.heads, 0.0);
-            }
+        for &slot in slots {
             let base = slot as usize * self.heads;
             for (h, &g) in grads.iter().enumerate() {
                 if g == 0.0 {
                     continue;
                 }
                 let i = base + h;
-                let w = self.weight(i);
                 let n = self.n[i];
                 let sigma = ((n + g * g).sqrt() - n.sqrt()) / alpha;
-                self.z[i] += g - sigma * w;
+                self.z[i] += g - sigma * self.w[i];
                 self.n[i] = n + g * g;
+                self.w[i] = Ftrl::weight(&self.config, self.z[i], self.n[i]);
             }
         }
     }
@@ -126,7 +151,8 @@ impl Ftrl {
             return None;
         }
         let slots = keys.iter().enumerate().map(|(i, &k)| (k, i as u32)).collect();
-        Some(Ftrl { config, heads, slots, z, n })
+        let w = z.iter().zip(&n).map(|(&z, &n)| Ftrl::weight(&config, z, n)).collect();
+        Some(Ftrl { config, heads, slots, z, n, w })
     }
 }
 
@@ -140,14 +166,15 @@ mod tests {
         let config = FtrlConfig { alpha: 0.5, beta: 1.0, l1: 0.1, l2: 0.2 };
         let mut ftrl = Ftrl::new(config, 1);
         // Step 1: w = 0 (z = 0), g = 0.8: σ = (√0.64 − 0)/0.5 = 1.6, z = 0.8 − 1.6·0 = 0.8, n = 0.64.
-        ftrl.update(&[7], &[0.8]);
+        let slots = ftrl.admit(&[7], &mut [0.0]);
+        ftrl.update(&slots, &[0.8]);
         // w = −(0.8 − 0.1) / ((1 + 0.8)/0.5 + 0.2) = −0.7 / 3.8.
         let w1 = -0.7 / 3.8;
         let mut logit = [0.0];
         ftrl.add_logits(&[7, 9], &mut logit);
         assert!((logit[0] - w1).abs() < 1e-6, "{logit:?}");
         // Step 2: g = −0.6: σ = (√1.0 − √0.64)/0.5 = 0.4, z = 0.8 − 0.6 − 0.4·w1, n = 1.0.
-        ftrl.update(&[7], &[-0.6]);
+        ftrl.update(&slots, &[-0.6]);
         let z: f32 = 0.8 - 0.6 - 0.4 * w1;
         let w2 = -(z - 0.1) / ((1.0 + 1.0) / 0.5 + 0.2);
         let mut logit = [0.0];
@@ -158,12 +185,13 @@ mod tests {
     #[test]
     fn l1_keeps_weak_coordinates_at_zero_and_heads_apart() {
         let mut ftrl = Ftrl::new(FtrlConfig { l1: 1.0, ..FtrlConfig::default() }, 2);
-        ftrl.update(&[1], &[0.5, 0.0]);
+        let slots = ftrl.admit(&[1], &mut [0.0, 0.0]);
+        ftrl.update(&slots, &[0.5, 0.0]);
         let mut logits = [0.0, 0.0];
         ftrl.add_logits(&[1], &mut logits);
         assert_eq!(logits, [0.0, 0.0], "|z| = 0.5 ≤ λ₁");
         for _ in 0..10 {
-            ftrl.update(&[1], &[0.5, 0.0]);
+            ftrl.update(&slots, &[0.5, 0.0]);
         }
         ftrl.add_logits(&[1], &mut logits);
         assert!(logits[0] < 0.0 && logits[1] == 0.0, "a positive gradient lowers the weight: {logits:?}");

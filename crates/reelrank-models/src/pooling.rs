@@ -17,9 +17,15 @@ impl Pooled {
     /// Appends one example's slots (each the weighted mean of its keys' rows; an empty bag, a
     /// feature the record lacks, pools to zeros), admitting the keys to the table on the way (its
     /// frequency filter). With `drop_id` the first slot reads the default row instead.
-    pub fn push(&mut self, table: &mut EmbeddingTable, slots: &[Bag], drop_id: bool, now: i64) {
+    pub fn push<'a>(
+        &mut self,
+        table: &mut EmbeddingTable,
+        slots: impl IntoIterator<Item = &'a Bag>,
+        drop_id: bool,
+        now: i64,
+    ) {
         let d = table.dim();
-        for (slot, bag) in slots.iter().enumerate() {
+        for (slot, bag) in slots.into_iter().enumerate() {
             let total: f32 = bag.iter().map(|(_, w)| w).sum::<f32>().max(f32::MIN_POSITIVE);
             let start = self.x.len();
             self.x.resize(start + d, 0.0);

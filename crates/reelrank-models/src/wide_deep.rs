@@ -95,7 +95,9 @@ pub struct WideDeep {
     config: WideDeepConfig,
     heads: Vec<String>,
     wide_schema: WideSchema,
-    slots: usize,
+    /// The example slots the deep part pools: those some training example filled (a slot no
+    /// example fills has nothing to learn from, and would only widen the first layer).
+    slots: Vec<usize>,
     dense: usize,
     table: EmbeddingTable,
     mlp: Mlp,
@@ -104,16 +106,16 @@ pub struct WideDeep {
 }
 
 impl WideDeep {
-    /// An untrained model with one output per name in `heads`, for examples of `slots` slots and
-    /// `dense` dense features whose wide keys follow `wide_schema`.
+    /// An untrained model with one output per name in `heads`, pooling the example slots at
+    /// positions `slots`, with `dense` dense features and wide keys that follow `wide_schema`.
     pub fn new(
         config: WideDeepConfig,
         heads: Vec<String>,
         wide_schema: WideSchema,
-        slots: usize,
+        slots: Vec<usize>,
         dense: usize,
     ) -> WideDeep {
-        let sizes: Vec<usize> = std::iter::once(slots * config.embedding.dim + dense)
+        let sizes: Vec<usize> = std::iter::once(slots.len() * config.embedding.dim + dense)
             .chain(config.hidden.iter().copied())
             .chain(std::iter::once(heads.len()))
             .collect();
@@ -139,7 +141,8 @@ impl WideDeep {
         config: &WideDeepConfig,
         mut after_epoch: impl FnMut(usize, f32, &WideDeep) -> bool,
     ) -> WideDeep {
-        let (slots, dense) = examples.first().map_or((0, 0), |e| (e.slots.len(), e.dense.len()));
+        let (width, dense) = examples.first().map_or((0, 0), |e| (e.slots.len(), e.dense.len()));
+        let slots = (0..width).filter(|&s| examples.iter().any(|e| !e.slots[s].is_empty())).collect();
         let mut model = WideDeep::new(config.clone(), heads, wide_schema, slots, dense);
         let mut order: Vec<usize> = (0..examples.len()).collect();
         let mut rng = Pcg64Mcg::seed_from_u64(config.seed);
@@ -169,16 +172,21 @@ impl WideDeep {
         let mut pooled = Pooled::default();
         if self.config.deep {
             for (example, &drop) in batch.iter().zip(drop_id) {
-                pooled.push(&mut self.table, &example.slots, drop, now);
+                let slots = self.slots.iter().map(|&s| &example.slots[s]);
+                pooled.push(&mut self.table, slots, drop, now);
                 pooled.x.extend_from_slice(&example.dense);
             }
             logits = self.mlp.forward_train(std::mem::take(&mut pooled.x), rows);
         }
-        if self.config.wide {
-            for (example, row) in batch.iter().zip(logits.chunks_exact_mut(heads)) {
-                self.wide.add_logits(&example.wide, row);
-            }
-        }
+        let wide_slots: Vec<Vec<u32>> = if self.config.wide {
+            batch
+                .iter()
+                .zip(logits.chunks_exact_mut(heads))
+                .map(|(e, row)| self.wide.admit(&e.wide, row))
+                .collect()
+        } else {
+            Vec::new()
+        };
         // dL/dlogit = σ(logit) − label on labelled heads, 0 elsewhere.
         let mut loss = 0.0;
         let mut labelled = 0usize;
@@ -196,15 +204,13 @@ impl WideDeep {
             }
         }
         let (wide, mlp, table) = (&mut self.wide, &mut self.mlp, &mut self.table);
-        let (use_wide, use_deep) = (self.config.wide, self.config.deep);
+        let use_deep = self.config.deep;
         // The wide update (per example, as FTRL is meant) and the deep backward pass are
         // independent: each gets a core when two are free.
         rayon::join(
             || {
-                if use_wide {
-                    for (example, g) in batch.iter().zip(grads.chunks_exact(heads)) {
-                        wide.update(&example.wide, g);
-                    }
+                for (slots, g) in wide_slots.iter().zip(grads.chunks_exact(heads)) {
+                    wide.update(slots, g);
                 }
             },
             || {
@@ -234,7 +240,8 @@ impl WideDeep {
                 if self.config.deep {
                     let mut x = Vec::with_capacity(chunk.len() * self.mlp.layers[0].inputs);
                     for example in chunk {
-                        let slots: Vec<&[(u64, f32)]> = example.slots.iter().map(Vec::as_slice).collect();
+                        let slots: Vec<&[(u64, f32)]> =
+                            self.slots.iter().map(|&s| example.slots[s].as_slice()).collect();
                         pool(&self.table, &slots, &mut x);
                         x.extend_from_slice(&example.dense);
                     }
@@ -282,7 +289,7 @@ struct Manifest {
     config: WideDeepConfig,
     heads: Vec<String>,
     wide_schema: WideSchema,
-    slots: usize,
+    slots: Vec<usize>,
     dense: usize,
 }
 
@@ -308,7 +315,7 @@ impl WideDeep {
             config: self.config.clone(),
             heads: self.heads.clone(),
             wide_schema: self.wide_schema.clone(),
-            slots: self.slots,
+            slots: self.slots.clone(),
             dense: self.dense,
         };
         write_manifest(&dir.join("wide_deep.json"), &manifest)

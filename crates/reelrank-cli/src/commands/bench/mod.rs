@@ -13,6 +13,7 @@ use reelrank_store::Store;
 use crate::settings::Settings;
 
 mod ann;
+mod ranking;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Bench {
@@ -55,6 +56,9 @@ pub enum Bench {
         #[arg(long)]
         all_features: bool,
     },
+    /// Wide&Deep ranking: training throughput (examples/s, one thread) on a split's ratings with
+    /// MovieLens side features, as the PyTorch reference in shared/benchmarks/RESULTS.md measured it.
+    Ranking(ranking::Args),
     /// Vector search: HNSW recall@k and single-query latency against exact search, build time and
     /// memory, on seeded clustered unit vectors (the data of shared/benchmarks/SERVING.md).
     Ann(ann::Args),
@@ -77,6 +81,7 @@ pub async fn run(settings: &Settings, bench: Bench) -> anyhow::Result<()> {
         Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,
         Bench::Simulate { users, items, days } => simulate(users, items, days),
         Bench::Ann(args) => tokio::task::block_in_place(|| ann::run(args)),
+        Bench::Ranking(args) => ranking::run(args).await,
         Bench::TrainRetrieval { split, movielens, epochs, batch, embedding_dim, threads, all_features } => {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
             let shape = TrainShape { epochs, batch, embedding_dim, threads, all_features };
