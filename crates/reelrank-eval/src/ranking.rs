@@ -8,11 +8,14 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use reelrank_core::{Category, Item, Timestamp, User};
 use reelrank_features::{item_bags, item_id_key, UserSchema, WideSchema};
-use reelrank_models::{RankingExample, WideDeep};
+use reelrank_models::{RankingExample, RankingSchema, WideDeep};
 use serde::Serialize;
 
 use crate::metrics::{auc, logloss};
 use crate::{Rating, Split};
+
+/// Dense features of each side (see `Counts::features`).
+const DENSE_PER_SIDE: usize = 5;
 
 /// Prior weight (in ratings) of the smoothed positive rates.
 const RATE_PRIOR: f64 = 10.0;
@@ -26,8 +29,8 @@ pub struct RankingSet {
     pub test: Vec<RankingExample>,
     /// For each test example, whether its user rated anything in train.
     pub test_user_seen: Vec<bool>,
-    /// The crosses of the examples' wide keys.
-    pub wide_schema: WideSchema,
+    /// What the examples look like: one head, `like`; the user's slots and dense features first.
+    pub schema: RankingSchema,
 }
 
 /// Running counts of one user or item over the ratings seen so far, all-time and decayed by
@@ -72,7 +75,7 @@ impl Counts {
     /// `[ln(1 + ratings), positive rate, mean rating, ln(1 + recent ratings), recent positive
     /// rate]`, the rates and mean smoothed towards the train averages `prior` by [`RATE_PRIOR`]
     /// ratings.
-    fn features(self, prior: Prior, clock: Clock) -> [f32; 5] {
+    fn features(self, prior: Prior, clock: Clock) -> [f32; DENSE_PER_SIDE] {
         let recent = self.decayed_to(clock.now, clock.half_life);
         let n = f64::from(self.ratings) + RATE_PRIOR;
         let rate = (f64::from(self.positives) + prior.positive_rate * RATE_PRIOR) / n;
@@ -179,7 +182,13 @@ impl RankingSet {
             })
             .collect();
         let test_user_seen = split.test.iter().map(|r| user_counts.contains_key(r.user.as_str())).collect();
-        let mut set = RankingSet { train, test, test_user_seen, wide_schema: context.wide_schema };
+        let schema = RankingSchema {
+            heads: vec!["like".into()],
+            wide: context.wide_schema,
+            request_slots: user_slots,
+            request_dense: DENSE_PER_SIDE,
+        };
+        let mut set = RankingSet { train, test, test_user_seen, schema };
         set.standardise_dense();
         set
     }

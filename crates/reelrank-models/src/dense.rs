@@ -202,14 +202,19 @@ impl Mlp {
 
     /// Forward pass without keeping activations (serving).
     pub(crate) fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut input = x.to_vec();
+        let mut first = Vec::new();
+        self.layers[0].forward(x, rows, &mut first);
+        self.forward_from_first(first, rows)
+    }
+
+    /// The rest of a forward pass from the first layer's output (before its ReLU), for callers
+    /// that assemble that output from cached parts.
+    pub(crate) fn forward_from_first(&self, first: Vec<f32>, rows: usize) -> Vec<f32> {
+        let mut input = first;
         let mut out = Vec::new();
-        let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for layer in &self.layers[1..] {
+            relu(&mut input);
             layer.forward(&input, rows, &mut out);
-            if i < last {
-                relu(&mut out);
-            }
             std::mem::swap(&mut input, &mut out);
         }
         input

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::dense::{AdamStep, Mlp};
 use crate::ftrl::{Ftrl, FtrlConfig};
 use crate::pooling::{pool, Pooled};
+use reelrank_features::kernels::{axpy, dot};
 
 /// Settings of a Wide&Deep model; saved with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,12 +77,26 @@ impl Default for WideDeepConfig {
     }
 }
 
+/// What a model's examples look like: fixed when it is built, saved with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankingSchema {
+    /// The heads' names, in output order.
+    pub heads: Vec<String>,
+    /// The crosses of [`RankingExample::wide`].
+    pub wide: WideSchema,
+    /// Leading example slots that describe the request (user, context); the rest describe the
+    /// candidate. Serving computes the request's share of the first layer once per request.
+    pub request_slots: usize,
+    /// Leading dense features that describe the request; the rest describe the candidate.
+    pub request_dense: usize,
+}
+
 /// One (user, item) example: its inputs and the labels it carries.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RankingExample {
-    /// Slots pooled by the deep part (user, item and context slots, the same for every example).
+    /// Slots pooled by the deep part: the request's, then the candidate's (see [`RankingSchema`]).
     pub slots: Vec<Bag>,
-    /// Normalised dense features (the same count for every example).
+    /// Normalised dense features: the request's, then the candidate's.
     pub dense: Vec<f32>,
     /// Wide keys (see [`WideSchema::keys`]).
     pub wide: Vec<u64>,
@@ -89,12 +104,22 @@ pub struct RankingExample {
     pub labels: Vec<Option<bool>>,
 }
 
+/// One candidate of a request, for [`WideDeep::score_candidates`].
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// Its [`WideDeep::candidate_part`].
+    pub part: &'a [f32],
+    /// Its dense features (the candidate side of an example's).
+    pub dense: &'a [f32],
+    /// Its wide keys.
+    pub wide: &'a [u64],
+}
+
 /// A trained (or training) Wide&Deep model.
 #[derive(Debug, Clone)]
 pub struct WideDeep {
     config: WideDeepConfig,
-    heads: Vec<String>,
-    wide_schema: WideSchema,
+    schema: RankingSchema,
     /// The example slots the deep part pools: those some training example filled (a slot no
     /// example fills has nothing to learn from, and would only widen the first layer).
     slots: Vec<usize>,
@@ -106,27 +131,20 @@ pub struct WideDeep {
 }
 
 impl WideDeep {
-    /// An untrained model with one output per name in `heads`, pooling the example slots at
-    /// positions `slots`, with `dense` dense features and wide keys that follow `wide_schema`.
-    pub fn new(
-        config: WideDeepConfig,
-        heads: Vec<String>,
-        wide_schema: WideSchema,
-        slots: Vec<usize>,
-        dense: usize,
-    ) -> WideDeep {
+    /// An untrained model for examples that follow `schema`, pooling the example slots at
+    /// positions `slots`, with `dense` dense features.
+    pub fn new(config: WideDeepConfig, schema: RankingSchema, slots: Vec<usize>, dense: usize) -> WideDeep {
         let sizes: Vec<usize> = std::iter::once(slots.len() * config.embedding.dim + dense)
             .chain(config.hidden.iter().copied())
-            .chain(std::iter::once(heads.len()))
+            .chain(std::iter::once(schema.heads.len()))
             .collect();
         WideDeep {
             table: EmbeddingTable::new(EmbeddingConfig { seed: config.seed, ..config.embedding.clone() }),
             mlp: Mlp::new(&sizes, config.seed).with_dropout(config.dropout),
-            wide: Ftrl::new(config.ftrl, heads.len()),
+            wide: Ftrl::new(config.ftrl, schema.heads.len()),
             adam: AdamStep::new(config.learning_rate),
             config,
-            heads,
-            wide_schema,
+            schema,
             slots,
             dense,
         }
@@ -136,14 +154,13 @@ impl WideDeep {
     /// model)` after each epoch; stops when it returns `false` or after `max_epochs`.
     pub fn fit(
         examples: &[RankingExample],
-        heads: Vec<String>,
-        wide_schema: WideSchema,
+        schema: &RankingSchema,
         config: &WideDeepConfig,
         mut after_epoch: impl FnMut(usize, f32, &WideDeep) -> bool,
     ) -> WideDeep {
         let (width, dense) = examples.first().map_or((0, 0), |e| (e.slots.len(), e.dense.len()));
         let slots = (0..width).filter(|&s| examples.iter().any(|e| !e.slots[s].is_empty())).collect();
-        let mut model = WideDeep::new(config.clone(), heads, wide_schema, slots, dense);
+        let mut model = WideDeep::new(config.clone(), schema.clone(), slots, dense);
         let mut order: Vec<usize> = (0..examples.len()).collect();
         let mut rng = Pcg64Mcg::seed_from_u64(config.seed);
         for epoch in 0..config.max_epochs {
@@ -167,7 +184,7 @@ impl WideDeep {
     /// One step on a batch; returns its mean loss over the labels it carries. Examples flagged in
     /// `drop_id` read the default row for their first slot.
     fn train_batch(&mut self, batch: &[&RankingExample], drop_id: &[bool], now: i64) -> f32 {
-        let (rows, heads) = (batch.len(), self.heads.len());
+        let (rows, heads) = (batch.len(), self.schema.heads.len());
         let mut logits = vec![0.0f32; rows * heads];
         let mut pooled = Pooled::default();
         if self.config.deep {
@@ -232,7 +249,7 @@ impl WideDeep {
 
     /// Probabilities `[examples × heads]`.
     pub fn predict(&self, examples: &[RankingExample]) -> Vec<f32> {
-        let heads = self.heads.len();
+        let heads = self.schema.heads.len();
         examples
             .par_chunks(256)
             .flat_map_iter(|chunk| {
@@ -257,14 +274,104 @@ impl WideDeep {
             .collect()
     }
 
-    /// The heads' names, in output order.
-    pub fn heads(&self) -> &[String] {
-        &self.heads
+    /// The first layer's share of a request: its bias plus the weights times the request's pooled
+    /// slots and dense features (`slots` and `dense`: the request side of an example). Computed
+    /// once per request rather than once per candidate.
+    pub fn request_part(&self, slots: &[Bag], dense: &[f32]) -> Vec<f32> {
+        let first = &self.mlp.layers[0];
+        let mut part = first.b.clone();
+        let request_slots = self.schema.request_slots;
+        let pooled = self.slots.iter().enumerate().filter(|(_, &s)| s < request_slots);
+        self.add_slots(&mut part, pooled.map(|(p, &s)| (p, &slots[s])));
+        for (j, &value) in dense.iter().enumerate().take(self.schema.request_dense) {
+            self.add_dense_column(&mut part, j, value);
+        }
+        part
     }
 
-    /// The crosses the wide part expects in [`RankingExample::wide`].
-    pub fn wide_schema(&self) -> &WideSchema {
-        &self.wide_schema
+    /// The first layer's share of a candidate's slots (`slots`: the candidate side of an
+    /// example). It depends only on the item and the model, so serving can cache it per item;
+    /// the candidate's dense features (counters that move all day) are added in
+    /// [`WideDeep::score_candidates`].
+    pub fn candidate_part(&self, slots: &[Bag]) -> Vec<f32> {
+        let mut part = vec![0.0; self.mlp.layers[0].outputs];
+        let request_slots = self.schema.request_slots;
+        let pooled = self.slots.iter().enumerate().filter(|(_, &s)| s >= request_slots);
+        self.add_slots(&mut part, pooled.map(|(p, &s)| (p, &slots[s - request_slots])));
+        part
+    }
+
+    /// Adds the first layer's weights times each `(position among the pooled slots, bag)`.
+    fn add_slots<'a>(&self, part: &mut [f32], slots: impl Iterator<Item = (usize, &'a Bag)>) {
+        let (first, d) = (&self.mlp.layers[0], self.table.dim());
+        let mut x = Vec::with_capacity(d);
+        for (position, bag) in slots {
+            x.clear();
+            pool(&self.table, &[bag.as_slice()], &mut x);
+            let columns = position * d..(position + 1) * d;
+            for (out, row) in part.iter_mut().zip(first.w.chunks_exact(first.inputs)) {
+                *out += dot(&row[columns.clone()], &x);
+            }
+        }
+    }
+
+    /// Adds the first layer's column of dense feature `j` (of the example's dense features)
+    /// times `value`.
+    fn add_dense_column(&self, part: &mut [f32], j: usize, value: f32) {
+        let first = &self.mlp.layers[0];
+        let column = self.slots.len() * self.table.dim() + j;
+        for (out, row) in part.iter_mut().zip(first.w.chunks_exact(first.inputs)) {
+            *out += row[column] * value;
+        }
+    }
+
+    /// Probabilities `[candidates × heads]` for one request from its [`WideDeep::request_part`]:
+    /// each candidate brings its cached [`WideDeep::candidate_part`], its dense features and its
+    /// wide keys. Equal to [`WideDeep::predict`] on the same examples, without recomputing the
+    /// request's share and the items' embeddings for every candidate.
+    pub fn score_candidates(&self, request_part: &[f32], candidates: &[Candidate<'_>]) -> Vec<f32> {
+        let heads = self.schema.heads.len();
+        let mut logits = vec![0.0f32; candidates.len() * heads];
+        if self.config.deep {
+            // The first layer's columns of the candidates' dense features, made contiguous once.
+            let hidden = request_part.len();
+            let dense = candidates.first().map_or(0, |c| c.dense.len());
+            let mut columns = vec![0.0f32; dense * hidden];
+            for (j, column) in columns.chunks_exact_mut(hidden).enumerate() {
+                self.add_dense_column(column, self.schema.request_dense + j, 1.0);
+            }
+            // Blocks small enough to stay in cache (and below the allocator's fresh-pages size).
+            const BLOCK: usize = 64;
+            for (block, out) in candidates.chunks(BLOCK).zip(logits.chunks_mut(BLOCK * heads)) {
+                let mut first = Vec::with_capacity(block.len() * hidden);
+                for candidate in block {
+                    let start = first.len();
+                    first.extend_from_slice(request_part);
+                    let row = &mut first[start..];
+                    axpy(1.0, candidate.part, row);
+                    for (&value, column) in candidate.dense.iter().zip(columns.chunks_exact(hidden)) {
+                        axpy(value, column, row);
+                    }
+                }
+                out.copy_from_slice(&self.mlp.forward_from_first(first, block.len()));
+            }
+        }
+        if self.config.wide {
+            for (candidate, row) in candidates.iter().zip(logits.chunks_exact_mut(heads)) {
+                self.wide.add_logits(candidate.wide, row);
+            }
+        }
+        logits.into_iter().map(sigmoid).collect()
+    }
+
+    /// The heads' names, in output order.
+    pub fn heads(&self) -> &[String] {
+        &self.schema.heads
+    }
+
+    /// What the model's examples look like.
+    pub fn schema(&self) -> &RankingSchema {
+        &self.schema
     }
 }
 
@@ -287,14 +394,13 @@ pub const WIDE_DEEP_FORMAT_VERSION: u32 = 1;
 struct Manifest {
     format_version: u32,
     config: WideDeepConfig,
-    heads: Vec<String>,
-    wide_schema: WideSchema,
+    schema: RankingSchema,
     slots: Vec<usize>,
     dense: usize,
 }
 
 impl WideDeep {
-    /// Writes the model into `dir`: `wide_deep.json` (format version, config, heads, shapes),
+    /// Writes the model into `dir`: `wide_deep.json` (format version, config, schema, shapes),
     /// `dense.safetensors` (MLP weights and the wide part's FTRL state) and
     /// `embeddings.{safetensors,json}` (the table).
     pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
@@ -305,7 +411,7 @@ impl WideDeep {
             arrays.add(&format!("mlp.{i}.b"), vec![layer.outputs], &layer.b);
         }
         let (keys, z, n) = self.wide.state();
-        let heads = self.heads.len();
+        let heads = self.schema.heads.len();
         arrays.add("wide.keys", vec![keys.len()], &keys);
         arrays.add("wide.z", vec![keys.len(), heads], &z);
         arrays.add("wide.n", vec![keys.len(), heads], &n);
@@ -313,8 +419,7 @@ impl WideDeep {
         let manifest = Manifest {
             format_version: WIDE_DEEP_FORMAT_VERSION,
             config: self.config.clone(),
-            heads: self.heads.clone(),
-            wide_schema: self.wide_schema.clone(),
+            schema: self.schema.clone(),
             slots: self.slots.clone(),
             dense: self.dense,
         };
@@ -324,7 +429,7 @@ impl WideDeep {
     /// Reads a model written by [`WideDeep::save`].
     pub fn load(dir: &Path) -> Result<WideDeep, PersistError> {
         let m: Manifest = read_manifest(&dir.join("wide_deep.json"), WIDE_DEEP_FORMAT_VERSION)?;
-        let mut model = WideDeep::new(m.config, m.heads, m.wide_schema, m.slots, m.dense);
+        let mut model = WideDeep::new(m.config, m.schema, m.slots, m.dense);
         model.table = EmbeddingTable::load(dir, "embeddings")?;
         let path = dir.join("dense.safetensors");
         let arrays = TensorReader::open(&path)?;
@@ -342,7 +447,7 @@ impl WideDeep {
         }
         let keys: Vec<u64> = arrays.values("wide.keys")?;
         let (z, n) = (arrays.values("wide.z")?, arrays.values("wide.n")?);
-        model.wide = Ftrl::from_state(model.config.ftrl, model.heads.len(), &keys, z, n)
+        model.wide = Ftrl::from_state(model.config.ftrl, model.schema.heads.len(), &keys, z, n)
             .ok_or_else(|| format("wide.z and wide.n do not match wide.keys and the heads".into()))?;
         Ok(model)
     }
@@ -369,7 +474,7 @@ mod tests {
                         vec![(g, 1.0)],
                         vec![(c, 1.0)],
                     ],
-                    dense: vec![0.5],
+                    dense: vec![0.5, if category == "x" { 1.0 } else { -1.0 }],
                     wide: vec![g, c, reelrank_features::cross_key(g, c)],
                     labels: vec![Some(likes), (i % 3 == 0).then_some(likes)],
                 }
@@ -390,14 +495,13 @@ mod tests {
     }
 
     fn fit(config: &WideDeepConfig) -> WideDeep {
-        let heads = vec!["like".to_string(), "finish".to_string()];
-        WideDeep::fit(
-            &examples(640),
-            heads,
-            WideSchema { user_item: vec![], history: 0 },
-            config,
-            |_, _, _| true,
-        )
+        let schema = RankingSchema {
+            heads: vec!["like".to_string(), "finish".to_string()],
+            wide: WideSchema { user_item: vec![], history: 0 },
+            request_slots: 2,
+            request_dense: 1,
+        };
+        WideDeep::fit(&examples(640), &schema, config, |_, _, _| true)
     }
 
     #[test]
@@ -423,6 +527,25 @@ mod tests {
         let test = examples(20);
         assert_eq!(model.predict(&test), loaded.predict(&test));
         assert_eq!(loaded.heads(), ["like", "finish"]);
+    }
+
+    #[test]
+    fn scoring_from_cached_parts_equals_predict() {
+        let model = fit(&config(true, true));
+        let test = examples(12);
+        let expected = model.predict(&test);
+        for (example, want) in test.iter().zip(expected.chunks_exact(2)) {
+            let (request_slots, request_dense) = (model.schema().request_slots, model.schema().request_dense);
+            let request =
+                model.request_part(&example.slots[..request_slots], &example.dense[..request_dense]);
+            let part = model.candidate_part(&example.slots[request_slots..]);
+            let candidate =
+                Candidate { part: &part, dense: &example.dense[request_dense..], wide: &example.wide };
+            let got = model.score_candidates(&request, &[candidate, candidate]);
+            for (g, w) in got.iter().zip(want.iter().chain(want)) {
+                assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+            }
+        }
     }
 
     #[test]

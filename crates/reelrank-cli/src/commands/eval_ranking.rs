@@ -72,8 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let progress = super::EpochProgress::new("train", epochs);
     let model = WideDeep::fit(
         &set.train,
-        vec!["like".into()],
-        set.wide_schema.clone(),
+        &set.schema,
         &WideDeepConfig { max_epochs: epochs, ..config },
         |epoch, loss, _| {
             progress.epoch(epoch, loss, "");
@@ -113,7 +112,7 @@ fn tune_epochs(
     let set = RankingSet::new(&valid, items, users);
     let progress = super::EpochProgress::new("valid", config.max_epochs);
     let (mut best, mut best_epoch) = (f64::INFINITY, 0);
-    WideDeep::fit(&set.train, vec!["like".into()], set.wide_schema.clone(), config, |epoch, loss, model| {
+    WideDeep::fit(&set.train, &set.schema, config, |epoch, loss, model| {
         let report = set.evaluate(model);
         progress.epoch(epoch, loss, &format!("AUC {:.4}  logloss {:.4}", report.auc, report.logloss));
         if report.logloss < best {

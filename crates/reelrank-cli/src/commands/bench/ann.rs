@@ -6,6 +6,8 @@ use reelrank_ann::synthetic::ClusteredVectors;
 use reelrank_ann::{FlatIndex, HnswConfig, HnswIndex, Quantization, VectorIndex};
 use serde_json::json;
 
+use super::percentile;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Vectors in the index.
@@ -49,11 +51,6 @@ enum Precision {
     F32,
     F16,
     I8,
-}
-
-/// Percentile of sorted latencies, in milliseconds.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize] * 1e3
 }
 
 /// Times `search` on every query (one thread), returning its results and sorted latencies.

@@ -76,6 +76,11 @@ pub enum Bench {
     },
 }
 
+/// Percentile `p` of sorted latencies in seconds, in milliseconds.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] * 1e3
+}
+
 pub async fn run(settings: &Settings, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,

@@ -1,12 +1,16 @@
 //! `reelrank bench ranking`: the Wide&Deep model's training throughput on a split's ratings, one
 //! thread, as the PyTorch reference in shared/benchmarks/RESULTS.md measured it (batch 1024,
-//! embeddings of 16, MLP 256-128-64).
+//! embeddings of 16, MLP 256-128-64); then the latency of scoring one request's candidates on one
+//! thread, naively (every candidate's full input through the MLP) and from cached parts (the
+//! request's share of the first layer once per request, each item's cached).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use reelrank_eval::{RankingSet, Split};
-use reelrank_models::{WideDeep, WideDeepConfig};
+
+use super::percentile;
+use reelrank_models::{Candidate, RankingExample, WideDeep, WideDeepConfig};
 
 /// Arguments of `bench ranking`.
 #[derive(Debug, clap::Args)]
@@ -26,6 +30,12 @@ pub struct Args {
     /// Threads for training (1 compares with the reference's single thread).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Candidates per scored request.
+    #[arg(long, default_value_t = 500)]
+    candidates: usize,
+    /// Requests to time.
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -36,9 +46,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         WideDeepConfig { batch_size: args.batch, max_epochs: args.epochs, ..WideDeepConfig::default() };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
     let start = Instant::now();
-    pool.install(|| {
-        WideDeep::fit(&set.train, vec!["like".into()], set.wide_schema.clone(), &config, |_, _, _| true)
-    });
+    let model = pool.install(|| WideDeep::fit(&set.train, &set.schema, &config, |_, _, _| true));
     let secs = start.elapsed().as_secs_f64();
     let examples = set.train.len() * args.epochs;
     let rate = examples as f64 / secs;
@@ -51,10 +59,59 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         config.hidden,
         args.threads
     );
+
+    // Requests: runs of test examples, the first one's user standing for the request.
+    let single = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let requests: Vec<&[RankingExample]> =
+        set.test.chunks_exact(args.candidates).cycle().take(args.requests).collect();
+    anyhow::ensure!(!requests.is_empty(), "the test set has fewer than --candidates examples");
+    let naive = single.install(|| latencies(&requests, |request| model.predict(request)));
+    let (request_slots, request_dense) = (set.schema.request_slots, set.schema.request_dense);
+    let parts: Vec<Vec<Vec<f32>>> = requests
+        .iter()
+        .map(|request| request.iter().map(|e| model.candidate_part(&e.slots[request_slots..])).collect())
+        .collect();
+    let mut next = 0;
+    let cached = single.install(|| {
+        latencies(&requests, |request| {
+            let user = &request[0];
+            let request_part = model.request_part(&user.slots[..request_slots], &user.dense[..request_dense]);
+            let candidates: Vec<Candidate<'_>> = request
+                .iter()
+                .zip(&parts[next % parts.len()])
+                .map(|(e, part)| Candidate { part, dense: &e.dense[request_dense..], wide: &e.wide })
+                .collect();
+            next += 1;
+            model.score_candidates(&request_part, &candidates)
+        })
+    });
+    let (naive_p50, cached_p50) = (percentile(&naive, 0.5), percentile(&cached, 0.5));
+    println!(
+        "score {} candidates, 1 thread: naive p50 {naive_p50:.3} ms, p99 {:.3} ms; cached parts p50 {cached_p50:.3} ms, p99 {:.3} ms ({} requests)",
+        args.candidates,
+        percentile(&naive, 0.99),
+        percentile(&cached, 0.99),
+        requests.len()
+    );
     println!(
         "{}",
         serde_json::json!({"bench": "ranking", "examples": examples, "threads": args.threads,
-            "train_seconds": secs, "train_examples_per_s": rate})
+            "train_seconds": secs, "train_examples_per_s": rate, "candidates": args.candidates,
+            "naive_p50_ms": naive_p50, "cached_p50_ms": cached_p50})
     );
     Ok(())
+}
+
+/// Sorted latencies (seconds) of `score` on every request.
+fn latencies<T>(requests: &[&[RankingExample]], mut score: impl FnMut(&[RankingExample]) -> T) -> Vec<f64> {
+    let mut out: Vec<f64> = requests
+        .iter()
+        .map(|request| {
+            let started = Instant::now();
+            std::hint::black_box(score(request));
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
 }
