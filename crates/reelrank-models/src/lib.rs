@@ -14,6 +14,7 @@ mod interactions;
 mod pooling;
 mod popularity;
 mod two_tower;
+mod value;
 mod wide_deep;
 
 pub use als::{AlsConfig, ImplicitAls};
@@ -25,6 +26,7 @@ pub use ftrl::{Ftrl, FtrlConfig};
 pub use interactions::Interactions;
 pub use popularity::{Popularity, RecentPopularity};
 pub use two_tower::{TowerInputs, TwoTower, TwoTowerConfig, TwoTowerRetriever, TWO_TOWER_FORMAT_VERSION};
+pub use value::{HeadValue, Value, ValueWeights};
 pub use wide_deep::{
     Candidate, RankingExample, RankingSchema, WideDeep, WideDeepConfig, WIDE_DEEP_FORMAT_VERSION,
 };
