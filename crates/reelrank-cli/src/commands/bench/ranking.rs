@@ -65,26 +65,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let requests: Vec<&[RankingExample]> =
         set.test.chunks_exact(args.candidates).cycle().take(args.requests).collect();
     anyhow::ensure!(!requests.is_empty(), "the test set has fewer than --candidates examples");
-    let naive = single.install(|| latencies(&requests, |request| model.predict(request)));
     let (request_slots, request_dense) = (set.schema.request_slots, set.schema.request_dense);
+    // Each item's cached part, as serving would keep it.
     let parts: Vec<Vec<Vec<f32>>> = requests
         .iter()
         .map(|request| request.iter().map(|e| model.candidate_part(&e.slots[request_slots..])).collect())
         .collect();
-    let mut next = 0;
-    let cached = single.install(|| {
-        latencies(&requests, |request| {
-            let user = &request[0];
-            let request_part = model.request_part(&user.slots[..request_slots], &user.dense[..request_dense]);
-            let candidates: Vec<Candidate<'_>> = request
-                .iter()
-                .zip(&parts[next % parts.len()])
-                .map(|(e, part)| Candidate { part, dense: &e.dense[request_dense..], wide: &e.wide })
-                .collect();
-            next += 1;
-            model.score_candidates(&request_part, &candidates)
-        })
+    let cached = |request: &[RankingExample], parts: &[Vec<f32>]| {
+        let user = &request[0];
+        let request_part = model.request_part(&user.slots[..request_slots], &user.dense[..request_dense]);
+        let candidates: Vec<Candidate<'_>> = request
+            .iter()
+            .zip(parts)
+            .map(|(e, part)| Candidate { part, dense: &e.dense[request_dense..], wide: &e.wide })
+            .collect();
+        model.score_candidates(&request_part, &candidates)
+    };
+    // The two paths alternate request by request, so that a busy neighbour slows both alike.
+    let (mut naive, mut cached_times) = (Vec::new(), Vec::new());
+    single.install(|| {
+        for (request, parts) in requests.iter().zip(&parts) {
+            naive.push(timed(|| model.predict(request)));
+            cached_times.push(timed(|| cached(request, parts)));
+        }
     });
+    naive.sort_by(f64::total_cmp);
+    cached_times.sort_by(f64::total_cmp);
+    let cached = cached_times;
     let (naive_p50, cached_p50) = (percentile(&naive, 0.5), percentile(&cached, 0.5));
     println!(
         "score {} candidates, 1 thread: naive p50 {naive_p50:.3} ms, p99 {:.3} ms; cached parts p50 {cached_p50:.3} ms, p99 {:.3} ms ({} requests)",
@@ -102,16 +109,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sorted latencies (seconds) of `score` on every request.
-fn latencies<T>(requests: &[&[RankingExample]], mut score: impl FnMut(&[RankingExample]) -> T) -> Vec<f64> {
-    let mut out: Vec<f64> = requests
-        .iter()
-        .map(|request| {
-            let started = Instant::now();
-            std::hint::black_box(score(request));
-            started.elapsed().as_secs_f64()
-        })
-        .collect();
-    out.sort_by(f64::total_cmp);
-    out
+/// Seconds `f` takes.
+fn timed<T>(f: impl FnOnce() -> T) -> f64 {
+    let started = Instant::now();
+    std::hint::black_box(f());
+    started.elapsed().as_secs_f64()
 }
