@@ -410,11 +410,11 @@ impl WideDeep {
             arrays.add(&format!("mlp.{i}.w"), vec![layer.outputs, layer.inputs], &layer.w);
             arrays.add(&format!("mlp.{i}.b"), vec![layer.outputs], &layer.b);
         }
-        let (keys, z, n) = self.wide.state();
+        let (coordinates, z, n) = self.wide.state();
         let heads = self.schema.heads.len();
-        arrays.add("wide.keys", vec![keys.len()], &keys);
-        arrays.add("wide.z", vec![keys.len(), heads], &z);
-        arrays.add("wide.n", vec![keys.len(), heads], &n);
+        arrays.add("wide.coordinates", vec![coordinates.len()], &coordinates);
+        arrays.add("wide.z", vec![coordinates.len(), heads], &z);
+        arrays.add("wide.n", vec![coordinates.len(), heads], &n);
         arrays.write(&dir.join("dense.safetensors"))?;
         let manifest = Manifest {
             format_version: WIDE_DEEP_FORMAT_VERSION,
@@ -445,10 +445,12 @@ impl WideDeep {
             layer.w = w;
             layer.b = arrays.values(&format!("mlp.{i}.b"))?;
         }
-        let keys: Vec<u64> = arrays.values("wide.keys")?;
-        let (z, n) = (arrays.values("wide.z")?, arrays.values("wide.n")?);
-        model.wide = Ftrl::from_state(model.config.ftrl, model.schema.heads.len(), &keys, z, n)
-            .ok_or_else(|| format("wide.z and wide.n do not match wide.keys and the heads".into()))?;
+        let coordinates: Vec<u32> = arrays.values("wide.coordinates")?;
+        let (z, n): (Vec<f32>, Vec<f32>) = (arrays.values("wide.z")?, arrays.values("wide.n")?);
+        model.wide = Ftrl::from_state(model.config.ftrl, model.schema.heads.len(), &coordinates, &z, &n)
+            .ok_or_else(|| {
+                format("wide.z and wide.n do not fit wide.coordinates, the heads and the table size".into())
+            })?;
         Ok(model)
     }
 }
