@@ -340,8 +340,9 @@ impl WideDeep {
             for (j, column) in columns.chunks_exact_mut(hidden).enumerate() {
                 self.add_dense_column(column, self.schema.request_dense + j, 1.0);
             }
-            // Blocks small enough to stay in cache (and below the allocator's fresh-pages size).
-            const BLOCK: usize = 64;
+            // Blocks of candidates: big enough for the GEMMs to run near full speed, small enough
+            // to stay in cache (256 measured faster than 64 and than one block of 500).
+            const BLOCK: usize = 256;
             for (block, out) in candidates.chunks(BLOCK).zip(logits.chunks_mut(BLOCK * heads)) {
                 let mut first = Vec::with_capacity(block.len() * hidden);
                 for candidate in block {
