@@ -11,7 +11,7 @@ mod split;
 mod towers;
 
 pub use metrics::{auc, logloss, ndcg_at_k, recall_at_k};
-pub use ranking::{evaluate_examples, RankingReport, RankingSet};
+pub use ranking::{RankingReport, RankingSet};
 pub use retrieval::{evaluate_retrieval, CachedScores, RetrievalReport, RetrievalTask, TrainData};
 pub use split::{Rating, Split, SplitError, POSITIVE_RATING};
 pub use towers::{epochs_by_early_stopping, tower_inputs};

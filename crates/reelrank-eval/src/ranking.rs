@@ -226,30 +226,30 @@ pub struct RankingReport {
 }
 
 impl RankingSet {
-    /// Scores the test examples with `model`'s first head (`train_seconds` is left at 0).
+    /// Scores the test examples with `model`'s first head; the AUC is also split by whether the
+    /// user was seen in train (`train_seconds` is left at 0).
     pub fn evaluate(&self, model: &WideDeep) -> RankingReport {
-        evaluate_examples(model, &self.test, &self.test_user_seen)
-    }
-}
-
-/// Scores `examples` with `model`'s first head; `seen` splits the AUC by whether the user was
-/// seen in train.
-pub fn evaluate_examples(model: &WideDeep, examples: &[RankingExample], seen: &[bool]) -> RankingReport {
-    let heads = model.heads().len();
-    let p: Vec<f32> = model.predict(examples).chunks_exact(heads).map(|row| row[0]).collect();
-    let labels: Vec<bool> = examples.iter().map(|e| e.labels[0].unwrap_or(false)).collect();
-    let subset = |want: bool| {
-        let (s, l): (Vec<f32>, Vec<bool>) =
-            p.iter().zip(&labels).zip(seen).filter(|(_, &s)| s == want).map(|((&p, &y), _)| (p, y)).unzip();
-        auc(&s, &l)
-    };
-    RankingReport {
-        auc: auc(&p, &labels).unwrap_or(0.5),
-        logloss: logloss(&p, &labels),
-        auc_seen_users: subset(true),
-        auc_unseen_users: subset(false),
-        examples: examples.len(),
-        train_seconds: 0.0,
+        let heads = model.heads().len();
+        let p: Vec<f32> = model.predict(&self.test).chunks_exact(heads).map(|row| row[0]).collect();
+        let labels: Vec<bool> = self.test.iter().map(|e| e.labels[0].unwrap_or(false)).collect();
+        let subset = |seen: bool| {
+            let (s, l): (Vec<f32>, Vec<bool>) = p
+                .iter()
+                .zip(&labels)
+                .zip(&self.test_user_seen)
+                .filter(|(_, &s)| s == seen)
+                .map(|((&p, &y), _)| (p, y))
+                .unzip();
+            auc(&s, &l)
+        };
+        RankingReport {
+            auc: auc(&p, &labels).unwrap_or(0.5),
+            logloss: logloss(&p, &labels),
+            auc_seen_users: subset(true),
+            auc_unseen_users: subset(false),
+            examples: self.test.len(),
+            train_seconds: 0.0,
+        }
     }
 }
 
