@@ -195,7 +195,7 @@ impl WideDeep {
             }
             logits = self.mlp.forward_train(std::mem::take(&mut pooled.x), rows);
         }
-        let wide_slots: Vec<Vec<u32>> = if self.config.wide {
+        let wide_coordinates: Vec<Vec<u32>> = if self.config.wide {
             batch
                 .iter()
                 .zip(logits.chunks_exact_mut(heads))
@@ -226,8 +226,8 @@ impl WideDeep {
         // independent: each gets a core when two are free.
         rayon::join(
             || {
-                for (slots, g) in wide_slots.iter().zip(grads.chunks_exact(heads)) {
-                    wide.update(slots, g);
+                for (coordinates, g) in wide_coordinates.iter().zip(grads.chunks_exact(heads)) {
+                    wide.update(coordinates, g);
                 }
             },
             || {
