@@ -257,14 +257,11 @@ impl RankingSet {
 mod tests {
     use super::*;
 
-    fn rating(user: &str, item: &str, rating: f32, timestamp: i64) -> Rating {
-        Rating { user: user.into(), item: item.into(), rating, timestamp, context: Vec::new() }
-    }
-
     #[test]
     fn train_examples_see_only_earlier_ratings() {
-        let train = vec![rating("u", "b", 5.0, 2), rating("u", "a", 5.0, 1), rating("v", "a", 1.0, 3)];
-        let test = vec![rating("u", "c", 4.0, 9), rating("w", "a", 2.0, 9)];
+        let train =
+            vec![Rating::new("u", "b", 5.0, 2), Rating::new("u", "a", 5.0, 1), Rating::new("v", "a", 1.0, 3)];
+        let test = vec![Rating::new("u", "c", 4.0, 9), Rating::new("w", "a", 2.0, 9)];
         let set = RankingSet::new(&Split { train, test, retrieval_test: vec![] }, &[], &[]);
         assert_eq!(set.train.len(), 3);
         assert_eq!(set.test_user_seen, [true, false]);

@@ -222,13 +222,13 @@ mod tests {
 
     use super::*;
 
-    fn rating(user: &str, item: &str, rating: f32, timestamp: i64) -> Rating {
-        Rating { user: user.into(), item: item.into(), rating, timestamp, context: Vec::new() }
-    }
-
     #[test]
     fn ids_sort_numerically_and_ties_break_by_id() {
-        let train = vec![rating("1", "10", 5.0, 1), rating("1", "9", 1.0, 2), rating("2", "100", 4.0, 3)];
+        let train = vec![
+            Rating::new("1", "10", 5.0, 1),
+            Rating::new("1", "9", 1.0, 2),
+            Rating::new("2", "100", 4.0, 3),
+        ];
         let data = TrainData::from_ratings(&train);
         assert_eq!(data.item_ids, ["9", "10", "100"]);
         assert_eq!(top_k(&[1.0, 3.0, 3.0, f32::NEG_INFINITY], 3), [1, 2, 0]);
@@ -238,14 +238,14 @@ mod tests {
     fn popularity_on_a_toy_split_excludes_rated_items() {
         // Item a is the most popular; user 3 rated it, so their list starts with b.
         let train = vec![
-            rating("1", "a", 5.0, 1),
-            rating("2", "a", 5.0, 2),
-            rating("3", "a", 2.0, 3),
-            rating("1", "b", 4.0, 4),
-            rating("2", "c", 4.0, 5),
-            rating("3", "c", 5.0, 6),
+            Rating::new("1", "a", 5.0, 1),
+            Rating::new("2", "a", 5.0, 2),
+            Rating::new("3", "a", 2.0, 3),
+            Rating::new("1", "b", 4.0, 4),
+            Rating::new("2", "c", 4.0, 5),
+            Rating::new("3", "c", 5.0, 6),
         ];
-        let split = Split { train, test: vec![], retrieval_test: vec![rating("3", "b", 5.0, 9)] };
+        let split = Split { train, test: vec![], retrieval_test: vec![Rating::new("3", "b", 5.0, 9)] };
         let report = evaluate_retrieval(&split, |d| Popularity::fit(&d.positives));
         assert_eq!(report.users, 1);
         assert_eq!((report.recall_20, report.ndcg_20), (1.0, 1.0));
@@ -255,12 +255,12 @@ mod tests {
     #[test]
     fn cached_scores_evaluate_like_the_model_and_positives_keep_time_order() {
         let train = vec![
-            rating("1", "b", 5.0, 3),
-            rating("1", "a", 5.0, 1),
-            rating("2", "a", 2.0, 2),
-            rating("2", "c", 4.0, 4),
+            Rating::new("1", "b", 5.0, 3),
+            Rating::new("1", "a", 5.0, 1),
+            Rating::new("2", "a", 2.0, 2),
+            Rating::new("2", "c", 4.0, 4),
         ];
-        let split = Split { train, test: vec![], retrieval_test: vec![rating("2", "b", 5.0, 9)] };
+        let split = Split { train, test: vec![], retrieval_test: vec![Rating::new("2", "b", 5.0, 9)] };
         let task = RetrievalTask::new(&split);
         assert_eq!(task.data.positive_items_by_time, [0, 1, 2], "a (t=1), b (t=3), c (t=4)");
         let model = Popularity::fit(&task.data.positives);

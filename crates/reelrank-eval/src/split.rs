@@ -27,6 +27,11 @@ pub struct Rating {
 }
 
 impl Rating {
+    /// A rating without context, as a split file holds it.
+    pub fn new(user: impl Into<String>, item: impl Into<String>, rating: f32, timestamp: i64) -> Rating {
+        Rating { user: user.into(), item: item.into(), rating, timestamp, context: Vec::new() }
+    }
+
     /// A positive event (by whatever rule the caller applied) as a top rating, with its context.
     pub fn from_positive_event(event: &Event) -> Rating {
         Rating {

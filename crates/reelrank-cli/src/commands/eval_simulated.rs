@@ -145,13 +145,11 @@ fn truth_top(sim: &Simulation, task: &RetrievalTask, day: u32) -> Vec<Rating> {
             .map(|i| (i, sim.affinity(user, index(&data.item_ids[i as usize]), day) as f32))
             .collect();
         top_k(&mut scored, 20);
-        truth.extend(scored.into_iter().map(|(i, _)| Rating {
-            user: data.user_ids[u as usize].clone(),
-            item: data.item_ids[i as usize].clone(),
-            rating: 5.0,
-            timestamp: 0,
-            context: Vec::new(),
-        }));
+        truth.extend(
+            scored
+                .into_iter()
+                .map(|(i, _)| Rating::new(&data.user_ids[u as usize], &data.item_ids[i as usize], 5.0, 0)),
+        );
     }
     truth
 }
