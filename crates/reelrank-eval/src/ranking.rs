@@ -140,15 +140,15 @@ impl RankingSet {
             positive_rate: split.train.iter().filter(|r| r.is_positive()).count() as f64 / n,
             mean_rating: split.train.iter().map(|r| f64::from(r.rating)).sum::<f64>() / n,
         };
+        let user_schema = UserSchema::from_users(users);
+        let user_slots = user_schema.anonymous_bags("").len();
         let context = Context {
             items: items.iter().map(|i| (i.item_id.as_str(), i)).collect(),
             users: users.iter().map(|u| (u.user_id.as_str(), u)).collect(),
-            user_schema: UserSchema::from_users(users),
-            wide_schema: WideSchema { user_item: Vec::new(), history: 0 },
+            user_schema,
+            wide_schema: WideSchema::standard(user_slots),
             prior,
         };
-        let user_slots = context.user_schema.anonymous_bags("").len();
-        let context = Context { wide_schema: WideSchema::standard(user_slots), ..context };
 
         let mut by_time: Vec<&Rating> = split.train.iter().collect();
         by_time.sort_by_key(|r| r.timestamp);
