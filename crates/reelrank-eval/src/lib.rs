@@ -4,13 +4,15 @@
 //! tuning. Splits are read as they are, never re-split.
 #![warn(missing_docs)]
 
+mod impression_set;
 mod metrics;
 mod ranking;
 mod retrieval;
 mod split;
 mod towers;
 
-pub use metrics::{auc, logloss, ndcg_at_k, recall_at_k};
+pub use impression_set::{HeadReport, ImpressionConfig, ImpressionSet, RankingFeatures};
+pub use metrics::{auc, gauc, logloss, ndcg_at_k, recall_at_k};
 pub use ranking::{RankingReport, RankingSet};
 pub use retrieval::{evaluate_retrieval, CachedScores, RetrievalReport, RetrievalTask, TrainData};
 pub use split::{Rating, Split, SplitError, POSITIVE_RATING};

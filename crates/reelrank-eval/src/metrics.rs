@@ -59,6 +59,27 @@ pub fn auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
 }
 
+/// Group AUC: the per-user AUCs averaged with each user's example count as weight, over users
+/// with both classes (`users[i]` is example `i`'s user). It measures what a feed needs, ordering
+/// within one user's candidates, which a global AUC mixes with telling active users from idle
+/// ones. `None` when no user has both classes.
+pub fn gauc(scores: &[f32], labels: &[bool], users: &[u32]) -> Option<f64> {
+    let mut by_user: std::collections::HashMap<u32, (Vec<f32>, Vec<bool>)> = Default::default();
+    for ((&s, &y), &u) in scores.iter().zip(labels).zip(users) {
+        let (s_u, y_u) = by_user.entry(u).or_default();
+        s_u.push(s);
+        y_u.push(y);
+    }
+    let (mut weighted, mut weight) = (0.0, 0.0);
+    for (s, y) in by_user.values() {
+        if let Some(a) = auc(s, y) {
+            weighted += a * s.len() as f64;
+            weight += s.len() as f64;
+        }
+    }
+    (weight > 0.0).then(|| weighted / weight)
+}
+
 /// Mean binary cross-entropy of probabilities, clamped to `[1e-7, 1 − 1e-7]`.
 pub fn logloss(probabilities: &[f32], labels: &[bool]) -> f64 {
     let total: f64 = probabilities
@@ -101,6 +122,12 @@ mod tests {
         assert_eq!(auc(&scores, &labels), Some(3.5 / 4.0));
         assert_eq!(auc(&[0.1, 0.9], &[true, false]), Some(0.0));
         assert_eq!(auc(&[0.3, 0.4], &[true, true]), None);
+        // User 0: AUC 1 over 2 examples; user 1: AUC 0 over 4; user 2 has one class only.
+        let users = [0, 0, 1, 1, 1, 1, 2];
+        let (scores, labels) =
+            ([0.9, 0.1, 0.1, 0.2, 0.9, 0.8, 0.5], [true, false, true, true, false, false, true]);
+        assert_eq!(gauc(&scores, &labels, &users), Some(2.0 / 6.0));
+        assert_eq!(gauc(&[0.5], &[true], &[0]), None);
         let expected = -(0.8f64.ln() + 0.6f64.ln()) / 2.0;
         assert!((logloss(&[0.8, 0.4], &[true, false]) - expected).abs() < 1e-7);
     }

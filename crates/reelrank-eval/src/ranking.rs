@@ -127,6 +127,7 @@ impl Context<'_> {
             dense,
             wide,
             labels: vec![Some(rating.is_positive())],
+            offset: 0.0,
         }
     }
 }

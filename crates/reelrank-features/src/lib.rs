@@ -16,17 +16,21 @@
 
 mod crosses;
 mod embedding;
+mod engagement;
 mod hashing;
 pub mod kernels;
 mod labels;
+mod outcomes;
 mod persist;
 mod schema;
 mod tensors;
 
 pub use crosses::{cross_key, WideSchema};
 pub use embedding::{EmbeddingConfig, EmbeddingTable, GradientBuffer, MemoryUse};
+pub use engagement::{Engagement, EngagementPrior, ENGAGEMENT_FEATURES};
 pub use hashing::feature_key;
 pub use labels::PositiveRule;
+pub use outcomes::{join_impressions, Impression, WatchQuantiles, ACTIONS, EFFECTIVE_PLAY};
 pub use persist::{PersistError, FORMAT_VERSION};
 pub use schema::{
     context_bag, item_bags, item_id_key, numeric_bucket, Bag, UserSchema, ITEM_CATEGORY_SLOT,

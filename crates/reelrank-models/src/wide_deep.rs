@@ -102,6 +102,9 @@ pub struct RankingExample {
     pub wide: Vec<u64>,
     /// One label per head; `None` where the example says nothing about that action.
     pub labels: Vec<Option<bool>>,
+    /// Added to every head's logit in training only: the log-odds correction of an example whose
+    /// negatives were sampled rather than shown, so the model learns the unsampled odds.
+    pub offset: f32,
 }
 
 /// One candidate of a request, for [`WideDeep::score_candidates`].
@@ -214,8 +217,9 @@ impl WideDeep {
                     *g = 0.0;
                     continue;
                 };
-                let (p, y) = (sigmoid(*g), f32::from(u8::from(label)));
-                loss += binary_cross_entropy(*g, label);
+                let logit = *g + example.offset;
+                let (p, y) = (sigmoid(logit), f32::from(u8::from(label)));
+                loss += binary_cross_entropy(logit, label);
                 labelled += 1;
                 *g = p - y;
             }
@@ -480,6 +484,7 @@ mod tests {
                     dense: vec![0.5, if category == "x" { 1.0 } else { -1.0 }],
                     wide: vec![g, c, reelrank_features::cross_key(g, c)],
                     labels: vec![Some(likes), (i % 3 == 0).then_some(likes)],
+                    offset: 0.0,
                 }
             })
             .collect()
@@ -519,6 +524,27 @@ mod tests {
                 assert_eq!(row[1] > 0.5, likes, "the sparsely labelled head learns too: {row:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_offset_is_learnt_around_not_served() {
+        // Labels that are half positive whatever the features (they change every 40 examples,
+        // the features' period), trained under an offset of -ln 4 (as if each negative stood for
+        // four): the served probability is the uncorrected odds 4:1.
+        let shifted: Vec<RankingExample> = examples(640)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| RankingExample {
+                labels: vec![Some((i / 40) % 2 == 0); 2],
+                offset: -(4f32.ln()),
+                ..e
+            })
+            .collect();
+        let schema = fit(&config(false, true)).schema().clone();
+        let model = WideDeep::fit(&shifted, &schema, &config(false, true), |_, _, _| true);
+        let p = model.predict(&examples(40));
+        let mean = p.iter().sum::<f32>() / p.len() as f32;
+        assert!((mean - 0.8).abs() < 0.05, "{mean}");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum Eval {
     Retrieval(RetrievalArgs),
     /// Ranking (CTR): AUC and logloss of the Wide&Deep model on the split's test ratings.
     Ranking(super::eval_ranking::Args),
+    /// Ranking on a simulated platform: AUC, GAUC and logloss of every head on the last day.
+    SimulatedRanking(super::eval_simulated_ranking::Args),
 }
 
 /// Arguments of `eval retrieval`.
@@ -101,6 +103,7 @@ pub const PATIENCE: usize = 3;
 pub async fn run(eval: Eval) -> anyhow::Result<()> {
     match eval {
         Eval::Simulated(args) => super::eval_simulated::run(args),
+        Eval::SimulatedRanking(args) => super::eval_simulated_ranking::run(args),
         Eval::Retrieval(args) => retrieval(args).await,
         Eval::Ranking(args) => super::eval_ranking::run(args).await,
     }

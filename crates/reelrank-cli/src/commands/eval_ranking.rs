@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use reelrank_core::{Item, User};
 use reelrank_eval::{RankingReport, RankingSet, Split};
-use reelrank_models::{WideDeep, WideDeepConfig};
+use reelrank_models::{RankingExample, RankingSchema, WideDeep, WideDeepConfig};
 
 /// Epochs without a better validation logloss before training stops.
 const PATIENCE: usize = 2;
@@ -50,6 +50,19 @@ pub enum Parts {
     Deep,
 }
 
+impl Parts {
+    /// The defaults, overridden by the JSON object `json` when given, with these parts on.
+    pub fn config(self, json: Option<&str>) -> anyhow::Result<WideDeepConfig> {
+        let base: WideDeepConfig = match json {
+            Some(json) => {
+                serde_json::from_str(json).context("--wide-deep is not a valid Wide&Deep config")?
+            }
+            None => WideDeepConfig::default(),
+        };
+        Ok(WideDeepConfig { wide: self != Parts::Deep, deep: self != Parts::Wide, ..base })
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let split =
         Split::load(&args.split).with_context(|| format!("reading split {}", args.split.display()))?;
@@ -57,11 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(raw) => reelrank_ingest::movielens_side_info(raw).await?,
         None => (Vec::new(), Vec::new()),
     };
-    let base: WideDeepConfig = match &args.wide_deep {
-        Some(json) => serde_json::from_str(json).context("--wide-deep is not a valid Wide&Deep config")?,
-        None => WideDeepConfig::default(),
-    };
-    let config = WideDeepConfig { wide: args.model != Parts::Deep, deep: args.model != Parts::Wide, ..base };
+    let config = args.model.config(args.wide_deep.as_deref())?;
 
     let started = Instant::now();
     let epochs = match args.epochs {
@@ -110,16 +119,31 @@ fn tune_epochs(
     }
     let valid = Split::load(&valid_dir)?;
     let set = RankingSet::new(&valid, items, users);
+    Ok(Some(best_epochs(&set.train, &set.schema, config, |model| {
+        let report = set.evaluate(model);
+        (format!("AUC {:.4}  logloss {:.4}", report.auc, report.logloss), report.logloss)
+    })))
+}
+
+/// The number of epochs with the best validation logloss: trains on `train`, calling
+/// `validate(model)` → (metrics to show, logloss) after each epoch, until [`PATIENCE`] epochs
+/// bring no improvement.
+pub fn best_epochs(
+    train: &[RankingExample],
+    schema: &RankingSchema,
+    config: &WideDeepConfig,
+    validate: impl Fn(&WideDeep) -> (String, f64),
+) -> usize {
     let progress = super::EpochProgress::new("valid", config.max_epochs);
     let (mut best, mut best_epoch) = (f64::INFINITY, 0);
-    WideDeep::fit(&set.train, &set.schema, config, |epoch, loss, model| {
-        let report = set.evaluate(model);
-        progress.epoch(epoch, loss, &format!("AUC {:.4}  logloss {:.4}", report.auc, report.logloss));
-        if report.logloss < best {
-            (best, best_epoch) = (report.logloss, epoch);
+    WideDeep::fit(train, schema, config, |epoch, loss, model| {
+        let (metrics, logloss) = validate(model);
+        progress.epoch(epoch, loss, &metrics);
+        if logloss < best {
+            (best, best_epoch) = (logloss, epoch);
         }
         epoch < best_epoch + PATIENCE
     });
     progress.finish();
-    Ok(Some(best_epoch + 1))
+    best_epoch + 1
 }

@@ -35,15 +35,22 @@ pub struct Args {
     seed: u64,
 }
 
+impl Args {
+    /// The simulated platform, with at least a train, a validation and a test day.
+    pub fn simulation(&self) -> anyhow::Result<Simulation> {
+        anyhow::ensure!(self.days >= 3, "--days must be at least 3 (train, validation, test)");
+        Ok(Simulation::new(SimConfig {
+            users: self.users,
+            items: self.items,
+            days: self.days,
+            seed: self.seed,
+            ..SimConfig::default()
+        }))
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
-    anyhow::ensure!(args.days >= 3, "--days must be at least 3 (train, validation, test)");
-    let sim = Simulation::new(SimConfig {
-        users: args.users,
-        items: args.items,
-        days: args.days,
-        seed: args.seed,
-        ..SimConfig::default()
-    });
+    let sim = args.simulation()?;
     let by_day = positives_by_day(&sim);
     let (last, valid_day) = (args.days - 1, args.days - 2);
     let before =

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod eval;
 pub mod eval_ranking;
 pub mod eval_simulated;
+pub mod eval_simulated_ranking;
 pub mod import;
 pub mod serve;
 pub mod similar;

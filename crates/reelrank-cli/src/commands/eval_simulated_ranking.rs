@@ -1,0 +1,131 @@
+//! `reelrank eval simulated-ranking`: the Wide&Deep model's every head on a simulated platform.
+//!
+//! Every impression of the simulated log is an example labelled with each action. The last day is
+//! the test period; the number of epochs is chosen by early stopping on the day before it (mean
+//! logloss over the heads), then the model is refitted on every earlier day. Printed per head: AUC,
+//! GAUC (per-user AUC, what ordering one feed needs) and logloss.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use reelrank_core::Timestamp;
+use reelrank_eval::{HeadReport, ImpressionConfig, ImpressionSet};
+use reelrank_features::join_impressions;
+use reelrank_models::{WideDeep, WideDeepConfig};
+use serde::Serialize;
+
+use super::eval_ranking::{best_epochs, Parts};
+
+/// Arguments of `eval simulated-ranking`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    sim: super::eval_simulated::Args,
+    /// Which parts of the model to use.
+    #[arg(long, value_enum, default_value_t = Parts::WideDeep)]
+    model: Parts,
+    /// Settings as a JSON object over the defaults, e.g. '{"hidden": [128, 64]}'.
+    #[arg(long)]
+    wide_deep: Option<String>,
+    /// Train this many epochs instead of early stopping on the validation day.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    heads: Vec<HeadReport>,
+    /// Mean of the heads' AUCs and GAUCs.
+    mean_auc: f64,
+    mean_gauc: f64,
+    train_examples: usize,
+    test_examples: usize,
+    epochs: usize,
+    train_seconds: f64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let sim = args.sim.simulation()?;
+    let config = args.model.config(args.wide_deep.as_deref())?;
+    let mut events = Vec::new();
+    let _ = sim.run(|_, day| {
+        events.extend_from_slice(day);
+        Ok::<_, Infallible>(())
+    });
+    let day = |d: u32| Timestamp(sim.config().start.millis() + i64::from(d) * Timestamp::DAY_MS);
+    let (test_day, valid_day) = (day(sim.config().days - 1), day(sim.config().days - 2));
+    let set = ImpressionSet::new(
+        join_impressions(&events),
+        sim.items(),
+        sim.users(),
+        test_day,
+        &ImpressionConfig::default(),
+    );
+    drop(events);
+    let (valid_start, test_start) = (set.shown_before(valid_day), set.shown_before(test_day));
+    anyhow::ensure!(valid_start > 0, "the simulation has no impressions before its validation day");
+
+    let started = Instant::now();
+    let epochs = match args.epochs {
+        Some(epochs) => epochs,
+        None => best_epochs(&set.examples[..valid_start], &set.schema, &config, |model| {
+            let heads = set.evaluate(model, valid_start..test_start);
+            let (auc, _) = means(&heads);
+            let logloss = heads.iter().map(|h| h.logloss).sum::<f64>() / heads.len() as f64;
+            (format!("mean AUC {auc:.4}  mean logloss {logloss:.4}"), logloss)
+        }),
+    };
+    let progress = super::EpochProgress::new("train", epochs);
+    let model = WideDeep::fit(
+        &set.examples[..test_start],
+        &set.schema,
+        &WideDeepConfig { max_epochs: epochs, ..config },
+        |epoch, loss, _| {
+            progress.epoch(epoch, loss, "");
+            true
+        },
+    );
+    progress.finish();
+    let train_seconds = started.elapsed().as_secs_f64();
+    let heads = set.evaluate(&model, test_start..set.examples.len());
+    let (mean_auc, mean_gauc) = means(&heads);
+    let optional = |x: Option<f64>| x.map_or("     -".to_string(), |x| format!("{x:.4}"));
+    println!("{:<15} {:>9} {:>7} {:>7} {:>8}", "head", "positives", "AUC", "GAUC", "logloss");
+    for h in &heads {
+        println!(
+            "{:<15} {:>9} {:>7} {:>7} {:>8.4}",
+            h.head,
+            h.positives,
+            optional(h.auc),
+            optional(h.gauc),
+            h.logloss
+        );
+    }
+    let report = Report {
+        heads,
+        mean_auc,
+        mean_gauc,
+        train_examples: test_start,
+        test_examples: set.examples.len() - test_start,
+        epochs,
+        train_seconds,
+    };
+    println!(
+        "mean AUC {mean_auc:.4}  mean GAUC {mean_gauc:.4}  ({} train, {} test examples; train {train_seconds:.1} s, {epochs} epochs)",
+        report.train_examples, report.test_examples
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+/// The mean AUC and mean GAUC over the heads that have them.
+fn means(heads: &[HeadReport]) -> (f64, f64) {
+    let mean = |values: Vec<f64>| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    (mean(heads.iter().filter_map(|h| h.auc).collect()), mean(heads.iter().filter_map(|h| h.gauc).collect()))
+}
