@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use reelrank_ann::IndexConfig;
-use reelrank_models::TwoTowerConfig;
+use reelrank_eval::ImpressionConfig;
+use reelrank_models::{TwoTowerConfig, ValueWeights, WideDeepConfig};
 use reelrank_server::IngestConfig;
 use serde::Deserialize;
 
@@ -19,6 +20,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub ingest: IngestConfig,
     pub retrieval: RetrievalSettings,
+    pub ranking: RankingSettings,
     pub log: LogSettings,
 }
 
@@ -27,6 +29,14 @@ pub struct Settings {
 pub struct RetrievalSettings {
     pub two_tower: TwoTowerConfig,
     pub index: IndexConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankingSettings {
+    pub wide_deep: WideDeepConfig,
+    pub impressions: ImpressionConfig,
+    pub value: ValueWeights,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +93,9 @@ mod tests {
         assert_eq!(defaults.ingest.max_batch_records, 10_000);
         assert_eq!(defaults.retrieval.two_tower, TwoTowerConfig::default(), "the file states the defaults");
         assert_eq!(defaults.retrieval.index, IndexConfig::default());
+        assert_eq!(defaults.ranking.wide_deep, WideDeepConfig::default());
+        assert_eq!(defaults.ranking.impressions, ImpressionConfig::default());
+        assert_eq!(defaults.ranking.value, ValueWeights::default());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reelrank.toml");
         std::fs::write(&path, "[ingest]\nmax_batch_records = 7\nunknown_items = \"reject\"\n").unwrap();

@@ -9,15 +9,16 @@
 //! learns the user's preference rather than the sampler's popularity.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use reelrank_core::{Item, Timestamp, User};
 use reelrank_features::{
-    context_bag, item_bags, item_id_key, Bag, Engagement, EngagementPrior, Impression, UserSchema,
-    WatchQuantiles, WideSchema, ACTIONS, ENGAGEMENT_FEATURES,
+    context_bag, item_bags, item_id_key, read_manifest, write_manifest, Bag, Engagement, EngagementPrior,
+    Impression, PersistError, UserSchema, WatchQuantiles, WideSchema, ACTIONS, ENGAGEMENT_FEATURES,
 };
-use reelrank_models::{RankingExample, RankingSchema, WideDeep};
+use reelrank_models::{RankingExample, RankingSchema, ValueWeights, WideDeep};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{auc, gauc, logloss};
@@ -59,6 +60,33 @@ pub struct RankingFeatures {
     pub prior: EngagementPrior,
     /// Mean and scale of each dense feature over the training examples.
     pub standardise: Vec<(f32, f32)>,
+}
+
+/// Version of the `features.json` layout [`RankingFeatures::save`] writes.
+pub const RANKING_FEATURES_FORMAT_VERSION: u32 = 1;
+
+/// `features.json`.
+#[derive(Serialize, Deserialize)]
+struct FeaturesManifest {
+    format_version: u32,
+    #[serde(flatten)]
+    features: RankingFeatures,
+}
+
+impl RankingFeatures {
+    /// Writes `features.json` into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
+        let manifest =
+            FeaturesManifest { format_version: RANKING_FEATURES_FORMAT_VERSION, features: self.clone() };
+        write_manifest(&dir.join("features.json"), &manifest)
+    }
+
+    /// Reads what [`RankingFeatures::save`] wrote.
+    pub fn load(dir: &Path) -> Result<RankingFeatures, PersistError> {
+        let manifest: FeaturesManifest =
+            read_manifest(&dir.join("features.json"), RANKING_FEATURES_FORMAT_VERSION)?;
+        Ok(manifest.features)
+    }
 }
 
 /// The examples of a log, in time order.
@@ -256,6 +284,48 @@ impl ImpressionSet {
     }
 }
 
+/// How well the value model `Σ P(action) × weight` orders examples by the value they realised
+/// (`Σ weight` over the actions that happened).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValueReport {
+    /// Examples whose realised value is positive.
+    pub positives: usize,
+    /// AUC of the predicted value for "the realised value is positive".
+    pub auc: Option<f64>,
+    /// The same per user, weighted by the user's examples.
+    pub gauc: Option<f64>,
+}
+
+impl ImpressionSet {
+    /// The value model's report on `examples[range]` with `weights`.
+    pub fn evaluate_value(
+        &self,
+        model: &WideDeep,
+        range: std::ops::Range<usize>,
+        weights: &ValueWeights,
+    ) -> ValueReport {
+        let examples = &self.examples[range.clone()];
+        let heads = model.heads();
+        let predicted: Vec<f32> = model
+            .predict(examples)
+            .chunks_exact(heads.len())
+            .map(|p| weights.value(heads, p).score)
+            .collect();
+        let realised: Vec<bool> = examples
+            .iter()
+            .map(|e| {
+                let done: Vec<f32> = e.labels.iter().map(|y| f32::from(u8::from(*y == Some(true)))).collect();
+                weights.value(heads, &done).score > 0.0
+            })
+            .collect();
+        ValueReport {
+            positives: realised.iter().filter(|&&y| y).count(),
+            auc: auc(&predicted, &realised),
+            gauc: gauc(&predicted, &realised, &self.users[range]),
+        }
+    }
+}
+
 /// Negatives drawn in proportion to how often each catalog item appears in the log, for a log
 /// that has no impression events.
 struct Sampler<'a> {
@@ -398,6 +468,10 @@ mod tests {
         // v has no positives yet: an empty history slot.
         let history_slot = set.schema.request_slots - 1;
         assert!(set.examples[2].slots[history_slot].is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        set.features.save(dir.path()).unwrap();
+        assert_eq!(RankingFeatures::load(dir.path()).unwrap(), set.features);
     }
 
     #[test]

@@ -11,7 +11,10 @@ mod retrieval;
 mod split;
 mod towers;
 
-pub use impression_set::{HeadReport, ImpressionConfig, ImpressionSet, RankingFeatures};
+pub use impression_set::{
+    HeadReport, ImpressionConfig, ImpressionSet, RankingFeatures, ValueReport,
+    RANKING_FEATURES_FORMAT_VERSION,
+};
 pub use metrics::{auc, gauc, logloss, ndcg_at_k, recall_at_k};
 pub use ranking::{RankingReport, RankingSet};
 pub use retrieval::{evaluate_retrieval, CachedScores, RetrievalReport, RetrievalTask, TrainData};

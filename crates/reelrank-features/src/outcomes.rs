@@ -135,8 +135,9 @@ pub fn join_impressions<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<
 /// Per duration bucket, the median watch time of plays: the threshold of an effective play.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WatchQuantiles {
-    /// [`numeric_bucket`] of the duration in seconds (`None`: unknown duration) → threshold in ms.
-    thresholds: BTreeMap<Option<i64>, f64>,
+    /// ([`numeric_bucket`] of the duration in seconds or `None` when unknown, threshold in ms),
+    /// sorted by bucket.
+    thresholds: Vec<(Option<i64>, f64)>,
 }
 
 impl WatchQuantiles {
@@ -160,7 +161,9 @@ impl WatchQuantiles {
     /// Whether `watch_ms` of an item lasting `duration_s` is an effective play: at least its
     /// bucket's median (any watch, in a bucket never seen).
     pub fn is_effective(&self, duration_s: Option<f64>, watch_ms: f64) -> bool {
-        let threshold = self.thresholds.get(&duration_s.map(numeric_bucket)).copied().unwrap_or(0.0);
+        let bucket = duration_s.map(numeric_bucket);
+        let threshold =
+            self.thresholds.binary_search_by_key(&bucket, |&(b, _)| b).map_or(0.0, |i| self.thresholds[i].1);
         watch_ms > 0.0 && watch_ms >= threshold
     }
 

@@ -14,6 +14,8 @@ use reelrank_models::{
     Retriever, TwoTower, TwoTowerConfig, TwoTowerRetriever,
 };
 
+use crate::settings::Settings;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Eval {
     /// Retrieval on a simulated platform: next-day positives and the simulator's ground truth.
@@ -100,10 +102,10 @@ pub enum RetrievalModel {
 /// Epochs without a better validation NDCG@20 before training stops.
 pub const PATIENCE: usize = 3;
 
-pub async fn run(eval: Eval) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, eval: Eval) -> anyhow::Result<()> {
     match eval {
         Eval::Simulated(args) => super::eval_simulated::run(args),
-        Eval::SimulatedRanking(args) => super::eval_simulated_ranking::run(args),
+        Eval::SimulatedRanking(args) => super::eval_simulated_ranking::run(settings, args),
         Eval::Retrieval(args) => retrieval(args).await,
         Eval::Ranking(args) => super::eval_ranking::run(args).await,
     }

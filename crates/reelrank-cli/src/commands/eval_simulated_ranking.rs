@@ -6,15 +6,17 @@
 //! GAUC (per-user AUC, what ordering one feed needs) and logloss.
 
 use std::convert::Infallible;
+use std::ops::Range;
 use std::time::Instant;
 
 use reelrank_core::Timestamp;
-use reelrank_eval::{HeadReport, ImpressionConfig, ImpressionSet};
+use reelrank_eval::{HeadReport, ImpressionSet, ValueReport};
 use reelrank_features::join_impressions;
 use reelrank_models::{WideDeep, WideDeepConfig};
 use serde::Serialize;
 
 use super::eval_ranking::{best_epochs, Parts};
+use crate::settings::Settings;
 
 /// Arguments of `eval simulated-ranking`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +41,8 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct Report {
     heads: Vec<HeadReport>,
+    /// The value model with the configured weights.
+    value: ValueReport,
     /// Mean of the heads' AUCs and GAUCs.
     mean_auc: f64,
     mean_gauc: f64,
@@ -48,7 +52,7 @@ struct Report {
     train_seconds: f64,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let sim = args.sim.simulation()?;
     let config = args.model.config(args.wide_deep.as_deref())?;
     let mut events = Vec::new();
@@ -63,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sim.items(),
         sim.users(),
         test_day,
-        &ImpressionConfig::default(),
+        &settings.ranking.impressions,
     );
     drop(events);
     let (valid_start, test_start) = (set.shown_before(valid_day), set.shown_before(test_day));
@@ -72,12 +76,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let epochs = match args.epochs {
         Some(epochs) => epochs,
-        None => best_epochs(&set.examples[..valid_start], &set.schema, &config, |model| {
-            let heads = set.evaluate(model, valid_start..test_start);
-            let (auc, _) = means(&heads);
-            let logloss = heads.iter().map(|h| h.logloss).sum::<f64>() / heads.len() as f64;
-            (format!("mean AUC {auc:.4}  mean logloss {logloss:.4}"), logloss)
-        }),
+        None => best_epochs(
+            &set.examples[..valid_start],
+            &set.schema,
+            &config,
+            validate_heads(&set, valid_start..test_start),
+        ),
     };
     let progress = super::EpochProgress::new("train", epochs);
     let model = WideDeep::fit(
@@ -105,8 +109,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             h.logloss
         );
     }
+    let value = set.evaluate_value(&model, test_start..set.examples.len(), &settings.ranking.value);
+    println!(
+        "{:<15} {:>9} {:>7} {:>7}   (Σ P(action) × weight against the realised value > 0)",
+        "value",
+        value.positives,
+        optional(value.auc),
+        optional(value.gauc)
+    );
     let report = Report {
         heads,
+        value,
         mean_auc,
         mean_gauc,
         train_examples: test_start,
@@ -122,6 +135,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
+}
+
+/// A validation for [`best_epochs`] on `set.examples[range]`: the heads' mean AUC to show, their
+/// mean logloss to minimise.
+pub fn validate_heads(set: &ImpressionSet, range: Range<usize>) -> impl Fn(&WideDeep) -> (String, f64) + '_ {
+    move |model| {
+        let heads = set.evaluate(model, range.clone());
+        let (auc, _) = means(&heads);
+        let logloss = heads.iter().map(|h| h.logloss).sum::<f64>() / heads.len() as f64;
+        (format!("mean AUC {auc:.4}  mean logloss {logloss:.4}"), logloss)
+    }
 }
 
 /// The mean AUC and mean GAUC over the heads that have them.

@@ -12,6 +12,7 @@ pub mod similar;
 pub mod simulate;
 pub mod stats;
 pub mod train;
+pub mod train_ranking;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use reelrank_ann::{AdaptiveIndex, IndexConfig, VectorIndex};
-use reelrank_core::{Item, Timestamp, User};
+use reelrank_core::{Event, Item, Timestamp, User};
 use reelrank_eval::{epochs_by_early_stopping, tower_inputs, Rating, RetrievalTask, Split};
 use reelrank_features::{item_bags, item_id_key, PositiveRule};
 use reelrank_models::{TwoTower, TwoTowerConfig};
@@ -27,6 +27,12 @@ pub enum Train {
         #[arg(long)]
         epochs: Option<usize>,
     },
+    /// Train the Wide&Deep ranking model from the store's impressions and outcomes and save it.
+    Ranking {
+        /// Train this many epochs instead of early stopping on the latest tenth of impressions.
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
 }
 
 /// Rows read from the store per query.
@@ -38,7 +44,13 @@ pub fn model_dir(data_dir: &Path) -> std::path::PathBuf {
 }
 
 pub async fn run(data_dir: &Path, settings: &Settings, train: Train) -> anyhow::Result<()> {
-    let Train::Retrieval { epochs } = train;
+    match train {
+        Train::Retrieval { epochs } => retrieval(data_dir, settings, epochs).await,
+        Train::Ranking { epochs } => super::train_ranking::run(data_dir, settings, epochs).await,
+    }
+}
+
+async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = super::open_store(data_dir, settings).await?;
     let (items, users) = catalog(&store).await?;
@@ -137,21 +149,23 @@ async fn read_all<T>(
 async fn positives(store: &Store, items: &[Item], rule: &PositiveRule) -> anyhow::Result<Vec<Rating>> {
     let durations: HashMap<&str, Option<f64>> =
         items.iter().map(|i| (i.item_id.as_str(), i.duration_s)).collect();
-    let mut positives = Vec::new();
+    let positives = events(store, |event| {
+        durations.get(event.item_id.as_str()).is_some_and(|&duration| rule.is_positive(event, duration))
+    })
+    .await?;
+    Ok(positives.iter().map(Rating::from_positive_event).collect())
+}
+
+/// The store's events that `keep` accepts, in log order.
+pub async fn events(store: &Store, keep: impl Fn(&Event) -> bool) -> anyhow::Result<Vec<Event>> {
+    let mut kept = Vec::new();
     let mut after = 0;
     loop {
         let page = store.events_after(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
+        let Some(last) = page.last() else { return Ok(kept) };
         after = last.seq;
-        for stored in page {
-            let event = stored.event;
-            let Some(duration) = durations.get(event.item_id.as_str()) else { continue };
-            if rule.is_positive(&event, *duration) {
-                positives.push(Rating::from_positive_event(&event));
-            }
-        }
+        kept.extend(page.into_iter().map(|stored| stored.event).filter(|event| keep(event)));
     }
-    Ok(positives)
 }
 
 /// Each user's most recent positive held out (users with at least three), the rest for training.

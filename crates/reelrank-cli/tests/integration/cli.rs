@@ -167,3 +167,74 @@ fn eval_simulated_beats_popularity_against_the_ground_truth() {
     assert!(truth_recall("default") > 2.0 * truth_recall("popular") + 0.02, "{stdout}");
     assert!(truth_recall("two-tower") > truth_recall("popular"), "{stdout}");
 }
+
+#[test]
+fn trains_the_ranking_model_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let simulate = ["simulate", "--users", "80", "--items", "400", "--days", "3", "--seed", "3"];
+    assert!(reelrank(dir.path()).args(simulate).output().unwrap().status.success());
+    let out = reelrank(dir.path()).args(["train", "ranking"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("valid epoch  1"), "early stopping reports each epoch: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("negatives sampled"), "simulated logs have impressions: {stdout}");
+    let saved = dir.path().join("models/ranking");
+    let model = reelrank_models::WideDeep::load(&saved).unwrap();
+    assert_eq!(model.heads(), reelrank_features::ACTIONS);
+    let features = reelrank_eval::RankingFeatures::load(&saved).unwrap();
+    assert!(features.prior.rates.iter().all(|r| (0.0..=1.0).contains(r)));
+}
+
+/// A log of outcomes without impression events (as imported from a system that logs no
+/// impressions) trains with sampled negatives.
+#[test]
+fn trains_the_ranking_model_from_outcomes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.csv");
+    std::fs::write(&items, "item_id,category\na,micro_drama\nb,comedy\nc,news\n").unwrap();
+    let events = dir.path().join("events.csv");
+    let mut rows = String::from("user_id,item_id,kind,ts\n");
+    for u in 0..30 {
+        let item = ["a", "b", "c"][u % 3];
+        rows.push_str(&format!("u{u},{item},like,2026-01-0{}T10:00:00Z\n", 1 + u % 5));
+    }
+    std::fs::write(&events, rows).unwrap();
+    let import = reelrank(dir.path())
+        .args(["import", "csv", "--items"])
+        .arg(&items)
+        .arg("--events")
+        .arg(&events)
+        .output();
+    let import = import.unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let out = reelrank(dir.path()).args(["train", "ranking"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("on 150 examples (negatives sampled"),
+        "30 likes with 4 negatives each: {stdout}"
+    );
+}
+
+/// Every head learns something on a simulated platform, and the value model orders impressions
+/// by the value they realised.
+#[test]
+fn eval_simulated_ranking_reports_every_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["eval", "simulated-ranking", "--users", "300", "--items", "1500", "--days", "4", "--json"];
+    let out = reelrank(dir.path()).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let heads = report["heads"].as_array().unwrap();
+    assert_eq!(heads.len(), reelrank_features::ACTIONS.len());
+    for head in heads {
+        let name = head["head"].as_str().unwrap();
+        if ["effective_play", "finish", "like", "skip"].contains(&name) {
+            assert!(head["auc"].as_f64().unwrap() > 0.65, "{name}: {head}");
+            assert!(head["gauc"].as_f64().unwrap() > 0.6, "{name}: {head}");
+        }
+    }
+    assert!(report["value"]["auc"].as_f64().unwrap() > 0.65, "{stdout}");
+}
