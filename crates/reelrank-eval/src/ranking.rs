@@ -1,13 +1,14 @@
 //! Ranking (CTR) evaluation: every rating of a split is an example, positive when the rating is
 //! at least 4 (PROTOCOL.md). Features come from the side information and from the train ratings
-//! that precede the example — the user's and the item's counts and positive rates, the user's
-//! latest positives — so a train example never sees its own label or anything later.
+//! that precede the example — the user's and the item's counts and positive rates, the item's
+//! positive rate among users sharing each of the user's attributes, the user's latest positives —
+//! so a train example never sees its own label or anything later.
 
 use std::collections::HashMap;
 
 use rayon::prelude::*;
 use reelrank_core::{Category, Item, Timestamp, User};
-use reelrank_features::{item_bags, item_id_key, UserSchema, WideSchema};
+use reelrank_features::{item_bags, item_id_key, Bag, UserSchema, WideSchema};
 use reelrank_models::{RankingExample, RankingSchema, WideDeep};
 use serde::Serialize;
 
@@ -93,6 +94,44 @@ struct Prior {
     mean_rating: f64,
 }
 
+/// Ratings and positives of each item among the users sharing one attribute value (this
+/// occupation, this age bucket): how the item fares with users like this one, which a user new
+/// to the data still has.
+#[derive(Debug, Default)]
+struct GroupCounts<'a> {
+    counts: HashMap<(u64, &'a str), (f32, f32)>,
+}
+
+/// Ratings of weight that a group's rate starts from at the item's overall rate.
+const GROUP_PRIOR: f32 = 5.0;
+
+impl<'a> GroupCounts<'a> {
+    fn add(&mut self, attributes: &[Bag], rating: &'a Rating) {
+        for &(key, _) in attributes.iter().flatten() {
+            let (n, positives) = self.counts.entry((key, rating.item.as_str())).or_default();
+            *n += 1.0;
+            *positives += f32::from(u8::from(rating.is_positive()));
+        }
+    }
+
+    /// Per attribute slot, the item's smoothed positive rate among users with the slot's values
+    /// (`item_rate` for an empty slot).
+    fn rates<'b>(
+        &'b self,
+        attributes: &'b [Bag],
+        item: &'b str,
+        item_rate: f32,
+    ) -> impl Iterator<Item = f32> + 'b {
+        attributes.iter().map(move |bag| {
+            let (n, positives) = bag.iter().fold((0.0, 0.0), |(n, p), &(key, _)| {
+                let (gn, gp) = self.counts.get(&(key, item)).copied().unwrap_or_default();
+                (n + gn, p + gp)
+            });
+            (positives + item_rate * GROUP_PRIOR) / (n + GROUP_PRIOR)
+        })
+    }
+}
+
 /// What the features of an example are computed from.
 struct Context<'a> {
     items: HashMap<&'a str, &'a Item>,
@@ -103,25 +142,32 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    fn user_bags(&self, user_id: &str) -> Vec<Bag> {
+        match self.users.get(user_id) {
+            Some(u) => self.user_schema.bags(u),
+            None => self.user_schema.anonymous_bags(user_id),
+        }
+    }
+
     fn example(
         &self,
         rating: &Rating,
         (user, item): (Counts, Counts),
         clock: Clock,
         history: &[u64],
+        groups: &GroupCounts,
     ) -> RankingExample {
-        let user_bags = match self.users.get(rating.user.as_str()) {
-            Some(u) => self.user_schema.bags(u),
-            None => self.user_schema.anonymous_bags(&rating.user),
-        };
+        let user_bags = self.user_bags(&rating.user);
         let when = Timestamp::from_secs(rating.timestamp);
         let item_bags = match self.items.get(rating.item.as_str()) {
             Some(item) => item_bags(item, when),
             None => item_bags(&Item::new(rating.item.clone(), Category::Other("unknown".into())), when),
         };
         let wide = self.wide_schema.keys(&user_bags, &item_bags, &[], history);
+        let item_features = item.features(self.prior, clock);
+        let group_rates = groups.rates(&user_bags[1..], &rating.item, item_features[1]);
         let dense =
-            user.features(self.prior, clock).into_iter().chain(item.features(self.prior, clock)).collect();
+            user.features(self.prior, clock).into_iter().chain(item_features).chain(group_rates).collect();
         RankingExample {
             slots: user_bags.into_iter().chain(item_bags).collect(),
             dense,
@@ -156,6 +202,7 @@ impl RankingSet {
         let mut user_counts: HashMap<&str, Counts> = HashMap::new();
         let mut item_counts: HashMap<&str, Counts> = HashMap::new();
         let mut histories: HashMap<&str, Vec<u64>> = HashMap::new();
+        let mut groups = GroupCounts::default();
         let mut train = Vec::with_capacity(by_time.len());
         let half_life = (0.05 * split.train.len() as f64).max(1.0);
         for (now, r) in by_time.into_iter().enumerate() {
@@ -163,7 +210,8 @@ impl RankingSet {
             let (user, item) =
                 (user_counts.entry(&r.user).or_default(), item_counts.entry(&r.item).or_default());
             let history = histories.entry(&r.user).or_default();
-            train.push(context.example(r, (*user, *item), clock, history));
+            train.push(context.example(r, (*user, *item), clock, history, &groups));
+            groups.add(&context.user_bags(&r.user)[1..], r);
             user.add(r, clock);
             item.add(r, clock);
             if r.is_positive() {
@@ -179,7 +227,7 @@ impl RankingSet {
                 let user = user_counts.get(r.user.as_str()).copied().unwrap_or_default();
                 let item = item_counts.get(r.item.as_str()).copied().unwrap_or_default();
                 let history = histories.get(r.user.as_str()).unwrap_or(&no_history);
-                context.example(r, (user, item), end_of_train, history)
+                context.example(r, (user, item), end_of_train, history, &groups)
             })
             .collect();
         let test_user_seen = split.test.iter().map(|r| user_counts.contains_key(r.user.as_str())).collect();
@@ -275,5 +323,23 @@ mod tests {
         assert!(set.train[1].dense[0] > set.train[0].dense[0]);
         assert!(set.test[0].dense[0] > set.train[1].dense[0]);
         assert_eq!(set.test[1].dense[0], set.train[0].dense[0], "w is new, like u at first");
+    }
+
+    #[test]
+    fn new_users_see_how_the_item_fares_with_users_like_them() {
+        let user = |id: &str, gender: &str| {
+            let mut u = User::new(id);
+            u.attributes.insert("gender".into(), reelrank_core::AttributeValue::Categorical(gender.into()));
+            u
+        };
+        let users = [user("a", "F"), user("b", "M"), user("c", "F"), user("d", "M")];
+        // F users love x, M users hate it.
+        let train = vec![Rating::new("a", "x", 5.0, 1), Rating::new("b", "x", 1.0, 2)];
+        let test = vec![Rating::new("c", "x", 5.0, 9), Rating::new("d", "x", 1.0, 9)];
+        let set = RankingSet::new(&Split { train, test, retrieval_test: vec![] }, &[], &users);
+        // The gender rate follows both sides' counters: higher for the new F user than the new M.
+        let gender = 2 * DENSE_PER_SIDE;
+        let (c, d) = (set.test[0].dense[gender], set.test[1].dense[gender]);
+        assert!(c > d, "{c} vs {d}");
     }
 }
