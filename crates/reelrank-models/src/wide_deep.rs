@@ -62,7 +62,7 @@ pub struct WideDeepConfig {
 impl Default for WideDeepConfig {
     fn default() -> WideDeepConfig {
         WideDeepConfig {
-            embedding: EmbeddingConfig { dim: 16, ..EmbeddingConfig::default() },
+            embedding: EmbeddingConfig { dim: 16, learning_rate: 0.005, ..EmbeddingConfig::default() },
             hidden: vec![256, 128, 64],
             learning_rate: 1e-3,
             ftrl: FtrlConfig::default(),
