@@ -10,6 +10,7 @@ use std::time::Instant;
 use reelrank_eval::{RankingSet, Split};
 
 use super::percentile;
+use crate::commands::eval_ranking::Parts;
 use reelrank_models::{Candidate, RankingExample, WideDeep, WideDeepConfig};
 
 /// Arguments of `bench ranking`.
@@ -36,6 +37,9 @@ pub struct Args {
     /// Requests to time.
     #[arg(long, default_value_t = 200)]
     requests: usize,
+    /// Which parts of the model to time.
+    #[arg(long, value_enum, default_value_t = Parts::WideDeep)]
+    model: Parts,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -43,7 +47,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (items, users) = reelrank_ingest::movielens_side_info(&args.movielens).await?;
     let set = RankingSet::new(&split, &items, &users);
     let config =
-        WideDeepConfig { batch_size: args.batch, max_epochs: args.epochs, ..WideDeepConfig::default() };
+        WideDeepConfig { batch_size: args.batch, max_epochs: args.epochs, ..args.model.config(None)? };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
     let start = Instant::now();
     let model = pool.install(|| WideDeep::fit(&set.train, &set.schema, &config, |_, _, _| true));
