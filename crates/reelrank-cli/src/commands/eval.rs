@@ -19,7 +19,7 @@ use crate::settings::Settings;
 #[derive(Debug, clap::Subcommand)]
 pub enum Eval {
     /// Retrieval on a simulated platform: next-day positives and the simulator's ground truth.
-    Simulated(super::eval_simulated::Args),
+    Simulated(super::eval_simulated::SimulationArgs),
     /// Top-K retrieval: Recall@20, NDCG@20, Recall@50, Coverage@20 over the split's test users.
     Retrieval(RetrievalArgs),
     /// Ranking (CTR): AUC and logloss of the Wide&Deep model on the split's test ratings.

@@ -20,7 +20,7 @@ use reelrank_sim::{SimConfig, Simulation};
 
 /// Sizes of the simulated platform.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct SimulationArgs {
     /// Users.
     #[arg(long, default_value_t = 2000)]
     users: usize,
@@ -35,7 +35,7 @@ pub struct Args {
     seed: u64,
 }
 
-impl Args {
+impl SimulationArgs {
     /// The simulated platform, with at least a train, a validation and a test day.
     pub fn simulation(&self) -> anyhow::Result<Simulation> {
         anyhow::ensure!(self.days >= 3, "--days must be at least 3 (train, validation, test)");
@@ -49,7 +49,7 @@ impl Args {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: SimulationArgs) -> anyhow::Result<()> {
     let sim = args.simulation()?;
     let by_day = positives_by_day(&sim);
     let (last, valid_day) = (args.days - 1, args.days - 2);

@@ -22,7 +22,7 @@ use crate::settings::Settings;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    sim: super::eval_simulated::Args,
+    sim: super::eval_simulated::SimulationArgs,
     /// Which parts of the model to use.
     #[arg(long, value_enum, default_value_t = Parts::WideDeep)]
     model: Parts,

@@ -34,6 +34,23 @@ pub async fn open_store(data_dir: &Path, settings: &Settings) -> anyhow::Result<
     Ok(Arc::new(store))
 }
 
+/// Writes a model directory whole or not at all: `write` fills a fresh sibling directory, which
+/// then replaces `dir`. A crash or an error part-way leaves the previous model in place (and at
+/// worst the unfinished sibling, cleared by the next save), never a mix of two models' files.
+pub fn save_whole(dir: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let fresh = dir.with_extension("new");
+    if fresh.exists() {
+        fs_err::remove_dir_all(&fresh)?;
+    }
+    fs_err::create_dir_all(&fresh)?;
+    write(&fresh)?;
+    if dir.exists() {
+        fs_err::remove_dir_all(dir)?;
+    }
+    fs_err::rename(&fresh, dir)?;
+    Ok(())
+}
+
 /// Progress of epoch-wise training: on a terminal a bar whose message shows the latest loss and
 /// validation metrics; otherwise (logs, CI) one line per epoch.
 pub struct EpochProgress {
@@ -79,4 +96,25 @@ pub fn progress_bar(label: &str) -> indicatif::ProgressBar {
             .progress_chars("=> "),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_save_leaves_the_previous_model_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("model");
+        save_whole(&dir, |fresh| Ok(fs_err::write(fresh.join("a"), "first")?)).unwrap();
+        let failed = save_whole(&dir, |fresh| {
+            fs_err::write(fresh.join("a"), "second")?;
+            anyhow::bail!("the disk filled up")
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs_err::read_to_string(dir.join("a")).unwrap(), "first");
+        save_whole(&dir, |fresh| Ok(fs_err::write(fresh.join("b"), "third")?)).unwrap();
+        assert!(!dir.join("a").exists() && dir.join("b").exists(), "a save replaces the whole directory");
+        assert!(!dir.with_extension("new").exists());
+    }
 }

@@ -92,9 +92,11 @@ async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) 
     );
     progress.finish();
     let dir = model_dir(data_dir);
-    model.save(&dir)?;
     let index = item_index(&model, &items, &settings.retrieval.index)?;
-    index.save(&dir.join("index"))?;
+    super::save_whole(&dir, |fresh| {
+        model.save(fresh)?;
+        Ok(index.save(&fresh.join("index"))?)
+    })?;
     println!(
         "trained the two-tower model on {} positives of {} users and {} items, {epochs} epochs, and indexed {} catalog items ({}), in {:.1} s; saved to {}",
         all.train.len(),

@@ -67,8 +67,10 @@ pub async fn run(data_dir: &Path, settings: &Settings, epochs: Option<usize>) ->
     );
     progress.finish();
     let dir = model_dir(data_dir);
-    model.save(&dir)?;
-    set.features.save(&dir)?;
+    super::save_whole(&dir, |fresh| {
+        model.save(fresh)?;
+        Ok(set.features.save(fresh)?)
+    })?;
     let users = set.users.iter().max().map_or(0, |&u| u + 1);
     println!(
         "trained the Wide&Deep model on {} examples{} of {users} users ({} heads, {epochs} epochs{}) in {:.1} s; saved to {}",
