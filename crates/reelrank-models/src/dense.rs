@@ -124,7 +124,10 @@ impl Linear {
     /// `y = x · wᵀ + b` for a batch of `rows`.
     pub(crate) fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>) {
         y.clear();
-        y.extend(std::iter::repeat_n(&self.b, rows).flatten());
+        y.reserve(rows * self.outputs);
+        for _ in 0..rows {
+            y.extend_from_slice(&self.b);
+        }
         matmul(x, false, &self.w, true, y, (rows, self.inputs, self.outputs), true);
     }
 

@@ -85,14 +85,14 @@ impl Ftrl {
         }
     }
 
-    /// Training's forward pass: adds the weights of `keys` to `logits` and returns their
-    /// coordinates, for [`Ftrl::update`].
-    pub fn admit(&self, keys: &[u64], logits: &mut [f32]) -> Vec<u32> {
-        let coordinates: Vec<u32> = keys.iter().map(|&key| self.coordinate(key)).collect();
-        for &coordinate in &coordinates {
+    /// Training's forward pass: adds the weights of `keys` to `logits` and appends their
+    /// coordinates to `coordinates`, for [`Ftrl::update`] (a batch's examples share one buffer).
+    pub fn admit(&self, keys: &[u64], logits: &mut [f32], coordinates: &mut Vec<u32>) {
+        for &key in keys {
+            let coordinate = self.coordinate(key);
             self.add_coordinate(coordinate, logits);
+            coordinates.push(coordinate);
         }
-        coordinates
     }
 
     /// One FTRL step for an example whose features sit at `coordinates` (from [`Ftrl::admit`]),
@@ -169,7 +169,8 @@ mod tests {
         let config = FtrlConfig { alpha: 0.5, beta: 1.0, l1: 0.1, l2: 0.2, bits: 8 };
         let mut ftrl = Ftrl::new(config, 1);
         // Step 1: w = 0 (z = 0), g = 0.8: σ = (√0.64 − 0)/0.5 = 1.6, z = 0.8 − 1.6·0 = 0.8, n = 0.64.
-        let at = ftrl.admit(&[7], &mut [0.0]);
+        let mut at = Vec::new();
+        ftrl.admit(&[7], &mut [0.0], &mut at);
         ftrl.update(&at, &[0.8]);
         // w = −(0.8 − 0.1) / ((1 + 0.8)/0.5 + 0.2) = −0.7 / 3.8.
         let w1 = -0.7 / 3.8;
@@ -188,7 +189,8 @@ mod tests {
     #[test]
     fn l1_keeps_weak_coordinates_at_zero_and_heads_apart() {
         let mut ftrl = Ftrl::new(FtrlConfig { l1: 1.0, ..FtrlConfig::default() }, 2);
-        let at = ftrl.admit(&[1], &mut [0.0, 0.0]);
+        let mut at = Vec::new();
+        ftrl.admit(&[1], &mut [0.0, 0.0], &mut at);
         ftrl.update(&at, &[0.5, 0.0]);
         let mut logits = [0.0, 0.0];
         ftrl.add_logits(&[1], &mut logits);

@@ -198,15 +198,14 @@ impl WideDeep {
             }
             logits = self.mlp.forward_train(std::mem::take(&mut pooled.x), rows);
         }
-        let wide_coordinates: Vec<Vec<u32>> = if self.config.wide {
-            batch
-                .iter()
-                .zip(logits.chunks_exact_mut(heads))
-                .map(|(e, row)| self.wide.admit(&e.wide, row))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // Every example's wide coordinates in one buffer; example i's end at `ends[i]`.
+        let (mut coordinates, mut ends) = (Vec::new(), Vec::with_capacity(rows));
+        if self.config.wide {
+            for (example, row) in batch.iter().zip(logits.chunks_exact_mut(heads)) {
+                self.wide.admit(&example.wide, row, &mut coordinates);
+                ends.push(coordinates.len());
+            }
+        }
         // dL/dlogit = σ(logit) − label on labelled heads, 0 elsewhere.
         let mut loss = 0.0;
         let mut labelled = 0usize;
@@ -230,8 +229,9 @@ impl WideDeep {
         // independent: each gets a core when two are free.
         rayon::join(
             || {
-                for (coordinates, g) in wide_coordinates.iter().zip(grads.chunks_exact(heads)) {
-                    wide.update(coordinates, g);
+                let starts = std::iter::once(0).chain(ends.iter().copied());
+                for ((start, &end), g) in starts.zip(&ends).zip(grads.chunks_exact(heads)) {
+                    wide.update(&coordinates[start..end], g);
                 }
             },
             || {
