@@ -40,10 +40,11 @@ impl Default for FtrlConfig {
 pub struct Ftrl {
     config: FtrlConfig,
     heads: usize,
-    /// Per coordinate and head (a coordinate's heads are contiguous): the FTRL state and the
-    /// weight derived from it after every update, so that scoring only adds.
+    /// Per coordinate and head (a coordinate's heads are contiguous): the FTRL state `z` and
+    /// `√n` (the square root kept rather than `n`, so a step takes one square root instead of
+    /// three), and the weight derived from them after every update, so that scoring only adds.
     z: Vec<f32>,
-    n: Vec<f32>,
+    root_n: Vec<f32>,
     w: Vec<f32>,
 }
 
@@ -51,7 +52,7 @@ impl Ftrl {
     /// All weights zero.
     pub fn new(config: FtrlConfig, heads: usize) -> Ftrl {
         let len = (1usize << config.bits.clamp(1, 30)) * heads;
-        Ftrl { config, heads, z: vec![0.0; len], n: vec![0.0; len], w: vec![0.0; len] }
+        Ftrl { config, heads, z: vec![0.0; len], root_n: vec![0.0; len], w: vec![0.0; len] }
     }
 
     /// The coordinate of `key`: the top bits of a multiplicative hash (keys are hashes already;
@@ -61,13 +62,13 @@ impl Ftrl {
         (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as u32
     }
 
-    /// The weight of state `(z, n)`.
-    fn weight(config: &FtrlConfig, z: f32, n: f32) -> f32 {
+    /// The weight of state `(z, √n)`.
+    fn weight(config: &FtrlConfig, z: f32, root_n: f32) -> f32 {
         let FtrlConfig { alpha, beta, l1, l2, .. } = *config;
         if z.abs() <= l1 {
             0.0
         } else {
-            -(z - z.signum() * l1) / ((beta + n.sqrt()) / alpha + l2)
+            -(z - z.signum() * l1) / ((beta + root_n) / alpha + l2)
         }
     }
 
@@ -107,11 +108,12 @@ impl Ftrl {
                     continue;
                 }
                 let i = base + h;
-                let n = self.n[i];
-                let sigma = ((n + g * g).sqrt() - n.sqrt()) / alpha;
+                let root = self.root_n[i];
+                let new_root = (root * root + g * g).sqrt();
+                let sigma = (new_root - root) / alpha;
                 self.z[i] += g - sigma * self.w[i];
-                self.n[i] = n + g * g;
-                self.w[i] = Ftrl::weight(&self.config, self.z[i], self.n[i]);
+                self.root_n[i] = new_root;
+                self.w[i] = Ftrl::weight(&self.config, self.z[i], new_root);
             }
         }
     }
@@ -119,7 +121,7 @@ impl Ftrl {
     /// The touched coordinates and their `z` and `n` (`[coordinates × heads]`), for saving.
     pub fn state(&self) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
         let touched: Vec<u32> = (0..self.z.len() / self.heads)
-            .filter(|&c| self.n[c * self.heads..(c + 1) * self.heads].iter().any(|&n| n > 0.0))
+            .filter(|&c| self.root_n[c * self.heads..(c + 1) * self.heads].iter().any(|&r| r > 0.0))
             .map(|c| c as u32)
             .collect();
         let gather = |values: &[f32]| -> Vec<f32> {
@@ -129,7 +131,8 @@ impl Ftrl {
                 .copied()
                 .collect()
         };
-        (touched.clone(), gather(&self.z), gather(&self.n))
+        let n = gather(&self.root_n).into_iter().map(|r| r * r).collect();
+        (touched.clone(), gather(&self.z), n)
     }
 
     /// Rebuilds from [`Ftrl::state`]'s arrays; `None` when they do not fit the configuration.
@@ -151,8 +154,8 @@ impl Ftrl {
             }
             for h in 0..heads {
                 ftrl.z[base + h] = z[h];
-                ftrl.n[base + h] = n[h];
-                ftrl.w[base + h] = Ftrl::weight(&config, z[h], n[h]);
+                ftrl.root_n[base + h] = n[h].sqrt();
+                ftrl.w[base + h] = Ftrl::weight(&config, z[h], n[h].sqrt());
             }
         }
         Some(ftrl)
