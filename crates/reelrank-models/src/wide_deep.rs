@@ -24,7 +24,7 @@ use reelrank_features::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::dense::{AdamStep, Mlp};
+use crate::dense::{matmul, AdamStep, Mlp};
 use crate::ftrl::{Ftrl, FtrlConfig};
 use crate::pooling::{pool, Pooled};
 use reelrank_features::kernels::{axpy, dot};
@@ -349,15 +349,15 @@ impl WideDeep {
             const BLOCK: usize = 256;
             for (block, out) in candidates.chunks(BLOCK).zip(logits.chunks_mut(BLOCK * heads)) {
                 let mut first = Vec::with_capacity(block.len() * hidden);
+                let mut block_dense = Vec::with_capacity(block.len() * dense);
                 for candidate in block {
                     let start = first.len();
                     first.extend_from_slice(request_part);
-                    let row = &mut first[start..];
-                    axpy(1.0, candidate.part, row);
-                    for (&value, column) in candidate.dense.iter().zip(columns.chunks_exact(hidden)) {
-                        axpy(value, column, row);
-                    }
+                    axpy(1.0, candidate.part, &mut first[start..]);
+                    block_dense.extend_from_slice(candidate.dense);
                 }
+                // The candidates' dense features through their columns: one small GEMM.
+                matmul(&block_dense, false, &columns, false, &mut first, (block.len(), dense, hidden), true);
                 out.copy_from_slice(&self.mlp.forward_from_first(first, block.len()));
             }
         }

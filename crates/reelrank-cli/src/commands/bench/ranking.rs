@@ -66,15 +66,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // Requests: runs of test examples, the first one's user standing for the request.
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
-    let requests: Vec<&[RankingExample]> =
-        set.test.chunks_exact(args.candidates).cycle().take(args.requests).collect();
-    anyhow::ensure!(!requests.is_empty(), "the test set has fewer than --candidates examples");
+    let distinct: Vec<&[RankingExample]> = set.test.chunks_exact(args.candidates).collect();
+    anyhow::ensure!(!distinct.is_empty(), "the test set has fewer than --candidates examples");
     let (request_slots, request_dense) = (set.schema.request_slots, set.schema.request_dense);
     // Each item's cached part, as serving would keep it.
-    let parts: Vec<Vec<Vec<f32>>> = requests
+    let distinct_parts: Vec<Vec<Vec<f32>>> = distinct
         .iter()
         .map(|request| request.iter().map(|e| model.candidate_part(&e.slots[request_slots..])).collect())
         .collect();
+    let requests: Vec<&[RankingExample]> = distinct.iter().copied().cycle().take(args.requests).collect();
+    let parts: Vec<&Vec<Vec<f32>>> = distinct_parts.iter().cycle().take(args.requests).collect();
     let cached = |request: &[RankingExample], parts: &[Vec<f32>]| {
         let user = &request[0];
         let request_part = model.request_part(&user.slots[..request_slots], &user.dense[..request_dense]);
