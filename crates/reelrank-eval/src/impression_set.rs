@@ -127,7 +127,6 @@ impl Replay<'_> {
             Some(user) => self.user_schema.bags(user),
             None => self.user_schema.anonymous_bags(user_id),
         };
-        let user_slots = slots.len();
         let context = impression.context.as_ref().map(context_bag).unwrap_or_default();
         let no_history = Vec::new();
         let history = self.histories.get(user_id).unwrap_or(&no_history);
@@ -138,7 +137,6 @@ impl Replay<'_> {
         slots.push(context);
         slots.push(recent.iter().map(|&k| (k, weight)).collect());
         slots.extend(item_slots);
-        debug_assert_eq!(slots.len(), user_slots + 2 + 7);
         let now = impression.ts.millis();
         let counters = |map: &HashMap<String, Engagement>, key: &str| {
             map.get(key).copied().unwrap_or_default().features(now, &self.prior)
