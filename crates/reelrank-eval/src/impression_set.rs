@@ -257,14 +257,40 @@ pub struct HeadReport {
     pub logloss: f64,
 }
 
+/// How well the value model `Σ P(action) × weight` orders examples by the value they realised
+/// (`Σ weight` over the actions that happened).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValueReport {
+    /// Examples whose realised value is positive.
+    pub positives: usize,
+    /// AUC of the predicted value for "the realised value is positive".
+    pub auc: Option<f64>,
+    /// The same per user, weighted by the user's examples.
+    pub gauc: Option<f64>,
+}
+
+/// A model's metrics on a range of examples: each head's, and the value model's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankingEvaluation {
+    /// One per head, in the model's order.
+    pub heads: Vec<HeadReport>,
+    /// The value model with the weights evaluated with.
+    pub value: ValueReport,
+}
+
 impl ImpressionSet {
-    /// Each head's metrics of `model` on `examples[range]`.
-    pub fn evaluate(&self, model: &WideDeep, range: std::ops::Range<usize>) -> Vec<HeadReport> {
+    /// The metrics of `model` on `examples[range]`, the value model's with `weights`.
+    pub fn evaluate(
+        &self,
+        model: &WideDeep,
+        range: std::ops::Range<usize>,
+        weights: &ValueWeights,
+    ) -> RankingEvaluation {
         let examples = &self.examples[range.clone()];
         let users = &self.users[range];
         let heads = model.heads();
         let p = model.predict(examples);
-        heads
+        let head_reports = heads
             .iter()
             .enumerate()
             .map(|(h, head)| {
@@ -278,49 +304,23 @@ impl ImpressionSet {
                     logloss: logloss(&scores, &labels),
                 }
             })
-            .collect()
-    }
-}
-
-/// How well the value model `Σ P(action) × weight` orders examples by the value they realised
-/// (`Σ weight` over the actions that happened).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ValueReport {
-    /// Examples whose realised value is positive.
-    pub positives: usize,
-    /// AUC of the predicted value for "the realised value is positive".
-    pub auc: Option<f64>,
-    /// The same per user, weighted by the user's examples.
-    pub gauc: Option<f64>,
-}
-
-impl ImpressionSet {
-    /// The value model's report on `examples[range]` with `weights`.
-    pub fn evaluate_value(
-        &self,
-        model: &WideDeep,
-        range: std::ops::Range<usize>,
-        weights: &ValueWeights,
-    ) -> ValueReport {
-        let examples = &self.examples[range.clone()];
-        let heads = model.heads();
-        let predicted: Vec<f32> = model
-            .predict(examples)
-            .chunks_exact(heads.len())
-            .map(|p| weights.value(heads, p).score)
             .collect();
+        let head_weights = weights.in_order(heads);
+        let value_of = |values: &mut dyn Iterator<Item = f32>| -> f32 {
+            values.zip(&head_weights).map(|(v, w)| v * w).sum()
+        };
+        let predicted: Vec<f32> =
+            p.chunks_exact(heads.len()).map(|row| value_of(&mut row.iter().copied())).collect();
         let realised: Vec<bool> = examples
             .iter()
-            .map(|e| {
-                let done: Vec<f32> = e.labels.iter().map(|y| f32::from(u8::from(*y == Some(true)))).collect();
-                weights.value(heads, &done).score > 0.0
-            })
+            .map(|e| value_of(&mut e.labels.iter().map(|y| f32::from(u8::from(*y == Some(true))))) > 0.0)
             .collect();
-        ValueReport {
+        let value = ValueReport {
             positives: realised.iter().filter(|&&y| y).count(),
             auc: auc(&predicted, &realised),
-            gauc: gauc(&predicted, &realised, &self.users[range]),
-        }
+            gauc: gauc(&predicted, &realised, users),
+        };
+        RankingEvaluation { heads: head_reports, value }
     }
 }
 
@@ -393,9 +393,9 @@ impl<'a> Sampler<'a> {
     }
 }
 
-/// Shifts and scales each dense feature to mean 0 and variance 1 over `examples[..fitted]`;
-/// returns the (mean, scale) pairs.
-fn standardise(examples: &mut [RankingExample], fitted: usize) -> Vec<(f32, f32)> {
+/// Shifts and scales each dense feature of every example to mean 0 and variance 1 over
+/// `examples[..fitted]`; returns the (mean, scale) pairs.
+pub(crate) fn standardise(examples: &mut [RankingExample], fitted: usize) -> Vec<(f32, f32)> {
     let width = examples.first().map_or(0, |e| e.dense.len());
     let n = fitted.max(1) as f64;
     (0..width)

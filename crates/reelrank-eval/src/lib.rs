@@ -12,7 +12,7 @@ mod split;
 mod towers;
 
 pub use impression_set::{
-    HeadReport, ImpressionConfig, ImpressionSet, RankingFeatures, ValueReport,
+    HeadReport, ImpressionConfig, ImpressionSet, RankingEvaluation, RankingFeatures, ValueReport,
     RANKING_FEATURES_FORMAT_VERSION,
 };
 pub use metrics::{auc, gauc, logloss, ndcg_at_k, recall_at_k};

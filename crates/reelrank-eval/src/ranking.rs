@@ -12,6 +12,7 @@ use reelrank_features::{item_bags, item_id_key, Bag, UserSchema, WideSchema};
 use reelrank_models::{RankingExample, RankingSchema, WideDeep};
 use serde::Serialize;
 
+use crate::impression_set::standardise;
 use crate::metrics::{auc, logloss};
 use crate::{Rating, Split};
 
@@ -142,13 +143,7 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn user_bags(&self, user_id: &str) -> Vec<Bag> {
-        match self.users.get(user_id) {
-            Some(u) => self.user_schema.bags(u),
-            None => self.user_schema.anonymous_bags(user_id),
-        }
-    }
-
+    /// The example of `rating`; its first slots are the user's (see [`UserSchema::bags`]).
     fn example(
         &self,
         rating: &Rating,
@@ -157,7 +152,10 @@ impl Context<'_> {
         history: &[u64],
         groups: &GroupCounts,
     ) -> RankingExample {
-        let user_bags = self.user_bags(&rating.user);
+        let user_bags = match self.users.get(rating.user.as_str()) {
+            Some(u) => self.user_schema.bags(u),
+            None => self.user_schema.anonymous_bags(&rating.user),
+        };
         let when = Timestamp::from_secs(rating.timestamp);
         let item_bags = match self.items.get(rating.item.as_str()) {
             Some(item) => item_bags(item, when),
@@ -210,8 +208,9 @@ impl RankingSet {
             let (user, item) =
                 (user_counts.entry(&r.user).or_default(), item_counts.entry(&r.item).or_default());
             let history = histories.entry(&r.user).or_default();
-            train.push(context.example(r, (*user, *item), clock, history, &groups));
-            groups.add(&context.user_bags(&r.user)[1..], r);
+            let example = context.example(r, (*user, *item), clock, history, &groups);
+            groups.add(&example.slots[1..user_slots], r);
+            train.push(example);
             user.add(r, clock);
             item.add(r, clock);
             if r.is_positive() {
@@ -220,7 +219,7 @@ impl RankingSet {
         }
         let no_history = Vec::new();
         let end_of_train = Clock { now: split.train.len() as f64, half_life };
-        let test = split
+        let test: Vec<RankingExample> = split
             .test
             .par_iter()
             .map(|r| {
@@ -237,23 +236,13 @@ impl RankingSet {
             request_slots: user_slots,
             request_dense: DENSE_PER_SIDE,
         };
-        let mut set = RankingSet { train, test, test_user_seen, schema };
-        set.standardise_dense();
-        set
-    }
-
-    /// Shifts and scales each dense feature to mean 0 and variance 1 over train.
-    fn standardise_dense(&mut self) {
-        let width = self.train.first().map_or(0, |e| e.dense.len());
-        let n = self.train.len().max(1) as f64;
-        for d in 0..width {
-            let mean = self.train.iter().map(|e| f64::from(e.dense[d])).sum::<f64>() / n;
-            let var = self.train.iter().map(|e| (f64::from(e.dense[d]) - mean).powi(2)).sum::<f64>() / n;
-            let scale = 1.0 / var.sqrt().max(1e-9);
-            for example in self.train.iter_mut().chain(self.test.iter_mut()) {
-                example.dense[d] = ((f64::from(example.dense[d]) - mean) * scale) as f32;
-            }
-        }
+        // Dense features standardised over train, test alike.
+        let mut examples = train;
+        let fitted = examples.len();
+        examples.extend(test);
+        standardise(&mut examples, fitted);
+        let test = examples.split_off(fitted);
+        RankingSet { train: examples, test, test_user_seen, schema }
     }
 }
 

@@ -52,17 +52,20 @@ pub struct Value {
 }
 
 impl ValueWeights {
+    /// The weight of each of `heads`, in their order (0 for a head without one): what scoring
+    /// many candidates looks up once.
+    pub fn in_order(&self, heads: &[String]) -> Vec<f32> {
+        heads.iter().map(|head| self.0.get(head).copied().unwrap_or(0.0)).collect()
+    }
+
     /// The value of one candidate whose head probabilities are `probabilities` (in the order of
     /// `heads`).
     pub fn value(&self, heads: &[String], probabilities: &[f32]) -> Value {
         let heads: Vec<HeadValue> = heads
             .iter()
             .zip(probabilities)
-            .map(|(head, &probability)| HeadValue {
-                head: head.clone(),
-                probability,
-                weight: self.0.get(head).copied().unwrap_or(0.0),
-            })
+            .zip(self.in_order(heads))
+            .map(|((head, &probability), weight)| HeadValue { head: head.clone(), probability, weight })
             .collect();
         Value { score: heads.iter().map(|h| h.probability * h.weight).sum(), heads }
     }

@@ -30,18 +30,32 @@ pub struct Args {
     /// without it users and items are described by their ids alone.
     #[arg(long)]
     movielens: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which Wide&Deep model an evaluation trains, and for how long.
+#[derive(Debug, clap::Args)]
+pub struct ModelArgs {
     /// Which parts of the model to use.
     #[arg(long, value_enum, default_value_t = Parts::WideDeep)]
     model: Parts,
     /// Settings as a JSON object over the defaults, e.g. '{"hidden": [128, 64]}'.
     #[arg(long)]
     wide_deep: Option<String>,
-    /// Train this many epochs instead of early stopping on `valid/`.
+    /// Train this many epochs instead of early stopping on the validation data.
     #[arg(long)]
-    epochs: Option<usize>,
-    /// Print one JSON object on the last line.
-    #[arg(long)]
-    json: bool,
+    pub epochs: Option<usize>,
+}
+
+impl ModelArgs {
+    /// The configuration these arguments ask for.
+    pub fn config(&self) -> anyhow::Result<WideDeepConfig> {
+        self.model.config(self.wide_deep.as_deref())
+    }
 }
 
 /// The parts of the Wide&Deep model, for ablations.
@@ -75,25 +89,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(raw) => reelrank_ingest::movielens_side_info(raw).await?,
         None => (Vec::new(), Vec::new()),
     };
-    let config = args.model.config(args.wide_deep.as_deref())?;
+    let config = args.model.config()?;
 
     let started = Instant::now();
-    let epochs = match args.epochs {
+    let epochs = match args.model.epochs {
         Some(epochs) => epochs,
         None => tune_epochs(&args.split, &items, &users, &config)?.unwrap_or(config.max_epochs),
     };
     let set = RankingSet::new(&split, &items, &users);
-    let progress = super::EpochProgress::new("train", epochs);
-    let model = WideDeep::fit(
-        &set.train,
-        &set.schema,
-        &WideDeepConfig { max_epochs: epochs, ..config },
-        |epoch, loss, _| {
-            progress.epoch(epoch, loss, "");
-            true
-        },
-    );
-    progress.finish();
+    let model = fit_epochs(&set.train, &set.schema, config, epochs);
     let report = RankingReport { train_seconds: started.elapsed().as_secs_f64(), ..set.evaluate(&model) };
     let optional = |auc: Option<f64>| auc.map_or("-".to_string(), |a| format!("{a:.4}"));
     println!(
@@ -128,6 +132,27 @@ fn tune_epochs(
         let report = set.evaluate(model);
         (format!("AUC {:.4}  logloss {:.4}", report.auc, report.logloss), report.logloss)
     })))
+}
+
+/// A model trained on `examples` for exactly `epochs` epochs, with a progress bar.
+pub fn fit_epochs(
+    examples: &[RankingExample],
+    schema: &RankingSchema,
+    config: WideDeepConfig,
+    epochs: usize,
+) -> WideDeep {
+    let progress = super::EpochProgress::new("train", epochs);
+    let model = WideDeep::fit(
+        examples,
+        schema,
+        &WideDeepConfig { max_epochs: epochs, ..config },
+        |epoch, loss, _| {
+            progress.epoch(epoch, loss, "");
+            true
+        },
+    );
+    progress.finish();
+    model
 }
 
 /// The number of epochs with the best validation logloss: trains on `train`, calling

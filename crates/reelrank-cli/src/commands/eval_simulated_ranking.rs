@@ -10,12 +10,12 @@ use std::ops::Range;
 use std::time::Instant;
 
 use reelrank_core::Timestamp;
-use reelrank_eval::{HeadReport, ImpressionSet, ValueReport};
+use reelrank_eval::{HeadReport, ImpressionSet, RankingEvaluation, ValueReport};
 use reelrank_features::join_impressions;
-use reelrank_models::{WideDeep, WideDeepConfig};
+use reelrank_models::{ValueWeights, WideDeep};
 use serde::Serialize;
 
-use super::eval_ranking::{best_epochs, Parts};
+use super::eval_ranking::{best_epochs, fit_epochs, ModelArgs};
 use crate::settings::Settings;
 
 /// Arguments of `eval simulated-ranking`.
@@ -23,15 +23,8 @@ use crate::settings::Settings;
 pub struct Args {
     #[command(flatten)]
     sim: super::eval_simulated::SimulationArgs,
-    /// Which parts of the model to use.
-    #[arg(long, value_enum, default_value_t = Parts::WideDeep)]
-    model: Parts,
-    /// Settings as a JSON object over the defaults, e.g. '{"hidden": [128, 64]}'.
-    #[arg(long)]
-    wide_deep: Option<String>,
-    /// Train this many epochs instead of early stopping on the validation day.
-    #[arg(long)]
-    epochs: Option<usize>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -54,7 +47,7 @@ struct Report {
 
 pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let sim = args.sim.simulation()?;
-    let config = args.model.config(args.wide_deep.as_deref())?;
+    let config = args.model.config()?;
     let mut events = Vec::new();
     let _ = sim.run(|_, day| {
         events.extend_from_slice(day);
@@ -74,28 +67,19 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(valid_start > 0, "the simulation has no impressions before its validation day");
 
     let started = Instant::now();
-    let epochs = match args.epochs {
+    let epochs = match args.model.epochs {
         Some(epochs) => epochs,
         None => best_epochs(
             &set.examples[..valid_start],
             &set.schema,
             &config,
-            validate_heads(&set, valid_start..test_start),
+            validate_heads(&set, valid_start..test_start, &settings.ranking.value),
         ),
     };
-    let progress = super::EpochProgress::new("train", epochs);
-    let model = WideDeep::fit(
-        &set.examples[..test_start],
-        &set.schema,
-        &WideDeepConfig { max_epochs: epochs, ..config },
-        |epoch, loss, _| {
-            progress.epoch(epoch, loss, "");
-            true
-        },
-    );
-    progress.finish();
+    let model = fit_epochs(&set.examples[..test_start], &set.schema, config, epochs);
     let train_seconds = started.elapsed().as_secs_f64();
-    let heads = set.evaluate(&model, test_start..set.examples.len());
+    let RankingEvaluation { heads, value } =
+        set.evaluate(&model, test_start..set.examples.len(), &settings.ranking.value);
     let (mean_auc, mean_gauc) = means(&heads);
     let optional = |x: Option<f64>| x.map_or("     -".to_string(), |x| format!("{x:.4}"));
     println!("{:<15} {:>9} {:>7} {:>7} {:>8}", "head", "positives", "AUC", "GAUC", "logloss");
@@ -109,7 +93,6 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             h.logloss
         );
     }
-    let value = set.evaluate_value(&model, test_start..set.examples.len(), &settings.ranking.value);
     println!(
         "{:<15} {:>9} {:>7} {:>7}   (Σ P(action) × weight against the realised value > 0)",
         "value",
@@ -139,9 +122,13 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
 
 /// A validation for [`best_epochs`] on `set.examples[range]`: the heads' mean AUC to show, their
 /// mean logloss to minimise.
-pub fn validate_heads(set: &ImpressionSet, range: Range<usize>) -> impl Fn(&WideDeep) -> (String, f64) + '_ {
+pub fn validate_heads<'a>(
+    set: &'a ImpressionSet,
+    range: Range<usize>,
+    weights: &'a ValueWeights,
+) -> impl Fn(&WideDeep) -> (String, f64) + 'a {
     move |model| {
-        let heads = set.evaluate(model, range.clone());
+        let heads = set.evaluate(model, range.clone(), weights).heads;
         let (auc, _) = means(&heads);
         let logloss = heads.iter().map(|h| h.logloss).sum::<f64>() / heads.len() as f64;
         (format!("mean AUC {auc:.4}  mean logloss {logloss:.4}"), logloss)

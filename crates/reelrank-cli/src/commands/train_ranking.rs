@@ -12,9 +12,8 @@ use std::time::Instant;
 use reelrank_core::{EventKind, Timestamp};
 use reelrank_eval::ImpressionSet;
 use reelrank_features::join_impressions;
-use reelrank_models::{WideDeep, WideDeepConfig};
 
-use super::eval_ranking::best_epochs;
+use super::eval_ranking::{best_epochs, fit_epochs};
 use super::eval_simulated_ranking::validate_heads;
 use crate::settings::Settings;
 
@@ -52,20 +51,10 @@ pub async fn run(data_dir: &Path, settings: &Settings, epochs: Option<usize>) ->
             &set.examples[..held],
             &set.schema,
             &config,
-            validate_heads(&set, held..set.examples.len()),
+            validate_heads(&set, held..set.examples.len(), &settings.ranking.value),
         ),
     };
-    let progress = super::EpochProgress::new("train", epochs);
-    let model = WideDeep::fit(
-        &set.examples,
-        &set.schema,
-        &WideDeepConfig { max_epochs: epochs, ..config },
-        |epoch, loss, _| {
-            progress.epoch(epoch, loss, "");
-            true
-        },
-    );
-    progress.finish();
+    let model = fit_epochs(&set.examples, &set.schema, config, epochs);
     let dir = model_dir(data_dir);
     super::save_whole(&dir, |fresh| {
         model.save(fresh)?;
