@@ -8,10 +8,13 @@
 //! Shapes are row-major: a batch `x` is `[batch × in]`, a layer's weight `w` is `[out × in]`
 //! (PyTorch's convention) and `y = x · wᵀ + b`.
 
+use std::path::Path;
+
 use multiversion::multiversion;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use reelrank_features::kernels::axpy;
+use reelrank_features::{PersistError, TensorReader, TensorWriter};
 
 /// `c = a' · b' (+ c when accumulate)`, where `a'` is `a` (`[m × k]`) or, if `a_transposed`, the
 /// transpose of `a` stored as `[k × m]`; likewise `b'` (`[k × n]`, or `[n × k]` stored).
@@ -97,8 +100,8 @@ impl Adam {
 pub struct Linear {
     pub(crate) inputs: usize,
     pub(crate) outputs: usize,
-    pub(crate) w: Vec<f32>,
-    pub(crate) b: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
     grad_w: Vec<f32>,
     grad_b: Vec<f32>,
     adam_w: Adam,
@@ -119,6 +122,16 @@ impl Linear {
             adam_w: Adam::default(),
             adam_b: Adam::default(),
         }
+    }
+
+    /// The weights, `[out × in]`.
+    pub(crate) fn weights(&self) -> &[f32] {
+        &self.w
+    }
+
+    /// The biases, `[out]`.
+    pub(crate) fn bias(&self) -> &[f32] {
+        &self.b
     }
 
     /// `y = x · wᵀ + b` for a batch of `rows`.
@@ -249,6 +262,41 @@ impl Mlp {
         for layer in &mut self.layers {
             layer.step(adam);
         }
+    }
+
+    /// Adds each layer's weights (`{prefix}.{i}.w`, `[out × in]`) and biases (`{prefix}.{i}.b`).
+    pub(crate) fn write(&self, arrays: &mut TensorWriter, prefix: &str) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            arrays.add(&format!("{prefix}.{i}.w"), vec![layer.outputs, layer.inputs], &layer.w);
+            arrays.add(&format!("{prefix}.{i}.b"), vec![layer.outputs], &layer.b);
+        }
+    }
+
+    /// Reads what [`Mlp::write`] wrote into this MLP, whose shape must match; `path` names the
+    /// file in errors.
+    pub(crate) fn read(
+        &mut self,
+        arrays: &TensorReader,
+        prefix: &str,
+        path: &Path,
+    ) -> Result<(), PersistError> {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let (shape, w) = arrays.read::<f32>(&format!("{prefix}.{i}.w"))?;
+            let b: Vec<f32> = arrays.values(&format!("{prefix}.{i}.b"))?;
+            if shape != [layer.outputs, layer.inputs] || b.len() != layer.outputs {
+                return Err(PersistError::Format {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "{prefix}.{i} is {shape:?} with {} biases, the model's layer is [{}, {}]",
+                        b.len(),
+                        layer.outputs,
+                        layer.inputs
+                    ),
+                });
+            }
+            (layer.w, layer.b) = (w, b);
+        }
+        Ok(())
     }
 }
 

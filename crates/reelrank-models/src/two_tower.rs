@@ -377,12 +377,8 @@ impl TwoTower {
     pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
         self.table.save(dir, "embeddings")?;
         let mut arrays = TensorWriter::new();
-        for (tower, mlp) in [("user", &self.user_mlp), ("item", &self.item_mlp)] {
-            for (i, layer) in mlp.layers.iter().enumerate() {
-                arrays.add(&format!("{tower}.{i}.w"), vec![layer.outputs, layer.inputs], &layer.w);
-                arrays.add(&format!("{tower}.{i}.b"), vec![layer.outputs], &layer.b);
-            }
-        }
+        self.user_mlp.write(&mut arrays, "user");
+        self.item_mlp.write(&mut arrays, "item");
         arrays.write(&dir.join("towers.safetensors"))?;
         let manifest = Manifest {
             format_version: TWO_TOWER_FORMAT_VERSION,
@@ -402,22 +398,8 @@ impl TwoTower {
         model.table = EmbeddingTable::load(dir, "embeddings")?;
         let path = dir.join("towers.safetensors");
         let arrays = TensorReader::open(&path)?;
-        for (tower, mlp) in [("user", &mut model.user_mlp), ("item", &mut model.item_mlp)] {
-            for (i, layer) in mlp.layers.iter_mut().enumerate() {
-                let (shape, w) = arrays.read::<f32>(&format!("{tower}.{i}.w"))?;
-                if shape != [layer.outputs, layer.inputs] {
-                    return Err(PersistError::Format {
-                        path,
-                        message: format!(
-                            "{tower}.{i}.w is {shape:?}, the config says [{}, {}]",
-                            layer.outputs, layer.inputs
-                        ),
-                    });
-                }
-                layer.w = w;
-                layer.b = arrays.values(&format!("{tower}.{i}.b"))?;
-            }
-        }
+        model.user_mlp.read(&arrays, "user", &path)?;
+        model.item_mlp.read(&arrays, "item", &path)?;
         Ok(model)
     }
 }

@@ -283,7 +283,7 @@ impl WideDeep {
     /// once per request rather than once per candidate.
     pub fn request_part(&self, slots: &[Bag], dense: &[f32]) -> Vec<f32> {
         let first = &self.mlp.layers[0];
-        let mut part = first.b.clone();
+        let mut part = first.bias().to_vec();
         let request_slots = self.schema.request_slots;
         let pooled = self.slots.iter().enumerate().filter(|(_, &s)| s < request_slots);
         self.add_slots(&mut part, pooled.map(|(p, &s)| (p, &slots[s])));
@@ -313,7 +313,7 @@ impl WideDeep {
             x.clear();
             pool(&self.table, &[bag.as_slice()], &mut x);
             let columns = position * d..(position + 1) * d;
-            for (out, row) in part.iter_mut().zip(first.w.chunks_exact(first.inputs)) {
+            for (out, row) in part.iter_mut().zip(first.weights().chunks_exact(first.inputs)) {
                 *out += dot(&row[columns.clone()], &x);
             }
         }
@@ -324,7 +324,7 @@ impl WideDeep {
     fn add_dense_column(&self, part: &mut [f32], j: usize, value: f32) {
         let first = &self.mlp.layers[0];
         let column = self.slots.len() * self.table.dim() + j;
-        for (out, row) in part.iter_mut().zip(first.w.chunks_exact(first.inputs)) {
+        for (out, row) in part.iter_mut().zip(first.weights().chunks_exact(first.inputs)) {
             *out += row[column] * value;
         }
     }
@@ -411,10 +411,7 @@ impl WideDeep {
     pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
         self.table.save(dir, "embeddings")?;
         let mut arrays = TensorWriter::new();
-        for (i, layer) in self.mlp.layers.iter().enumerate() {
-            arrays.add(&format!("mlp.{i}.w"), vec![layer.outputs, layer.inputs], &layer.w);
-            arrays.add(&format!("mlp.{i}.b"), vec![layer.outputs], &layer.b);
-        }
+        self.mlp.write(&mut arrays, "mlp");
         let (coordinates, z, n) = self.wide.state();
         let heads = self.schema.heads.len();
         arrays.add("wide.coordinates", vec![coordinates.len()], &coordinates);
@@ -439,17 +436,7 @@ impl WideDeep {
         let path = dir.join("dense.safetensors");
         let arrays = TensorReader::open(&path)?;
         let format = |message: String| PersistError::Format { path: path.clone(), message };
-        for (i, layer) in model.mlp.layers.iter_mut().enumerate() {
-            let (shape, w) = arrays.read::<f32>(&format!("mlp.{i}.w"))?;
-            if shape != [layer.outputs, layer.inputs] {
-                return Err(format(format!(
-                    "mlp.{i}.w is {shape:?}, the manifest says [{}, {}]",
-                    layer.outputs, layer.inputs
-                )));
-            }
-            layer.w = w;
-            layer.b = arrays.values(&format!("mlp.{i}.b"))?;
-        }
+        model.mlp.read(&arrays, "mlp", &path)?;
         let coordinates: Vec<u32> = arrays.values("wide.coordinates")?;
         let (z, n): (Vec<f32>, Vec<f32>) = (arrays.values("wide.z")?, arrays.values("wide.n")?);
         model.wide = Ftrl::from_state(model.config.ftrl, model.schema.heads.len(), &coordinates, &z, &n)
