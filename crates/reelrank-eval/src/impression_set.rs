@@ -9,26 +9,18 @@
 //! learns the user's preference rather than the sampler's popularity.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use reelrank_core::{Item, Timestamp, User};
 use reelrank_features::{
-    context_bag, item_bags, item_id_key, read_manifest, write_manifest, Bag, Engagement, EngagementPrior,
-    Impression, PersistError, UserSchema, WatchQuantiles, WideSchema, ACTIONS, ENGAGEMENT_FEATURES,
+    EngagementPrior, FeatureState, Impression, RankingFeatures, RequestFeatures, UserSchema, WatchQuantiles,
+    WideSchema, ACTIONS, ENGAGEMENT_FEATURES,
 };
 use reelrank_models::{RankingExample, RankingSchema, ValueWeights, WideDeep};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{auc, gauc, logloss};
-
-/// Actions that make an item one of the user's positives (history), by position in [`ACTIONS`]:
-/// effective play, finish, like, comment, share, follow.
-const POSITIVE_ACTIONS: u16 = 0b11_1111;
-
-/// How many of the user's latest positives the history slot and crosses hold.
-const HISTORY: usize = 10;
 
 /// How examples are built from a log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,47 +37,6 @@ pub struct ImpressionConfig {
 impl Default for ImpressionConfig {
     fn default() -> ImpressionConfig {
         ImpressionConfig { counter_half_life_hours: 24.0, sampled_negatives: 4, seed: 0 }
-    }
-}
-
-/// What turns a (user, item, moment) into an example's features beyond the catalog: fitted on
-/// the training impressions and saved with a model, so serving computes the same features.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RankingFeatures {
-    /// The user attributes that are slots.
-    pub user_schema: UserSchema,
-    /// Thresholds of an effective play.
-    pub watch: WatchQuantiles,
-    /// Averages the counters' rates start from, and their half-life.
-    pub prior: EngagementPrior,
-    /// Mean and scale of each dense feature over the training examples.
-    pub standardise: Vec<(f32, f32)>,
-}
-
-/// Version of the `features.json` layout [`RankingFeatures::save`] writes.
-pub const RANKING_FEATURES_FORMAT_VERSION: u32 = 1;
-
-/// `features.json`.
-#[derive(Serialize, Deserialize)]
-struct FeaturesManifest {
-    format_version: u32,
-    #[serde(flatten)]
-    features: RankingFeatures,
-}
-
-impl RankingFeatures {
-    /// Writes `features.json` into `dir`.
-    pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
-        let manifest =
-            FeaturesManifest { format_version: RANKING_FEATURES_FORMAT_VERSION, features: self.clone() };
-        write_manifest(&dir.join("features.json"), &manifest)
-    }
-
-    /// Reads what [`RankingFeatures::save`] wrote.
-    pub fn load(dir: &Path) -> Result<RankingFeatures, PersistError> {
-        let manifest: FeaturesManifest =
-            read_manifest(&dir.join("features.json"), RANKING_FEATURES_FORMAT_VERSION)?;
-        Ok(manifest.features)
     }
 }
 
@@ -107,57 +58,36 @@ pub struct ImpressionSet {
     pub features: RankingFeatures,
 }
 
-/// The state the features are computed from, as the log is replayed.
+/// The catalog and the feature state, as the log is replayed.
 struct Replay<'a> {
     items: HashMap<&'a str, &'a Item>,
     users: HashMap<&'a str, &'a User>,
     user_schema: UserSchema,
     wide: WideSchema,
-    prior: EngagementPrior,
-    user_counters: HashMap<String, Engagement>,
-    item_counters: HashMap<String, Engagement>,
-    histories: HashMap<String, Vec<u64>>,
+    state: FeatureState,
 }
 
 impl Replay<'_> {
     /// The example of showing `item` to `impression`'s user at its time, labelled with its actions.
     fn example(&self, impression: &Impression, item: &Item) -> RankingExample {
         let user_id = impression.user_id.as_str();
-        let mut slots: Vec<Bag> = match self.users.get(user_id) {
-            Some(user) => self.user_schema.bags(user),
-            None => self.user_schema.anonymous_bags(user_id),
-        };
-        let context = impression.context.as_ref().map(context_bag).unwrap_or_default();
-        let no_history = Vec::new();
-        let history = self.histories.get(user_id).unwrap_or(&no_history);
-        let recent = &history[history.len().saturating_sub(HISTORY)..];
-        let weight = 1.0 / recent.len().max(1) as f32;
-        let item_slots = item_bags(item, impression.ts);
-        let wide = self.wide.keys(&slots, &item_slots, &context, history);
-        slots.push(context);
-        slots.push(recent.iter().map(|&k| (k, weight)).collect());
-        slots.extend(item_slots);
-        let now = impression.ts.millis();
-        let counters = |map: &HashMap<String, Engagement>, key: &str| {
-            map.get(key).copied().unwrap_or_default().features(now, &self.prior)
-        };
-        let dense = counters(&self.user_counters, user_id)
-            .into_iter()
-            .chain(counters(&self.item_counters, &item.item_id))
-            .collect();
+        let user = self.users.get(user_id).copied();
+        let request = RequestFeatures::new(
+            &self.user_schema,
+            &self.state,
+            user_id,
+            user,
+            impression.context.as_ref(),
+            impression.ts,
+        );
+        let candidate = request.candidate(&self.wide, &self.state, item);
         let labels = (0..ACTIONS.len()).map(|a| Some(impression.did(a))).collect();
-        RankingExample { slots, dense, wide, labels, offset: 0.0 }
-    }
-
-    /// Counts `impression` as having happened.
-    fn record(&mut self, impression: &Impression) {
-        self.user_counters.entry(impression.user_id.clone()).or_default().add(impression, &self.prior);
-        self.item_counters.entry(impression.item_id.clone()).or_default().add(impression, &self.prior);
-        if impression.actions & POSITIVE_ACTIONS != 0 {
-            self.histories
-                .entry(impression.user_id.clone())
-                .or_default()
-                .push(item_id_key(&impression.item_id));
+        RankingExample {
+            slots: request.slots.into_iter().chain(candidate.slots).collect(),
+            dense: request.dense.into_iter().chain(candidate.dense).collect(),
+            wide: candidate.wide,
+            labels,
+            offset: 0.0,
         }
     }
 }
@@ -184,15 +114,13 @@ impl ImpressionSet {
         let half_life_ms = config.counter_half_life_hours * 3_600_000.0;
         let user_schema = UserSchema::from_users(users);
         let user_slots = user_schema.anonymous_bags("").len();
+        let prior = EngagementPrior::fit(&impressions[..before], half_life_ms);
         let mut replay = Replay {
             items,
             users: users.iter().map(|u| (u.user_id.as_str(), u)).collect(),
             wide: WideSchema::standard(user_slots),
-            prior: EngagementPrior::fit(&impressions[..before], half_life_ms),
+            state: FeatureState::new(prior.clone()),
             user_schema,
-            user_counters: HashMap::new(),
-            item_counters: HashMap::new(),
-            histories: HashMap::new(),
         };
         let mut sampler = Sampler::new(&impressions, &replay.items, config);
         let (mut examples, mut times, mut user_ids) = (Vec::new(), Vec::new(), Vec::new());
@@ -221,7 +149,7 @@ impl ImpressionSet {
                 times.push(impression.ts);
                 user_ids.push(user);
             }
-            replay.record(impression);
+            replay.state.record(impression);
         }
         let fitted = times.partition_point(|&t| t < fit_before);
         let standardise = standardise(&mut examples, fitted);
@@ -231,8 +159,7 @@ impl ImpressionSet {
             request_slots: user_slots + 2,
             request_dense: ENGAGEMENT_FEATURES,
         };
-        let features =
-            RankingFeatures { user_schema: replay.user_schema, watch, prior: replay.prior, standardise };
+        let features = RankingFeatures { user_schema: replay.user_schema, watch, prior, standardise };
         ImpressionSet { examples, times, users: user_ids, unknown_items, schema, features }
     }
 

@@ -11,10 +11,7 @@ mod retrieval;
 mod split;
 mod towers;
 
-pub use impression_set::{
-    HeadReport, ImpressionConfig, ImpressionSet, RankingEvaluation, RankingFeatures, ValueReport,
-    RANKING_FEATURES_FORMAT_VERSION,
-};
+pub use impression_set::{HeadReport, ImpressionConfig, ImpressionSet, RankingEvaluation, ValueReport};
 pub use metrics::{auc, gauc, logloss, ndcg_at_k, recall_at_k};
 pub use ranking::{RankingReport, RankingSet};
 pub use retrieval::{evaluate_retrieval, CachedScores, RetrievalReport, RetrievalTask, TrainData};

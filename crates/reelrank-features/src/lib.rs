@@ -22,6 +22,7 @@ pub mod kernels;
 mod labels;
 mod outcomes;
 mod persist;
+mod ranking_inputs;
 mod schema;
 mod tensors;
 
@@ -32,6 +33,10 @@ pub use hashing::feature_key;
 pub use labels::PositiveRule;
 pub use outcomes::{join_impressions, Impression, WatchQuantiles, ACTIONS, EFFECTIVE_PLAY};
 pub use persist::{PersistError, FORMAT_VERSION};
+pub use ranking_inputs::{
+    CandidateFeatures, FeatureState, RankingFeatures, RequestFeatures, HISTORY,
+    RANKING_FEATURES_FORMAT_VERSION,
+};
 pub use schema::{
     context_bag, item_bags, item_id_key, numeric_bucket, Bag, UserSchema, ITEM_CATEGORY_SLOT,
     ITEM_CREATOR_SLOT, ITEM_TAGS_SLOT,

@@ -182,7 +182,7 @@ fn trains_the_ranking_model_from_the_store() {
     let saved = dir.path().join("models/ranking");
     let model = reelrank_models::WideDeep::load(&saved).unwrap();
     assert_eq!(model.heads(), reelrank_features::ACTIONS);
-    let features = reelrank_eval::RankingFeatures::load(&saved).unwrap();
+    let features = reelrank_features::RankingFeatures::load(&saved).unwrap();
     assert!(features.prior.rates.iter().all(|r| (0.0..=1.0).contains(r)));
 }
 

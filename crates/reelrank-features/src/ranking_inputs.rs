@@ -1,0 +1,228 @@
+//! The ranking model's inputs beyond the catalog, one implementation for training and serving:
+//! training replays the log through a [`FeatureState`] and builds each example from what happened
+//! before it was shown; serving keeps the same state current from the events and builds a
+//! request's features with the same calls, so a served score sees exactly the features its model
+//! was trained on.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use reelrank_core::{EventContext, Item, Timestamp, User};
+use serde::{Deserialize, Serialize};
+
+use crate::crosses::WideSchema;
+use crate::engagement::{Engagement, EngagementPrior};
+use crate::outcomes::{Impression, WatchQuantiles};
+use crate::persist::PersistError;
+use crate::schema::{context_bag, item_bags, item_id_key, Bag, UserSchema};
+use crate::tensors::{read_manifest, write_manifest};
+
+/// Actions that make an item one of the user's positives (history), by position in
+/// [`crate::ACTIONS`]: effective play, finish, like, comment, share, follow.
+const POSITIVE_ACTIONS: u16 = 0b11_1111;
+
+/// How many of the user's latest positives the history slot and crosses hold.
+pub const HISTORY: usize = 10;
+
+/// What turns a (user, item, moment) into an example's features beyond the catalog: fitted on
+/// the training impressions and saved with a model, so serving computes the same features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankingFeatures {
+    /// The user attributes that are slots.
+    pub user_schema: UserSchema,
+    /// Thresholds of an effective play.
+    pub watch: WatchQuantiles,
+    /// Averages the counters' rates start from, and their half-life.
+    pub prior: EngagementPrior,
+    /// Mean and scale of each dense feature over the training examples: the request's columns,
+    /// then the candidate's.
+    pub standardise: Vec<(f32, f32)>,
+}
+
+/// Version of the `features.json` layout [`RankingFeatures::save`] writes.
+pub const RANKING_FEATURES_FORMAT_VERSION: u32 = 1;
+
+/// `features.json`.
+#[derive(Serialize, Deserialize)]
+struct FeaturesManifest {
+    format_version: u32,
+    #[serde(flatten)]
+    features: RankingFeatures,
+}
+
+impl RankingFeatures {
+    /// Writes `features.json` into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
+        let manifest =
+            FeaturesManifest { format_version: RANKING_FEATURES_FORMAT_VERSION, features: self.clone() };
+        write_manifest(&dir.join("features.json"), &manifest)
+    }
+
+    /// Reads what [`RankingFeatures::save`] wrote.
+    pub fn load(dir: &Path) -> Result<RankingFeatures, PersistError> {
+        let manifest: FeaturesManifest =
+            read_manifest(&dir.join("features.json"), RANKING_FEATURES_FORMAT_VERSION)?;
+        Ok(manifest.features)
+    }
+
+    /// Standardises `dense` in place as training did, `dense[0]` being dense column `first`.
+    pub fn standardise(&self, dense: &mut [f32], first: usize) {
+        for (value, &(mean, scale)) in dense.iter_mut().zip(&self.standardise[first..]) {
+            *value = (*value - mean) * scale;
+        }
+    }
+}
+
+/// Each user's and each item's decayed engagement counters and each user's latest positives, as
+/// of the impressions recorded so far.
+#[derive(Debug, Clone)]
+pub struct FeatureState {
+    prior: EngagementPrior,
+    users: HashMap<String, Engagement>,
+    items: HashMap<String, Engagement>,
+    histories: HashMap<String, Vec<u64>>,
+}
+
+impl FeatureState {
+    /// No impressions yet; rates start from `prior`.
+    pub fn new(prior: EngagementPrior) -> FeatureState {
+        FeatureState { prior, users: HashMap::new(), items: HashMap::new(), histories: HashMap::new() }
+    }
+
+    /// Counts `impression` (labelled, see [`WatchQuantiles::label`]) as having happened.
+    pub fn record(&mut self, impression: &Impression) {
+        self.users.entry(impression.user_id.clone()).or_default().add(impression, &self.prior);
+        self.items.entry(impression.item_id.clone()).or_default().add(impression, &self.prior);
+        if impression.actions & POSITIVE_ACTIONS != 0 {
+            let history = self.histories.entry(impression.user_id.clone()).or_default();
+            if history.len() == HISTORY {
+                history.remove(0);
+            }
+            history.push(item_id_key(&impression.item_id));
+        }
+    }
+
+    /// The item-id keys of the user's latest [`HISTORY`] positives, most recent last.
+    pub fn history(&self, user_id: &str) -> &[u64] {
+        self.histories.get(user_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The user's engagement rates at `now` (not standardised).
+    pub fn user_engagement(&self, user_id: &str, now: Timestamp) -> Vec<f32> {
+        Self::engagement(&self.users, user_id, now, &self.prior)
+    }
+
+    /// The item's engagement rates at `now` (not standardised).
+    pub fn item_engagement(&self, item_id: &str, now: Timestamp) -> Vec<f32> {
+        Self::engagement(&self.items, item_id, now, &self.prior)
+    }
+
+    fn engagement(
+        counters: &HashMap<String, Engagement>,
+        id: &str,
+        now: Timestamp,
+        prior: &EngagementPrior,
+    ) -> Vec<f32> {
+        counters.get(id).copied().unwrap_or_default().features(now.millis(), prior).to_vec()
+    }
+}
+
+/// The request's side of the features, computed once per request: the user's slots, the context,
+/// the history and the user's engagement.
+#[derive(Debug, Clone)]
+pub struct RequestFeatures {
+    /// The user's slots, then the context's, then the history's (recency-averaged).
+    pub slots: Vec<Bag>,
+    /// The user's engagement rates (not standardised).
+    pub dense: Vec<f32>,
+    user_slots: usize,
+    history: Vec<u64>,
+    now: Timestamp,
+}
+
+impl RequestFeatures {
+    /// The features of showing something to `user_id` (whose record is `user`, when there is one)
+    /// at `now` in `context`.
+    pub fn new(
+        schema: &UserSchema,
+        state: &FeatureState,
+        user_id: &str,
+        user: Option<&User>,
+        context: Option<&EventContext>,
+        now: Timestamp,
+    ) -> RequestFeatures {
+        let mut slots = match user {
+            Some(user) => schema.bags(user),
+            None => schema.anonymous_bags(user_id),
+        };
+        let user_slots = slots.len();
+        let history = state.history(user_id).to_vec();
+        let weight = 1.0 / history.len().max(1) as f32;
+        slots.push(context.map(context_bag).unwrap_or_default());
+        slots.push(history.iter().map(|&k| (k, weight)).collect());
+        RequestFeatures { slots, dense: state.user_engagement(user_id, now), user_slots, history, now }
+    }
+
+    /// The candidate `item`'s slots, its engagement rates (not standardised) and the example's wide
+    /// keys.
+    pub fn candidate(&self, wide: &WideSchema, state: &FeatureState, item: &Item) -> CandidateFeatures {
+        let slots = item_bags(item, self.now);
+        let context = &self.slots[self.user_slots];
+        let wide = wide.keys(&self.slots[..self.user_slots], &slots, context, &self.history);
+        CandidateFeatures { dense: state.item_engagement(&item.item_id, self.now), slots, wide }
+    }
+}
+
+/// A candidate's side of one example's features.
+#[derive(Debug, Clone)]
+pub struct CandidateFeatures {
+    /// The item's slots ([`item_bags`]).
+    pub slots: Vec<Bag>,
+    /// The item's engagement rates (not standardised).
+    pub dense: Vec<f32>,
+    /// The wide keys of the (user, item) pair.
+    pub wide: Vec<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use reelrank_core::{Category, EventKind};
+
+    use super::*;
+    use crate::outcomes::ACTIONS;
+
+    fn impression(user: &str, item: &str, action: Option<usize>) -> Impression {
+        Impression {
+            user_id: user.into(),
+            item_id: item.into(),
+            ts: Timestamp(1_000),
+            context: None,
+            actions: action.map_or(0, |a| 1 << a),
+            played: action.is_some(),
+            watch_ms: 0.0,
+            implicit: false,
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_latest_positives_only() {
+        let prior = EngagementPrior { half_life_ms: 3.6e6, rates: [0.1; 1 + ACTIONS.len()] };
+        let mut state = FeatureState::new(prior);
+        let skip = ACTIONS.iter().position(|&a| a == EventKind::Skip.as_str());
+        state.record(&impression("u", "skipped", skip));
+        for i in 0..HISTORY + 2 {
+            state.record(&impression("u", &format!("liked{i}"), Some(2)));
+        }
+        let history = state.history("u");
+        assert_eq!(history.len(), HISTORY);
+        assert_eq!(history.last(), Some(&item_id_key(&format!("liked{}", HISTORY + 1))));
+        assert!(!history.contains(&item_id_key("skipped")) && !history.contains(&item_id_key("liked0")));
+        let schema = UserSchema::from_users([]);
+        let request = RequestFeatures::new(&schema, &state, "u", None, None, Timestamp(2_000));
+        let item = Item::new("new", Category::MicroDrama);
+        let wide = WideSchema::standard(schema.anonymous_bags("u").len());
+        let candidate = request.candidate(&wide, &state, &item);
+        assert_eq!(candidate.dense.len(), request.dense.len());
+        assert!(candidate.wide.len() > HISTORY, "history crosses are among the wide keys");
+    }
+}
