@@ -1,0 +1,248 @@
+//! What serving knows of each user's behaviour: what they have seen, what they said they do not
+//! want, whom they follow, where they are in each series and their latest positives; and, over
+//! all users, each item's recent heat for the trending source. Kept current from the event
+//! stream, so that a `not_interested` or a finished episode changes the very next response.
+
+use std::collections::{HashMap, HashSet};
+
+use reelrank_core::{Category, Event, EventKind, Timestamp};
+use reelrank_features::PositiveRule;
+
+use crate::catalog::{Catalog, ItemIndex};
+
+/// How many of a user's latest positives are kept (item-to-item recall and explanations).
+pub const RECENT_POSITIVES: usize = 20;
+
+/// One user's behaviour, as serving needs it.
+#[derive(Debug, Clone, Default)]
+pub struct UserActivity {
+    /// Items served to or watched by the user: never recommended again.
+    pub seen: HashSet<ItemIndex>,
+    /// Items the user marked `not_interested`.
+    pub not_interested: HashSet<ItemIndex>,
+    /// Creators of items the user marked `not_interested`, with how many times.
+    pub disliked_creators: HashMap<String, u32>,
+    /// Creators the user follows.
+    pub followed: HashSet<String>,
+    /// The highest episode the user played of each series.
+    pub series: HashMap<String, u32>,
+    /// The latest positives (item, what made it one), most recent last.
+    pub positives: Vec<(ItemIndex, EventKind)>,
+}
+
+/// Every user's [`UserActivity`] and every item's heat.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    users: HashMap<String, UserActivity>,
+    rule: PositiveRule,
+    trending: Trending,
+}
+
+impl Activity {
+    /// No activity yet over a catalog of `items` items; heat halves every `heat_half_life_hours`.
+    pub fn new(items: usize, heat_half_life_hours: f64) -> Activity {
+        Activity {
+            users: HashMap::new(),
+            rule: PositiveRule::default(),
+            trending: Trending::new(items, heat_half_life_hours),
+        }
+    }
+
+    /// Counts `event`; events on items outside `catalog` change nothing.
+    pub fn record(&mut self, catalog: &Catalog, event: &Event) {
+        let Some(index) = catalog.index(&event.item_id) else { return };
+        let item = catalog.item(index);
+        let user = self.users.entry(event.user_id.clone()).or_default();
+        match event.kind {
+            EventKind::Impression
+            | EventKind::Play
+            | EventKind::Watch
+            | EventKind::Finish
+            | EventKind::Skip
+            | EventKind::Rate => {
+                user.seen.insert(index);
+            }
+            EventKind::NotInterested => {
+                user.not_interested.insert(index);
+                if let Some(creator) = &item.creator_id {
+                    *user.disliked_creators.entry(creator.clone()).or_default() += 1;
+                }
+            }
+            EventKind::Follow => {
+                user.followed.extend(item.creator_id.clone());
+            }
+            EventKind::Like | EventKind::Share | EventKind::Comment | EventKind::Report => {}
+        }
+        let played = matches!(event.kind, EventKind::Play | EventKind::Watch | EventKind::Finish);
+        if let (true, Some(series), Some(episode)) = (played, &item.series_id, item.episode) {
+            let at = user.series.entry(series.clone()).or_default();
+            *at = (*at).max(episode);
+        }
+        if self.rule.is_positive(event, item.duration_s) {
+            user.positives.retain(|&(i, _)| i != index);
+            if user.positives.len() == RECENT_POSITIVES {
+                user.positives.remove(0);
+            }
+            user.positives.push((index, event.kind));
+            self.trending.add(index, event.ts);
+        }
+    }
+
+    /// Marks items as served to `user_id` (a response's side effect).
+    pub fn served(&mut self, user_id: &str, items: &[ItemIndex]) {
+        self.users.entry(user_id.to_owned()).or_default().seen.extend(items);
+    }
+
+    /// The user's activity (empty for a user never seen).
+    pub fn user(&self, user_id: &str) -> &UserActivity {
+        static EMPTY: std::sync::OnceLock<UserActivity> = std::sync::OnceLock::new();
+        self.users.get(user_id).unwrap_or_else(|| EMPTY.get_or_init(UserActivity::default))
+    }
+
+    /// Item heat for the trending source.
+    pub fn trending(&self) -> &Trending {
+        &self.trending
+    }
+
+    /// Re-sorts each category's trending list (after a batch of events).
+    pub fn refresh_trending(&mut self, catalog: &Catalog) {
+        self.trending.refresh(catalog);
+    }
+}
+
+/// Each item's positives, decayed with a half-life, and the hottest items of each category.
+#[derive(Debug, Clone)]
+pub struct Trending {
+    /// Heat as of `origin_ms`: each positive adds `2^((t − origin) / half-life)`, so nothing has to
+    /// be decayed as time passes and heats stay comparable.
+    heat: Vec<f64>,
+    origin_ms: Option<i64>,
+    half_life_ms: f64,
+    /// Items with heat, hottest first, per category and over all categories.
+    by_category: HashMap<Category, Vec<ItemIndex>>,
+    overall: Vec<ItemIndex>,
+}
+
+/// How many items each trending list keeps.
+const TRENDING_LIST: usize = 500;
+
+impl Trending {
+    fn new(items: usize, half_life_hours: f64) -> Trending {
+        Trending {
+            heat: vec![0.0; items],
+            origin_ms: None,
+            half_life_ms: half_life_hours * 3_600_000.0,
+            by_category: HashMap::new(),
+            overall: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, index: ItemIndex, ts: Timestamp) {
+        let origin = *self.origin_ms.get_or_insert(ts.millis());
+        let growth = ((ts.millis() - origin) as f64 / self.half_life_ms).exp2();
+        if let Some(heat) = self.heat.get_mut(index as usize) {
+            *heat += growth;
+        }
+    }
+
+    /// The item's heat at `now`, in positives (each counted `0.5^(age / half-life)`).
+    pub fn heat(&self, index: ItemIndex, now: Timestamp) -> f64 {
+        let Some(origin) = self.origin_ms else { return 0.0 };
+        let decay = ((origin - now.millis()) as f64 / self.half_life_ms).exp2();
+        self.heat.get(index as usize).map_or(0.0, |h| h * decay)
+    }
+
+    /// The hottest items of `category` (all categories for `None`), hottest first.
+    pub fn hottest(&self, category: Option<&Category>) -> &[ItemIndex] {
+        match category {
+            Some(category) => self.by_category.get(category).map_or(&[], Vec::as_slice),
+            None => &self.overall,
+        }
+    }
+
+    fn refresh(&mut self, catalog: &Catalog) {
+        let mut hot: Vec<(ItemIndex, f32)> = (0..self.heat.len().min(catalog.len()) as ItemIndex)
+            .filter(|&i| self.heat[i as usize] > 0.0)
+            .map(|i| (i, self.heat[i as usize] as f32))
+            .collect();
+        hot.sort_unstable_by(reelrank_core::by_score);
+        self.by_category.clear();
+        for &(index, _) in &hot {
+            let list = self.by_category.entry(catalog.item(index).category.clone()).or_default();
+            if list.len() < TRENDING_LIST {
+                list.push(index);
+            }
+        }
+        self.overall = hot.iter().take(TRENDING_LIST).map(|&(i, _)| i).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reelrank_core::Item;
+
+    use super::*;
+
+    fn event(user: &str, item: &str, kind: EventKind, hours: i64) -> Event {
+        Event {
+            event_id: None,
+            user_id: user.into(),
+            item_id: item.into(),
+            kind,
+            value: None,
+            ts: Timestamp(hours * 3_600_000),
+            request_id: None,
+            context: None,
+        }
+    }
+
+    fn catalog() -> Catalog {
+        let item = |id: &str, creator: &str, category: Category| Item {
+            creator_id: Some(creator.into()),
+            ..Item::new(id, category)
+        };
+        Catalog::new(vec![
+            item("a", "c1", Category::Movie),
+            item("b", "c2", Category::Movie),
+            item("c", "c2", Category::Documentary),
+        ])
+    }
+
+    #[test]
+    fn events_change_what_serving_knows_of_the_user() {
+        let catalog = catalog();
+        let mut activity = Activity::new(catalog.len(), 24.0);
+        for e in [
+            event("u", "a", EventKind::Finish, 0),
+            event("u", "b", EventKind::NotInterested, 1),
+            event("u", "c", EventKind::Follow, 2),
+            event("u", "unknown", EventKind::Like, 3),
+        ] {
+            activity.record(&catalog, &e);
+        }
+        let user = activity.user("u");
+        let a = catalog.index("a").unwrap();
+        assert!(user.seen.contains(&a) && user.positives == [(a, EventKind::Finish)]);
+        assert!(user.not_interested.contains(&catalog.index("b").unwrap()));
+        assert_eq!(user.disliked_creators.get("c2"), Some(&1));
+        assert!(user.followed.contains("c2"));
+        assert!(activity.user("nobody").seen.is_empty());
+    }
+
+    #[test]
+    fn heat_decays_and_ranks_within_a_category() {
+        let catalog = catalog();
+        let mut activity = Activity::new(catalog.len(), 24.0);
+        activity.record(&catalog, &event("u1", "a", EventKind::Like, 0));
+        for user in ["u1", "u2"] {
+            activity.record(&catalog, &event(user, "b", EventKind::Like, 24));
+        }
+        activity.refresh_trending(&catalog);
+        let trending = activity.trending();
+        let (a, b) = (catalog.index("a").unwrap(), catalog.index("b").unwrap());
+        assert!((trending.heat(a, Timestamp(24 * 3_600_000)) - 0.5).abs() < 1e-9);
+        assert!((trending.heat(b, Timestamp(48 * 3_600_000)) - 1.0).abs() < 1e-9);
+        assert_eq!(trending.hottest(Some(&Category::Movie)), [b, a]);
+        assert!(trending.hottest(Some(&Category::Documentary)).is_empty());
+    }
+}

@@ -1,0 +1,33 @@
+//! reelrank's serving pipeline, as the disclosed system describes it: several candidate
+//! sources, filters in one place, the Wide&Deep value model, diversity and exploration in
+//! re-ranking, and an explanation for every returned item.
+//!
+//! | stage | module |
+//! |---|---|
+//! | candidate sources (two-tower ANN, similar to recent positives, trending, fresh, followed creators, next episode) | [`sources`] |
+//! | hydrate (catalog lookups) | [`catalog`] |
+//! | filter (moderation, licence, region, age, seen, not interested, exclude, own items) | [`filters`] |
+//! | score (Σ P(action) × weight) | [`rank`] |
+//! | re-rank (caps, MMR, exploration) and select | [`rerank`] |
+//! | explanation | [`explain`] |
+//! | the whole request | [`pipeline`] |
+//!
+//! What a user did is kept in [`activity`], current from the event stream.
+#![warn(missing_docs)]
+
+pub mod activity;
+pub mod catalog;
+pub mod explain;
+pub mod filters;
+pub mod pipeline;
+pub mod rank;
+pub mod rerank;
+pub mod sources;
+
+pub use activity::{Activity, UserActivity};
+pub use catalog::{Catalog, ItemIndex};
+pub use filters::{Filter, FilterConfig};
+pub use pipeline::{recommend, Models, PipelineConfig, Recommendation, Recommended, Request};
+pub use rank::Ranker;
+pub use rerank::DiversityConfig;
+pub use sources::{Retrieval, Source, SourceConfig};

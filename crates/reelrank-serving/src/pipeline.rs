@@ -1,0 +1,206 @@
+//! The pipeline a feed request runs: candidate sources → hydrate → filter → score → re-rank →
+//! select. Pure over its inputs (catalog, activity, models): the caller applies the side
+//! effects (the served set, the impression log), so the same request on the same state always
+//! gives the same feed.
+
+use std::collections::{BTreeMap, HashSet};
+
+use reelrank_ann::VectorIndex;
+use reelrank_core::{EventContext, Timestamp, User};
+use reelrank_features::{feature_key, item_id_key};
+use reelrank_models::Value;
+use serde::{Deserialize, Serialize};
+
+use crate::activity::Activity;
+use crate::catalog::{Catalog, ItemIndex};
+use crate::explain::reasons;
+use crate::filters::{Filter, FilterConfig, FilterInput};
+use crate::rank::Ranker;
+use crate::rerank::{select, DiversityConfig, Ranked};
+use crate::sources::{gather, Retrieval, Source, SourceConfig, SourceInput};
+
+/// Every stage's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// How many candidates each source proposes.
+    pub sources: SourceConfig,
+    /// What the filters allow.
+    pub filters: FilterConfig,
+    /// Caps, MMR and exploration.
+    pub diversity: DiversityConfig,
+}
+
+/// The trained models a pipeline serves, swapped as one.
+#[derive(Default)]
+pub struct Models {
+    /// Names the models in responses (`model_version`).
+    pub version: String,
+    /// The two-tower model and its index.
+    pub retrieval: Option<Retrieval>,
+    /// The Wide&Deep value model.
+    pub ranker: Option<Ranker>,
+}
+
+/// One feed request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Seeds the exploration slots, so a request can be replayed.
+    pub request_id: &'a str,
+    /// Who asks.
+    pub user_id: &'a str,
+    /// Their record, when there is one.
+    pub user: Option<&'a User>,
+    /// How many items.
+    pub n: usize,
+    /// Item ids not to return.
+    pub exclude: &'a [String],
+    /// Where the feed is shown.
+    pub context: Option<&'a EventContext>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// One returned item.
+#[derive(Debug, Clone)]
+pub struct Recommended {
+    /// Its position in the catalog.
+    pub index: ItemIndex,
+    /// What it is ranked by: its value, or its heat when the feed is not personalised.
+    pub score: f32,
+    /// The source that proposed it.
+    pub source: Source,
+    /// Why, in words for the user.
+    pub reasons: Vec<String>,
+    /// The value model's head probabilities and weights (for operators), when it ranked the item.
+    pub value: Option<Value>,
+    /// Whether an exploration slot chose it.
+    pub explored: bool,
+}
+
+/// A feed.
+#[derive(Debug, Clone)]
+pub struct Recommendation {
+    /// The items, in feed order.
+    pub items: Vec<Recommended>,
+    /// Whether the feed was personalised (the user may have turned it off).
+    pub personalised: bool,
+    /// Candidates each source proposed.
+    pub proposed: BTreeMap<Source, usize>,
+    /// Candidates each filter removed.
+    pub filtered: BTreeMap<Filter, usize>,
+}
+
+/// Runs the pipeline for `request`.
+pub fn recommend(
+    catalog: &Catalog,
+    activity: &Activity,
+    models: &Models,
+    config: &PipelineConfig,
+    request: &Request<'_>,
+) -> Recommendation {
+    let user_activity = activity.user(request.user_id);
+    let personalised = request.user.is_none_or(User::personalized);
+    let sources = SourceInput {
+        catalog,
+        activity: user_activity,
+        trending: activity.trending(),
+        retrieval: models.retrieval.as_ref(),
+        user_id: request.user_id,
+        user: request.user,
+        context: request.context,
+        now: request.now,
+    };
+    let candidates = gather(&sources, &config.sources, personalised);
+    let mut proposed: BTreeMap<Source, usize> = BTreeMap::new();
+    for candidate in &candidates {
+        *proposed.entry(candidate.source).or_default() += 1;
+    }
+
+    let exclude: HashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
+    let input = FilterInput {
+        user_id: request.user_id,
+        user: request.user,
+        activity: user_activity,
+        exclude: &exclude,
+        now: request.now,
+    };
+    let mut filtered: BTreeMap<Filter, usize> = BTreeMap::new();
+    let candidates: Vec<_> = candidates
+        .into_iter()
+        .filter(|c| match Filter::first_rejecting(catalog.item(c.index), c.index, &input, &config.filters) {
+            Some(filter) => {
+                *filtered.entry(filter).or_default() += 1;
+                false
+            }
+            None => true,
+        })
+        .collect();
+
+    let trending = activity.trending();
+    let heat = |i: ItemIndex| trending.heat(i, request.now);
+    let indices: Vec<ItemIndex> = candidates.iter().map(|c| c.index).collect();
+    let values: Vec<Option<Value>> = match (&models.ranker, personalised) {
+        (Some(ranker), true) => ranker
+            .values(catalog, request.user_id, request.user, request.context, request.now, &indices)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        _ => vec![None; indices.len()],
+    };
+    let scores: Vec<f32> = candidates
+        .iter()
+        .zip(&values)
+        .map(|(c, value)| {
+            let item = catalog.item(c.index);
+            // Each `not_interested` on a creator's items halves the creator's other items.
+            let disliked = item.creator_id.as_ref().and_then(|c| user_activity.disliked_creators.get(c));
+            let demotion = 0.5f32.powi(disliked.map_or(0, |&n| n.min(30) as i32));
+            let score = match value {
+                Some(value) => value.score,
+                None => heat(c.index).ln_1p() as f32,
+            };
+            if score >= 0.0 { score * demotion } else { score / demotion }
+        })
+        .collect();
+
+    let vectors: Vec<Option<Vec<f32>>> = indices
+        .iter()
+        .map(|&i| models.retrieval.as_ref().and_then(|r| r.index.vector(item_id_key(&catalog.item(i).item_id))))
+        .collect();
+    let ranked: Vec<Ranked<'_>> = candidates
+        .iter()
+        .zip(&scores)
+        .zip(&vectors)
+        .map(|((c, &score), vector)| {
+            let item = catalog.item(c.index);
+            Ranked {
+                score,
+                vector: vector.as_deref(),
+                creator: item.creator_id.as_deref(),
+                category: item.category.as_str(),
+                series: item.series_id.as_deref(),
+                explorable: c.source == Source::Fresh || heat(c.index) < LONG_TAIL_HEAT,
+            }
+        })
+        .collect();
+    let seed = feature_key("request", request.request_id);
+    let items = select(&ranked, request.n, &config.diversity, seed)
+        .into_iter()
+        .map(|slot| {
+            let candidate = &candidates[slot.candidate];
+            Recommended {
+                index: candidate.index,
+                score: scores[slot.candidate],
+                source: candidate.source,
+                reasons: reasons(catalog, user_activity, candidate, slot.explored),
+                value: values[slot.candidate].clone(),
+                explored: slot.explored,
+            }
+        })
+        .collect();
+    Recommendation { items, personalised, proposed, filtered }
+}
+
+/// Heat (decayed positives) below which an item counts as long-tail for exploration.
+const LONG_TAIL_HEAT: f64 = 1.0;

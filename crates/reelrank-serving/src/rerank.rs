@@ -1,0 +1,173 @@
+//! Re-ranking: turns the ranked candidates into the feed. Greedy, slot by slot: within any
+//! window of consecutive slots a creator, a category and a series may appear only so often;
+//! among what the caps allow, maximal marginal relevance trades the value against similarity to
+//! what is already chosen; and a share of slots, drawn with the request's own seed, goes to the
+//! best fresh or long-tail candidate (exploration).
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+
+/// How the feed is diversified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiversityConfig {
+    /// Off returns the candidates in value order.
+    pub enabled: bool,
+    /// Consecutive slots the caps count over.
+    pub window: usize,
+    /// Items of one creator within a window.
+    pub max_per_creator: usize,
+    /// Items of one category within a window.
+    pub max_per_category: usize,
+    /// Items of one series within a window.
+    pub max_per_series: usize,
+    /// MMR's weight on value against novelty (1 = value only).
+    pub mmr_lambda: f32,
+    /// Share of slots given to exploration.
+    pub exploration_share: f32,
+}
+
+impl Default for DiversityConfig {
+    fn default() -> DiversityConfig {
+        DiversityConfig {
+            enabled: true,
+            window: 6,
+            max_per_creator: 1,
+            max_per_category: 3,
+            max_per_series: 1,
+            mmr_lambda: 0.7,
+            exploration_share: 0.1,
+        }
+    }
+}
+
+/// A ranked candidate as re-ranking sees it.
+#[derive(Debug, Clone)]
+pub struct Ranked<'a> {
+    /// Its value.
+    pub score: f32,
+    /// Its unit vector, when the index has one.
+    pub vector: Option<&'a [f32]>,
+    /// Who made it.
+    pub creator: Option<&'a str>,
+    /// Its category.
+    pub category: &'a str,
+    /// Its series.
+    pub series: Option<&'a str>,
+    /// Whether an exploration slot may take it (fresh or long-tail).
+    pub explorable: bool,
+}
+
+/// One filled slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// Position of the chosen candidate in the input.
+    pub candidate: usize,
+    /// Whether an exploration slot chose it.
+    pub explored: bool,
+}
+
+/// Up to `n` slots filled from `ranked`; `seed` fixes the exploration slots.
+pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u64) -> Vec<Slot> {
+    let mut order: Vec<usize> = (0..ranked.len()).collect();
+    order.sort_by(|&a, &b| ranked[b].score.total_cmp(&ranked[a].score).then(a.cmp(&b)));
+    if !config.enabled {
+        return order.into_iter().take(n).map(|candidate| Slot { candidate, explored: false }).collect();
+    }
+    let (low, high) = order.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &i| {
+        (lo.min(ranked[i].score), hi.max(ranked[i].score))
+    });
+    let spread = (high - low).max(f32::EPSILON);
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let mut similarity = vec![0.0f32; ranked.len()];
+    let mut taken = vec![false; ranked.len()];
+    let mut slots: Vec<Slot> = Vec::with_capacity(n);
+    while slots.len() < n.min(ranked.len()) {
+        let explore = rng.random::<f32>() < config.exploration_share;
+        let recent = &slots[slots.len().saturating_sub(config.window.saturating_sub(1))..];
+        let allowed = |i: usize| !taken[i] && within_caps(ranked, recent, i, config);
+        let mmr = |i: usize| {
+            config.mmr_lambda * (ranked[i].score - low) / spread - (1.0 - config.mmr_lambda) * similarity[i]
+        };
+        let best = |eligible: &dyn Fn(usize) -> bool| {
+            order.iter().copied().filter(|&i| eligible(i)).max_by(|&a, &b| mmr(a).total_cmp(&mmr(b)).then(b.cmp(&a)))
+        };
+        let explored = if explore { best(&|i| allowed(i) && ranked[i].explorable) } else { None };
+        let Some(chosen) = explored.or_else(|| best(&allowed)).or_else(|| best(&|i| !taken[i])) else { break };
+        taken[chosen] = true;
+        slots.push(Slot { candidate: chosen, explored: explored.is_some() });
+        if let Some(v) = ranked[chosen].vector {
+            for (i, other) in ranked.iter().enumerate() {
+                if let Some(u) = other.vector {
+                    let dot: f32 = u.iter().zip(v).map(|(a, b)| a * b).sum();
+                    similarity[i] = similarity[i].max(dot);
+                }
+            }
+        }
+    }
+    slots
+}
+
+/// Whether adding candidate `i` after `recent` keeps every cap.
+fn within_caps(ranked: &[Ranked<'_>], recent: &[Slot], i: usize, config: &DiversityConfig) -> bool {
+    let c = &ranked[i];
+    let count = |same: &dyn Fn(&Ranked<'_>) -> bool| recent.iter().filter(|s| same(&ranked[s.candidate])).count();
+    count(&|o| o.category == c.category) < config.max_per_category
+        && (c.creator.is_none() || count(&|o| o.creator == c.creator) < config.max_per_creator)
+        && (c.series.is_none() || count(&|o| o.series == c.series) < config.max_per_series)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranked<'a>(score: f32, creator: &'a str, category: &'a str) -> Ranked<'a> {
+        Ranked { score, vector: None, creator: Some(creator), category, series: None, explorable: false }
+    }
+
+    #[test]
+    fn caps_spread_a_creator_and_a_category_over_the_window() {
+        let candidates = vec![
+            ranked(0.9, "a", "drama"),
+            ranked(0.8, "a", "drama"),
+            ranked(0.7, "b", "drama"),
+            ranked(0.6, "c", "drama"),
+            ranked(0.5, "d", "drama"),
+            ranked(0.4, "e", "movie"),
+        ];
+        let config = DiversityConfig { window: 4, max_per_category: 3, exploration_share: 0.0, ..Default::default() };
+        let order: Vec<usize> = select(&candidates, 6, &config, 1).iter().map(|s| s.candidate).collect();
+        assert_eq!(order, [0, 2, 3, 5, 1, 4]);
+        let off = DiversityConfig { enabled: false, ..config };
+        let plain: Vec<usize> = select(&candidates, 3, &off, 1).iter().map(|s| s.candidate).collect();
+        assert_eq!(plain, [0, 1, 2]);
+    }
+
+    #[test]
+    fn mmr_passes_over_a_near_duplicate() {
+        let (x, y) = ([1.0f32, 0.0], [0.0f32, 1.0]);
+        let mut candidates = vec![ranked(1.0, "a", "x"), ranked(0.95, "b", "y"), ranked(0.7, "c", "z")];
+        candidates[0].vector = Some(&x);
+        candidates[1].vector = Some(&x);
+        candidates[2].vector = Some(&y);
+        let config = DiversityConfig { mmr_lambda: 0.5, exploration_share: 0.0, ..Default::default() };
+        let order: Vec<usize> = select(&candidates, 3, &config, 1).iter().map(|s| s.candidate).collect();
+        assert_eq!(order, [0, 2, 1]);
+    }
+
+    #[test]
+    fn exploration_slots_are_reproducible_per_seed_and_take_explorable_items() {
+        let mut candidates: Vec<Ranked<'_>> = (0..40).map(|i| ranked(1.0 - i as f32 / 100.0, "", "")).collect();
+        for (i, c) in candidates.iter_mut().enumerate() {
+            c.creator = None;
+            c.category = if i % 2 == 0 { "a" } else { "b" };
+            c.explorable = i >= 30;
+        }
+        let config = DiversityConfig { exploration_share: 0.5, max_per_category: 10, ..Default::default() };
+        let first = select(&candidates, 10, &config, 7);
+        assert_eq!(first, select(&candidates, 10, &config, 7));
+        let explored: Vec<&Slot> = first.iter().filter(|s| s.explored).collect();
+        assert!(!explored.is_empty() && explored.iter().all(|s| s.candidate >= 30));
+    }
+}

@@ -1,0 +1,233 @@
+//! Candidate sources: each proposes items for a request and names itself, so that every
+//! returned item can say where it came from. The two-tower ANN search is the main source; the
+//! others cover what it cannot: items like the ones just enjoyed, what is hot in the user's
+//! categories, new items that have no behaviour yet, followed creators and the next episode.
+
+use std::collections::HashMap;
+
+use reelrank_ann::{AdaptiveIndex, VectorIndex};
+use reelrank_core::{Category, EventContext, Timestamp, User};
+use reelrank_features::{context_bag, item_id_key, UserSchema};
+use reelrank_models::TwoTower;
+use serde::{Deserialize, Serialize};
+
+use crate::activity::{Trending, UserActivity};
+use crate::catalog::{Catalog, ItemIndex};
+
+/// Where a candidate came from. Variants are in order of precedence: an item proposed by several
+/// sources keeps the most specific, whose reason says most to the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The next episode of a series the user is watching.
+    NextEpisode,
+    /// New items of a creator the user follows.
+    FollowedCreator,
+    /// Nearest items to one of the user's latest positives.
+    SimilarToRecent,
+    /// Newly published items (new-item exploration).
+    Fresh,
+    /// Hottest items of one of the user's categories, or of all.
+    Trending,
+    /// Nearest items to the user's vector (two-tower model, ANN index).
+    TwoTower,
+}
+
+impl Source {
+    /// The wire name (`two_tower`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::TwoTower => "two_tower",
+            Source::SimilarToRecent => "similar_to_recent",
+            Source::Trending => "trending",
+            Source::Fresh => "fresh",
+            Source::FollowedCreator => "followed_creator",
+            Source::NextEpisode => "next_episode",
+        }
+    }
+}
+
+/// One proposed item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The item.
+    pub index: ItemIndex,
+    /// The most specific source that proposed it.
+    pub source: Source,
+    /// The user's positive it is like (for [`Source::SimilarToRecent`]).
+    pub because: Option<ItemIndex>,
+    /// The category it is hot in (for [`Source::Trending`]).
+    pub trending_in: Option<Category>,
+}
+
+/// How many candidates each source proposes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Nearest items to the user's vector.
+    pub two_tower: usize,
+    /// Latest positives whose neighbours are proposed...
+    pub recent_positives: usize,
+    /// ...and how many neighbours of each.
+    pub similar_per_positive: usize,
+    /// Categories of the user's latest positives whose hottest items are proposed (besides the
+    /// overall list)...
+    pub trending_categories: usize,
+    /// ...and how many items of each list.
+    pub trending: usize,
+    /// Newest items proposed...
+    pub fresh: usize,
+    /// ...among those published at most this many hours ago.
+    pub fresh_max_age_hours: f64,
+    /// Newest items proposed per followed creator.
+    pub per_followed_creator: usize,
+}
+
+impl Default for SourceConfig {
+    fn default() -> SourceConfig {
+        SourceConfig {
+            two_tower: 300,
+            recent_positives: 5,
+            similar_per_positive: 20,
+            trending_categories: 3,
+            trending: 50,
+            fresh: 50,
+            fresh_max_age_hours: 72.0,
+            per_followed_creator: 5,
+        }
+    }
+}
+
+/// The two-tower model, the user schema it was trained with and the index of item vectors.
+pub struct Retrieval {
+    /// The model.
+    pub model: TwoTower,
+    /// The user attributes its user tower reads.
+    pub user_schema: UserSchema,
+    /// Every catalog item's vector, keyed by [`item_id_key`].
+    pub index: AdaptiveIndex,
+}
+
+impl Retrieval {
+    /// The user's vector at a request in `context`, from their latest positives.
+    pub fn user_vector(
+        &self,
+        catalog: &Catalog,
+        user_id: &str,
+        user: Option<&User>,
+        activity: &UserActivity,
+        context: Option<&EventContext>,
+    ) -> Vec<f32> {
+        let slots = match user {
+            Some(user) => self.user_schema.bags(user),
+            None => self.user_schema.anonymous_bags(user_id),
+        };
+        let history: Vec<u64> =
+            activity.positives.iter().map(|&(i, _)| item_id_key(&catalog.item(i).item_id)).collect();
+        self.model.user_vector(&slots, &context.map(context_bag).unwrap_or_default(), &history)
+    }
+}
+
+/// What the sources read.
+pub struct SourceInput<'a> {
+    /// The catalog.
+    pub catalog: &'a Catalog,
+    /// The user's behaviour.
+    pub activity: &'a UserActivity,
+    /// Item heat.
+    pub trending: &'a Trending,
+    /// The retrieval model, once one is trained.
+    pub retrieval: Option<&'a Retrieval>,
+    /// Who asks.
+    pub user_id: &'a str,
+    /// Their record.
+    pub user: Option<&'a User>,
+    /// Where.
+    pub context: Option<&'a EventContext>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// Candidates of every source, each item once (with its most specific source). A user with
+/// personalisation off gets only trending and fresh items.
+pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool) -> Vec<Candidate> {
+    let mut gathered = Gathered::default();
+    let seen = |key: u64| input.catalog.index_of_key(key).is_some_and(|i| input.activity.seen.contains(&i));
+    if personalised {
+        if let Some(retrieval) = input.retrieval {
+            let vector =
+                retrieval.user_vector(input.catalog, input.user_id, input.user, input.activity, input.context);
+            for (key, _) in retrieval.index.search(&vector, config.two_tower, &|key| !seen(key)) {
+                gathered.add(input.catalog.index_of_key(key), Source::TwoTower, None, None);
+            }
+            let recent = input.activity.positives.iter().rev().take(config.recent_positives);
+            for &(positive, _) in recent {
+                let key = item_id_key(&input.catalog.item(positive).item_id);
+                for (key, _) in retrieval.index.similar(key, config.similar_per_positive, &|key| !seen(key)) {
+                    gathered.add(input.catalog.index_of_key(key), Source::SimilarToRecent, Some(positive), None);
+                }
+            }
+        }
+    }
+    let mut categories: Vec<Option<&Category>> = Vec::new();
+    if personalised {
+        for &(positive, _) in input.activity.positives.iter().rev() {
+            let category = Some(&input.catalog.item(positive).category);
+            if categories.len() < config.trending_categories && !categories.contains(&category) {
+                categories.push(category);
+            }
+        }
+    }
+    categories.push(None);
+    for category in categories {
+        for &index in input.trending.hottest(category).iter().take(config.trending) {
+            let hot_in = category.cloned().unwrap_or_else(|| input.catalog.item(index).category.clone());
+            gathered.add(Some(index), Source::Trending, None, Some(hot_in));
+        }
+    }
+    let oldest = input.now.millis() - (config.fresh_max_age_hours * 3_600_000.0) as i64;
+    let is_fresh = |i: &ItemIndex| input.catalog.item(*i).published_at.is_some_and(|t| t.millis() >= oldest);
+    for &index in input.catalog.newest().iter().take_while(|i| is_fresh(i)).take(config.fresh) {
+        gathered.add(Some(index), Source::Fresh, None, None);
+    }
+    if personalised {
+        let mut creators: Vec<&String> = input.activity.followed.iter().collect();
+        creators.sort();
+        for creator in creators {
+            for &index in input.catalog.by_creator(creator).iter().take(config.per_followed_creator) {
+                gathered.add(Some(index), Source::FollowedCreator, None, None);
+            }
+        }
+        let mut series: Vec<(&String, &u32)> = input.activity.series.iter().collect();
+        series.sort();
+        for (series, &episode) in series {
+            let next = input.catalog.next_episode(series, episode);
+            gathered.add(next, Source::NextEpisode, None, None);
+        }
+    }
+    gathered.candidates
+}
+
+/// Candidates in the order proposed, each item once.
+#[derive(Default)]
+struct Gathered {
+    candidates: Vec<Candidate>,
+    position: HashMap<ItemIndex, usize>,
+}
+
+impl Gathered {
+    /// Adds `index` (when there is one); an item already proposed keeps the more specific of the
+    /// two sources (a next episode that the ANN search found too is still a next episode).
+    fn add(&mut self, index: Option<ItemIndex>, source: Source, because: Option<ItemIndex>, trending_in: Option<Category>) {
+        let Some(index) = index else { return };
+        let candidate = Candidate { index, source, because, trending_in };
+        match self.position.get(&index) {
+            Some(&at) if self.candidates[at].source <= source => {}
+            Some(&at) => self.candidates[at] = candidate,
+            None => {
+                self.position.insert(index, self.candidates.len());
+                self.candidates.push(candidate);
+            }
+        }
+    }
+}
