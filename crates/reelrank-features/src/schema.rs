@@ -46,7 +46,33 @@ pub struct UserSchema {
     pub attributes: Vec<String>,
 }
 
+/// Version of the `user_schema.json` layout [`UserSchema::save`] writes.
+pub const USER_SCHEMA_FORMAT_VERSION: u32 = 1;
+
+/// `user_schema.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UserSchemaManifest {
+    format_version: u32,
+    #[serde(flatten)]
+    schema: UserSchema,
+}
+
 impl UserSchema {
+    /// Writes `user_schema.json` into `dir`: a model whose user side reads slots saves the schema
+    /// it was trained with, so that a user attribute added later does not shift its slots.
+    pub fn save(&self, dir: &std::path::Path) -> Result<(), crate::PersistError> {
+        let manifest =
+            UserSchemaManifest { format_version: USER_SCHEMA_FORMAT_VERSION, schema: self.clone() };
+        crate::write_manifest(&dir.join("user_schema.json"), &manifest)
+    }
+
+    /// Reads what [`UserSchema::save`] wrote.
+    pub fn load(dir: &std::path::Path) -> Result<UserSchema, crate::PersistError> {
+        let manifest: UserSchemaManifest =
+            crate::read_manifest(&dir.join("user_schema.json"), USER_SCHEMA_FORMAT_VERSION)?;
+        Ok(manifest.schema)
+    }
+
     /// The attribute names present among `users`.
     pub fn from_users<'a>(users: impl IntoIterator<Item = &'a User>) -> UserSchema {
         let mut attributes: Vec<String> =
@@ -124,6 +150,16 @@ mod tests {
     use reelrank_core::Category;
 
     use super::*;
+
+    #[test]
+    fn the_user_schema_saves_and_loads() {
+        let mut user = User::new("u");
+        user.attributes.insert("occupation".into(), AttributeValue::Categorical("writer".into()));
+        let schema = UserSchema::from_users([&user]);
+        let dir = tempfile::tempdir().unwrap();
+        schema.save(dir.path()).unwrap();
+        assert_eq!(UserSchema::load(dir.path()).unwrap(), schema);
+    }
 
     #[test]
     fn buckets_are_log_scaled() {

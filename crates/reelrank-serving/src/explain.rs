@@ -9,7 +9,12 @@ use crate::catalog::{Catalog, ItemIndex};
 use crate::sources::{Candidate, Source};
 
 /// The reasons for showing `candidate`, most telling first.
-pub fn reasons(catalog: &Catalog, activity: &UserActivity, candidate: &Candidate, explored: bool) -> Vec<String> {
+pub fn reasons(
+    catalog: &Catalog,
+    activity: &UserActivity,
+    candidate: &Candidate,
+    explored: bool,
+) -> Vec<String> {
     let item = catalog.item(candidate.index);
     let mut reasons = Vec::new();
     match candidate.source {
@@ -80,10 +85,14 @@ mod tests {
         ]);
         let activity = UserActivity { positives: vec![(0, EventKind::Finish)], ..UserActivity::default() };
         let candidate = |source, because| Candidate { index: 1, source, because, trending_in: None };
-        let said = |source, because, explored| reasons(&catalog, &activity, &candidate(source, because), explored);
+        let said =
+            |source, because, explored| reasons(&catalog, &activity, &candidate(source, because), explored);
         assert_eq!(said(Source::SimilarToRecent, Some(0), false), ["because you finished The Heir"]);
         assert_eq!(said(Source::NextEpisode, None, false), ["episode 4 of a series you are watching"]);
         assert_eq!(said(Source::Trending, None, false), ["popular in micro_drama this week"]);
-        assert_eq!(said(Source::TwoTower, None, true), ["you often enjoy micro_drama", "something new to try"]);
+        assert_eq!(
+            said(Source::TwoTower, None, true),
+            ["you often enjoy micro_drama", "something new to try"]
+        );
     }
 }

@@ -25,7 +25,11 @@ pub struct FilterConfig {
 
 impl Default for FilterConfig {
     fn default() -> FilterConfig {
-        FilterConfig { blocked_flags: vec!["rumor".into(), "abuse".into()], age_when_unknown: 18, creator_block_after: 2 }
+        FilterConfig {
+            blocked_flags: vec!["rumor".into(), "abuse".into()],
+            age_when_unknown: 18,
+            creator_block_after: 2,
+        }
     }
 }
 
@@ -94,7 +98,13 @@ impl Filter {
     }
 
     /// Whether this filter keeps `item` (at `index`) out of the response.
-    pub fn rejects(self, item: &Item, index: ItemIndex, input: &FilterInput<'_>, config: &FilterConfig) -> bool {
+    pub fn rejects(
+        self,
+        item: &Item,
+        index: ItemIndex,
+        input: &FilterInput<'_>,
+        config: &FilterConfig,
+    ) -> bool {
         match self {
             // An item without a status predates moderation; the store gives every item one.
             Filter::Moderation => {
@@ -120,7 +130,11 @@ impl Filter {
             Filter::NotInterested => {
                 input.activity.not_interested.contains(&index)
                     || item.creator_id.as_ref().is_some_and(|c| {
-                        input.activity.disliked_creators.get(c).is_some_and(|&n| n >= config.creator_block_after)
+                        input
+                            .activity
+                            .disliked_creators
+                            .get(c)
+                            .is_some_and(|&n| n >= config.creator_block_after)
                     })
             }
             Filter::Excluded => input.exclude.contains(&index),
@@ -146,7 +160,13 @@ mod tests {
     use super::*;
 
     /// Whether `filter` rejects `item` for `user` (no activity unless given).
-    fn rejects(filter: Filter, item: &Item, user: &User, activity: &UserActivity, exclude: &[ItemIndex]) -> bool {
+    fn rejects(
+        filter: Filter,
+        item: &Item,
+        user: &User,
+        activity: &UserActivity,
+        exclude: &[ItemIndex],
+    ) -> bool {
         let exclude: HashSet<ItemIndex> = exclude.iter().copied().collect();
         let input = FilterInput {
             user_id: &user.user_id,
@@ -186,7 +206,13 @@ mod tests {
         }
         assert!(!rejects(Filter::Region, &Item { regions: vec!["DE".into()], ..item() }, &user, &none, &[]));
         assert!(!rejects(Filter::Licence, &Item { available_from: day(5, 1), ..item() }, &user, &none, &[]));
-        assert!(!rejects(Filter::Moderation, &Item { flags: vec!["satire".into()], ..item() }, &user, &none, &[]));
+        assert!(!rejects(
+            Filter::Moderation,
+            &Item { flags: vec!["satire".into()], ..item() },
+            &user,
+            &none,
+            &[]
+        ));
         assert!(rejects(Filter::Excluded, &plain, &user, &none, &[0]));
         let seen = UserActivity { seen: [0].into(), ..UserActivity::default() };
         assert!(rejects(Filter::Seen, &plain, &user, &seen, &[]));
@@ -203,8 +229,20 @@ mod tests {
     fn unknown_regions_and_ages_are_treated_cautiously() {
         let anonymous = User::new("u");
         let none = UserActivity::default();
-        assert!(rejects(Filter::Region, &Item { regions: vec!["DE".into()], ..item() }, &anonymous, &none, &[]));
-        assert!(!rejects(Filter::AgeRating, &Item { age_rating: Some(18), ..item() }, &anonymous, &none, &[]));
+        assert!(rejects(
+            Filter::Region,
+            &Item { regions: vec!["DE".into()], ..item() },
+            &anonymous,
+            &none,
+            &[]
+        ));
+        assert!(!rejects(
+            Filter::AgeRating,
+            &Item { age_rating: Some(18), ..item() },
+            &anonymous,
+            &none,
+            &[]
+        ));
         assert!(rejects(Filter::AgeRating, &Item { age_rating: Some(21), ..item() }, &anonymous, &none, &[]));
     }
 }

@@ -22,6 +22,7 @@ pub mod filters;
 pub mod pipeline;
 pub mod rank;
 pub mod rerank;
+pub mod retrieval;
 pub mod sources;
 
 pub use activity::{Activity, UserActivity};
@@ -30,4 +31,5 @@ pub use filters::{Filter, FilterConfig};
 pub use pipeline::{recommend, Models, PipelineConfig, Recommendation, Recommended, Request};
 pub use rank::Ranker;
 pub use rerank::DiversityConfig;
-pub use sources::{Retrieval, Source, SourceConfig};
+pub use retrieval::Retrieval;
+pub use sources::{Source, SourceConfig};

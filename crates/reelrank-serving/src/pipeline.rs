@@ -17,7 +17,8 @@ use crate::explain::reasons;
 use crate::filters::{Filter, FilterConfig, FilterInput};
 use crate::rank::Ranker;
 use crate::rerank::{select, DiversityConfig, Ranked};
-use crate::sources::{gather, Retrieval, Source, SourceConfig, SourceInput};
+use crate::retrieval::Retrieval;
+use crate::sources::{gather, Source, SourceConfig, SourceInput};
 
 /// Every stage's settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -160,13 +161,19 @@ pub fn recommend(
                 Some(value) => value.score,
                 None => heat(c.index).ln_1p() as f32,
             };
-            if score >= 0.0 { score * demotion } else { score / demotion }
+            if score >= 0.0 {
+                score * demotion
+            } else {
+                score / demotion
+            }
         })
         .collect();
 
     let vectors: Vec<Option<Vec<f32>>> = indices
         .iter()
-        .map(|&i| models.retrieval.as_ref().and_then(|r| r.index.vector(item_id_key(&catalog.item(i).item_id))))
+        .map(|&i| {
+            models.retrieval.as_ref().and_then(|r| r.index.vector(item_id_key(&catalog.item(i).item_id)))
+        })
         .collect();
     let ranked: Vec<Ranked<'_>> = candidates
         .iter()

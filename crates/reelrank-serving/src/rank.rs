@@ -3,8 +3,10 @@
 //! request; the features come from [`reelrank_features::RequestFeatures`], the code training
 //! used.
 
+use std::path::Path;
+
 use reelrank_core::{Event, EventContext, Timestamp, User};
-use reelrank_features::{join_impressions, FeatureState, RankingFeatures, RequestFeatures};
+use reelrank_features::{join_impressions, FeatureState, PersistError, RankingFeatures, RequestFeatures};
 use reelrank_models::{Candidate as Scored, Value, ValueWeights, WideDeep};
 
 use crate::catalog::{Catalog, ItemIndex};
@@ -36,6 +38,17 @@ impl Ranker {
         Ranker { model, features, weights, state }
     }
 
+    /// Reads the model and `features.json` that `reelrank train ranking` saved in `dir`; see
+    /// [`Ranker::new`].
+    pub fn load(
+        dir: &Path,
+        weights: ValueWeights,
+        catalog: &Catalog,
+        events: &[Event],
+    ) -> Result<Ranker, PersistError> {
+        Ok(Ranker::new(WideDeep::load(dir)?, RankingFeatures::load(dir)?, weights, catalog, events))
+    }
+
     /// The value of showing each of `candidates` to the user at `now` in `context`, in their order.
     pub fn values(
         &self,
@@ -46,13 +59,15 @@ impl Ranker {
         now: Timestamp,
         candidates: &[ItemIndex],
     ) -> Vec<Value> {
-        let mut request = RequestFeatures::new(&self.features.user_schema, &self.state, user_id, user, context, now);
+        let mut request =
+            RequestFeatures::new(&self.features.user_schema, &self.state, user_id, user, context, now);
         self.features.standardise(&mut request.dense, 0);
         let request_part = self.model.request_part(&request.slots, &request.dense);
         let features: Vec<_> = candidates
             .iter()
             .map(|&i| {
-                let mut candidate = request.candidate(&self.model.schema().wide, &self.state, catalog.item(i));
+                let mut candidate =
+                    request.candidate(&self.model.schema().wide, &self.state, catalog.item(i));
                 self.features.standardise(&mut candidate.dense, request.dense.len());
                 let part = self.model.candidate_part(&candidate.slots);
                 (candidate, part)

@@ -91,10 +91,16 @@ pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u
             config.mmr_lambda * (ranked[i].score - low) / spread - (1.0 - config.mmr_lambda) * similarity[i]
         };
         let best = |eligible: &dyn Fn(usize) -> bool| {
-            order.iter().copied().filter(|&i| eligible(i)).max_by(|&a, &b| mmr(a).total_cmp(&mmr(b)).then(b.cmp(&a)))
+            order
+                .iter()
+                .copied()
+                .filter(|&i| eligible(i))
+                .max_by(|&a, &b| mmr(a).total_cmp(&mmr(b)).then(b.cmp(&a)))
         };
         let explored = if explore { best(&|i| allowed(i) && ranked[i].explorable) } else { None };
-        let Some(chosen) = explored.or_else(|| best(&allowed)).or_else(|| best(&|i| !taken[i])) else { break };
+        let Some(chosen) = explored.or_else(|| best(&allowed)).or_else(|| best(&|i| !taken[i])) else {
+            break;
+        };
         taken[chosen] = true;
         slots.push(Slot { candidate: chosen, explored: explored.is_some() });
         if let Some(v) = ranked[chosen].vector {
@@ -112,7 +118,8 @@ pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u
 /// Whether adding candidate `i` after `recent` keeps every cap.
 fn within_caps(ranked: &[Ranked<'_>], recent: &[Slot], i: usize, config: &DiversityConfig) -> bool {
     let c = &ranked[i];
-    let count = |same: &dyn Fn(&Ranked<'_>) -> bool| recent.iter().filter(|s| same(&ranked[s.candidate])).count();
+    let count =
+        |same: &dyn Fn(&Ranked<'_>) -> bool| recent.iter().filter(|s| same(&ranked[s.candidate])).count();
     count(&|o| o.category == c.category) < config.max_per_category
         && (c.creator.is_none() || count(&|o| o.creator == c.creator) < config.max_per_creator)
         && (c.series.is_none() || count(&|o| o.series == c.series) < config.max_per_series)
@@ -136,7 +143,8 @@ mod tests {
             ranked(0.5, "d", "drama"),
             ranked(0.4, "e", "movie"),
         ];
-        let config = DiversityConfig { window: 4, max_per_category: 3, exploration_share: 0.0, ..Default::default() };
+        let config =
+            DiversityConfig { window: 4, max_per_category: 3, exploration_share: 0.0, ..Default::default() };
         let order: Vec<usize> = select(&candidates, 6, &config, 1).iter().map(|s| s.candidate).collect();
         assert_eq!(order, [0, 2, 3, 5, 1, 4]);
         let off = DiversityConfig { enabled: false, ..config };
@@ -158,7 +166,8 @@ mod tests {
 
     #[test]
     fn exploration_slots_are_reproducible_per_seed_and_take_explorable_items() {
-        let mut candidates: Vec<Ranked<'_>> = (0..40).map(|i| ranked(1.0 - i as f32 / 100.0, "", "")).collect();
+        let mut candidates: Vec<Ranked<'_>> =
+            (0..40).map(|i| ranked(1.0 - i as f32 / 100.0, "", "")).collect();
         for (i, c) in candidates.iter_mut().enumerate() {
             c.creator = None;
             c.category = if i % 2 == 0 { "a" } else { "b" };

@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 
-use reelrank_ann::{AdaptiveIndex, VectorIndex};
+use reelrank_ann::VectorIndex;
 use reelrank_core::{Category, EventContext, Timestamp, User};
-use reelrank_features::{context_bag, item_id_key, UserSchema};
-use reelrank_models::TwoTower;
+use reelrank_features::item_id_key;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{Trending, UserActivity};
 use crate::catalog::{Catalog, ItemIndex};
+use crate::retrieval::Retrieval;
 
 /// Where a candidate came from. Variants are in order of precedence: an item proposed by several
 /// sources keeps the most specific, whose reason says most to the user.
@@ -98,36 +98,6 @@ impl Default for SourceConfig {
     }
 }
 
-/// The two-tower model, the user schema it was trained with and the index of item vectors.
-pub struct Retrieval {
-    /// The model.
-    pub model: TwoTower,
-    /// The user attributes its user tower reads.
-    pub user_schema: UserSchema,
-    /// Every catalog item's vector, keyed by [`item_id_key`].
-    pub index: AdaptiveIndex,
-}
-
-impl Retrieval {
-    /// The user's vector at a request in `context`, from their latest positives.
-    pub fn user_vector(
-        &self,
-        catalog: &Catalog,
-        user_id: &str,
-        user: Option<&User>,
-        activity: &UserActivity,
-        context: Option<&EventContext>,
-    ) -> Vec<f32> {
-        let slots = match user {
-            Some(user) => self.user_schema.bags(user),
-            None => self.user_schema.anonymous_bags(user_id),
-        };
-        let history: Vec<u64> =
-            activity.positives.iter().map(|&(i, _)| item_id_key(&catalog.item(i).item_id)).collect();
-        self.model.user_vector(&slots, &context.map(context_bag).unwrap_or_default(), &history)
-    }
-}
-
 /// What the sources read.
 pub struct SourceInput<'a> {
     /// The catalog.
@@ -155,8 +125,13 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
     let seen = |key: u64| input.catalog.index_of_key(key).is_some_and(|i| input.activity.seen.contains(&i));
     if personalised {
         if let Some(retrieval) = input.retrieval {
-            let vector =
-                retrieval.user_vector(input.catalog, input.user_id, input.user, input.activity, input.context);
+            let vector = retrieval.user_vector(
+                input.catalog,
+                input.user_id,
+                input.user,
+                input.activity,
+                input.context,
+            );
             for (key, _) in retrieval.index.search(&vector, config.two_tower, &|key| !seen(key)) {
                 gathered.add(input.catalog.index_of_key(key), Source::TwoTower, None, None);
             }
@@ -164,7 +139,12 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
             for &(positive, _) in recent {
                 let key = item_id_key(&input.catalog.item(positive).item_id);
                 for (key, _) in retrieval.index.similar(key, config.similar_per_positive, &|key| !seen(key)) {
-                    gathered.add(input.catalog.index_of_key(key), Source::SimilarToRecent, Some(positive), None);
+                    gathered.add(
+                        input.catalog.index_of_key(key),
+                        Source::SimilarToRecent,
+                        Some(positive),
+                        None,
+                    );
                 }
             }
         }
@@ -218,7 +198,13 @@ struct Gathered {
 impl Gathered {
     /// Adds `index` (when there is one); an item already proposed keeps the more specific of the
     /// two sources (a next episode that the ANN search found too is still a next episode).
-    fn add(&mut self, index: Option<ItemIndex>, source: Source, because: Option<ItemIndex>, trending_in: Option<Category>) {
+    fn add(
+        &mut self,
+        index: Option<ItemIndex>,
+        source: Source,
+        because: Option<ItemIndex>,
+        trending_in: Option<Category>,
+    ) {
         let Some(index) = index else { return };
         let candidate = Candidate { index, source, because, trending_in };
         match self.position.get(&index) {

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
-use reelrank_ann::{AdaptiveIndex, VectorIndex};
+use reelrank_ann::VectorIndex;
 use reelrank_core::Timestamp;
-use reelrank_features::{item_bags, item_id_key};
-use reelrank_models::TwoTower;
+use reelrank_features::item_id_key;
+use reelrank_serving::Retrieval;
 use serde_json::json;
 
 use crate::settings::Settings;
@@ -30,21 +30,17 @@ pub struct Args {
 pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Result<()> {
     let dir = super::train::model_dir(data_dir);
     let context = || format!("no retrieval model in {}: run `reelrank train retrieval` first", dir.display());
-    let model = TwoTower::load(&dir).with_context(context)?;
-    let index = AdaptiveIndex::load(&dir.join("index")).with_context(context)?;
+    let retrieval = Retrieval::load(&dir).with_context(context)?;
     let store = super::open_store(data_dir, settings).await?;
     let item = store
         .item(&args.item_id)
         .await?
         .with_context(|| format!("no item `{}` in the store", args.item_id))?;
-    let key = item_id_key(&item.item_id);
-    let (neighbours, from) = match index.vector(key) {
-        Some(_) => (index.similar(key, args.n, &|_| true), "index"),
-        None => {
-            let vector = model.item_vectors(&[item_bags(&item, Timestamp::now())]);
-            (index.search(&vector, args.n, &|other| other != key), "content features")
-        }
+    let from = match retrieval.index.vector(item_id_key(&item.item_id)) {
+        Some(_) => "index",
+        None => "content features",
     };
+    let neighbours = retrieval.similar(&item, args.n, Timestamp::now());
     let (items, _) = super::train::catalog(&store).await?;
     let by_key: HashMap<u64, &reelrank_core::Item> =
         items.iter().map(|i| (item_id_key(&i.item_id), i)).collect();

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use reelrank_ann::{AdaptiveIndex, IndexConfig, VectorIndex};
+use reelrank_ann::VectorIndex;
 use reelrank_core::{Event, Item, Timestamp, User};
 use reelrank_eval::{epochs_by_early_stopping, tower_inputs, Rating, RetrievalTask, Split};
-use reelrank_features::{item_bags, item_id_key, PositiveRule};
+use reelrank_features::{PositiveRule, UserSchema};
 use reelrank_models::{TwoTower, TwoTowerConfig};
+use reelrank_serving::Retrieval;
 use reelrank_store::Store;
 
 use crate::settings::Settings;
@@ -92,11 +93,10 @@ async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) 
     );
     progress.finish();
     let dir = model_dir(data_dir);
-    let index = item_index(&model, &items, &settings.retrieval.index)?;
-    super::save_whole(&dir, |fresh| {
-        model.save(fresh)?;
-        Ok(index.save(&fresh.join("index"))?)
-    })?;
+    let schema = UserSchema::from_users(&users);
+    let retrieval = Retrieval::build(model, schema, &items, &settings.retrieval.index, Timestamp::now())?;
+    super::save_whole(&dir, |fresh| Ok(retrieval.save(fresh)?))?;
+    let index = &retrieval.index;
     println!(
         "trained the two-tower model on {} positives of {} users and {} items, {epochs} epochs, and indexed {} catalog items ({}), in {:.1} s; saved to {}",
         all.train.len(),
@@ -108,19 +108,6 @@ async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) 
         dir.display()
     );
     Ok(())
-}
-
-/// Every catalog item's vector, keyed by [`item_id_key`], computed in chunks to bound memory.
-fn item_index(model: &TwoTower, items: &[Item], config: &IndexConfig) -> anyhow::Result<AdaptiveIndex> {
-    const CHUNK: usize = 10_000;
-    let now = Timestamp::now();
-    let keys: Vec<u64> = items.iter().map(|i| item_id_key(&i.item_id)).collect();
-    let mut vectors = Vec::with_capacity(items.len() * model.output_dim());
-    for chunk in items.chunks(CHUNK) {
-        let bags: Vec<_> = chunk.iter().map(|item| item_bags(item, now)).collect();
-        vectors.extend(model.item_vectors(&bags));
-    }
-    Ok(AdaptiveIndex::build(model.output_dim(), config.clone(), &keys, &vectors)?)
 }
 
 /// Every catalog item and user.

@@ -1,0 +1,91 @@
+//! The retrieval side a server loads: the two-tower model, the user schema it was trained with
+//! and the ANN index of every catalog item's vector, saved and loaded as one directory.
+
+use std::path::Path;
+
+use reelrank_ann::{AdaptiveIndex, IndexConfig, VectorIndex};
+use reelrank_core::{EventContext, Item, Timestamp, User};
+use reelrank_features::{context_bag, item_bags, item_id_key, PersistError, UserSchema};
+use reelrank_models::TwoTower;
+
+use crate::activity::UserActivity;
+use crate::catalog::Catalog;
+
+/// The two-tower model, the user schema it was trained with and the index of item vectors.
+pub struct Retrieval {
+    /// The model.
+    pub model: TwoTower,
+    /// The user attributes its user tower reads.
+    pub user_schema: UserSchema,
+    /// Every catalog item's vector, keyed by [`item_id_key`].
+    pub index: AdaptiveIndex,
+}
+
+impl Retrieval {
+    /// Indexes every item of `items` (their vectors from their content features at `now`, so
+    /// items nobody has engaged with yet are found too), in chunks to bound memory.
+    pub fn build(
+        model: TwoTower,
+        user_schema: UserSchema,
+        items: &[Item],
+        config: &IndexConfig,
+        now: Timestamp,
+    ) -> reelrank_ann::Result<Retrieval> {
+        const CHUNK: usize = 10_000;
+        let keys: Vec<u64> = items.iter().map(|i| item_id_key(&i.item_id)).collect();
+        let mut vectors = Vec::with_capacity(items.len() * model.output_dim());
+        for chunk in items.chunks(CHUNK) {
+            let bags: Vec<_> = chunk.iter().map(|item| item_bags(item, now)).collect();
+            vectors.extend(model.item_vectors(&bags));
+        }
+        let index = AdaptiveIndex::build(model.output_dim(), config.clone(), &keys, &vectors)?;
+        Ok(Retrieval { model, user_schema, index })
+    }
+
+    /// Writes the model, the user schema and the index (`index/`) into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
+        self.model.save(dir)?;
+        self.user_schema.save(dir)?;
+        self.index.save(&dir.join("index"))
+    }
+
+    /// Reads what [`Retrieval::save`] wrote.
+    pub fn load(dir: &Path) -> Result<Retrieval, PersistError> {
+        Ok(Retrieval {
+            model: TwoTower::load(dir)?,
+            user_schema: UserSchema::load(dir)?,
+            index: AdaptiveIndex::load(&dir.join("index"))?,
+        })
+    }
+
+    /// The user's vector at a request in `context`, from their latest positives.
+    pub fn user_vector(
+        &self,
+        catalog: &Catalog,
+        user_id: &str,
+        user: Option<&User>,
+        activity: &UserActivity,
+        context: Option<&EventContext>,
+    ) -> Vec<f32> {
+        let slots = match user {
+            Some(user) => self.user_schema.bags(user),
+            None => self.user_schema.anonymous_bags(user_id),
+        };
+        let history: Vec<u64> =
+            activity.positives.iter().map(|&(i, _)| item_id_key(&catalog.item(i).item_id)).collect();
+        self.model.user_vector(&slots, &context.map(context_bag).unwrap_or_default(), &history)
+    }
+
+    /// The `n` items nearest to the item `item` (by its indexed vector, or for an item indexed
+    /// after training, by the vector of its content features), with their similarity.
+    pub fn similar(&self, item: &Item, n: usize, now: Timestamp) -> Vec<(u64, f32)> {
+        let key = item_id_key(&item.item_id);
+        match self.index.vector(key) {
+            Some(_) => self.index.similar(key, n, &|_| true),
+            None => {
+                let vector = self.model.item_vectors(&[item_bags(item, now)]);
+                self.index.search(&vector, n, &|other| other != key)
+            }
+        }
+    }
+}

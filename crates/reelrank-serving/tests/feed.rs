@@ -1,0 +1,250 @@
+//! The pipeline on a simulated platform with models trained on its log: what must never be
+//! served is never served, refreshes do not repeat, feedback and opt-outs act on the next request.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::OnceLock;
+
+use reelrank_ann::IndexConfig;
+use reelrank_core::{Event, EventKind, Item, ModerationStatus, Timestamp, User};
+use reelrank_eval::{tower_inputs, ImpressionConfig, ImpressionSet, Rating, RetrievalTask, Split};
+use reelrank_features::{join_impressions, PositiveRule, UserSchema};
+use reelrank_models::{TwoTower, TwoTowerConfig, ValueWeights, WideDeep, WideDeepConfig};
+use reelrank_serving::{
+    recommend, Activity, Catalog, Filter, Models, PipelineConfig, Ranker, Request, Retrieval, Source,
+};
+use reelrank_sim::{SimConfig, Simulation};
+
+/// A simulated platform, its catalog with some items that must never be served, and models
+/// trained on its log.
+struct Platform {
+    catalog: Catalog,
+    users: Vec<User>,
+    activity: Activity,
+    models: Models,
+    /// Items that no request may return, whoever asks.
+    forbidden: HashSet<String>,
+    now: Timestamp,
+}
+
+fn platform() -> &'static Platform {
+    static PLATFORM: OnceLock<Platform> = OnceLock::new();
+    PLATFORM.get_or_init(|| {
+        let sim = Simulation::new(SimConfig { users: 200, items: 1_000, days: 3, ..SimConfig::default() });
+        let mut events: Vec<Event> = Vec::new();
+        let _ = sim.run(|_, day| {
+            events.extend_from_slice(day);
+            Ok::<_, Infallible>(())
+        });
+        let now = Timestamp(sim.config().start.millis() + 3 * Timestamp::DAY_MS);
+        let mut items: Vec<Item> = sim.items().to_vec();
+        let mut forbidden = HashSet::new();
+        // Every 10th item breaks one rule that applies to every user.
+        for (n, item) in items.iter_mut().enumerate().filter(|(n, _)| n % 10 == 3) {
+            match (n / 10) % 4 {
+                0 => item.status = Some(ModerationStatus::Removed),
+                1 => item.flags.push("rumor".into()),
+                2 => item.available_until = Some(Timestamp(now.millis() - 1)),
+                _ => item.available_from = Some(Timestamp(now.millis() + Timestamp::DAY_MS)),
+            }
+            forbidden.insert(item.item_id.clone());
+        }
+        let users = sim.users().to_vec();
+
+        let rule = PositiveRule::default();
+        let durations: std::collections::HashMap<&str, Option<f64>> =
+            items.iter().map(|i| (i.item_id.as_str(), i.duration_s)).collect();
+        let positives: Vec<Rating> = events
+            .iter()
+            .filter(|e| durations.get(e.item_id.as_str()).is_some_and(|&d| rule.is_positive(e, d)))
+            .map(Rating::from_positive_event)
+            .collect();
+        let split = Split { train: positives, test: Vec::new(), retrieval_test: Vec::new() };
+        let task = RetrievalTask::new(&split);
+        let inputs = tower_inputs(&task.data, &items, &users, now);
+        let config = TwoTowerConfig { max_epochs: 2, ..TwoTowerConfig::default() };
+        let two_tower = TwoTower::fit(&inputs, &task.data.positives, &config, |_, _, _| true);
+        let retrieval =
+            Retrieval::build(two_tower, UserSchema::from_users(&users), &items, &IndexConfig::default(), now)
+                .expect("index");
+
+        let set =
+            ImpressionSet::new(join_impressions(&events), &items, &users, now, &ImpressionConfig::default());
+        let config = WideDeepConfig { max_epochs: 1, ..WideDeepConfig::default() };
+        let wide_deep = WideDeep::fit(&set.examples, &set.schema, &config, |_, _, _| true);
+
+        let catalog = Catalog::new(items);
+        let ranker = Ranker::new(wide_deep, set.features, ValueWeights::default(), &catalog, &events);
+        let mut activity = Activity::new(catalog.len(), 72.0);
+        for event in &events {
+            activity.record(&catalog, event);
+        }
+        activity.refresh_trending(&catalog);
+        let models = Models { version: "test".into(), retrieval: Some(retrieval), ranker: Some(ranker) };
+        Platform { catalog, users, activity, models, forbidden, now }
+    })
+}
+
+fn request<'a>(platform: &'a Platform, user: &'a User, request_id: &'a str, n: usize) -> Request<'a> {
+    Request {
+        request_id,
+        user_id: &user.user_id,
+        user: Some(user),
+        n,
+        exclude: &[],
+        context: None,
+        now: platform.now,
+    }
+}
+
+fn ids(platform: &Platform, feed: &reelrank_serving::Recommendation) -> Vec<String> {
+    feed.items.iter().map(|r| platform.catalog.item(r.index).item_id.clone()).collect()
+}
+
+#[test]
+fn filtered_items_never_appear_and_every_item_is_explained() {
+    let platform = platform();
+    let config = PipelineConfig::default();
+    let (mut sources, mut removed) = (HashSet::new(), 0);
+    for (n, user) in platform.users.iter().enumerate().take(60) {
+        let request_id = format!("r{n}");
+        let feed = recommend(
+            &platform.catalog,
+            &platform.activity,
+            &platform.models,
+            &config,
+            &request(platform, user, &request_id, 20),
+        );
+        assert_eq!(feed.items.len(), 20, "a full feed for {}", user.user_id);
+        for (id, item) in ids(platform, &feed).iter().zip(&feed.items) {
+            assert!(!platform.forbidden.contains(id), "{id} served to {}", user.user_id);
+            assert!(!platform.activity.user(&user.user_id).seen.contains(&item.index), "{id} seen before");
+            assert!(!item.reasons.is_empty() && item.value.is_some(), "{id} unexplained");
+            sources.insert(item.source);
+        }
+        for filter in [Filter::Moderation, Filter::Licence] {
+            removed += feed.filtered.get(&filter).copied().unwrap_or(0);
+        }
+    }
+    assert!(removed > 0, "no forbidden item was ever proposed: the test proves nothing");
+    assert!(sources.contains(&Source::TwoTower) && sources.len() >= 3, "sources used: {sources:?}");
+}
+
+#[test]
+fn fifty_refreshes_never_repeat_an_item() {
+    let platform = platform();
+    let mut activity = platform.activity.clone();
+    let user = &platform.users[7];
+    let mut shown = HashSet::new();
+    for refresh in 0..50 {
+        let request_id = format!("refresh{refresh}");
+        let feed = recommend(
+            &platform.catalog,
+            &activity,
+            &platform.models,
+            &PipelineConfig::default(),
+            &request(platform, user, &request_id, 10),
+        );
+        assert!(!feed.items.is_empty(), "refresh {refresh} is empty");
+        for item in &feed.items {
+            assert!(
+                shown.insert(item.index),
+                "refresh {refresh} repeated {}",
+                platform.catalog.item(item.index).item_id
+            );
+        }
+        let served: Vec<_> = feed.items.iter().map(|r| r.index).collect();
+        activity.served(&user.user_id, &served);
+    }
+}
+
+#[test]
+fn not_interested_removes_the_item_and_lowers_its_creator() {
+    let platform = platform();
+    let mut activity = platform.activity.clone();
+    let user = &platform.users[11];
+    let config = PipelineConfig::default();
+    let before = recommend(
+        &platform.catalog,
+        &activity,
+        &platform.models,
+        &config,
+        &request(platform, user, "same", 200),
+    );
+    let rejected = before
+        .items
+        .iter()
+        .find(|r| {
+            let creator = platform.catalog.item(r.index).creator_id.as_deref();
+            before
+                .items
+                .iter()
+                .filter(|o| platform.catalog.item(o.index).creator_id.as_deref() == creator)
+                .count()
+                > 1
+        })
+        .expect("a creator with two items in the feed");
+    let item = platform.catalog.item(rejected.index);
+    let event = Event {
+        event_id: None,
+        user_id: user.user_id.clone(),
+        item_id: item.item_id.clone(),
+        kind: EventKind::NotInterested,
+        value: None,
+        ts: platform.now,
+        request_id: None,
+        context: None,
+    };
+    activity.record(&platform.catalog, &event);
+    let after = recommend(
+        &platform.catalog,
+        &activity,
+        &platform.models,
+        &config,
+        &request(platform, user, "same", 200),
+    );
+    assert!(after.items.iter().all(|r| r.index != rejected.index), "the item came back");
+    let creator = item.creator_id.as_deref();
+    let mut compared = 0;
+    for old in before.items.iter().filter(|r| {
+        r.index != rejected.index && platform.catalog.item(r.index).creator_id.as_deref() == creator
+    }) {
+        if let Some(new) = after.items.iter().find(|r| r.index == old.index) {
+            assert!(new.score < old.score || old.score <= 0.0, "the creator's item kept its score");
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "no other item of the creator to compare");
+}
+
+#[test]
+fn personalisation_off_takes_effect_on_the_next_request() {
+    let platform = platform();
+    let user = &platform.users[3];
+    let on = recommend(
+        &platform.catalog,
+        &platform.activity,
+        &platform.models,
+        &PipelineConfig::default(),
+        &request(platform, user, "a", 20),
+    );
+    assert!(on.personalised && on.items.iter().any(|r| r.value.is_some()));
+    let off_user = User { personalization: Some(false), ..user.clone() };
+    let off = recommend(
+        &platform.catalog,
+        &platform.activity,
+        &platform.models,
+        &PipelineConfig::default(),
+        &request(platform, &off_user, "a", 20),
+    );
+    assert!(!off.personalised && !off.items.is_empty());
+    for item in &off.items {
+        assert!(
+            matches!(item.source, Source::Trending | Source::Fresh),
+            "{:?} in a non-personalised feed",
+            item.source
+        );
+        assert!(item.value.is_none());
+        assert!(!platform.forbidden.contains(&platform.catalog.item(item.index).item_id));
+    }
+}
