@@ -7,7 +7,7 @@ use anyhow::Context;
 use reelrank_ann::IndexConfig;
 use reelrank_eval::ImpressionConfig;
 use reelrank_models::{TwoTowerConfig, ValueWeights, WideDeepConfig};
-use reelrank_server::IngestConfig;
+use reelrank_server::{EngineConfig, IngestConfig};
 use serde::Deserialize;
 
 const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -21,6 +21,7 @@ pub struct Settings {
     pub ingest: IngestConfig,
     pub retrieval: RetrievalSettings,
     pub ranking: RankingSettings,
+    pub serving: EngineConfig,
     pub log: LogSettings,
 }
 
@@ -96,6 +97,7 @@ mod tests {
         assert_eq!(defaults.ranking.wide_deep, WideDeepConfig::default());
         assert_eq!(defaults.ranking.impressions, ImpressionConfig::default());
         assert_eq!(defaults.ranking.value, ValueWeights::default());
+        assert_eq!(defaults.serving, EngineConfig::default());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reelrank.toml");
         std::fs::write(&path, "[ingest]\nmax_batch_records = 7\nunknown_items = \"reject\"\n").unwrap();

@@ -70,6 +70,10 @@ pub(crate) async fn events(
     }
     let outcome = state.store.append_events(&events).await?;
     record("events", outcome.inserted as usize);
+    if let Some(engine) = &state.engine {
+        // Acknowledged events shape the very next feed (a `not_interested` above all).
+        engine.catch_up().await?;
+    }
     Ok(Json(Accepted {
         accepted: events.len(),
         inserted: outcome.inserted,

@@ -3,11 +3,16 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/items`, `/v1/users`, `/v1/events` | a batch as a JSON array or NDJSON; validated whole, `422` lists `{index, field, message}` and writes nothing |
+//! | `GET /v1/recommend?user_id&n&exclude&page&device&hour&explain` | a feed: items with score, source and reasons, the `request_id` and `model_version`; each item is logged as an impression |
+//! | `GET /v1/similar?item_id&n` | items like an item (two-tower vectors) |
+//! | `GET /v1/explain?user_id&item_id` | why an item would or would not be in a user's feed |
 //! | `GET /healthz` | liveness, with the store's reachability |
 //! | `GET /metrics` | Prometheus text format |
 #![warn(missing_docs)]
 
+pub mod engine;
 mod error;
+mod feed;
 mod ingest;
 mod metrics_layer;
 
@@ -21,6 +26,7 @@ use reelrank_core::ModerationStatus;
 use reelrank_store::Store;
 use serde::Deserialize;
 
+pub use engine::{Engine, EngineConfig, EngineError, ModelSource};
 pub use error::HttpError;
 
 /// What the ingest endpoints accept.
@@ -69,12 +75,19 @@ pub struct AppState {
     pub ingest: Arc<IngestConfig>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Serves the feed endpoints (without one they answer `503`).
+    pub engine: Option<Arc<Engine>>,
 }
 
 impl AppState {
     /// State over `store` with the process-wide metrics recorder.
     pub fn new(store: Arc<Store>, ingest: IngestConfig) -> AppState {
-        AppState { store, ingest: Arc::new(ingest), metrics: metrics_layer::recorder() }
+        AppState { store, ingest: Arc::new(ingest), metrics: metrics_layer::recorder(), engine: None }
+    }
+
+    /// The same state serving feeds from `engine`.
+    pub fn with_engine(self, engine: Arc<Engine>) -> AppState {
+        AppState { engine: Some(engine), ..self }
     }
 }
 
@@ -86,6 +99,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users", post(ingest::users))
         .route("/v1/events", post(ingest::events))
         .layer(DefaultBodyLimit::max(body_limit))
+        .route("/v1/recommend", get(feed::recommend))
+        .route("/v1/similar", get(feed::similar))
+        .route("/v1/explain", get(feed::explain))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(metrics_layer::track))

@@ -27,8 +27,10 @@ pub mod sources;
 
 pub use activity::{Activity, UserActivity};
 pub use catalog::{Catalog, ItemIndex};
-pub use filters::{Filter, FilterConfig};
-pub use pipeline::{recommend, Models, PipelineConfig, Recommendation, Recommended, Request};
+pub use filters::{Filter, FilterConfig, FilterInput};
+pub use pipeline::{
+    explain, recommend, Explanation, Models, PipelineConfig, Recommendation, Recommended, Request,
+};
 pub use rank::Ranker;
 pub use rerank::DiversityConfig;
 pub use retrieval::Retrieval;

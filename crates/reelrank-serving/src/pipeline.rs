@@ -11,7 +11,7 @@ use reelrank_features::{feature_key, item_id_key};
 use reelrank_models::Value;
 use serde::{Deserialize, Serialize};
 
-use crate::activity::Activity;
+use crate::activity::{Activity, UserActivity};
 use crate::catalog::{Catalog, ItemIndex};
 use crate::explain::reasons;
 use crate::filters::{Filter, FilterConfig, FilterInput};
@@ -62,6 +62,30 @@ pub struct Request<'a> {
     pub now: Timestamp,
 }
 
+impl<'a> Request<'a> {
+    /// Whether the user lets the feed be personalised (users without a record do).
+    pub fn personalised(&self) -> bool {
+        self.user.is_none_or(User::personalized)
+    }
+
+    fn sources(&self, catalog: &'a Catalog, activity: &'a Activity, models: &'a Models) -> SourceInput<'a> {
+        SourceInput {
+            catalog,
+            activity: activity.user(self.user_id),
+            trending: activity.trending(),
+            retrieval: models.retrieval.as_ref(),
+            user_id: self.user_id,
+            user: self.user,
+            context: self.context,
+            now: self.now,
+        }
+    }
+
+    fn filter_input(&self, activity: &'a UserActivity, exclude: &'a HashSet<ItemIndex>) -> FilterInput<'a> {
+        FilterInput { user_id: self.user_id, user: self.user, activity, exclude, now: self.now }
+    }
+}
+
 /// One returned item.
 #[derive(Debug, Clone)]
 pub struct Recommended {
@@ -101,17 +125,8 @@ pub fn recommend(
     request: &Request<'_>,
 ) -> Recommendation {
     let user_activity = activity.user(request.user_id);
-    let personalised = request.user.is_none_or(User::personalized);
-    let sources = SourceInput {
-        catalog,
-        activity: user_activity,
-        trending: activity.trending(),
-        retrieval: models.retrieval.as_ref(),
-        user_id: request.user_id,
-        user: request.user,
-        context: request.context,
-        now: request.now,
-    };
+    let personalised = request.personalised();
+    let sources = request.sources(catalog, activity, models);
     let candidates = gather(&sources, &config.sources, personalised);
     let mut proposed: BTreeMap<Source, usize> = BTreeMap::new();
     for candidate in &candidates {
@@ -119,13 +134,7 @@ pub fn recommend(
     }
 
     let exclude: HashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
-    let input = FilterInput {
-        user_id: request.user_id,
-        user: request.user,
-        activity: user_activity,
-        exclude: &exclude,
-        now: request.now,
-    };
+    let input = request.filter_input(user_activity, &exclude);
     let mut filtered: BTreeMap<Filter, usize> = BTreeMap::new();
     let candidates: Vec<_> = candidates
         .into_iter()
@@ -211,3 +220,49 @@ pub fn recommend(
 
 /// Heat (decayed positives) below which an item counts as long-tail for exploration.
 const LONG_TAIL_HEAT: f64 = 1.0;
+
+/// Why an item would or would not be in a user's feed.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The source that proposes it for this request, if any does.
+    pub source: Option<Source>,
+    /// Every filter that removes it.
+    pub filtered_by: Vec<Filter>,
+    /// Why it would be shown, in words for the user (empty when no source proposes it).
+    pub reasons: Vec<String>,
+    /// The value model's verdict (for operators), when a ranker is loaded and the feed is
+    /// personalised.
+    pub value: Option<Value>,
+}
+
+/// Explains the item at `index` for `request` (whose `n` and `exclude` are ignored).
+pub fn explain(
+    catalog: &Catalog,
+    activity: &Activity,
+    models: &Models,
+    config: &PipelineConfig,
+    request: &Request<'_>,
+    index: ItemIndex,
+) -> Explanation {
+    let user_activity = activity.user(request.user_id);
+    let personalised = request.personalised();
+    let sources = request.sources(catalog, activity, models);
+    let candidate = gather(&sources, &config.sources, personalised).into_iter().find(|c| c.index == index);
+    let exclude = HashSet::new();
+    let input = request.filter_input(user_activity, &exclude);
+    let item = catalog.item(index);
+    let filtered_by =
+        Filter::ALL.into_iter().filter(|f| f.rejects(item, index, &input, &config.filters)).collect();
+    let value = match (&models.ranker, personalised) {
+        (Some(ranker), true) => ranker
+            .values(catalog, request.user_id, request.user, request.context, request.now, &[index])
+            .pop(),
+        _ => None,
+    };
+    Explanation {
+        source: candidate.as_ref().map(|c| c.source),
+        filtered_by,
+        reasons: candidate.map(|c| reasons(catalog, user_activity, &c, false)).unwrap_or_default(),
+        value,
+    }
+}

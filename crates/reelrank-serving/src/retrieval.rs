@@ -42,6 +42,19 @@ impl Retrieval {
         Ok(Retrieval { model, user_schema, index })
     }
 
+    /// Adds the vectors of `items` the index lacks (items ingested after training), from their
+    /// content features at `now`; returns how many.
+    pub fn index_missing(&mut self, items: &[Item], now: Timestamp) -> reelrank_ann::Result<usize> {
+        let missing: Vec<&Item> =
+            items.iter().filter(|i| self.index.vector(item_id_key(&i.item_id)).is_none()).collect();
+        let bags: Vec<_> = missing.iter().map(|item| item_bags(item, now)).collect();
+        let vectors = self.model.item_vectors(&bags);
+        for (item, vector) in missing.iter().zip(vectors.chunks_exact(self.model.output_dim())) {
+            self.index.upsert(item_id_key(&item.item_id), vector)?;
+        }
+        Ok(missing.len())
+    }
+
     /// Writes the model, the user schema and the index (`index/`) into `dir`.
     pub fn save(&self, dir: &Path) -> Result<(), PersistError> {
         self.model.save(dir)?;

@@ -118,10 +118,22 @@ pub struct SourceInput<'a> {
     pub now: Timestamp,
 }
 
+impl SourceInput<'_> {
+    /// The item to propose for `index`: itself, or for an episode, the episode the user would
+    /// watch next in its series (the first when they have not started it, none when they have
+    /// finished it): a series is never entered in the middle.
+    pub fn entry_point(&self, index: ItemIndex) -> Option<ItemIndex> {
+        let item = self.catalog.item(index);
+        let (Some(series), Some(_)) = (&item.series_id, item.episode) else { return Some(index) };
+        let watched = self.activity.series.get(series).copied().unwrap_or(0);
+        self.catalog.next_episode(series, watched)
+    }
+}
+
 /// Candidates of every source, each item once (with its most specific source). A user with
 /// personalisation off gets only trending and fresh items.
 pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool) -> Vec<Candidate> {
-    let mut gathered = Gathered::default();
+    let mut gathered = Gathered { input, candidates: Vec::new(), position: HashMap::new() };
     let seen = |key: u64| input.catalog.index_of_key(key).is_some_and(|i| input.activity.seen.contains(&i));
     if personalised {
         if let Some(retrieval) = input.retrieval {
@@ -189,15 +201,16 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
 }
 
 /// Candidates in the order proposed, each item once.
-#[derive(Default)]
-struct Gathered {
+struct Gathered<'a> {
+    input: &'a SourceInput<'a>,
     candidates: Vec<Candidate>,
     position: HashMap<ItemIndex, usize>,
 }
 
-impl Gathered {
-    /// Adds `index` (when there is one); an item already proposed keeps the more specific of the
-    /// two sources (a next episode that the ANN search found too is still a next episode).
+impl Gathered<'_> {
+    /// Adds `index` (when there is one), or rather its series' entry point for the user (see
+    /// [`SourceInput::entry_point`]); an item already proposed keeps the more specific of the two
+    /// sources (a next episode that the ANN search found too is still a next episode).
     fn add(
         &mut self,
         index: Option<ItemIndex>,
@@ -205,7 +218,7 @@ impl Gathered {
         because: Option<ItemIndex>,
         trending_in: Option<Category>,
     ) {
-        let Some(index) = index else { return };
+        let Some(index) = index.and_then(|i| self.input.entry_point(i)) else { return };
         let candidate = Candidate { index, source, because, trending_in };
         match self.position.get(&index) {
             Some(&at) if self.candidates[at].source <= source => {}
@@ -215,5 +228,46 @@ impl Gathered {
                 self.candidates.push(candidate);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reelrank_core::Item;
+
+    use super::*;
+    use crate::activity::Activity;
+
+    #[test]
+    fn a_series_is_entered_at_the_users_next_episode() {
+        let episode = |n: u32| Item {
+            series_id: Some("s".into()),
+            episode: Some(n),
+            ..Item::new(format!("e{n}"), Category::MicroDrama)
+        };
+        let catalog =
+            Catalog::new(vec![episode(1), episode(2), episode(3), Item::new("film", Category::Movie)]);
+        let activity = Activity::new(catalog.len(), 24.0);
+        let entry = |series: &[(&str, u32)]| {
+            let user = UserActivity {
+                series: series.iter().map(|&(s, e)| (s.to_owned(), e)).collect(),
+                ..UserActivity::default()
+            };
+            let input = SourceInput {
+                catalog: &catalog,
+                activity: &user,
+                trending: activity.trending(),
+                retrieval: None,
+                user_id: "u",
+                user: None,
+                context: None,
+                now: Timestamp(0),
+            };
+            let third = catalog.index("e3").unwrap();
+            (input.entry_point(third).map(|i| catalog.item(i).item_id.clone()), input.entry_point(3))
+        };
+        assert_eq!(entry(&[]), (Some("e1".into()), Some(3)), "new viewers start at episode 1; films pass");
+        assert_eq!(entry(&[("s", 1)]).0, Some("e2".into()));
+        assert_eq!(entry(&[("s", 3)]).0, None, "a finished series is not proposed again");
     }
 }

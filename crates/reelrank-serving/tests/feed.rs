@@ -30,7 +30,7 @@ struct Platform {
 fn platform() -> &'static Platform {
     static PLATFORM: OnceLock<Platform> = OnceLock::new();
     PLATFORM.get_or_init(|| {
-        let sim = Simulation::new(SimConfig { users: 200, items: 1_000, days: 3, ..SimConfig::default() });
+        let sim = Simulation::new(SimConfig { users: 200, items: 2_000, days: 3, ..SimConfig::default() });
         let mut events: Vec<Event> = Vec::new();
         let _ = sim.run(|_, day| {
             events.extend_from_slice(day);

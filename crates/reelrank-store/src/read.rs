@@ -29,6 +29,9 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// Rows per query of the `all_*` readers.
+const PAGE: u32 = 10_000;
+
 impl Store {
     /// Counts of items, users and events.
     pub async fn counts(&self) -> Result<Counts> {
@@ -96,6 +99,44 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Every item, in id order (read in pages).
+    pub async fn all_items(&self) -> Result<Vec<Item>> {
+        let mut items: Vec<Item> = Vec::new();
+        loop {
+            let after = items.last().map_or(String::new(), |i| i.item_id.clone());
+            let page = self.items_after(&after, PAGE).await?;
+            if page.is_empty() {
+                return Ok(items);
+            }
+            items.extend(page);
+        }
+    }
+
+    /// Every user, in id order (read in pages).
+    pub async fn all_users(&self) -> Result<Vec<User>> {
+        let mut users: Vec<User> = Vec::new();
+        loop {
+            let after = users.last().map_or(String::new(), |u| u.user_id.clone());
+            let page = self.users_after(&after, PAGE).await?;
+            if page.is_empty() {
+                return Ok(users);
+            }
+            users.extend(page);
+        }
+    }
+
+    /// Every event that `keep` accepts, in log order (read in pages), and the sequence number of
+    /// the last event read (0 for an empty log).
+    pub async fn all_events(&self, keep: impl Fn(&Event) -> bool) -> Result<(Vec<Event>, i64)> {
+        let (mut kept, mut after) = (Vec::new(), 0);
+        loop {
+            let page = self.events_after(after, PAGE).await?;
+            let Some(last) = page.last() else { return Ok((kept, after)) };
+            after = last.seq;
+            kept.extend(page.into_iter().map(|stored| stored.event).filter(|event| keep(event)));
+        }
     }
 
     /// The ids among `item_ids` that the catalog does not hold.

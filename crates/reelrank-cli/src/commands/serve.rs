@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
-use reelrank_server::AppState;
+use reelrank_server::{AppState, Engine, ModelSource};
 
 use crate::settings::Settings;
 
@@ -19,7 +19,14 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     let store = super::open_store(data_dir, settings).await?;
     let addr = args.addr.unwrap_or_else(|| settings.server.addr.clone());
     let listener = bind(&addr).await?;
-    let state = AppState::new(store.clone(), settings.ingest.clone());
+    let models = ModelSource {
+        retrieval_dir: Some(super::train::model_dir(data_dir)),
+        ranking_dir: Some(super::train_ranking::model_dir(data_dir)),
+        value: settings.ranking.value.clone(),
+    };
+    let engine = Engine::start(store.clone(), settings.serving.clone(), models).await?;
+    engine.spawn_background();
+    let state = AppState::new(store.clone(), settings.ingest.clone()).with_engine(engine);
     reelrank_server::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     Ok(())

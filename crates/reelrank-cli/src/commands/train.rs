@@ -36,9 +36,6 @@ pub enum Train {
     },
 }
 
-/// Rows read from the store per query.
-const PAGE: u32 = 10_000;
-
 /// Where the retrieval model is saved.
 pub fn model_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("models").join("retrieval")
@@ -112,25 +109,7 @@ async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) 
 
 /// Every catalog item and user.
 pub async fn catalog(store: &Store) -> anyhow::Result<(Vec<Item>, Vec<User>)> {
-    let items = read_all(async |after| store.items_after(after, PAGE).await, |i: &Item| &i.item_id).await?;
-    let users = read_all(async |after| store.users_after(after, PAGE).await, |u: &User| &u.user_id).await?;
-    Ok((items, users))
-}
-
-/// Every record of an id-ordered paged listing: `page(after)` returns the records after an id.
-async fn read_all<T>(
-    mut page: impl AsyncFnMut(&str) -> reelrank_store::Result<Vec<T>>,
-    id: impl Fn(&T) -> &str,
-) -> anyhow::Result<Vec<T>> {
-    let mut all: Vec<T> = Vec::new();
-    loop {
-        let after = all.last().map_or(String::new(), |r| id(r).to_owned());
-        let next = page(&after).await?;
-        if next.is_empty() {
-            return Ok(all);
-        }
-        all.extend(next);
-    }
+    Ok((store.all_items().await?, store.all_users().await?))
 }
 
 /// The positive events on catalog items, as ratings of 5 (every positive counts alike) with their
@@ -147,14 +126,7 @@ async fn positives(store: &Store, items: &[Item], rule: &PositiveRule) -> anyhow
 
 /// The store's events that `keep` accepts, in log order.
 pub async fn events(store: &Store, keep: impl Fn(&Event) -> bool) -> anyhow::Result<Vec<Event>> {
-    let mut kept = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.events_after(after, PAGE).await?;
-        let Some(last) = page.last() else { return Ok(kept) };
-        after = last.seq;
-        kept.extend(page.into_iter().map(|stored| stored.event).filter(|event| keep(event)));
-    }
+    Ok(store.all_events(keep).await?.0)
 }
 
 /// Each user's most recent positive held out (users with at least three), the rest for training.

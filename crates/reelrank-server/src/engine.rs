@@ -1,0 +1,296 @@
+//! The serving state behind the feed endpoints: a [`Snapshot`] (catalog, models, activity) that
+//! requests read without waiting, rebuilt in the background and swapped atomically when a
+//! newly trained model appears, and kept current by tailing the store's event log, so that what
+//! any replica ingested reaches every replica's feeds.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use reelrank_core::{Event, Item, Timestamp};
+use reelrank_features::{feature_key, PersistError};
+use reelrank_models::ValueWeights;
+use reelrank_serving::{Activity, Catalog, Models, PipelineConfig, Ranker, Retrieval};
+use reelrank_store::{Store, StoreError};
+use serde::Deserialize;
+use tokio::sync::{mpsc, Mutex};
+
+/// Rows read from the store per query.
+const PAGE: u32 = 10_000;
+
+/// How the engine serves: the `[serving]` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Every pipeline stage's settings.
+    pub pipeline: PipelineConfig,
+    /// Half-life of the trending source's heat, in hours.
+    pub heat_half_life_hours: f64,
+    /// How often new events are applied, in milliseconds.
+    pub tail_interval_ms: u64,
+    /// How often the model directories are checked for a newly trained model, in seconds.
+    pub model_check_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            pipeline: PipelineConfig::default(),
+            heat_half_life_hours: 72.0,
+            tail_interval_ms: 500,
+            model_check_secs: 5,
+        }
+    }
+}
+
+/// Where the models are and what their actions are worth.
+#[derive(Debug, Clone, Default)]
+pub struct ModelSource {
+    /// Where `reelrank train retrieval` saves (absent or empty: no two-tower source).
+    pub retrieval_dir: Option<PathBuf>,
+    /// Where `reelrank train ranking` saves (absent or empty: candidates ranked by heat).
+    pub ranking_dir: Option<PathBuf>,
+    /// The value model's action weights.
+    pub value: ValueWeights,
+}
+
+/// Why the engine could not load.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Reading the catalog or the log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A model directory exists but does not load.
+    #[error("loading the model in {dir}: {source}")]
+    Model {
+        /// The directory.
+        dir: PathBuf,
+        /// What went wrong.
+        source: PersistError,
+    },
+    /// New items could not be added to the vector index.
+    #[error("indexing new items: {0}")]
+    Index(#[from] reelrank_ann::IndexError),
+}
+
+/// Everything a request reads, as of one load; replaced whole by a reload.
+pub struct Snapshot {
+    /// The catalog.
+    pub catalog: Catalog,
+    /// The models.
+    pub models: Models,
+    /// Users' behaviour and item heat, kept current by the tail.
+    pub activity: RwLock<Activity>,
+    /// The last event sequence number applied to `activity`.
+    applied: AtomicI64,
+}
+
+/// The serving state and the tasks that keep it current.
+pub struct Engine {
+    store: Arc<Store>,
+    config: EngineConfig,
+    models: ModelSource,
+    current: ArcSwap<Snapshot>,
+    /// Serialises tailing and reloading, so that each event is applied once to each snapshot.
+    updating: Mutex<()>,
+    impressions: mpsc::UnboundedSender<Event>,
+}
+
+impl Engine {
+    /// Loads the catalog, the log and the models, and starts writing logged impressions to the
+    /// store. Call [`Engine::spawn_background`] to keep it current.
+    pub async fn start(
+        store: Arc<Store>,
+        config: EngineConfig,
+        models: ModelSource,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let snapshot = load(&store, &config, &models).await?;
+        let (impressions, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(write_impressions(store.clone(), receiver));
+        Ok(Arc::new(Engine {
+            store,
+            config,
+            models,
+            current: ArcSwap::from_pointee(snapshot),
+            updating: Mutex::new(()),
+            impressions,
+        }))
+    }
+
+    /// The current snapshot; a request keeps it for its whole run, whatever is swapped meanwhile.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The pipeline settings.
+    pub fn pipeline(&self) -> &PipelineConfig {
+        &self.config.pipeline
+    }
+
+    /// Applies the events stored since the last call to the current snapshot; returns how many.
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        let _updating = self.updating.lock().await;
+        apply_new_events(&self.store, &self.snapshot()).await
+    }
+
+    /// Builds a new snapshot from the store and the model directories and swaps it in; requests
+    /// in flight finish on the old one.
+    pub async fn reload(&self) -> Result<(), EngineError> {
+        let fresh = Arc::new(load(&self.store, &self.config, &self.models).await?);
+        let _updating = self.updating.lock().await;
+        apply_new_events(&self.store, &fresh).await?;
+        self.current.store(fresh);
+        tracing::info!(version = %self.snapshot().models.version, "models swapped in");
+        Ok(())
+    }
+
+    /// Logs the items of a response as impression events (written to the store in batches).
+    pub fn log_impressions(&self, events: Vec<Event>) {
+        for event in events {
+            // The receiver lives as long as the runtime; a send fails only during shutdown.
+            let _ = self.impressions.send(event);
+        }
+    }
+
+    /// Tails the log every `tail_interval_ms` (re-sorting trending lists after each batch) and
+    /// reloads when the model directories change.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_millis(engine.config.tail_interval_ms.max(10)));
+            loop {
+                tick.tick().await;
+                match engine.catch_up().await {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        let snapshot = engine.snapshot();
+                        let mut activity = snapshot.activity.write().expect("activity lock");
+                        activity.refresh_trending(&snapshot.catalog);
+                    }
+                    Err(err) => tracing::warn!(error = %err, "reading new events failed"),
+                }
+            }
+        });
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(engine.config.model_check_secs.max(1)));
+            loop {
+                tick.tick().await;
+                if models_version(&engine.models) != engine.snapshot().models.version {
+                    if let Err(err) = engine.reload().await {
+                        tracing::error!(error = %err, "loading the new models failed; serving the previous ones");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Builds a snapshot: the whole catalog and log from `store`, the models from their directories.
+async fn load(store: &Store, config: &EngineConfig, models: &ModelSource) -> Result<Snapshot, EngineError> {
+    let items = store.all_items().await?;
+    let (events, last_seq) = store.all_events(|_| true).await?;
+    let (half_life, models) = (config.heat_half_life_hours, models.clone());
+    tokio::task::spawn_blocking(move || build(items, &events, last_seq, half_life, &models))
+        .await
+        .expect("snapshot build panicked")
+}
+
+fn build(
+    items: Vec<Item>,
+    events: &[Event],
+    last_seq: i64,
+    heat_half_life_hours: f64,
+    models: &ModelSource,
+) -> Result<Snapshot, EngineError> {
+    let now = Timestamp::now();
+    let version = models_version(models);
+    let retrieval = match existing(&models.retrieval_dir) {
+        Some(dir) => {
+            let mut retrieval = Retrieval::load(dir).map_err(|source| model_error(dir, source))?;
+            let added = retrieval.index_missing(&items, now)?;
+            tracing::info!(added, "indexed items newer than the retrieval model");
+            Some(retrieval)
+        }
+        None => None,
+    };
+    let catalog = Catalog::new(items);
+    let ranker = match existing(&models.ranking_dir) {
+        Some(dir) => Some(
+            Ranker::load(dir, models.value.clone(), &catalog, events)
+                .map_err(|source| model_error(dir, source))?,
+        ),
+        None => None,
+    };
+    let mut activity = Activity::new(catalog.len(), heat_half_life_hours);
+    for event in events {
+        activity.record(&catalog, event);
+    }
+    activity.refresh_trending(&catalog);
+    tracing::info!(items = catalog.len(), events = events.len(), %version, "serving snapshot built");
+    Ok(Snapshot {
+        catalog,
+        models: Models { version, retrieval, ranker },
+        activity: RwLock::new(activity),
+        applied: AtomicI64::new(last_seq),
+    })
+}
+
+fn model_error(dir: &Path, source: PersistError) -> EngineError {
+    EngineError::Model { dir: dir.to_owned(), source }
+}
+
+/// The directory, when it is configured and holds a saved model.
+fn existing(dir: &Option<PathBuf>) -> Option<&Path> {
+    dir.as_deref().filter(|d| d.is_dir())
+}
+
+/// Names the models on disk: a hash of their directories' modification times (`none` without
+/// models), so that every newly saved model gets a new version.
+fn models_version(models: &ModelSource) -> String {
+    let stamps: Vec<String> = [&models.retrieval_dir, &models.ranking_dir]
+        .into_iter()
+        .filter_map(|dir| existing(dir))
+        .map(|dir| {
+            let modified =
+                std::fs::metadata(dir).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+            format!("{}@{:?}", dir.display(), modified)
+        })
+        .collect();
+    if stamps.is_empty() {
+        return "none".to_owned();
+    }
+    format!("{:012x}", feature_key("models", &stamps.join(";")) >> 16)
+}
+
+/// Applies the events after `snapshot`'s last applied one.
+async fn apply_new_events(store: &Store, snapshot: &Snapshot) -> Result<usize, StoreError> {
+    let mut applied = 0;
+    loop {
+        let page = store.events_after(snapshot.applied.load(Ordering::Acquire), PAGE).await?;
+        let Some(last) = page.last().map(|e| e.seq) else { return Ok(applied) };
+        {
+            let mut activity = snapshot.activity.write().expect("activity lock");
+            for stored in &page {
+                activity.record(&snapshot.catalog, &stored.event);
+            }
+        }
+        applied += page.len();
+        snapshot.applied.store(last, Ordering::Release);
+    }
+}
+
+/// Writes logged impressions in batches of whatever has queued up since the last write.
+async fn write_impressions(store: Arc<Store>, mut receiver: mpsc::UnboundedReceiver<Event>) {
+    const BATCH: usize = 5_000;
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        if let Err(err) = store.append_events(&batch).await {
+            tracing::error!(error = %err, dropped = batch.len(), "writing impressions failed");
+        }
+        batch.clear();
+    }
+}

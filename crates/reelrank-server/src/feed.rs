@@ -1,0 +1,299 @@
+//! `GET /v1/recommend`, `/v1/similar`, `/v1/explain`: parse, run the pipeline on the engine's
+//! current snapshot, log what was served, convert.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use reelrank_core::{Event, EventContext, EventKind, Timestamp, User};
+use reelrank_features::feature_key;
+use reelrank_models::HeadValue;
+use reelrank_serving::{
+    explain as explain_item, recommend as run_pipeline, Filter, FilterInput, ItemIndex, Request, UserActivity,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, Snapshot};
+use crate::{AppState, HttpError};
+
+/// Most items one request may ask for.
+pub const MAX_ITEMS: usize = 200;
+
+/// Query of `GET /v1/recommend`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecommendQuery {
+    user_id: String,
+    /// Items wanted (default 20).
+    n: Option<usize>,
+    /// Comma-separated item ids not to return.
+    exclude: Option<String>,
+    /// Context: surface, device class and local hour.
+    page: Option<String>,
+    device: Option<String>,
+    hour: Option<u8>,
+    /// Adds each item's head probabilities and weights (for operators).
+    explain: Option<bool>,
+}
+
+/// One item of a feed.
+#[derive(Debug, Serialize)]
+pub(crate) struct FeedItem {
+    item_id: String,
+    title: String,
+    category: String,
+    score: f32,
+    source: &'static str,
+    reasons: Vec<String>,
+    explored: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heads: Option<Vec<HeadValue>>,
+}
+
+/// Answer of `GET /v1/recommend`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Feed {
+    request_id: String,
+    model_version: String,
+    personalised: bool,
+    items: Vec<FeedItem>,
+}
+
+pub(crate) async fn recommend(
+    State(state): State<AppState>,
+    query: Result<Query<RecommendQuery>, QueryRejection>,
+) -> Result<Json<Feed>, HttpError> {
+    let Query(query) = query.map_err(bad_query)?;
+    let engine = engine(&state)?;
+    let n = query.n.unwrap_or(20);
+    if n == 0 || n > MAX_ITEMS {
+        return Err(HttpError::new(StatusCode::BAD_REQUEST, format!("n: must be 1 to {MAX_ITEMS}, got {n}")));
+    }
+    if query.hour.is_some_and(|h| h > 23) {
+        return Err(HttpError::new(StatusCode::BAD_REQUEST, "hour: must be 0 to 23"));
+    }
+    let user = state.store.user(&query.user_id).await?;
+    let exclude: Vec<String> = query.exclude.as_deref().map_or_else(Vec::new, |list| {
+        list.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect()
+    });
+    let context = EventContext { device: query.device, page: query.page, hour: query.hour };
+    let has_context = context.device.is_some() || context.page.is_some() || context.hour.is_some();
+    let request_id = new_request_id();
+    let now = Timestamp::now();
+    let request = Request {
+        request_id: &request_id,
+        user_id: &query.user_id,
+        user: user.as_ref(),
+        n,
+        exclude: &exclude,
+        context: has_context.then_some(&context),
+        now,
+    };
+    let snapshot = engine.snapshot();
+    let feed = {
+        let activity = snapshot.activity.read().expect("activity lock");
+        run_pipeline(&snapshot.catalog, &activity, &snapshot.models, engine.pipeline(), &request)
+    };
+    let served: Vec<_> = feed.items.iter().map(|r| r.index).collect();
+    snapshot.activity.write().expect("activity lock").served(&query.user_id, &served);
+    let impressions = served
+        .iter()
+        .map(|&index| {
+            let item_id = snapshot.catalog.item(index).item_id.clone();
+            Event {
+                event_id: Some(format!("{request_id}:{item_id}")),
+                user_id: query.user_id.clone(),
+                item_id,
+                kind: EventKind::Impression,
+                value: None,
+                ts: now,
+                request_id: Some(request_id.clone()),
+                context: has_context.then(|| context.clone()),
+            }
+        })
+        .collect();
+    engine.log_impressions(impressions);
+    metrics::counter!("reelrank_recommendations_total").increment(1);
+    let operators = query.explain.unwrap_or(false);
+    let items = feed
+        .items
+        .into_iter()
+        .map(|r| {
+            let item = snapshot.catalog.item(r.index);
+            FeedItem {
+                item_id: item.item_id.clone(),
+                title: item.title.clone(),
+                category: item.category.as_str().to_owned(),
+                score: r.score,
+                source: r.source.as_str(),
+                reasons: r.reasons,
+                explored: r.explored,
+                heads: r.value.filter(|_| operators).map(|v| v.heads),
+            }
+        })
+        .collect();
+    Ok(Json(Feed {
+        request_id,
+        model_version: snapshot.models.version.clone(),
+        personalised: feed.personalised,
+        items,
+    }))
+}
+
+/// Query of `GET /v1/similar`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SimilarQuery {
+    item_id: String,
+    /// Items wanted (default 10).
+    n: Option<usize>,
+}
+
+/// One similar item.
+#[derive(Debug, Serialize)]
+pub(crate) struct SimilarItem {
+    item_id: String,
+    title: String,
+    category: String,
+    score: f32,
+}
+
+/// Answer of `GET /v1/similar`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Similar {
+    item_id: String,
+    model_version: String,
+    items: Vec<SimilarItem>,
+}
+
+pub(crate) async fn similar(
+    State(state): State<AppState>,
+    query: Result<Query<SimilarQuery>, QueryRejection>,
+) -> Result<Json<Similar>, HttpError> {
+    let Query(query) = query.map_err(bad_query)?;
+    let n = query.n.unwrap_or(10).clamp(1, MAX_ITEMS);
+    let engine = engine(&state)?;
+    let snapshot = engine.snapshot();
+    let retrieval = snapshot.models.retrieval.as_ref().ok_or_else(|| {
+        HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "no retrieval model: run `reelrank train retrieval`")
+    })?;
+    let index = item_index(&snapshot, &query.item_id)?;
+    let now = Timestamp::now();
+    // Only what any feed may show: ask for a few more to make up for the filtered.
+    let (activity, exclude) = (UserActivity::default(), HashSet::new());
+    let anyone = FilterInput { user_id: "", user: None, activity: &activity, exclude: &exclude, now };
+    let filters = &engine.pipeline().filters;
+    let items = retrieval
+        .similar(snapshot.catalog.item(index), n * 2, now)
+        .into_iter()
+        .filter_map(|(key, score)| snapshot.catalog.index_of_key(key).map(|i| (i, score)))
+        .filter(|&(i, _)| {
+            let item = snapshot.catalog.item(i);
+            ![Filter::Moderation, Filter::Licence].iter().any(|f| f.rejects(item, i, &anyone, filters))
+        })
+        .take(n)
+        .map(|(i, score)| {
+            let item = snapshot.catalog.item(i);
+            SimilarItem {
+                item_id: item.item_id.clone(),
+                title: item.title.clone(),
+                category: item.category.as_str().to_owned(),
+                score,
+            }
+        })
+        .collect();
+    Ok(Json(Similar { item_id: query.item_id, model_version: snapshot.models.version.clone(), items }))
+}
+
+/// Query of `GET /v1/explain`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExplainQuery {
+    user_id: String,
+    item_id: String,
+}
+
+/// Answer of `GET /v1/explain`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Explanation {
+    user_id: String,
+    item_id: String,
+    model_version: String,
+    /// The source that would propose the item now (`null`: none would).
+    source: Option<&'static str>,
+    /// Every filter that would remove it.
+    filtered_by: Vec<&'static str>,
+    reasons: Vec<String>,
+    /// `Σ P(action) × weight` and its parts, when a ranking model is loaded.
+    score: Option<f32>,
+    heads: Option<Vec<HeadValue>>,
+}
+
+pub(crate) async fn explain(
+    State(state): State<AppState>,
+    query: Result<Query<ExplainQuery>, QueryRejection>,
+) -> Result<Json<Explanation>, HttpError> {
+    let Query(query) = query.map_err(bad_query)?;
+    let engine = engine(&state)?;
+    let user: Option<User> = state.store.user(&query.user_id).await?;
+    let snapshot = engine.snapshot();
+    let index = item_index(&snapshot, &query.item_id)?;
+    let request = Request {
+        request_id: "explain",
+        user_id: &query.user_id,
+        user: user.as_ref(),
+        n: 1,
+        exclude: &[],
+        context: None,
+        now: Timestamp::now(),
+    };
+    let explanation = {
+        let activity = snapshot.activity.read().expect("activity lock");
+        explain_item(&snapshot.catalog, &activity, &snapshot.models, engine.pipeline(), &request, index)
+    };
+    Ok(Json(Explanation {
+        user_id: query.user_id,
+        item_id: query.item_id,
+        model_version: snapshot.models.version.clone(),
+        source: explanation.source.map(|s| s.as_str()),
+        filtered_by: explanation.filtered_by.into_iter().map(Filter::as_str).collect(),
+        reasons: explanation.reasons,
+        score: explanation.value.as_ref().map(|v| v.score),
+        heads: explanation.value.map(|v| v.heads),
+    }))
+}
+
+fn engine(state: &AppState) -> Result<&Engine, HttpError> {
+    state
+        .engine
+        .as_deref()
+        .ok_or_else(|| HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "this server does not serve feeds"))
+}
+
+fn item_index(snapshot: &Snapshot, item_id: &str) -> Result<ItemIndex, HttpError> {
+    snapshot.catalog.index(item_id).ok_or_else(|| {
+        HttpError::new(StatusCode::NOT_FOUND, format!("item_id: no item `{item_id}` is served"))
+    })
+}
+
+fn bad_query(rejection: QueryRejection) -> HttpError {
+    HttpError::new(StatusCode::BAD_REQUEST, rejection.body_text())
+}
+
+/// A request id unique across restarts and replicas: a hash of the process's start time and id
+/// and a counter.
+fn new_request_id() -> String {
+    static STARTED: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let started = STARTED.get_or_init(|| {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        format!("{nanos}-{}", std::process::id())
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}", feature_key(started, &n.to_string()))
+}
