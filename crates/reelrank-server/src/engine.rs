@@ -179,7 +179,13 @@ impl Engine {
             let mut tick = tokio::time::interval(Duration::from_secs(engine.config.model_check_secs.max(1)));
             loop {
                 tick.tick().await;
-                if models_version(&engine.models) != engine.snapshot().models.version {
+                let snapshot = engine.snapshot();
+                // A directory of a loaded model that is gone is being replaced (saved whole, then
+                // renamed into place): wait for the new one rather than drop the model meanwhile.
+                let replacing = (snapshot.models.retrieval.is_some()
+                    && existing(&engine.models.retrieval_dir).is_none())
+                    || (snapshot.models.ranker.is_some() && existing(&engine.models.ranking_dir).is_none());
+                if !replacing && models_version(&engine.models) != snapshot.models.version {
                     if let Err(err) = engine.reload().await {
                         tracing::error!(error = %err, "loading the new models failed; serving the previous ones");
                     }

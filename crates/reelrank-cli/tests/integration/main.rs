@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod serving;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,8 +23,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// A server with extra environment variables (settings such as `REELRANK__SERVING__...`).
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = reelrank(data_dir)
             .args(["serve", "--addr", "127.0.0.1:0"])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn reelrank serve");

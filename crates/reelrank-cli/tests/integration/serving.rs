@@ -1,0 +1,141 @@
+//! `reelrank serve` with trained models: feeds, their impressions in the log, feedback and
+//! opt-outs acting on the next request, and a retrained model swapped in under load without a
+//! failed request.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::{reelrank, Server};
+
+async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Value) -> u16 {
+    client.post(url).json(&body).send().await.unwrap().status().as_u16()
+}
+
+fn run(dir: &std::path::Path, args: &[&str]) {
+    let out = reelrank(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_explained_feeds_and_swaps_models_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), &["simulate", "--users", "120", "--items", "1500", "--days", "3", "--seed", "5"]);
+    run(dir.path(), &["train", "retrieval", "--epochs", "2"]);
+    run(dir.path(), &["train", "ranking", "--epochs", "1"]);
+    let server = Server::start_with(dir.path(), &[("REELRANK__SERVING__MODEL_CHECK_SECS", "1")]);
+    let client = reqwest::Client::new();
+    let feed_url = |user: &str| format!("{}/v1/recommend?user_id={user}&n=20&explain=true", server.url);
+
+    let (status, feed) = get(&client, &feed_url("u7")).await;
+    assert_eq!(status, 200, "{feed}");
+    let items = feed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 20);
+    assert!(feed["personalised"].as_bool().unwrap());
+    let version = feed["model_version"].as_str().unwrap().to_owned();
+    assert_ne!(version, "none");
+    for item in items {
+        assert!(!item["reasons"].as_array().unwrap().is_empty(), "unexplained: {item}");
+        assert_eq!(item["heads"].as_array().unwrap().len(), 9, "explain=true shows every head");
+    }
+
+    // The served items are logged as impressions carrying the request id.
+    let request_id = feed["request_id"].as_str().unwrap().to_owned();
+    let store = reelrank_store::Store::open_in_dir(dir.path()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (events, _) =
+            store.all_events(|e| e.request_id.as_deref() == Some(request_id.as_str())).await.unwrap();
+        if events.len() == 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} of 20 impressions logged", events.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // not_interested acts on the next request.
+    let rejected = items[0]["item_id"].as_str().unwrap().to_owned();
+    let event = json!([{"user_id": "u7", "item_id": rejected, "kind": "not_interested", "ts": "2026-11-30T12:00:00Z"}]);
+    assert_eq!(post(&client, &format!("{}/v1/events", server.url), event).await, 200);
+    let (_, explanation) =
+        get(&client, &format!("{}/v1/explain?user_id=u7&item_id={rejected}", server.url)).await;
+    let filters = explanation["filtered_by"].as_array().unwrap();
+    assert!(filters.contains(&json!("not_interested")), "{explanation}");
+    for _ in 0..5 {
+        let (_, next) = get(&client, &feed_url("u7")).await;
+        assert!(next["items"].as_array().unwrap().iter().all(|i| i["item_id"] != rejected.as_str()));
+    }
+
+    // Turning personalisation off acts on the next request.
+    let user = json!([{"user_id": "u9", "personalization": false}]);
+    assert_eq!(post(&client, &format!("{}/v1/users", server.url), user).await, 200);
+    let (_, plain) = get(&client, &feed_url("u9")).await;
+    assert!(!plain["personalised"].as_bool().unwrap());
+    for item in plain["items"].as_array().unwrap() {
+        assert!(["trending", "fresh"].contains(&item["source"].as_str().unwrap()), "{item}");
+    }
+
+    // Bad input is named.
+    let (status, error) = get(&client, &format!("{}/v1/recommend?user_id=u7&n=0", server.url)).await;
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().unwrap().starts_with("n:"), "{error}");
+
+    // Retrain while clients keep asking: the new model is swapped in and no request fails.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (client, url) = (client.clone(), feed_url(&format!("u{}", 20 + c)));
+            let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
+            tokio::spawn(async move {
+                let mut versions = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let body: Value = r.json().await.unwrap();
+                            versions.push(body["model_version"].as_str().unwrap().to_owned());
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                versions
+            })
+        })
+        .collect();
+    let dir_path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || run(&dir_path, &["train", "ranking", "--epochs", "1"]))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, feed) = get(&client, &feed_url("u30")).await;
+        if feed["model_version"] != version.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the retrained model was never swapped in");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut versions = Vec::new();
+    for client in clients {
+        versions.extend(client.await.unwrap());
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during the swap");
+    assert!(served.load(Ordering::Relaxed) > 20, "too little load to test anything");
+    assert!(
+        versions.contains(&version) && versions.iter().any(|v| *v != version),
+        "the load spanned the swap"
+    );
+}
