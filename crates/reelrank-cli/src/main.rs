@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the HTTP API (ingest, health, metrics) until Ctrl-C or SIGTERM.
+    /// Serve the HTTP API (ingest, feeds, explanations, health, metrics) until Ctrl-C or SIGTERM.
     Serve(commands::serve::Args),
     /// Import data from files into the store.
     #[command(subcommand)]
@@ -37,7 +37,7 @@ enum Command {
     Simulate(commands::simulate::Args),
     /// Print the store's item, user and event counts.
     Stats(commands::stats::Args),
-    /// Simulate a small platform into a fresh data directory and serve it.
+    /// Simulate a small platform into a fresh data directory, train both models on it and serve feeds.
     Demo(commands::demo::Args),
     /// Train models from the store's events and save them in the data directory.
     #[command(subcommand)]
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     let data_dir = cli.data_dir;
     match cli.command {
-        Command::Serve(args) => commands::serve::run(&data_dir, &settings, args).await,
+        Command::Serve(args) => commands::serve::run(&data_dir, &settings, args, |_| {}).await,
         Command::Import(source) => commands::import::run(&data_dir, &settings, source).await,
         Command::Simulate(args) => commands::simulate::run(&data_dir, &settings, args).await,
         Command::Stats(args) => commands::stats::run(&data_dir, &settings, args).await,

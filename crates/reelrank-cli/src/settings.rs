@@ -7,7 +7,7 @@ use anyhow::Context;
 use reelrank_ann::IndexConfig;
 use reelrank_eval::ImpressionConfig;
 use reelrank_models::{TwoTowerConfig, ValueWeights, WideDeepConfig};
-use reelrank_server::{EngineConfig, IngestConfig};
+use reelrank_server::{AuthConfig, EngineConfig, IngestConfig};
 use serde::Deserialize;
 
 const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -50,6 +50,7 @@ pub struct StoreSettings {
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub addr: String,
+    pub api_keys: AuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,10 +6,15 @@
 //! | `GET /v1/recommend?user_id&n&exclude&page&device&hour&explain` | a feed: items with score, source and reasons, the `request_id` and `model_version`; each item is logged as an impression |
 //! | `GET /v1/similar?item_id&n` | items like an item (two-tower vectors) |
 //! | `GET /v1/explain?user_id&item_id` | why an item would or would not be in a user's feed |
-//! | `GET /healthz` | liveness, with the store's reachability |
-//! | `GET /metrics` | Prometheus text format |
+//! | `POST /v1/admin/reload` | rebuild the serving snapshot now (admin) |
+//! | `GET /healthz` | liveness, with the store's reachability (no key needed) |
+//! | `GET /metrics` | Prometheus text format (admin) |
+//!
+//! Ingest routes need a key with the `ingest` role, feed routes `read`, the rest `admin`
+//! ([`auth`]).
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod engine;
 mod error;
 mod feed;
@@ -19,6 +24,7 @@ mod metrics_layer;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -26,6 +32,7 @@ use reelrank_core::ModerationStatus;
 use reelrank_store::Store;
 use serde::Deserialize;
 
+pub use auth::{ApiKey, AuthConfig, Role};
 pub use engine::{Engine, EngineConfig, EngineError, ModelSource};
 pub use error::HttpError;
 
@@ -77,12 +84,25 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Serves the feed endpoints (without one they answer `503`).
     pub engine: Option<Arc<Engine>>,
+    /// API keys and their roles.
+    pub auth: Arc<AuthConfig>,
 }
 
 impl AppState {
     /// State over `store` with the process-wide metrics recorder.
     pub fn new(store: Arc<Store>, ingest: IngestConfig) -> AppState {
-        AppState { store, ingest: Arc::new(ingest), metrics: metrics_layer::recorder(), engine: None }
+        AppState {
+            store,
+            ingest: Arc::new(ingest),
+            metrics: metrics_layer::recorder(),
+            engine: None,
+            auth: Arc::default(),
+        }
+    }
+
+    /// The same state requiring the API keys of `auth`.
+    pub fn with_auth(self, auth: AuthConfig) -> AppState {
+        AppState { auth: Arc::new(auth), ..self }
     }
 
     /// The same state serving feeds from `engine`.
@@ -91,19 +111,24 @@ impl AppState {
     }
 }
 
-/// The application's routes.
+/// The application's routes, each group behind the role it needs.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.ingest.max_body_bytes;
-    Router::new()
+    let ingest = Router::new()
         .route("/v1/items", post(ingest::items))
         .route("/v1/users", post(ingest::users))
         .route("/v1/events", post(ingest::events))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    let read = Router::new()
         .route("/v1/recommend", get(feed::recommend))
         .route("/v1/similar", get(feed::similar))
-        .route("/v1/explain", get(feed::explain))
+        .route("/v1/explain", get(feed::explain));
+    let admin = Router::new().route("/metrics", get(metrics)).route("/v1/admin/reload", post(reload));
+    Router::new()
+        .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)))
+        .merge(read.route_layer(from_fn_with_state(state.clone(), auth::read)))
+        .merge(admin.route_layer(from_fn_with_state(state.clone(), auth::admin)))
         .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(metrics_layer::track))
         .with_state(state)
 }
@@ -126,4 +151,18 @@ async fn health(
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {
     state.metrics.render()
+}
+
+/// Rebuilds the serving snapshot now (new catalog items, a model copied in by hand).
+async fn reload(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, HttpError> {
+    let engine = state.engine.as_ref().ok_or_else(|| {
+        HttpError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "this server does not serve feeds")
+    })?;
+    engine
+        .reload()
+        .await
+        .map_err(|err| HttpError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
+    Ok(axum::Json(serde_json::json!({"model_version": engine.snapshot().models.version})))
 }

@@ -1,10 +1,12 @@
-//! `reelrank demo`: simulate a small platform into a fresh data directory and serve it.
+//! `reelrank demo`: simulate a small platform into a fresh data directory, train both models on
+//! its log and serve feeds from them.
 
 use std::path::Path;
 use std::time::Instant;
 
-use reelrank_server::AppState;
 use reelrank_sim::{SimConfig, Simulation};
+
+use super::train::Train;
 
 use crate::settings::Settings;
 
@@ -22,7 +24,7 @@ pub struct Args {
     /// Simulated days.
     #[arg(long, default_value_t = 7)]
     pub days: u32,
-    /// Prepare the data, print what would be served, and exit instead of serving.
+    /// Prepare the data and the models, then exit instead of serving.
     #[arg(long)]
     pub no_serve: bool,
 }
@@ -59,14 +61,19 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
         counts.users,
         counts.events
     );
+    store.close().await;
+    super::train::run(&demo_dir, &settings, Train::Retrieval { epochs: None }).await?;
+    super::train::run(&demo_dir, &settings, Train::Ranking { epochs: None }).await?;
+    println!("demo ready in {:.1} s", start.elapsed().as_secs_f64());
     if args.no_serve {
         return Ok(());
     }
-    let listener = super::serve::bind(&args.addr).await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    println!("try: curl {url}/healthz   curl {url}/metrics   (Ctrl-C stops)");
-    let state = AppState::new(store.clone(), settings.ingest.clone());
-    reelrank_server::serve(listener, state, super::serve::shutdown_signal()).await?;
-    store.close().await;
-    Ok(())
+    let user = sim.users().first().map_or("u0", |u| u.user_id.as_str()).to_owned();
+    let item = sim.items().first().map_or("i0", |i| i.item_id.as_str()).to_owned();
+    super::serve::run(&demo_dir, &settings, super::serve::Args { addr: Some(args.addr) }, move |url| {
+        println!("try: curl '{url}/v1/recommend?user_id={user}&n=10'");
+        println!("     curl '{url}/v1/explain?user_id={user}&item_id={item}'   curl '{url}/v1/similar?item_id={item}'");
+        println!("     curl {url}/healthz   curl {url}/metrics   (Ctrl-C stops)");
+    })
+    .await
 }

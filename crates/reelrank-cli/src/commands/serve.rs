@@ -15,9 +15,21 @@ pub struct Args {
     pub addr: Option<String>,
 }
 
-pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Result<()> {
+/// Serves the store in `data_dir` with the models trained there; `ready(url)` runs once the
+/// feeds are loaded, just before requests are answered.
+pub async fn run(
+    data_dir: &Path,
+    settings: &Settings,
+    args: Args,
+    ready: impl FnOnce(&str),
+) -> anyhow::Result<()> {
     let store = super::open_store(data_dir, settings).await?;
     let addr = args.addr.unwrap_or_else(|| settings.server.addr.clone());
+    let parsed: SocketAddr = addr.parse().with_context(|| format!("`{addr}` is not HOST:PORT"))?;
+    settings.server.api_keys.check_bind(&parsed).map_err(anyhow::Error::msg)?;
+    if settings.server.api_keys.keys.is_empty() {
+        tracing::warn!("no API keys configured: serving without authentication on loopback only");
+    }
     let listener = bind(&addr).await?;
     let models = ModelSource {
         retrieval_dir: Some(super::train::model_dir(data_dir)),
@@ -26,7 +38,10 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     };
     let engine = Engine::start(store.clone(), settings.serving.clone(), models).await?;
     engine.spawn_background();
-    let state = AppState::new(store.clone(), settings.ingest.clone()).with_engine(engine);
+    let state = AppState::new(store.clone(), settings.ingest.clone())
+        .with_engine(engine)
+        .with_auth(settings.server.api_keys.clone());
+    ready(&format!("http://{}", listener.local_addr()?));
     reelrank_server::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     Ok(())

@@ -238,3 +238,12 @@ fn eval_simulated_ranking_reports_every_head() {
     }
     assert!(report["value"]["auc"].as_f64().unwrap() > 0.65, "{stdout}");
 }
+
+#[test]
+fn a_keyless_server_refuses_to_listen_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = reelrank(dir.path()).args(["serve", "--addr", "0.0.0.0:0"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no API keys are configured"), "{stderr}");
+}

@@ -1,6 +1,7 @@
 //! HTTP API tests through the router (no socket): ingest, validation, limits, health, metrics.
 //! Process-level tests (crash recovery) live in the CLI crate, which owns the binary.
 
+mod auth;
 mod bad_input;
 mod ingest;
 
@@ -24,7 +25,22 @@ pub async fn app(t: &TestStore, config: IngestConfig) -> Router {
 
 /// Sends one request and returns the status and the body as JSON (or a JSON string for text).
 pub async fn send(app: &Router, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
-    let request = Request::builder().method(method).uri(uri).body(Body::from(body)).unwrap();
+    send_with_key(app, method, uri, body, None).await
+}
+
+/// [`send`] presenting an API key.
+pub async fn send_with_key(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Vec<u8>,
+    key: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let request = request.body(Body::from(body)).unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
