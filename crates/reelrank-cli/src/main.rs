@@ -20,7 +20,7 @@ struct Cli {
     #[arg(long, global = true)]
     database: Option<String>,
     /// Configuration file (TOML) layered over the built-in defaults.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "REELRANK_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

@@ -34,6 +34,10 @@ pub struct Event {
     /// The recommendation response that showed the item, joining outcomes to impressions.
     #[serde(default)]
     pub request_id: Option<String>,
+    /// The experiment variant that served the item (the server sets it on the impressions it
+    /// logs; clients may echo it on outcomes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Where it happened.
     #[serde(default)]
     pub context: Option<EventContext>,
@@ -148,6 +152,7 @@ impl Validate for Event {
         check_id(&mut errors, "user_id", &self.user_id);
         check_id(&mut errors, "item_id", &self.item_id);
         check_optional_id(&mut errors, "request_id", &self.request_id);
+        check_optional_id(&mut errors, "variant", &self.variant);
         let latest = Timestamp(Timestamp::now().0 + MAX_CLOCK_SKEW_MS);
         check_time_range(&mut errors, "ts", self.ts, earliest_plausible(), latest);
         match (self.kind, self.value) {

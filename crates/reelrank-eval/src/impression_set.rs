@@ -355,6 +355,7 @@ mod tests {
             value: None,
             ts: Timestamp(ts * 1000),
             request_id: request.map(str::to_owned),
+            variant: None,
             context: None,
         }
     }

@@ -14,8 +14,10 @@ pub fn feature_key(field: &str, value: &str) -> u64 {
     hash
 }
 
-/// SplitMix64: a cheap, well-mixed function of a key, used to initialise rows deterministically.
-pub(crate) fn splitmix64(mut x: u64) -> u64 {
+/// SplitMix64: a cheap, well-mixed function of a key, used to initialise rows deterministically
+/// and wherever a key's bits must be uniform (FNV-1a's high bits are not, for short similar
+/// strings).
+pub fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

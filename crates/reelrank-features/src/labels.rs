@@ -57,6 +57,7 @@ mod tests {
             value,
             ts: Timestamp(0),
             request_id: None,
+            variant: None,
             context: None,
         }
     }

@@ -29,7 +29,7 @@ mod tensors;
 pub use crosses::{cross_key, WideSchema};
 pub use embedding::{EmbeddingConfig, EmbeddingTable, GradientBuffer, MemoryUse};
 pub use engagement::{Engagement, EngagementPrior, ENGAGEMENT_FEATURES};
-pub use hashing::feature_key;
+pub use hashing::{feature_key, splitmix64};
 pub use labels::PositiveRule;
 pub use outcomes::{join_impressions, Impression, WatchQuantiles, ACTIONS, EFFECTIVE_PLAY};
 pub use persist::{PersistError, FORMAT_VERSION};

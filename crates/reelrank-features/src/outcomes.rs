@@ -191,6 +191,7 @@ mod tests {
             value,
             ts: Timestamp(ts),
             request_id: request.map(str::to_owned),
+            variant: None,
             context: None,
         }
     }

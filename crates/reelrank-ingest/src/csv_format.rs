@@ -142,6 +142,7 @@ fn event_from_row(row: &Row) -> Result<Event, FieldError> {
         value: row.parse("value")?,
         ts: timestamp(row, "ts")?.ok_or_else(|| FieldError::new("ts", "required"))?,
         request_id: owned(row, "request_id"),
+        variant: owned(row, "variant"),
         context: (context != EventContext::default()).then_some(context),
     })
 }

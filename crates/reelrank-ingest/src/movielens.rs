@@ -327,6 +327,7 @@ fn rating(row: &Row) -> Result<Event, FieldError> {
         value: Some(row.parse("rating")?.ok_or_else(|| FieldError::new("rating", "required"))?),
         ts: Timestamp::from_secs(secs),
         request_id: None,
+        variant: None,
         context: None,
     })
 }

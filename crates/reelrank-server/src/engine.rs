@@ -3,6 +3,7 @@
 //! newly trained model appears, and kept current by tailing the store's event log, so that what
 //! any replica ingested reaches every replica's feeds.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -12,7 +13,9 @@ use arc_swap::ArcSwap;
 use reelrank_core::{Event, Item, Timestamp};
 use reelrank_features::{feature_key, PersistError};
 use reelrank_models::ValueWeights;
-use reelrank_serving::{Activity, Catalog, Models, PipelineConfig, Ranker, Retrieval};
+use reelrank_serving::{
+    Activity, Catalog, ExperimentConfig, Models, PipelineConfig, Ranker, Retrieval, VariantConfig,
+};
 use reelrank_store::{Store, StoreError};
 use serde::Deserialize;
 use tokio::sync::{mpsc, Mutex};
@@ -32,6 +35,8 @@ pub struct EngineConfig {
     pub tail_interval_ms: u64,
     /// How often the model directories are checked for a newly trained model, in seconds.
     pub model_check_secs: u64,
+    /// The A/B experiment feeds run in (none without variants).
+    pub experiment: ExperimentConfig,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +46,7 @@ impl Default for EngineConfig {
             heat_half_life_hours: 72.0,
             tail_interval_ms: 500,
             model_check_secs: 5,
+            experiment: ExperimentConfig::default(),
         }
     }
 }
@@ -70,6 +76,9 @@ pub enum EngineError {
         /// What went wrong.
         source: PersistError,
     },
+    /// The settings are inconsistent.
+    #[error("{0}")]
+    Config(String),
     /// New items could not be added to the vector index.
     #[error("indexing new items: {0}")]
     Index(#[from] reelrank_ann::IndexError),
@@ -81,6 +90,10 @@ pub struct Snapshot {
     pub catalog: Catalog,
     /// The models.
     pub models: Models,
+    /// The models of experiment variants with a ranking model of their own, by variant.
+    pub variant_models: BTreeMap<String, Models>,
+    /// The model directories' version as loaded: a change on disk triggers a reload.
+    disk_version: String,
     /// Users' behaviour and item heat, kept current by the tail.
     pub activity: RwLock<Activity>,
     /// The last event sequence number applied to `activity`.
@@ -106,6 +119,7 @@ impl Engine {
         config: EngineConfig,
         models: ModelSource,
     ) -> Result<Arc<Engine>, EngineError> {
+        config.experiment.validate().map_err(EngineError::Config)?;
         let snapshot = load(&store, &config, &models).await?;
         let (impressions, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_impressions(store.clone(), receiver));
@@ -127,6 +141,24 @@ impl Engine {
     /// The pipeline settings.
     pub fn pipeline(&self) -> &PipelineConfig {
         &self.config.pipeline
+    }
+
+    /// The experiment feeds run in.
+    pub fn experiment(&self) -> &ExperimentConfig {
+        &self.config.experiment
+    }
+
+    /// What `user_id`'s feed runs on: their experiment variant (if any), its models and its
+    /// pipeline.
+    pub fn route<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        user_id: &str,
+    ) -> (Option<&'a VariantConfig>, &'a Models, &'a PipelineConfig) {
+        let variant = self.config.experiment.assign(user_id);
+        let models = variant.and_then(|v| snapshot.variant_models.get(&v.name)).unwrap_or(&snapshot.models);
+        let pipeline = variant.and_then(|v| v.pipeline.as_ref()).unwrap_or(&self.config.pipeline);
+        (variant, models, pipeline)
     }
 
     /// Applies the events stored since the last call to the current snapshot; returns how many.
@@ -185,7 +217,8 @@ impl Engine {
                 let replacing = (snapshot.models.retrieval.is_some()
                     && existing(&engine.models.retrieval_dir).is_none())
                     || (snapshot.models.ranker.is_some() && existing(&engine.models.ranking_dir).is_none());
-                if !replacing && models_version(&engine.models) != snapshot.models.version {
+                let on_disk = models_version(&model_dirs(&engine.config, &engine.models));
+                if !replacing && on_disk != snapshot.disk_version {
                     if let Err(err) = engine.reload().await {
                         tracing::error!(error = %err, "loading the new models failed; serving the previous ones");
                     }
@@ -199,8 +232,8 @@ impl Engine {
 async fn load(store: &Store, config: &EngineConfig, models: &ModelSource) -> Result<Snapshot, EngineError> {
     let items = store.all_items().await?;
     let (events, last_seq) = store.all_events(|_| true).await?;
-    let (half_life, models) = (config.heat_half_life_hours, models.clone());
-    tokio::task::spawn_blocking(move || build(items, &events, last_seq, half_life, &models))
+    let (config, models) = (config.clone(), models.clone());
+    tokio::task::spawn_blocking(move || build(items, &events, last_seq, &config, &models))
         .await
         .expect("snapshot build panicked")
 }
@@ -209,29 +242,36 @@ fn build(
     items: Vec<Item>,
     events: &[Event],
     last_seq: i64,
-    heat_half_life_hours: f64,
+    config: &EngineConfig,
     models: &ModelSource,
 ) -> Result<Snapshot, EngineError> {
     let now = Timestamp::now();
-    let version = models_version(models);
+    let disk_version = models_version(&model_dirs(config, models));
+    let version = models_version(&[&models.retrieval_dir, &models.ranking_dir]);
     let retrieval = match existing(&models.retrieval_dir) {
         Some(dir) => {
             let mut retrieval = Retrieval::load(dir).map_err(|source| model_error(dir, source))?;
             let added = retrieval.index_missing(&items, now)?;
             tracing::info!(added, "indexed items newer than the retrieval model");
-            Some(retrieval)
+            Some(Arc::new(retrieval))
         }
         None => None,
     };
     let catalog = Catalog::new(items);
-    let ranker = match existing(&models.ranking_dir) {
-        Some(dir) => Some(
-            Ranker::load(dir, models.value.clone(), &catalog, events)
-                .map_err(|source| model_error(dir, source))?,
-        ),
-        None => None,
+    let load_ranker = |dir: &Option<PathBuf>| match existing(dir) {
+        Some(dir) => Ranker::load(dir, models.value.clone(), &catalog, events)
+            .map(|ranker| Some(Arc::new(ranker)))
+            .map_err(|source| model_error(dir, source)),
+        None => Ok(None),
     };
-    let mut activity = Activity::new(catalog.len(), heat_half_life_hours);
+    let ranker = load_ranker(&models.ranking_dir)?;
+    let mut variant_models = BTreeMap::new();
+    for variant in config.experiment.variants.iter().filter(|v| v.ranking_dir.is_some()) {
+        let version = models_version(&[&models.retrieval_dir, &variant.ranking_dir]);
+        let ranker = load_ranker(&variant.ranking_dir)?;
+        variant_models.insert(variant.name.clone(), Models { version, retrieval: retrieval.clone(), ranker });
+    }
+    let mut activity = Activity::new(catalog.len(), config.heat_half_life_hours);
     for event in events {
         activity.record(&catalog, event);
     }
@@ -240,6 +280,8 @@ fn build(
     Ok(Snapshot {
         catalog,
         models: Models { version, retrieval, ranker },
+        variant_models,
+        disk_version,
         activity: RwLock::new(activity),
         applied: AtomicI64::new(last_seq),
     })
@@ -254,11 +296,17 @@ fn existing(dir: &Option<PathBuf>) -> Option<&Path> {
     dir.as_deref().filter(|d| d.is_dir())
 }
 
-/// Names the models on disk: a hash of their directories' modification times (`none` without
-/// models), so that every newly saved model gets a new version.
-fn models_version(models: &ModelSource) -> String {
-    let stamps: Vec<String> = [&models.retrieval_dir, &models.ranking_dir]
-        .into_iter()
+/// Every model directory the engine loads: the served models' and the experiment variants'.
+fn model_dirs<'a>(config: &'a EngineConfig, models: &'a ModelSource) -> Vec<&'a Option<PathBuf>> {
+    let variants = config.experiment.variants.iter().map(|v| &v.ranking_dir);
+    [&models.retrieval_dir, &models.ranking_dir].into_iter().chain(variants).collect()
+}
+
+/// Names the models in `dirs`: a hash of their modification times (`none` without models), so
+/// that every newly saved model gets a new version.
+fn models_version(dirs: &[&Option<PathBuf>]) -> String {
+    let stamps: Vec<String> = dirs
+        .iter()
         .filter_map(|dir| existing(dir))
         .map(|dir| {
             let modified =

@@ -13,7 +13,8 @@ use reelrank_core::{Event, EventContext, EventKind, Timestamp, User};
 use reelrank_features::feature_key;
 use reelrank_models::HeadValue;
 use reelrank_serving::{
-    explain as explain_item, recommend as run_pipeline, Filter, FilterInput, ItemIndex, Request, UserActivity,
+    explain as explain_item, recommend as run_pipeline, Filter, FilterInput, ItemIndex, Request,
+    UserActivity, VariantStats,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,8 @@ pub(crate) struct FeedItem {
 pub(crate) struct Feed {
     request_id: String,
     model_version: String,
+    /// The experiment variant the user is in (`null`: no experiment).
+    variant: Option<String>,
     personalised: bool,
     items: Vec<FeedItem>,
 }
@@ -82,7 +85,10 @@ pub(crate) async fn recommend(
     });
     let context = EventContext { device: query.device, page: query.page, hour: query.hour };
     let has_context = context.device.is_some() || context.page.is_some() || context.hour.is_some();
-    let request_id = new_request_id();
+    let snapshot = engine.snapshot();
+    let (variant, models, pipeline) = engine.route(&snapshot, &query.user_id);
+    let variant = variant.map(|v| v.name.clone());
+    let request_id = new_request_id(variant.as_deref());
     let now = Timestamp::now();
     let request = Request {
         request_id: &request_id,
@@ -93,10 +99,9 @@ pub(crate) async fn recommend(
         context: has_context.then_some(&context),
         now,
     };
-    let snapshot = engine.snapshot();
     let feed = {
         let activity = snapshot.activity.read().expect("activity lock");
-        run_pipeline(&snapshot.catalog, &activity, &snapshot.models, engine.pipeline(), &request)
+        run_pipeline(&snapshot.catalog, &activity, models, pipeline, &request)
     };
     let served: Vec<_> = feed.items.iter().map(|r| r.index).collect();
     snapshot.activity.write().expect("activity lock").served(&query.user_id, &served);
@@ -112,6 +117,7 @@ pub(crate) async fn recommend(
                 value: None,
                 ts: now,
                 request_id: Some(request_id.clone()),
+                variant: variant.clone(),
                 context: has_context.then(|| context.clone()),
             }
         })
@@ -138,7 +144,8 @@ pub(crate) async fn recommend(
         .collect();
     Ok(Json(Feed {
         request_id,
-        model_version: snapshot.models.version.clone(),
+        model_version: models.version.clone(),
+        variant,
         personalised: feed.personalised,
         items,
     }))
@@ -241,6 +248,7 @@ pub(crate) async fn explain(
     let engine = engine(&state)?;
     let user: Option<User> = state.store.user(&query.user_id).await?;
     let snapshot = engine.snapshot();
+    let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
     let index = item_index(&snapshot, &query.item_id)?;
     let request = Request {
         request_id: "explain",
@@ -253,12 +261,12 @@ pub(crate) async fn explain(
     };
     let explanation = {
         let activity = snapshot.activity.read().expect("activity lock");
-        explain_item(&snapshot.catalog, &activity, &snapshot.models, engine.pipeline(), &request, index)
+        explain_item(&snapshot.catalog, &activity, models, pipeline, &request, index)
     };
     Ok(Json(Explanation {
         user_id: query.user_id,
         item_id: query.item_id,
-        model_version: snapshot.models.version.clone(),
+        model_version: models.version.clone(),
         source: explanation.source.map(|s| s.as_str()),
         filtered_by: explanation.filtered_by.into_iter().map(Filter::as_str).collect(),
         reasons: explanation.reasons,
@@ -284,9 +292,9 @@ fn bad_query(rejection: QueryRejection) -> HttpError {
     HttpError::new(StatusCode::BAD_REQUEST, rejection.body_text())
 }
 
-/// A request id unique across restarts and replicas: a hash of the process's start time and id
-/// and a counter.
-fn new_request_id() -> String {
+/// A request id unique across restarts and replicas (a hash of the process's start time and id
+/// and a counter), after the experiment variant and a `.` when there is one.
+fn new_request_id(variant: Option<&str>) -> String {
     static STARTED: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let started = STARTED.get_or_init(|| {
@@ -295,5 +303,52 @@ fn new_request_id() -> String {
         format!("{nanos}-{}", std::process::id())
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}", feature_key(started, &n.to_string()))
+    let id = feature_key(started, &n.to_string());
+    match variant {
+        Some(variant) => format!("{variant}.{id:016x}"),
+        None => format!("{id:016x}"),
+    }
+}
+
+/// One variant's online metrics in `GET /v1/experiments`.
+#[derive(Debug, Serialize)]
+pub(crate) struct VariantReport {
+    name: String,
+    /// Share of users assigned (0 for a variant seen in the log but no longer configured).
+    share: f64,
+    #[serde(flatten)]
+    stats: VariantStats,
+    effective_play_rate: f64,
+    finish_rate: f64,
+    like_rate: f64,
+}
+
+/// Answer of `GET /v1/experiments`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Experiments {
+    experiment: String,
+    variants: Vec<VariantReport>,
+}
+
+pub(crate) async fn experiments(State(state): State<AppState>) -> Result<Json<Experiments>, HttpError> {
+    let engine = engine(&state)?;
+    let experiment = engine.experiment();
+    let total: f64 = experiment.variants.iter().map(|v| v.share).sum();
+    let snapshot = engine.snapshot();
+    let activity = snapshot.activity.read().expect("activity lock");
+    let seen = activity.experiments().variants();
+    let mut names: Vec<&str> = experiment.variants.iter().map(|v| v.name.as_str()).collect();
+    names.extend(
+        seen.keys().map(String::as_str).filter(|name| !experiment.variants.iter().any(|v| v.name == *name)),
+    );
+    let variants = names
+        .into_iter()
+        .map(|name| {
+            let stats = seen.get(name).copied().unwrap_or_default();
+            let (effective_play_rate, finish_rate, like_rate) = stats.rates();
+            let share = experiment.variants.iter().find(|v| v.name == name).map_or(0.0, |v| v.share / total);
+            VariantReport { name: name.to_owned(), share, stats, effective_play_rate, finish_rate, like_rate }
+        })
+        .collect();
+    Ok(Json(Experiments { experiment: experiment.name.clone(), variants }))
 }

@@ -6,6 +6,7 @@
 //! | `GET /v1/recommend?user_id&n&exclude&page&device&hour&explain` | a feed: items with score, source and reasons, the `request_id` and `model_version`; each item is logged as an impression |
 //! | `GET /v1/similar?item_id&n` | items like an item (two-tower vectors) |
 //! | `GET /v1/explain?user_id&item_id` | why an item would or would not be in a user's feed |
+//! | `GET /v1/experiments` | each A/B variant's share, impressions and effective-play, finish and like rates |
 //! | `POST /v1/admin/reload` | rebuild the serving snapshot now (admin) |
 //! | `GET /healthz` | liveness, with the store's reachability (no key needed) |
 //! | `GET /metrics` | Prometheus text format (admin) |
@@ -122,7 +123,8 @@ pub fn router(state: AppState) -> Router {
     let read = Router::new()
         .route("/v1/recommend", get(feed::recommend))
         .route("/v1/similar", get(feed::similar))
-        .route("/v1/explain", get(feed::explain));
+        .route("/v1/explain", get(feed::explain))
+        .route("/v1/experiments", get(feed::experiments));
     let admin = Router::new().route("/metrics", get(metrics)).route("/v1/admin/reload", post(reload));
     Router::new()
         .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)))

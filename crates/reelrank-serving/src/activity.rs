@@ -1,6 +1,7 @@
 //! What serving knows of each user's behaviour: what they have seen, what they said they do not
 //! want, whom they follow, where they are in each series and their latest positives; and, over
-//! all users, each item's recent heat for the trending source. Kept current from the event
+//! all users, each item's recent heat for the trending source and each experiment variant's
+//! online metrics. Kept current from the event
 //! stream, so that a `not_interested` or a finished episode changes the very next response.
 
 use std::collections::{HashMap, HashSet};
@@ -9,6 +10,7 @@ use reelrank_core::{Category, Event, EventKind, Timestamp};
 use reelrank_features::PositiveRule;
 
 use crate::catalog::{Catalog, ItemIndex};
+use crate::experiment::ExperimentStats;
 
 /// How many of a user's latest positives are kept (item-to-item recall and explanations).
 pub const RECENT_POSITIVES: usize = 20;
@@ -36,6 +38,7 @@ pub struct Activity {
     users: HashMap<String, UserActivity>,
     rule: PositiveRule,
     trending: Trending,
+    experiments: ExperimentStats,
 }
 
 impl Activity {
@@ -45,6 +48,7 @@ impl Activity {
             users: HashMap::new(),
             rule: PositiveRule::default(),
             trending: Trending::new(items, heat_half_life_hours),
+            experiments: ExperimentStats::default(),
         }
     }
 
@@ -52,6 +56,7 @@ impl Activity {
     pub fn record(&mut self, catalog: &Catalog, event: &Event) {
         let Some(index) = catalog.index(&event.item_id) else { return };
         let item = catalog.item(index);
+        self.experiments.record(event, item.duration_s);
         let user = self.users.entry(event.user_id.clone()).or_default();
         match event.kind {
             EventKind::Impression
@@ -102,6 +107,11 @@ impl Activity {
     /// Item heat for the trending source.
     pub fn trending(&self) -> &Trending {
         &self.trending
+    }
+
+    /// The experiment variants' online metrics.
+    pub fn experiments(&self) -> &ExperimentStats {
+        &self.experiments
     }
 
     /// Re-sorts each category's trending list (after a batch of events).
@@ -192,6 +202,7 @@ mod tests {
             value: None,
             ts: Timestamp(hours * 3_600_000),
             request_id: None,
+            variant: None,
             context: None,
         }
     }

@@ -12,11 +12,13 @@
 //! | explanation | [`explain`] |
 //! | the whole request | [`pipeline`] |
 //!
-//! What a user did is kept in [`activity`], current from the event stream.
+//! What a user did is kept in [`activity`], current from the event stream; A/B variants are in
+//! [`experiment`].
 #![warn(missing_docs)]
 
 pub mod activity;
 pub mod catalog;
+pub mod experiment;
 pub mod explain;
 pub mod filters;
 pub mod pipeline;
@@ -27,6 +29,7 @@ pub mod sources;
 
 pub use activity::{Activity, UserActivity};
 pub use catalog::{Catalog, ItemIndex};
+pub use experiment::{ExperimentConfig, ExperimentStats, VariantConfig, VariantStats};
 pub use filters::{Filter, FilterConfig, FilterInput};
 pub use pipeline::{
     explain, recommend, Explanation, Models, PipelineConfig, Recommendation, Recommended, Request,

@@ -4,6 +4,7 @@
 //! gives the same feed.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use reelrank_ann::VectorIndex;
 use reelrank_core::{EventContext, Timestamp, User};
@@ -32,15 +33,15 @@ pub struct PipelineConfig {
     pub diversity: DiversityConfig,
 }
 
-/// The trained models a pipeline serves, swapped as one.
-#[derive(Default)]
+/// The trained models a pipeline serves, swapped as one (shared between experiment variants).
+#[derive(Default, Clone)]
 pub struct Models {
     /// Names the models in responses (`model_version`).
     pub version: String,
     /// The two-tower model and its index.
-    pub retrieval: Option<Retrieval>,
+    pub retrieval: Option<Arc<Retrieval>>,
     /// The Wide&Deep value model.
-    pub ranker: Option<Ranker>,
+    pub ranker: Option<Arc<Ranker>>,
 }
 
 /// One feed request.
@@ -73,7 +74,7 @@ impl<'a> Request<'a> {
             catalog,
             activity: activity.user(self.user_id),
             trending: activity.trending(),
-            retrieval: models.retrieval.as_ref(),
+            retrieval: models.retrieval.as_deref(),
             user_id: self.user_id,
             user: self.user,
             context: self.context,

@@ -80,7 +80,11 @@ fn platform() -> &'static Platform {
             activity.record(&catalog, event);
         }
         activity.refresh_trending(&catalog);
-        let models = Models { version: "test".into(), retrieval: Some(retrieval), ranker: Some(ranker) };
+        let models = Models {
+            version: "test".into(),
+            retrieval: Some(std::sync::Arc::new(retrieval)),
+            ranker: Some(std::sync::Arc::new(ranker)),
+        };
         Platform { catalog, users, activity, models, forbidden, now }
     })
 }
@@ -193,6 +197,7 @@ fn not_interested_removes_the_item_and_lowers_its_creator() {
         value: None,
         ts: platform.now,
         request_id: None,
+        variant: None,
         context: None,
     };
     activity.record(&platform.catalog, &event);

@@ -79,6 +79,7 @@ impl SimEvent {
             value: self.value().map(f64::from),
             ts: Timestamp(self.ts),
             request_id: Some(text(&|b| self.write_request_id(day, b))),
+            variant: None,
             context: Some(EventContext {
                 device: Some(sim.device_of(self.user as usize).to_owned()),
                 page: Some(self.page.as_str().to_owned()),

@@ -40,6 +40,7 @@ pub(crate) const EVENT_COLUMNS: &[&str] = &[
     "value",
     "ts",
     "request_id",
+    "variant",
     "device",
     "page",
     "hour",
@@ -94,6 +95,7 @@ pub(crate) fn bind_event<'q>(q: AnyQuery<'q>, event: &'q Event, received_at: i64
         .bind(event.value)
         .bind(event.ts.millis())
         .bind(event.request_id.as_deref())
+        .bind(event.variant.as_deref())
         .bind(ctx.and_then(|c| c.device.as_deref()))
         .bind(ctx.and_then(|c| c.page.as_deref()))
         .bind(ctx.and_then(|c| c.hour).map(i64::from))
@@ -197,6 +199,7 @@ pub(crate) fn event_from_row(row: &AnyRow) -> Result<Event> {
         value: row.try_get("value")?,
         ts: Timestamp(row.try_get("ts")?),
         request_id: row.try_get("request_id")?,
+        variant: row.try_get("variant")?,
         context,
     })
 }

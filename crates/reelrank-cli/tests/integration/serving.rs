@@ -31,7 +31,20 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     run(dir.path(), &["simulate", "--users", "120", "--items", "1500", "--days", "3", "--seed", "5"]);
     run(dir.path(), &["train", "retrieval", "--epochs", "2"]);
     run(dir.path(), &["train", "ranking", "--epochs", "1"]);
-    let server = Server::start_with(dir.path(), &[("REELRANK__SERVING__MODEL_CHECK_SECS", "1")]);
+    let config = dir.path().join("experiment.toml");
+    std::fs::write(
+        &config,
+        "[serving.experiment]\nname = \"test\"\n\
+         [[serving.experiment.variants]]\nname = \"control\"\nshare = 1.0\n\
+         [[serving.experiment.variants]]\nname = \"no-diversity\"\nshare = 1.0\n\
+         pipeline = { diversity = { enabled = false } }\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &[("REELRANK__SERVING__MODEL_CHECK_SECS", "1"), ("REELRANK_CONFIG", config)],
+    );
     let client = reqwest::Client::new();
     let feed_url = |user: &str| format!("{}/v1/recommend?user_id={user}&n=20&explain=true", server.url);
 
@@ -81,6 +94,32 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     assert!(!plain["personalised"].as_bool().unwrap());
     for item in plain["items"].as_array().unwrap() {
         assert!(["trending", "fresh"].contains(&item["source"].as_str().unwrap()), "{item}");
+    }
+
+    // Users are split between the variants; each feed says which, and so does its request id.
+    let mut variants = std::collections::HashSet::new();
+    for user in 0..12 {
+        let (_, feed) = get(&client, &feed_url(&format!("u{user}"))).await;
+        let variant = feed["variant"].as_str().unwrap().to_owned();
+        assert!(feed["request_id"].as_str().unwrap().starts_with(&format!("{variant}.")), "{feed}");
+        variants.insert(variant);
+    }
+    assert_eq!(variants.len(), 2, "12 users all in one variant: {variants:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, report) = get(&client, &format!("{}/v1/experiments", server.url)).await;
+        assert_eq!(status, 200, "{report}");
+        let counted: Vec<u64> = report["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["impressions"].as_u64().unwrap())
+            .collect();
+        if counted.len() == 2 && counted.iter().all(|&n| n >= 20) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "impressions never reached the experiment report: {report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // Bad input is named.

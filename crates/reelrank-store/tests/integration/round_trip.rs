@@ -12,6 +12,7 @@ fn event(id: Option<&str>, user: &str, item: &str, kind: EventKind, ts: i64) -> 
         value: (kind == EventKind::Watch).then_some(12_345.0),
         ts: Timestamp(ts),
         request_id: Some("req-1".into()),
+        variant: Some("control".into()),
         context: Some(EventContext { device: Some("ios".into()), page: None, hour: Some(21) }),
     }
 }
