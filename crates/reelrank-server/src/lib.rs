@@ -9,6 +9,7 @@
 //! | `GET /v1/experiments` | each A/B variant's share, impressions and effective-play, finish and like rates |
 //! | `POST /v1/admin/reload` | rebuild the serving snapshot now (admin) |
 //! | `GET /healthz` | liveness, with the store's reachability (no key needed) |
+//! | `GET /openapi.json` | this API as OpenAPI 3.1 (no key needed) |
 //! | `GET /metrics` | Prometheus text format (admin) |
 //!
 //! Ingest routes need a key with the `ingest` role, feed routes `read`, the rest `admin`
@@ -131,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .merge(read.route_layer(from_fn_with_state(state.clone(), auth::read)))
         .merge(admin.route_layer(from_fn_with_state(state.clone(), auth::admin)))
         .route("/healthz", get(health))
+        .route("/openapi.json", get(openapi))
         .layer(axum::middleware::from_fn(metrics_layer::track))
         .with_state(state)
 }
@@ -153,6 +155,13 @@ async fn health(
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {
     state.metrics.render()
+}
+
+/// The API's OpenAPI 3.1 description.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 /// Rebuilds the serving snapshot now (new catalog items, a model copied in by hand).

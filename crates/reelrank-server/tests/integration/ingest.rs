@@ -73,3 +73,25 @@ async fn health_and_metrics() {
     assert!(text.contains("reelrank_http_requests_total"), "{text}");
     assert!(text.contains("reelrank_ingest_records_total{kind=\"events\"}"), "{text}");
 }
+
+/// Every operation the OpenAPI document describes is routed (neither 404 nor 405).
+#[tokio::test]
+async fn the_openapi_document_describes_routed_operations() {
+    let t = testing::sqlite().await.unwrap();
+    let app = app(&t, test_config()).await;
+    let (status, served) = send(&app, "GET", "/openapi.json", Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    let spec: serde_json::Value = serde_json::from_str(reelrank_server::OPENAPI).unwrap();
+    assert_eq!(served, spec);
+    let paths = spec["paths"].as_object().unwrap();
+    assert!(paths.len() >= 11);
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            let (status, _) = send(&app, &method.to_uppercase(), path, Vec::new()).await;
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status}"
+            );
+        }
+    }
+}
