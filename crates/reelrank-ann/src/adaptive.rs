@@ -185,6 +185,10 @@ impl VectorIndex for AdaptiveIndex {
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         self.index().search(query, k, filter)
     }
+
+    fn search_all(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
+        self.index().search_all(query, k)
+    }
 }
 
 #[cfg(test)]

@@ -227,14 +227,26 @@ impl VectorIndex for HnswIndex {
         if let Some(payload) = panic.take() {
             resume_unwind(payload);
         }
-        // Only allocation failure or too many concurrent callers get here.
-        let matches = matches.unwrap_or_else(|e| panic!("vector search failed: {}", e.what()));
-        // usearch's inner-product distance is `1 − u·v`.
-        let mut hits: Vec<(u64, f32)> =
-            matches.keys.into_iter().zip(matches.distances).map(|(key, d)| (key, 1.0 - d)).collect();
-        reelrank_core::top_k(&mut hits, k);
-        hits
+        hits(matches, k)
     }
+
+    fn search_all(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
+        if k == 0 || query.len() != self.dim() || self.is_empty() {
+            return Vec::new();
+        }
+        hits(self.index.search(query, k), k)
+    }
+}
+
+/// The best `k` of usearch's matches as `(key, inner product)` pairs.
+fn hits(matches: std::result::Result<usearch::ffi::Matches, cxx::Exception>, k: usize) -> Vec<(u64, f32)> {
+    // Only allocation failure or too many concurrent callers get here.
+    let matches = matches.unwrap_or_else(|e| panic!("vector search failed: {}", e.what()));
+    // usearch's inner-product distance is `1 − u·v`.
+    let mut hits: Vec<(u64, f32)> =
+        matches.keys.into_iter().zip(matches.distances).map(|(key, d)| (key, 1.0 - d)).collect();
+    reelrank_core::top_k(&mut hits, k);
+    hits
 }
 
 #[cfg(test)]

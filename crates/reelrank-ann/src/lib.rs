@@ -80,6 +80,12 @@ pub trait VectorIndex: Send + Sync {
     /// `filter` accepts.
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)>;
 
+    /// Up to `k` `(key, inner product)` pairs, best first, over every key: what callers that
+    /// filter afterwards use, since a filter inside a graph search costs a call per visited node.
+    fn search_all(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
+        self.search(query, k, &|_| true)
+    }
+
     /// The `k` keys most similar to `key` (by its stored vector), itself excluded; empty when
     /// `key` is not stored.
     fn similar(&self, key: u64, k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {

@@ -114,7 +114,7 @@ impl Activity {
         &self.experiments
     }
 
-    /// Re-sorts each category's trending list (after a batch of events).
+    /// Re-sorts each category's trending list if a positive arrived since the last time.
     pub fn refresh_trending(&mut self, catalog: &Catalog) {
         self.trending.refresh(catalog);
     }
@@ -131,6 +131,8 @@ pub struct Trending {
     /// Items with heat, hottest first, per category and over all categories.
     by_category: HashMap<Category, Vec<ItemIndex>>,
     overall: Vec<ItemIndex>,
+    /// Whether heat changed since the lists were sorted.
+    changed: bool,
 }
 
 /// How many items each trending list keeps.
@@ -144,6 +146,7 @@ impl Trending {
             half_life_ms: half_life_hours * 3_600_000.0,
             by_category: HashMap::new(),
             overall: Vec::new(),
+            changed: false,
         }
     }
 
@@ -152,6 +155,7 @@ impl Trending {
         let growth = ((ts.millis() - origin) as f64 / self.half_life_ms).exp2();
         if let Some(heat) = self.heat.get_mut(index as usize) {
             *heat += growth;
+            self.changed = true;
         }
     }
 
@@ -171,6 +175,9 @@ impl Trending {
     }
 
     fn refresh(&mut self, catalog: &Catalog) {
+        if !std::mem::take(&mut self.changed) {
+            return;
+        }
         let mut hot: Vec<(ItemIndex, f32)> = (0..self.heat.len().min(catalog.len()) as ItemIndex)
             .filter(|&i| self.heat[i as usize] > 0.0)
             .map(|i| (i, self.heat[i as usize] as f32))

@@ -128,25 +128,32 @@ pub fn recommend(
     let user_activity = activity.user(request.user_id);
     let personalised = request.personalised();
     let sources = request.sources(catalog, activity, models);
-    let candidates = gather(&sources, &config.sources, personalised);
-    let mut proposed: BTreeMap<Source, usize> = BTreeMap::new();
-    for candidate in &candidates {
-        *proposed.entry(candidate.source).or_default() += 1;
-    }
-
     let exclude: HashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
     let input = request.filter_input(user_activity, &exclude);
-    let mut filtered: BTreeMap<Filter, usize> = BTreeMap::new();
-    let candidates: Vec<_> = candidates
-        .into_iter()
-        .filter(|c| match Filter::first_rejecting(catalog.item(c.index), c.index, &input, &config.filters) {
-            Some(filter) => {
-                *filtered.entry(filter).or_default() += 1;
-                false
+    let (mut proposed, mut filtered) = (BTreeMap::new(), BTreeMap::new());
+    let mut candidates = Vec::new();
+    // A user who has seen most of what the sources propose gets a second, wider round rather than
+    // a short feed.
+    for widen in [1, WIDER_ROUND] {
+        proposed.clear();
+        filtered.clear();
+        candidates = gather(&sources, &config.sources.widened(widen), personalised);
+        for candidate in &candidates {
+            *proposed.entry(candidate.source).or_default() += 1;
+        }
+        candidates.retain(|c| {
+            match Filter::first_rejecting(catalog.item(c.index), c.index, &input, &config.filters) {
+                Some(filter) => {
+                    *filtered.entry(filter).or_default() += 1;
+                    false
+                }
+                None => true,
             }
-            None => true,
-        })
-        .collect();
+        });
+        if candidates.len() >= request.n {
+            break;
+        }
+    }
 
     let trending = activity.trending();
     let heat = |i: ItemIndex| trending.heat(i, request.now);
@@ -218,6 +225,10 @@ pub fn recommend(
         .collect();
     Recommendation { items, personalised, proposed, filtered }
 }
+
+/// How much more each source proposes in the second round of a user who has seen most of the
+/// first.
+const WIDER_ROUND: usize = 4;
 
 /// Heat (decayed positives) below which an item counts as long-tail for exploration.
 const LONG_TAIL_HEAT: f64 = 1.0;

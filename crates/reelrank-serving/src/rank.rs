@@ -1,12 +1,16 @@
 //! Ranking stage: the Wide&Deep model's head probabilities for every candidate, turned into the
 //! value `Σ P(action) × weight`. The request's share of the first layer is computed once per
-//! request; the features come from [`reelrank_features::RequestFeatures`], the code training
+//! request and each item's share is cached across requests; the features come from [`reelrank_features::RequestFeatures`], the code training
 //! used.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use reelrank_core::{Event, EventContext, Timestamp, User};
-use reelrank_features::{join_impressions, FeatureState, PersistError, RankingFeatures, RequestFeatures};
+use reelrank_features::{
+    join_impressions, splitmix64, Bag, FeatureState, PersistError, RankingFeatures, RequestFeatures,
+};
 use reelrank_models::{Candidate as Scored, Value, ValueWeights, WideDeep};
 
 use crate::catalog::{Catalog, ItemIndex};
@@ -17,6 +21,9 @@ pub struct Ranker {
     features: RankingFeatures,
     weights: ValueWeights,
     state: FeatureState,
+    /// Each recently ranked item's [`WideDeep::candidate_part`], with a hash of the slots it was
+    /// computed from.
+    parts: RwLock<HashMap<ItemIndex, StampedPart>>,
 }
 
 impl Ranker {
@@ -35,7 +42,7 @@ impl Ranker {
             features.watch.label(&mut impression, duration);
             state.record(&impression);
         }
-        Ranker { model, features, weights, state }
+        Ranker { model, features, weights, state, parts: RwLock::default() }
     }
 
     /// Reads the model and `features.json` that `reelrank train ranking` saved in `dir`; see
@@ -69,16 +76,45 @@ impl Ranker {
                 let mut candidate =
                     request.candidate(&self.model.schema().wide, &self.state, catalog.item(i));
                 self.features.standardise(&mut candidate.dense, request.dense.len());
-                let part = self.model.candidate_part(&candidate.slots);
+                let part = self.candidate_part(i, &candidate.slots);
                 (candidate, part)
             })
             .collect();
         let scored: Vec<Scored<'_>> = features
             .iter()
-            .map(|(candidate, part)| Scored { part, dense: &candidate.dense, wide: &candidate.wide })
+            .map(|(candidate, part)| Scored {
+                part: &part[..],
+                dense: &candidate.dense,
+                wide: &candidate.wide,
+            })
             .collect();
         let heads = self.model.heads();
         let probabilities = self.model.score_candidates(&request_part, &scored);
         probabilities.chunks_exact(heads.len().max(1)).map(|p| self.weights.value(heads, p)).collect()
     }
+
+    /// The item's share of the first layer, from the cache while its slots are unchanged (they
+    /// change only when its age bucket moves on).
+    fn candidate_part(&self, index: ItemIndex, slots: &[Bag]) -> Arc<[f32]> {
+        let stamp = slots.iter().flatten().fold(0u64, |h, &(key, _)| splitmix64(h ^ key));
+        if let Some((cached, part)) = self.parts.read().expect("part cache").get(&index) {
+            if *cached == stamp {
+                return part.clone();
+            }
+        }
+        let part: Arc<[f32]> = self.model.candidate_part(slots).into();
+        let mut parts = self.parts.write().expect("part cache");
+        if parts.len() >= PART_CACHE_ITEMS {
+            parts.clear();
+        }
+        parts.insert(index, (stamp, part.clone()));
+        part
+    }
 }
+
+/// An item's first-layer share and a hash of the slots it was computed from.
+type StampedPart = (u64, Arc<[f32]>);
+
+/// Items whose first-layer share [`Ranker`] keeps (about 1 KB each); the cache starts over when
+/// full.
+const PART_CACHE_ITEMS: usize = 200_000;

@@ -1,7 +1,9 @@
 //! The retrieval side a server loads: the two-tower model, the user schema it was trained with
 //! and the ANN index of every catalog item's vector, saved and loaded as one directory.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use reelrank_ann::{AdaptiveIndex, IndexConfig, VectorIndex};
 use reelrank_core::{EventContext, Item, Timestamp, User};
@@ -19,7 +21,16 @@ pub struct Retrieval {
     pub user_schema: UserSchema,
     /// Every catalog item's vector, keyed by [`item_id_key`].
     pub index: AdaptiveIndex,
+    /// Recently asked items' nearest neighbours (they change only with the model): a user's
+    /// latest positives are looked up on every refresh.
+    neighbours: RwLock<HashMap<u64, Neighbours>>,
 }
+
+/// An item's nearest items with their similarity, best first.
+pub type Neighbours = Arc<[(u64, f32)]>;
+
+/// Items whose neighbours [`Retrieval::neighbours`] keeps; the cache starts over when full.
+const NEIGHBOUR_CACHE_ITEMS: usize = 100_000;
 
 impl Retrieval {
     /// Indexes every item of `items` (their vectors from their content features at `now`, so
@@ -39,7 +50,11 @@ impl Retrieval {
             vectors.extend(model.item_vectors(&bags));
         }
         let index = AdaptiveIndex::build(model.output_dim(), config.clone(), &keys, &vectors)?;
-        Ok(Retrieval { model, user_schema, index })
+        Ok(Retrieval::new(model, user_schema, index))
+    }
+
+    fn new(model: TwoTower, user_schema: UserSchema, index: AdaptiveIndex) -> Retrieval {
+        Retrieval { model, user_schema, index, neighbours: RwLock::default() }
     }
 
     /// Adds the vectors of `items` the index lacks (items ingested after training), from their
@@ -64,11 +79,11 @@ impl Retrieval {
 
     /// Reads what [`Retrieval::save`] wrote.
     pub fn load(dir: &Path) -> Result<Retrieval, PersistError> {
-        Ok(Retrieval {
-            model: TwoTower::load(dir)?,
-            user_schema: UserSchema::load(dir)?,
-            index: AdaptiveIndex::load(&dir.join("index"))?,
-        })
+        Ok(Retrieval::new(
+            TwoTower::load(dir)?,
+            UserSchema::load(dir)?,
+            AdaptiveIndex::load(&dir.join("index"))?,
+        ))
     }
 
     /// The user's vector at a request in `context`, from their latest positives.
@@ -87,6 +102,30 @@ impl Retrieval {
         let history: Vec<u64> =
             activity.positives.iter().map(|&(i, _)| item_id_key(&catalog.item(i).item_id)).collect();
         self.model.user_vector(&slots, &context.map(context_bag).unwrap_or_default(), &history)
+    }
+
+    /// At least the `n` items nearest to the indexed item `key`, best first (none when it is not
+    /// indexed), from the cache when it was asked for lately.
+    pub fn neighbours(&self, key: u64, n: usize) -> Neighbours {
+        if let Some(hit) = self.neighbours.read().expect("neighbour cache").get(&key) {
+            if hit.len() >= n.min(self.index.len().saturating_sub(1)) {
+                return hit.clone();
+            }
+        }
+        let Some(vector) = self.index.vector(key) else { return Arc::from([]) };
+        let found: Neighbours = self
+            .index
+            .search_all(&vector, n + 1)
+            .into_iter()
+            .filter(|&(other, _)| other != key)
+            .take(n)
+            .collect();
+        let mut cache = self.neighbours.write().expect("neighbour cache");
+        if cache.len() >= NEIGHBOUR_CACHE_ITEMS {
+            cache.clear();
+        }
+        cache.insert(key, found.clone());
+        found
     }
 
     /// The `n` items nearest to the item `item` (by its indexed vector, or for an item indexed

@@ -83,10 +83,26 @@ pub struct SourceConfig {
     pub per_followed_creator: usize,
 }
 
+impl SourceConfig {
+    /// Every quota times `factor`.
+    pub fn widened(&self, factor: usize) -> SourceConfig {
+        SourceConfig {
+            two_tower: self.two_tower * factor,
+            recent_positives: self.recent_positives * factor,
+            similar_per_positive: self.similar_per_positive * factor,
+            trending_categories: self.trending_categories * factor,
+            trending: self.trending * factor,
+            fresh: self.fresh * factor,
+            fresh_max_age_hours: self.fresh_max_age_hours * factor as f64,
+            per_followed_creator: self.per_followed_creator * factor,
+        }
+    }
+}
+
 impl Default for SourceConfig {
     fn default() -> SourceConfig {
         SourceConfig {
-            two_tower: 300,
+            two_tower: 200,
             recent_positives: 5,
             similar_per_positive: 20,
             trending_categories: 3,
@@ -134,7 +150,6 @@ impl SourceInput<'_> {
 /// personalisation off gets only trending and fresh items.
 pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool) -> Vec<Candidate> {
     let mut gathered = Gathered { input, candidates: Vec::new(), position: HashMap::new() };
-    let seen = |key: u64| input.catalog.index_of_key(key).is_some_and(|i| input.activity.seen.contains(&i));
     if personalised {
         if let Some(retrieval) = input.retrieval {
             let vector = retrieval.user_vector(
@@ -144,13 +159,31 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
                 input.activity,
                 input.context,
             );
-            for (key, _) in retrieval.index.search(&vector, config.two_tower, &|key| !seen(key)) {
+            // A filter inside the graph search costs a call per visited node: search unfiltered
+            // for as many more than the quota as the user has seen (up to twice the quota), and
+            // only if most of those were seen, search again skipping them.
+            let unseen =
+                |key: &u64| input.catalog.index_of_key(*key).is_some_and(|i| !input.activity.seen.contains(&i));
+            let wider = config.two_tower + input.activity.seen.len().min(2 * config.two_tower);
+            let mut nearest: Vec<u64> = retrieval
+                .index
+                .search_all(&vector, wider)
+                .into_iter()
+                .map(|(key, _)| key)
+                .filter(unseen)
+                .collect();
+            if nearest.len() < config.two_tower / 2 {
+                let found = retrieval.index.search(&vector, config.two_tower, &|key| unseen(&key));
+                nearest = found.into_iter().map(|(key, _)| key).collect();
+            }
+            for key in nearest {
                 gathered.add(input.catalog.index_of_key(key), Source::TwoTower, None, None);
             }
             let recent = input.activity.positives.iter().rev().take(config.recent_positives);
             for &(positive, _) in recent {
                 let key = item_id_key(&input.catalog.item(positive).item_id);
-                for (key, _) in retrieval.index.similar(key, config.similar_per_positive, &|key| !seen(key)) {
+                let neighbours = retrieval.neighbours(key, config.similar_per_positive);
+                for &(key, _) in neighbours.iter().take(config.similar_per_positive) {
                     gathered.add(
                         input.catalog.index_of_key(key),
                         Source::SimilarToRecent,

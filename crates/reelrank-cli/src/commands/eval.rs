@@ -26,6 +26,9 @@ pub enum Eval {
     Ranking(super::eval_ranking::Args),
     /// Ranking on a simulated platform: AUC, GAUC and logloss of every head on the last day.
     SimulatedRanking(super::eval_simulated_ranking::Args),
+    /// Diversity re-ranking on a simulated platform: Recall@20, intra-list diversity and category
+    /// entropy of top-20 feeds with re-ranking off and on.
+    Diversity(super::eval_diversity::Args),
 }
 
 /// Arguments of `eval retrieval`.
@@ -106,6 +109,7 @@ pub async fn run(settings: &Settings, eval: Eval) -> anyhow::Result<()> {
     match eval {
         Eval::Simulated(args) => super::eval_simulated::run(args),
         Eval::SimulatedRanking(args) => super::eval_simulated_ranking::run(settings, args),
+        Eval::Diversity(args) => super::eval_diversity::run(settings, args),
         Eval::Retrieval(args) => retrieval(args).await,
         Eval::Ranking(args) => super::eval_ranking::run(args).await,
     }
