@@ -33,11 +33,11 @@ impl Default for DiversityConfig {
         DiversityConfig {
             enabled: true,
             window: 6,
-            max_per_creator: 1,
-            max_per_category: 3,
+            max_per_creator: 2,
+            max_per_category: 5,
             max_per_series: 1,
-            mmr_lambda: 0.7,
-            exploration_share: 0.1,
+            mmr_lambda: 0.9,
+            exploration_share: 0.05,
         }
     }
 }
@@ -143,8 +143,13 @@ mod tests {
             ranked(0.5, "d", "drama"),
             ranked(0.4, "e", "movie"),
         ];
-        let config =
-            DiversityConfig { window: 4, max_per_category: 3, exploration_share: 0.0, ..Default::default() };
+        let config = DiversityConfig {
+            window: 4,
+            max_per_creator: 1,
+            max_per_category: 3,
+            exploration_share: 0.0,
+            ..Default::default()
+        };
         let order: Vec<usize> = select(&candidates, 6, &config, 1).iter().map(|s| s.candidate).collect();
         assert_eq!(order, [0, 2, 3, 5, 1, 4]);
         let off = DiversityConfig { enabled: false, ..config };

@@ -162,8 +162,9 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
             // A filter inside the graph search costs a call per visited node: search unfiltered
             // for as many more than the quota as the user has seen (up to twice the quota), and
             // only if most of those were seen, search again skipping them.
-            let unseen =
-                |key: &u64| input.catalog.index_of_key(*key).is_some_and(|i| !input.activity.seen.contains(&i));
+            let unseen = |key: &u64| {
+                input.catalog.index_of_key(*key).is_some_and(|i| !input.activity.seen.contains(&i))
+            };
             let wider = config.two_tower + input.activity.seen.len().min(2 * config.two_tower);
             let mut nearest: Vec<u64> = retrieval
                 .index
