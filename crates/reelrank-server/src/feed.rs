@@ -1,7 +1,7 @@
 //! `GET /v1/recommend`, `/v1/similar`, `/v1/explain`: parse, run the pipeline on the engine's
 //! current snapshot, log what was served, convert.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -64,6 +64,16 @@ pub(crate) struct Feed {
     variant: Option<String>,
     personalised: bool,
     items: Vec<FeedItem>,
+    /// With `explain=true`: candidates per source, and candidates each filter removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidates: Option<Candidates>,
+}
+
+/// How a feed's candidates were found and thinned.
+#[derive(Debug, Serialize)]
+pub(crate) struct Candidates {
+    proposed: BTreeMap<&'static str, usize>,
+    filtered: BTreeMap<&'static str, usize>,
 }
 
 pub(crate) async fn recommend(
@@ -125,6 +135,10 @@ pub(crate) async fn recommend(
     engine.log_impressions(impressions);
     metrics::counter!("reelrank_recommendations_total").increment(1);
     let operators = query.explain.unwrap_or(false);
+    let candidates = operators.then(|| Candidates {
+        proposed: feed.proposed.iter().map(|(source, &n)| (source.as_str(), n)).collect(),
+        filtered: feed.filtered.iter().map(|(filter, &n)| (filter.as_str(), n)).collect(),
+    });
     let items = feed
         .items
         .into_iter()
@@ -148,6 +162,7 @@ pub(crate) async fn recommend(
         variant,
         personalised: feed.personalised,
         items,
+        candidates,
     }))
 }
 

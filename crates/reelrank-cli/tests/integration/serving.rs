@@ -55,6 +55,7 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     assert!(feed["personalised"].as_bool().unwrap());
     let version = feed["model_version"].as_str().unwrap().to_owned();
     assert_ne!(version, "none");
+    assert!(feed["candidates"]["proposed"]["two_tower"].as_u64().unwrap() > 0, "{}", feed["candidates"]);
     for item in items {
         assert!(!item["reasons"].as_array().unwrap().is_empty(), "unexplained: {item}");
         assert_eq!(item["heads"].as_array().unwrap().len(), 9, "explain=true shows every head");
