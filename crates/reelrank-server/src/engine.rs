@@ -198,9 +198,17 @@ impl Engine {
                 match engine.catch_up().await {
                     Ok(0) => {}
                     Ok(_) => {
+                        // Sorted under the read lock, so requests wait only for the swap.
                         let snapshot = engine.snapshot();
-                        let mut activity = snapshot.activity.write().expect("activity lock");
-                        activity.refresh_trending(&snapshot.catalog);
+                        let lists = snapshot
+                            .activity
+                            .read()
+                            .expect("activity lock")
+                            .trending()
+                            .sorted(&snapshot.catalog);
+                        if let Some(lists) = lists {
+                            snapshot.activity.write().expect("activity lock").install_trending(lists);
+                        }
                     }
                     Err(err) => tracing::warn!(error = %err, "reading new events failed"),
                 }

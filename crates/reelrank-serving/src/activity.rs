@@ -116,8 +116,26 @@ impl Activity {
 
     /// Re-sorts each category's trending list if a positive arrived since the last time.
     pub fn refresh_trending(&mut self, catalog: &Catalog) {
-        self.trending.refresh(catalog);
+        if let Some(lists) = self.trending.sorted(catalog) {
+            self.install_trending(lists);
+        }
     }
+
+    /// Installs lists sorted by [`Trending::sorted`] (unless newer ones are in place): servers
+    /// sort under a read lock and take the write lock only for this.
+    pub fn install_trending(&mut self, lists: TrendingLists) {
+        if lists.as_of > self.trending.lists.as_of {
+            self.trending.lists = lists;
+        }
+    }
+}
+
+/// The hottest items of each category and of all, hottest first, as of a count of positives.
+#[derive(Debug, Clone, Default)]
+pub struct TrendingLists {
+    by_category: HashMap<Category, Vec<ItemIndex>>,
+    overall: Vec<ItemIndex>,
+    as_of: u64,
 }
 
 /// Each item's positives, decayed with a half-life, and the hottest items of each category.
@@ -128,11 +146,10 @@ pub struct Trending {
     heat: Vec<f64>,
     origin_ms: Option<i64>,
     half_life_ms: f64,
-    /// Items with heat, hottest first, per category and over all categories.
-    by_category: HashMap<Category, Vec<ItemIndex>>,
-    overall: Vec<ItemIndex>,
-    /// Whether heat changed since the lists were sorted.
-    changed: bool,
+    /// Positives counted so far.
+    positives: u64,
+    /// The lists as last sorted.
+    lists: TrendingLists,
 }
 
 /// How many items each trending list keeps.
@@ -144,9 +161,8 @@ impl Trending {
             heat: vec![0.0; items],
             origin_ms: None,
             half_life_ms: half_life_hours * 3_600_000.0,
-            by_category: HashMap::new(),
-            overall: Vec::new(),
-            changed: false,
+            positives: 0,
+            lists: TrendingLists::default(),
         }
     }
 
@@ -155,7 +171,7 @@ impl Trending {
         let growth = ((ts.millis() - origin) as f64 / self.half_life_ms).exp2();
         if let Some(heat) = self.heat.get_mut(index as usize) {
             *heat += growth;
-            self.changed = true;
+            self.positives += 1;
         }
     }
 
@@ -169,28 +185,30 @@ impl Trending {
     /// The hottest items of `category` (all categories for `None`), hottest first.
     pub fn hottest(&self, category: Option<&Category>) -> &[ItemIndex] {
         match category {
-            Some(category) => self.by_category.get(category).map_or(&[], Vec::as_slice),
-            None => &self.overall,
+            Some(category) => self.lists.by_category.get(category).map_or(&[], Vec::as_slice),
+            None => &self.lists.overall,
         }
     }
 
-    fn refresh(&mut self, catalog: &Catalog) {
-        if !std::mem::take(&mut self.changed) {
-            return;
+    /// The lists re-sorted, when positives arrived since the current ones were sorted.
+    pub fn sorted(&self, catalog: &Catalog) -> Option<TrendingLists> {
+        if self.positives == self.lists.as_of {
+            return None;
         }
-        let mut hot: Vec<(ItemIndex, f32)> = (0..self.heat.len().min(catalog.len()) as ItemIndex)
+        let mut hot: Vec<(ItemIndex, f64)> = (0..self.heat.len().min(catalog.len()) as ItemIndex)
             .filter(|&i| self.heat[i as usize] > 0.0)
-            .map(|i| (i, self.heat[i as usize] as f32))
+            .map(|i| (i, self.heat[i as usize]))
             .collect();
-        hot.sort_unstable_by(reelrank_core::by_score);
-        self.by_category.clear();
+        hot.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut lists = TrendingLists { as_of: self.positives, ..TrendingLists::default() };
         for &(index, _) in &hot {
-            let list = self.by_category.entry(catalog.item(index).category.clone()).or_default();
+            let list = lists.by_category.entry(catalog.item(index).category.clone()).or_default();
             if list.len() < TRENDING_LIST {
                 list.push(index);
             }
         }
-        self.overall = hot.iter().take(TRENDING_LIST).map(|&(i, _)| i).collect();
+        lists.overall = hot.iter().take(TRENDING_LIST).map(|&(i, _)| i).collect();
+        Some(lists)
     }
 }
 
