@@ -7,7 +7,7 @@
 # sources, filters, 500 candidates ranked by the Wide&Deep value model, diversity re-ranking,
 # impressions logged. The load generator shares the machine's cores with the server.
 #
-#   bench/serve.sh                    # builds the data once into $DIR (about 15 minutes), then measures
+#   bench/serve.sh                    # builds the data once into $DIR/base (about 8 minutes), then measures
 #   CONNECTIONS=8 DURATION=20 bench/serve.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,21 +20,30 @@ DURATION=${DURATION:-30}
 WARMUP=${WARMUP:-5}
 command -v wrk > /dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
 
-cargo build --release --quiet
-BIN=target/release/reelrank
-export RUST_LOG=warn
-if [ ! -f "$DIR/ready" ]; then
-  rm -rf "$DIR"
-  "$BIN" --data-dir "$DIR" simulate --items "$ITEMS" --users "$USERS" --days "$DAYS"
-  "$BIN" --data-dir "$DIR" train retrieval --epochs 2
-  "$BIN" --data-dir "$DIR" train ranking --epochs 1
-  touch "$DIR/ready"
+# BIN=path/to/another/build compares builds side by side on the same data.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/reelrank
 fi
+export RUST_LOG=warn
+BASE="$DIR/base"
+if [ ! -f "$BASE/ready" ]; then
+  rm -rf "$BASE"
+  "$BIN" --data-dir "$BASE" simulate --items "$ITEMS" --users "$USERS" --days "$DAYS"
+  "$BIN" --data-dir "$BASE" train retrieval --epochs 2
+  "$BIN" --data-dir "$BASE" train ranking --epochs 1
+  touch "$BASE/ready"
+fi
+# Every run starts from the same state: served impressions would otherwise pile up in the log
+# and make each run's users more "seen" than the last's.
+RUN="$DIR/run"
+rm -rf "$RUN"
+cp -a "$BASE" "$RUN"
 
 LOG=$(mktemp)
-"$BIN" --data-dir "$DIR" serve --addr 127.0.0.1:0 > "$LOG" 2>&1 &
+"$BIN" --data-dir "$RUN" serve --addr 127.0.0.1:0 > "$LOG" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2> /dev/null; rm -f "$LOG"' EXIT
+trap 'kill $SERVER 2> /dev/null; rm -f "$LOG"; rm -rf "$RUN"' EXIT
 URL=""
 for _ in $(seq 1 600); do
   URL=$(sed -n 's/^listening on //p' "$LOG")

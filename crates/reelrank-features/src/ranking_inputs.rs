@@ -4,10 +4,10 @@
 //! request's features with the same calls, so a served score sees exactly the features its model
 //! was trained on.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use reelrank_core::{EventContext, Item, Timestamp, User};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::crosses::WideSchema;
@@ -78,15 +78,20 @@ impl RankingFeatures {
 #[derive(Debug, Clone)]
 pub struct FeatureState {
     prior: EngagementPrior,
-    users: HashMap<String, Engagement>,
-    items: HashMap<String, Engagement>,
-    histories: HashMap<String, Vec<u64>>,
+    users: FxHashMap<String, Engagement>,
+    items: FxHashMap<String, Engagement>,
+    histories: FxHashMap<String, Vec<u64>>,
 }
 
 impl FeatureState {
     /// No impressions yet; rates start from `prior`.
     pub fn new(prior: EngagementPrior) -> FeatureState {
-        FeatureState { prior, users: HashMap::new(), items: HashMap::new(), histories: HashMap::new() }
+        FeatureState {
+            prior,
+            users: FxHashMap::default(),
+            items: FxHashMap::default(),
+            histories: FxHashMap::default(),
+        }
     }
 
     /// Counts `impression` (labelled, see [`WatchQuantiles::label`]) as having happened.
@@ -118,7 +123,7 @@ impl FeatureState {
     }
 
     fn engagement(
-        counters: &HashMap<String, Engagement>,
+        counters: &FxHashMap<String, Engagement>,
         id: &str,
         now: Timestamp,
         prior: &EngagementPrior,

@@ -1,7 +1,7 @@
 //! `GET /v1/recommend`, `/v1/similar`, `/v1/explain`: parse, run the pipeline on the engine's
 //! current snapshot, log what was served, convert.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -206,7 +206,7 @@ pub(crate) async fn similar(
     let index = item_index(&snapshot, &query.item_id)?;
     let now = Timestamp::now();
     // Only what any feed may show: ask for a few more to make up for the filtered.
-    let (activity, exclude) = (UserActivity::default(), HashSet::new());
+    let (activity, exclude) = (UserActivity::default(), Default::default());
     let anyone = FilterInput { user_id: "", user: None, activity: &activity, exclude: &exclude, now };
     let filters = &engine.pipeline().filters;
     let items = retrieval

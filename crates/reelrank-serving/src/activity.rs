@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use reelrank_core::{Category, Event, EventKind, Timestamp};
 use reelrank_features::PositiveRule;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::catalog::{Catalog, ItemIndex};
 use crate::experiment::ExperimentStats;
@@ -19,9 +20,9 @@ pub const RECENT_POSITIVES: usize = 20;
 #[derive(Debug, Clone, Default)]
 pub struct UserActivity {
     /// Items served to or watched by the user: never recommended again.
-    pub seen: HashSet<ItemIndex>,
+    pub seen: FxHashSet<ItemIndex>,
     /// Items the user marked `not_interested`.
-    pub not_interested: HashSet<ItemIndex>,
+    pub not_interested: FxHashSet<ItemIndex>,
     /// Creators of items the user marked `not_interested`, with how many times.
     pub disliked_creators: HashMap<String, u32>,
     /// Creators the user follows.
@@ -35,7 +36,7 @@ pub struct UserActivity {
 /// Every user's [`UserActivity`] and every item's heat.
 #[derive(Debug, Clone)]
 pub struct Activity {
-    users: HashMap<String, UserActivity>,
+    users: FxHashMap<String, UserActivity>,
     rule: PositiveRule,
     trending: Trending,
     experiments: ExperimentStats,
@@ -45,7 +46,7 @@ impl Activity {
     /// No activity yet over a catalog of `items` items; heat halves every `heat_half_life_hours`.
     pub fn new(items: usize, heat_half_life_hours: f64) -> Activity {
         Activity {
-            users: HashMap::new(),
+            users: FxHashMap::default(),
             rule: PositiveRule::default(),
             trending: Trending::new(items, heat_half_life_hours),
             experiments: ExperimentStats::default(),

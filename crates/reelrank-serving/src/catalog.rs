@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use reelrank_core::Item;
 use reelrank_features::item_id_key;
+use rustc_hash::FxHashMap;
 
 /// Position of an item in a [`Catalog`].
 pub type ItemIndex = u32;
@@ -14,8 +15,8 @@ pub type ItemIndex = u32;
 #[derive(Debug, Default)]
 pub struct Catalog {
     items: Vec<Item>,
-    by_id: HashMap<String, ItemIndex>,
-    by_key: HashMap<u64, ItemIndex>,
+    by_id: FxHashMap<String, ItemIndex>,
+    by_key: FxHashMap<u64, ItemIndex>,
     /// Each creator's items, newest first.
     by_creator: HashMap<String, Vec<ItemIndex>>,
     /// Each series' episodes, by episode number.

@@ -2,7 +2,7 @@
 //! [`Filter`], checked by [`Filter::rejects`] and testable alone, and a response counts what each
 //! removed so that an operator can see why a feed is thin.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 
 use reelrank_core::{Item, ModerationStatus, Timestamp, User};
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,7 @@ pub struct FilterInput<'a> {
     /// Their behaviour.
     pub activity: &'a UserActivity,
     /// Items the request excludes.
-    pub exclude: &'a HashSet<ItemIndex>,
+    pub exclude: &'a FxHashSet<ItemIndex>,
     /// The request's time.
     pub now: Timestamp,
 }
@@ -167,7 +167,7 @@ mod tests {
         activity: &UserActivity,
         exclude: &[ItemIndex],
     ) -> bool {
-        let exclude: HashSet<ItemIndex> = exclude.iter().copied().collect();
+        let exclude: FxHashSet<ItemIndex> = exclude.iter().copied().collect();
         let input = FilterInput {
             user_id: &user.user_id,
             user: Some(user),
@@ -214,9 +214,9 @@ mod tests {
             &[]
         ));
         assert!(rejects(Filter::Excluded, &plain, &user, &none, &[0]));
-        let seen = UserActivity { seen: [0].into(), ..UserActivity::default() };
+        let seen = UserActivity { seen: FxHashSet::from_iter([0]), ..UserActivity::default() };
         assert!(rejects(Filter::Seen, &plain, &user, &seen, &[]));
-        let marked = UserActivity { not_interested: [0].into(), ..UserActivity::default() };
+        let marked = UserActivity { not_interested: FxHashSet::from_iter([0]), ..UserActivity::default() };
         assert!(rejects(Filter::NotInterested, &plain, &user, &marked, &[]));
         let by = Item { creator_id: Some("c".into()), ..item() };
         let once = UserActivity { disliked_creators: [("c".into(), 1)].into(), ..UserActivity::default() };

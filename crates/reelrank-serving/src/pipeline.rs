@@ -3,13 +3,14 @@
 //! effects (the served set, the impression log), so the same request on the same state always
 //! gives the same feed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use reelrank_ann::VectorIndex;
 use reelrank_core::{EventContext, Timestamp, User};
 use reelrank_features::{feature_key, item_id_key};
 use reelrank_models::Value;
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{Activity, UserActivity};
@@ -82,7 +83,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn filter_input(&self, activity: &'a UserActivity, exclude: &'a HashSet<ItemIndex>) -> FilterInput<'a> {
+    fn filter_input(&self, activity: &'a UserActivity, exclude: &'a FxHashSet<ItemIndex>) -> FilterInput<'a> {
         FilterInput { user_id: self.user_id, user: self.user, activity, exclude, now: self.now }
     }
 }
@@ -128,7 +129,7 @@ pub fn recommend(
     let user_activity = activity.user(request.user_id);
     let personalised = request.personalised();
     let sources = request.sources(catalog, activity, models);
-    let exclude: HashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
+    let exclude: FxHashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
     let input = request.filter_input(user_activity, &exclude);
     let (mut proposed, mut filtered) = (BTreeMap::new(), BTreeMap::new());
     let mut candidates = Vec::new();
@@ -260,7 +261,7 @@ pub fn explain(
     let personalised = request.personalised();
     let sources = request.sources(catalog, activity, models);
     let candidate = gather(&sources, &config.sources, personalised).into_iter().find(|c| c.index == index);
-    let exclude = HashSet::new();
+    let exclude = FxHashSet::default();
     let input = request.filter_input(user_activity, &exclude);
     let item = catalog.item(index);
     let filtered_by =

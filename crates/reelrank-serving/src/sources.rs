@@ -3,7 +3,7 @@
 //! others cover what it cannot: items like the ones just enjoyed, what is hot in the user's
 //! categories, new items that have no behaviour yet, followed creators and the next episode.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use reelrank_ann::VectorIndex;
 use reelrank_core::{Category, EventContext, Timestamp, User};
@@ -149,7 +149,7 @@ impl SourceInput<'_> {
 /// Candidates of every source, each item once (with its most specific source). A user with
 /// personalisation off gets only trending and fresh items.
 pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool) -> Vec<Candidate> {
-    let mut gathered = Gathered { input, candidates: Vec::new(), position: HashMap::new() };
+    let mut gathered = Gathered { input, candidates: Vec::new(), position: FxHashMap::default() };
     if personalised {
         if let Some(retrieval) = input.retrieval {
             let vector = retrieval.user_vector(
@@ -238,7 +238,7 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
 struct Gathered<'a> {
     input: &'a SourceInput<'a>,
     candidates: Vec<Candidate>,
-    position: HashMap<ItemIndex, usize>,
+    position: FxHashMap<ItemIndex, usize>,
 }
 
 impl Gathered<'_> {
