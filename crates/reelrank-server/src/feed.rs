@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use reelrank_core::{Event, EventContext, EventKind, Timestamp, User};
+use reelrank_core::{Event, EventContext, EventKind, Timestamp, User, Validate};
 use reelrank_features::feature_key;
 use reelrank_models::HeadValue;
 use reelrank_serving::{
@@ -81,6 +81,7 @@ pub(crate) async fn recommend(
     query: Result<Query<RecommendQuery>, QueryRejection>,
 ) -> Result<Json<Feed>, HttpError> {
     let Query(query) = query.map_err(bad_query)?;
+    check_user_id(&query.user_id)?;
     let engine = engine(&state)?;
     let n = query.n.unwrap_or(20);
     if n == 0 || n > MAX_ITEMS {
@@ -260,6 +261,7 @@ pub(crate) async fn explain(
     query: Result<Query<ExplainQuery>, QueryRejection>,
 ) -> Result<Json<Explanation>, HttpError> {
     let Query(query) = query.map_err(bad_query)?;
+    check_user_id(&query.user_id)?;
     let engine = engine(&state)?;
     let user: Option<User> = state.store.user(&query.user_id).await?;
     let snapshot = engine.snapshot();
@@ -301,6 +303,17 @@ fn item_index(snapshot: &Snapshot, item_id: &str) -> Result<ItemIndex, HttpError
     snapshot.catalog.index(item_id).ok_or_else(|| {
         HttpError::new(StatusCode::NOT_FOUND, format!("item_id: no item `{item_id}` is served"))
     })
+}
+
+/// Refuses a user id the store would refuse (empty, too long), so that no logged impression
+/// can fail to be written.
+fn check_user_id(user_id: &str) -> Result<(), HttpError> {
+    match User::new(user_id).validate().into_iter().next() {
+        Some(error) => {
+            Err(HttpError::new(StatusCode::BAD_REQUEST, format!("{}: {}", error.field, error.message)))
+        }
+        None => Ok(()),
+    }
 }
 
 fn bad_query(rejection: QueryRejection) -> HttpError {

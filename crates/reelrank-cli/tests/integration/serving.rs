@@ -127,6 +127,9 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     let (status, error) = get(&client, &format!("{}/v1/recommend?user_id=u7&n=0", server.url)).await;
     assert_eq!(status, 400);
     assert!(error["error"].as_str().unwrap().starts_with("n:"), "{error}");
+    let (status, error) = get(&client, &format!("{}/v1/recommend?user_id=", server.url)).await;
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().unwrap().starts_with("user_id:"), "{error}");
 
     // Retrain while clients keep asking: the new model is swapped in and no request fails.
     let stop = Arc::new(AtomicBool::new(false));
