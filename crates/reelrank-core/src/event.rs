@@ -73,6 +73,29 @@ pub enum EventKind {
     Rate,
 }
 
+impl Event {
+    /// `kind` by `user_id` on `item_id` at `ts`, nothing else known (no id, value, request,
+    /// variant or context).
+    pub fn new(
+        user_id: impl Into<String>,
+        item_id: impl Into<String>,
+        kind: EventKind,
+        ts: Timestamp,
+    ) -> Event {
+        Event {
+            event_id: None,
+            user_id: user_id.into(),
+            item_id: item_id.into(),
+            kind,
+            value: None,
+            ts,
+            request_id: None,
+            variant: None,
+            context: None,
+        }
+    }
+}
+
 impl EventKind {
     /// Every kind, in declaration order (also the order of their numeric codes).
     pub const ALL: [EventKind; 12] = [

@@ -347,17 +347,7 @@ mod tests {
     use super::*;
 
     fn event(user: &str, item: &str, kind: EventKind, ts: i64, request: Option<&str>) -> Event {
-        Event {
-            event_id: None,
-            user_id: user.into(),
-            item_id: item.into(),
-            kind,
-            value: None,
-            ts: Timestamp(ts * 1000),
-            request_id: request.map(str::to_owned),
-            variant: None,
-            context: None,
-        }
+        Event { request_id: request.map(str::to_owned), ..Event::new(user, item, kind, Timestamp(ts * 1000)) }
     }
 
     fn catalog() -> Vec<Item> {

@@ -49,17 +49,7 @@ mod tests {
     use super::*;
 
     fn event(kind: EventKind, value: Option<f64>) -> Event {
-        Event {
-            event_id: None,
-            user_id: "u".into(),
-            item_id: "i".into(),
-            kind,
-            value,
-            ts: Timestamp(0),
-            request_id: None,
-            variant: None,
-            context: None,
-        }
+        Event { value, ..Event::new("u", "i", kind, Timestamp(0)) }
     }
 
     #[test]

@@ -183,17 +183,7 @@ mod tests {
     use super::*;
 
     fn event(kind: EventKind, item: &str, ts: i64, request: Option<&str>, value: Option<f64>) -> Event {
-        Event {
-            event_id: None,
-            user_id: "u".into(),
-            item_id: item.into(),
-            kind,
-            value,
-            ts: Timestamp(ts),
-            request_id: request.map(str::to_owned),
-            variant: None,
-            context: None,
-        }
+        Event { value, request_id: request.map(str::to_owned), ..Event::new("u", item, kind, Timestamp(ts)) }
     }
 
     #[test]

@@ -122,14 +122,10 @@ pub(crate) async fn recommend(
             let item_id = snapshot.catalog.item(index).item_id.clone();
             Event {
                 event_id: Some(format!("{request_id}:{item_id}")),
-                user_id: query.user_id.clone(),
-                item_id,
-                kind: EventKind::Impression,
-                value: None,
-                ts: now,
                 request_id: Some(request_id.clone()),
                 variant: variant.clone(),
                 context: has_context.then(|| context.clone()),
+                ..Event::new(&query.user_id, item_id, EventKind::Impression, now)
             }
         })
         .collect();

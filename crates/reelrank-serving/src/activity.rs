@@ -220,17 +220,7 @@ mod tests {
     use super::*;
 
     fn event(user: &str, item: &str, kind: EventKind, hours: i64) -> Event {
-        Event {
-            event_id: None,
-            user_id: user.into(),
-            item_id: item.into(),
-            kind,
-            value: None,
-            ts: Timestamp(hours * 3_600_000),
-            request_id: None,
-            variant: None,
-            context: None,
-        }
+        Event::new(user, item, kind, Timestamp(hours * 3_600_000))
     }
 
     fn catalog() -> Catalog {

@@ -176,15 +176,9 @@ mod tests {
     #[test]
     fn outcomes_count_for_the_variant_their_request_names() {
         let event = |kind, request: &str, value| Event {
-            event_id: None,
-            user_id: "u".into(),
-            item_id: "i".into(),
-            kind,
             value,
-            ts: Timestamp(0),
             request_id: Some(request.into()),
-            variant: None,
-            context: None,
+            ..Event::new("u", "i", kind, Timestamp(0))
         };
         let mut stats = ExperimentStats::default();
         stats.record(&Event { variant: Some("b".into()), ..event(EventKind::Impression, "b.1", None) }, None);

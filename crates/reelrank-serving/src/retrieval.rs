@@ -133,7 +133,7 @@ impl Retrieval {
     pub fn similar(&self, item: &Item, n: usize, now: Timestamp) -> Vec<(u64, f32)> {
         let key = item_id_key(&item.item_id);
         match self.index.vector(key) {
-            Some(_) => self.index.similar(key, n, &|_| true),
+            Some(_) => self.neighbours(key, n).iter().take(n).copied().collect(),
             None => {
                 let vector = self.model.item_vectors(&[item_bags(item, now)]);
                 self.index.search(&vector, n, &|other| other != key)

@@ -189,17 +189,7 @@ fn not_interested_removes_the_item_and_lowers_its_creator() {
         })
         .expect("a creator with two items in the feed");
     let item = platform.catalog.item(rejected.index);
-    let event = Event {
-        event_id: None,
-        user_id: user.user_id.clone(),
-        item_id: item.item_id.clone(),
-        kind: EventKind::NotInterested,
-        value: None,
-        ts: platform.now,
-        request_id: None,
-        variant: None,
-        context: None,
-    };
+    let event = Event::new(&user.user_id, &item.item_id, EventKind::NotInterested, platform.now);
     activity.record(&platform.catalog, &event);
     let after = recommend(
         &platform.catalog,
