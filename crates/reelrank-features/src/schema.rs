@@ -133,7 +133,6 @@ pub const ITEM_CREATOR_SLOT: usize = 3;
 /// An item's slots (id, category, tags, creator, duration, language, age); `now` dates its age
 /// since publication.
 pub fn item_bags(item: &Item, now: Timestamp) -> Vec<Bag> {
-    let age_days = item.published_at.map(|p| ((now.millis() - p.millis()) / Timestamp::DAY_MS) as f64);
     vec![
         vec![(item_id_key(&item.item_id), 1.0)],
         one("item.category", item.category.as_str()),
@@ -141,8 +140,14 @@ pub fn item_bags(item: &Item, now: Timestamp) -> Vec<Bag> {
         optional("item.creator", item.creator_id.as_deref()),
         optional("item.duration", item.duration_s.map(|d| numeric_bucket(d).to_string()).as_deref()),
         optional("item.language", item.language.as_deref()),
-        optional("item.age", age_days.map(|d| numeric_bucket(d).to_string()).as_deref()),
+        optional("item.age", item_age_bucket(item, now).map(|b| b.to_string()).as_deref()),
     ]
+}
+
+/// The bucket of the item's age in days at `now`: the only one of [`item_bags`] that changes
+/// with time, so an item's bags stay valid while it stays the same.
+pub fn item_age_bucket(item: &Item, now: Timestamp) -> Option<i64> {
+    item.published_at.map(|p| numeric_bucket(((now.millis() - p.millis()) / Timestamp::DAY_MS) as f64))
 }
 
 #[cfg(test)]

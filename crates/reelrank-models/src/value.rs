@@ -58,16 +58,37 @@ impl ValueWeights {
         heads.iter().map(|head| self.0.get(head).copied().unwrap_or(0.0)).collect()
     }
 
-    /// The value of one candidate whose head probabilities are `probabilities` (in the order of
-    /// `heads`).
-    pub fn value(&self, heads: &[String], probabilities: &[f32]) -> Value {
-        let heads: Vec<HeadValue> = heads
-            .iter()
-            .zip(probabilities)
-            .zip(self.in_order(heads))
-            .map(|((head, &probability), weight)| HeadValue { head: head.clone(), probability, weight })
+    /// The values of candidates whose head probabilities are `probabilities` (`[candidates ×
+    /// heads]`, heads in the order of `heads`): every score at once, and each candidate's
+    /// breakdown only when asked for, since a feed explains a few of the hundreds it scores.
+    pub fn values<'a>(&self, heads: &'a [String], probabilities: Vec<f32>) -> Values<'a> {
+        let weights = self.in_order(heads);
+        let scores = probabilities
+            .chunks_exact(heads.len().max(1))
+            .map(|p| p.iter().zip(&weights).map(|(p, w)| p * w).sum())
             .collect();
-        Value { score: heads.iter().map(|h| h.probability * h.weight).sum(), heads }
+        Values { heads, weights, probabilities, scores }
+    }
+}
+
+/// Many candidates' values; see [`ValueWeights::values`].
+#[derive(Debug, Clone)]
+pub struct Values<'a> {
+    heads: &'a [String],
+    weights: Vec<f32>,
+    probabilities: Vec<f32>,
+    /// Each candidate's `Σ probability × weight`, in order.
+    pub scores: Vec<f32>,
+}
+
+impl Values<'_> {
+    /// Candidate `i`'s value with each head's share.
+    pub fn value(&self, i: usize) -> Value {
+        let probabilities = &self.probabilities[i * self.heads.len()..(i + 1) * self.heads.len()];
+        let heads = (self.heads.iter().zip(probabilities).zip(&self.weights))
+            .map(|((head, &probability), &weight)| HeadValue { head: head.clone(), probability, weight })
+            .collect();
+        Value { score: self.scores[i], heads }
     }
 }
 
@@ -80,8 +101,8 @@ mod tests {
         let heads: Vec<String> = ["effective_play", "like", "report", "unknown"].map(String::from).to_vec();
         let weights = ValueWeights::default();
         // A: often watched and liked, sometimes reported. B: watched less, never reported.
-        let a = weights.value(&heads, &[0.9, 0.3, 0.1, 0.5]);
-        let b = weights.value(&heads, &[0.6, 0.2, 0.0, 0.5]);
+        let values = weights.values(&heads, vec![0.9, 0.3, 0.1, 0.5, 0.6, 0.2, 0.0, 0.5]);
+        let (a, b) = (values.value(0), values.value(1));
         assert!((a.score - (0.9 + 0.6 - 1.0)).abs() < 1e-6, "{a:?}");
         assert!((b.score - (0.6 + 0.4)).abs() < 1e-6, "{b:?}");
         assert!(b.score > a.score, "the report risk outweighs A's extra engagement");
@@ -89,6 +110,6 @@ mod tests {
         // Without the report weight A would win.
         let mut lenient = weights.clone();
         lenient.0.insert("report".into(), 0.0);
-        assert!(lenient.value(&heads, &[0.9, 0.3, 0.1, 0.5]).score > b.score);
+        assert!(lenient.values(&heads, vec![0.9, 0.3, 0.1, 0.5]).scores[0] > b.score);
     }
 }

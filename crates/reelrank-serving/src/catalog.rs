@@ -2,14 +2,45 @@
 //! need (by id, by vector key, by creator, by series, newest first), built once per catalog
 //! snapshot so that a request never scans the catalog.
 
-use std::collections::HashMap;
-
 use reelrank_core::Item;
 use reelrank_features::item_id_key;
 use rustc_hash::FxHashMap;
 
 /// Position of an item in a [`Catalog`].
 pub type ItemIndex = u32;
+
+/// What re-ranking spreads out (an item's creator, category and series) as ids numbered per
+/// catalog: re-ranking compares them for every candidate at every slot, where comparing the
+/// strings cost a tenth of its time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facets {
+    /// Who made it.
+    pub creator: Option<u32>,
+    /// Its category.
+    pub category: u32,
+    /// Its series.
+    pub series: Option<u32>,
+}
+
+impl Facets {
+    /// Each item's facets, numbered in order of first appearance.
+    fn number<'a>(items: &'a [Item]) -> Vec<Facets> {
+        let mut ids: FxHashMap<(u8, &'a str), u32> = FxHashMap::default();
+        let mut id = |kind: u8, value: &'a str| {
+            let next = ids.len() as u32;
+            *ids.entry((kind, value)).or_insert(next)
+        };
+        let mut facets = Vec::with_capacity(items.len());
+        for item in items {
+            facets.push(Facets {
+                creator: item.creator_id.as_deref().map(|c| id(0, c)),
+                category: id(1, item.category.as_str()),
+                series: item.series_id.as_deref().map(|s| id(2, s)),
+            });
+        }
+        facets
+    }
+}
 
 /// An immutable catalog snapshot with its lookups.
 #[derive(Debug, Default)]
@@ -18,11 +49,12 @@ pub struct Catalog {
     by_id: FxHashMap<String, ItemIndex>,
     by_key: FxHashMap<u64, ItemIndex>,
     /// Each creator's items, newest first.
-    by_creator: HashMap<String, Vec<ItemIndex>>,
+    by_creator: FxHashMap<String, Vec<ItemIndex>>,
     /// Each series' episodes, by episode number.
-    episodes: HashMap<String, Vec<(u32, ItemIndex)>>,
+    episodes: FxHashMap<String, Vec<(u32, ItemIndex)>>,
     /// Items with a publication time, newest first.
     newest: Vec<ItemIndex>,
+    facets: Vec<Facets>,
 }
 
 impl Catalog {
@@ -30,6 +62,7 @@ impl Catalog {
     pub fn new(items: Vec<Item>) -> Catalog {
         let mut catalog = Catalog::default();
         let published = |i: &ItemIndex, items: &[Item]| items[*i as usize].published_at.map(|t| t.millis());
+        catalog.facets = Facets::number(&items);
         for (i, item) in items.iter().enumerate() {
             let index = i as ItemIndex;
             catalog.by_id.insert(item.item_id.clone(), index);
@@ -51,6 +84,11 @@ impl Catalog {
         catalog.newest.sort_by_key(|i| std::cmp::Reverse(published(i, &items)));
         catalog.items = items;
         catalog
+    }
+
+    /// The item's creator, category and series as ids of this catalog.
+    pub fn facets(&self, index: ItemIndex) -> Facets {
+        self.facets[index as usize]
     }
 
     /// The item at `index`.

@@ -159,24 +159,27 @@ pub fn recommend(
     let trending = activity.trending();
     let heat = |i: ItemIndex| trending.heat(i, request.now);
     let indices: Vec<ItemIndex> = candidates.iter().map(|c| c.index).collect();
-    let values: Vec<Option<Value>> = match (&models.ranker, personalised) {
-        (Some(ranker), true) => ranker
-            .values(catalog, request.user_id, request.user, request.context, request.now, &indices)
-            .into_iter()
-            .map(Some)
-            .collect(),
-        _ => vec![None; indices.len()],
+    let values = match (&models.ranker, personalised) {
+        (Some(ranker), true) => Some(ranker.values(
+            catalog,
+            request.user_id,
+            request.user,
+            request.context,
+            request.now,
+            &indices,
+        )),
+        _ => None,
     };
     let scores: Vec<f32> = candidates
         .iter()
-        .zip(&values)
-        .map(|(c, value)| {
+        .enumerate()
+        .map(|(at, c)| {
             let item = catalog.item(c.index);
             // Each `not_interested` on a creator's items halves the creator's other items.
             let disliked = item.creator_id.as_ref().and_then(|c| user_activity.disliked_creators.get(c));
             let demotion = 0.5f32.powi(disliked.map_or(0, |&n| n.min(30) as i32));
-            let score = match value {
-                Some(value) => value.score,
+            let score = match &values {
+                Some(values) => values.scores[at],
                 None => heat(c.index).ln_1p() as f32,
             };
             if score >= 0.0 {
@@ -197,16 +200,11 @@ pub fn recommend(
         .iter()
         .zip(&scores)
         .zip(&vectors)
-        .map(|((c, &score), vector)| {
-            let item = catalog.item(c.index);
-            Ranked {
-                score,
-                vector: vector.as_deref(),
-                creator: item.creator_id.as_deref(),
-                category: item.category.as_str(),
-                series: item.series_id.as_deref(),
-                explorable: c.source == Source::Fresh || heat(c.index) < LONG_TAIL_HEAT,
-            }
+        .map(|((c, &score), vector)| Ranked {
+            score,
+            vector: vector.as_deref(),
+            facets: catalog.facets(c.index),
+            explorable: c.source == Source::Fresh || heat(c.index) < LONG_TAIL_HEAT,
         })
         .collect();
     let seed = feature_key("request", request.request_id);
@@ -219,7 +217,7 @@ pub fn recommend(
                 score: scores[slot.candidate],
                 source: candidate.source,
                 reasons: reasons(catalog, user_activity, candidate, slot.explored),
-                value: values[slot.candidate].clone(),
+                value: values.as_ref().map(|v| v.value(slot.candidate)),
                 explored: slot.explored,
             }
         })
@@ -269,7 +267,8 @@ pub fn explain(
     let value = match (&models.ranker, personalised) {
         (Some(ranker), true) => ranker
             .values(catalog, request.user_id, request.user, request.context, request.now, &[index])
-            .pop(),
+            .value(0)
+            .into(),
         _ => None,
     };
     Explanation {

@@ -1,17 +1,18 @@
 //! Ranking stage: the Wide&Deep model's head probabilities for every candidate, turned into the
 //! value `Σ P(action) × weight`. The request's share of the first layer is computed once per
-//! request and each item's share is cached across requests; the features come from [`reelrank_features::RequestFeatures`], the code training
-//! used.
+//! request and each item's share is cached across requests; the features come from
+//! [`reelrank_features::RequestFeatures`], the code training used.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use reelrank_core::{Event, EventContext, Timestamp, User};
+use reelrank_core::{Event, EventContext, Item, Timestamp, User};
 use reelrank_features::{
-    join_impressions, splitmix64, Bag, FeatureState, PersistError, RankingFeatures, RequestFeatures,
+    item_age_bucket, item_bags, item_id_key, join_impressions, Bag, FeatureState, PersistError,
+    RankingFeatures, RequestFeatures,
 };
-use reelrank_models::{Candidate as Scored, Value, ValueWeights, WideDeep};
+use reelrank_models::{Candidate as Scored, ValueWeights, Values, WideDeep};
+use rustc_hash::FxHashMap;
 
 use crate::catalog::{Catalog, ItemIndex};
 
@@ -21,9 +22,8 @@ pub struct Ranker {
     features: RankingFeatures,
     weights: ValueWeights,
     state: FeatureState,
-    /// Each recently ranked item's [`WideDeep::candidate_part`], with a hash of the slots it was
-    /// computed from.
-    parts: RwLock<HashMap<ItemIndex, StampedPart>>,
+    /// Recently ranked items' bags and first-layer shares.
+    sides: RwLock<FxHashMap<ItemIndex, Arc<ItemSide>>>,
 }
 
 impl Ranker {
@@ -42,7 +42,7 @@ impl Ranker {
             features.watch.label(&mut impression, duration);
             state.record(&impression);
         }
-        Ranker { model, features, weights, state, parts: RwLock::default() }
+        Ranker { model, features, weights, state, sides: RwLock::default() }
     }
 
     /// Reads the model and `features.json` that `reelrank train ranking` saved in `dir`; see
@@ -65,7 +65,7 @@ impl Ranker {
         context: Option<&EventContext>,
         now: Timestamp,
         candidates: &[ItemIndex],
-    ) -> Vec<Value> {
+    ) -> Values<'_> {
         let mut request =
             RequestFeatures::new(&self.features.user_schema, &self.state, user_id, user, context, now);
         self.features.standardise(&mut request.dense, 0);
@@ -73,48 +73,47 @@ impl Ranker {
         let features: Vec<_> = candidates
             .iter()
             .map(|&i| {
-                let mut candidate =
-                    request.candidate(&self.model.schema().wide, &self.state, catalog.item(i));
-                self.features.standardise(&mut candidate.dense, request.dense.len());
-                let part = self.candidate_part(i, &candidate.slots);
-                (candidate, part)
+                let item = catalog.item(i);
+                let side = self.item_side(i, item, now);
+                let wide = request.wide_keys(&self.model.schema().wide, &side.slots);
+                let mut dense = self.state.item_engagement(&item.item_id, now);
+                self.features.standardise(&mut dense, request.dense.len());
+                (side, dense, wide)
             })
             .collect();
-        let scored: Vec<Scored<'_>> = features
-            .iter()
-            .map(|(candidate, part)| Scored {
-                part: &part[..],
-                dense: &candidate.dense,
-                wide: &candidate.wide,
-            })
-            .collect();
-        let heads = self.model.heads();
+        let scored: Vec<Scored<'_>> =
+            features.iter().map(|(side, dense, wide)| Scored { part: &side.part, dense, wide }).collect();
         let probabilities = self.model.score_candidates(&request_part, &scored);
-        probabilities.chunks_exact(heads.len().max(1)).map(|p| self.weights.value(heads, p)).collect()
+        self.weights.values(self.model.heads(), probabilities)
     }
 
-    /// The item's share of the first layer, from the cache while its slots are unchanged (they
-    /// change only when its age bucket moves on).
-    fn candidate_part(&self, index: ItemIndex, slots: &[Bag]) -> Arc<[f32]> {
-        let stamp = slots.iter().flatten().fold(0u64, |h, &(key, _)| splitmix64(h ^ key));
-        if let Some((cached, part)) = self.parts.read().expect("part cache").get(&index) {
-            if *cached == stamp {
-                return part.clone();
+    /// The item's bags and its share of the first layer, from the cache while they are unchanged
+    /// (they change only when its age bucket moves on).
+    fn item_side(&self, index: ItemIndex, item: &Item, now: Timestamp) -> Arc<ItemSide> {
+        let stamp = (item_id_key(&item.item_id), item_age_bucket(item, now));
+        if let Some(side) = self.sides.read().expect("item cache").get(&index) {
+            if side.stamp == stamp {
+                return side.clone();
             }
         }
-        let part: Arc<[f32]> = self.model.candidate_part(slots).into();
-        let mut parts = self.parts.write().expect("part cache");
-        if parts.len() >= PART_CACHE_ITEMS {
-            parts.clear();
+        let slots = item_bags(item, now);
+        let side = Arc::new(ItemSide { stamp, part: self.model.candidate_part(&slots), slots });
+        let mut sides = self.sides.write().expect("item cache");
+        if sides.len() >= ITEM_CACHE_ITEMS {
+            sides.clear();
         }
-        parts.insert(index, (stamp, part.clone()));
-        part
+        sides.insert(index, side.clone());
+        side
     }
 }
 
-/// An item's first-layer share and a hash of the slots it was computed from.
-type StampedPart = (u64, Arc<[f32]>);
+/// What [`Ranker`] keeps of a recently ranked item: its bags and its [`WideDeep::candidate_part`],
+/// stamped with the item's key and age bucket they were computed for.
+struct ItemSide {
+    stamp: (u64, Option<i64>),
+    slots: Vec<Bag>,
+    part: Vec<f32>,
+}
 
-/// Items whose first-layer share [`Ranker`] keeps (about 1 KB each); the cache starts over when
-/// full.
-const PART_CACHE_ITEMS: usize = 200_000;
+/// Items [`Ranker`] keeps (about 1.5 KB each); the cache starts over when full.
+const ITEM_CACHE_ITEMS: usize = 200_000;

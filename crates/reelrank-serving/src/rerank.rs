@@ -8,6 +8,8 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Facets;
+
 /// How the feed is diversified.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,12 +51,8 @@ pub struct Ranked<'a> {
     pub score: f32,
     /// Its unit vector, when the index has one.
     pub vector: Option<&'a [f32]>,
-    /// Who made it.
-    pub creator: Option<&'a str>,
-    /// Its category.
-    pub category: &'a str,
-    /// Its series.
-    pub series: Option<&'a str>,
+    /// Its creator, category and series.
+    pub facets: Facets,
     /// Whether an exploration slot may take it (fresh or long-tail).
     pub explorable: bool,
 }
@@ -117,9 +115,9 @@ pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u
 
 /// Whether adding candidate `i` after `recent` keeps every cap.
 fn within_caps(ranked: &[Ranked<'_>], recent: &[Slot], i: usize, config: &DiversityConfig) -> bool {
-    let c = &ranked[i];
+    let c = ranked[i].facets;
     let count =
-        |same: &dyn Fn(&Ranked<'_>) -> bool| recent.iter().filter(|s| same(&ranked[s.candidate])).count();
+        |same: &dyn Fn(Facets) -> bool| recent.iter().filter(|s| same(ranked[s.candidate].facets)).count();
     count(&|o| o.category == c.category) < config.max_per_category
         && (c.creator.is_none() || count(&|o| o.creator == c.creator) < config.max_per_creator)
         && (c.series.is_none() || count(&|o| o.series == c.series) < config.max_per_series)
@@ -129,19 +127,23 @@ fn within_caps(ranked: &[Ranked<'_>], recent: &[Slot], i: usize, config: &Divers
 mod tests {
     use super::*;
 
-    fn ranked<'a>(score: f32, creator: &'a str, category: &'a str) -> Ranked<'a> {
-        Ranked { score, vector: None, creator: Some(creator), category, series: None, explorable: false }
+    fn ranked<'a>(score: f32, creator: u32, category: u32) -> Ranked<'a> {
+        let facets = Facets { creator: Some(creator), category, series: None };
+        Ranked { score, vector: None, facets, explorable: false }
     }
+
+    const DRAMA: u32 = 0;
+    const MOVIE: u32 = 1;
 
     #[test]
     fn caps_spread_a_creator_and_a_category_over_the_window() {
         let candidates = vec![
-            ranked(0.9, "a", "drama"),
-            ranked(0.8, "a", "drama"),
-            ranked(0.7, "b", "drama"),
-            ranked(0.6, "c", "drama"),
-            ranked(0.5, "d", "drama"),
-            ranked(0.4, "e", "movie"),
+            ranked(0.9, 0, DRAMA),
+            ranked(0.8, 0, DRAMA),
+            ranked(0.7, 1, DRAMA),
+            ranked(0.6, 2, DRAMA),
+            ranked(0.5, 3, DRAMA),
+            ranked(0.4, 4, MOVIE),
         ];
         let config = DiversityConfig {
             window: 4,
@@ -160,7 +162,7 @@ mod tests {
     #[test]
     fn mmr_passes_over_a_near_duplicate() {
         let (x, y) = ([1.0f32, 0.0], [0.0f32, 1.0]);
-        let mut candidates = vec![ranked(1.0, "a", "x"), ranked(0.95, "b", "y"), ranked(0.7, "c", "z")];
+        let mut candidates = vec![ranked(1.0, 0, 0), ranked(0.95, 1, 1), ranked(0.7, 2, 2)];
         candidates[0].vector = Some(&x);
         candidates[1].vector = Some(&x);
         candidates[2].vector = Some(&y);
@@ -172,10 +174,9 @@ mod tests {
     #[test]
     fn exploration_slots_are_reproducible_per_seed_and_take_explorable_items() {
         let mut candidates: Vec<Ranked<'_>> =
-            (0..40).map(|i| ranked(1.0 - i as f32 / 100.0, "", "")).collect();
+            (0..40).map(|i| ranked(1.0 - i as f32 / 100.0, 0, i % 2)).collect();
         for (i, c) in candidates.iter_mut().enumerate() {
-            c.creator = None;
-            c.category = if i % 2 == 0 { "a" } else { "b" };
+            c.facets.creator = None;
             c.explorable = i >= 30;
         }
         let config = DiversityConfig { exploration_share: 0.5, max_per_category: 10, ..Default::default() };
