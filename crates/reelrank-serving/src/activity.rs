@@ -4,7 +4,7 @@
 //! online metrics. Kept current from the event
 //! stream, so that a `not_interested` or a finished episode changes the very next response.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use reelrank_core::{Category, Event, EventKind, Timestamp};
 use reelrank_features::PositiveRule;
@@ -24,11 +24,11 @@ pub struct UserActivity {
     /// Items the user marked `not_interested`.
     pub not_interested: FxHashSet<ItemIndex>,
     /// Creators of items the user marked `not_interested`, with how many times.
-    pub disliked_creators: HashMap<String, u32>,
+    pub disliked_creators: FxHashMap<String, u32>,
     /// Creators the user follows.
-    pub followed: HashSet<String>,
+    pub followed: FxHashSet<String>,
     /// The highest episode the user played of each series.
-    pub series: HashMap<String, u32>,
+    pub series: FxHashMap<String, u32>,
     /// The latest positives (item, what made it one), most recent last.
     pub positives: Vec<(ItemIndex, EventKind)>,
 }

@@ -159,24 +159,14 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
                 input.activity,
                 input.context,
             );
-            // A filter inside the graph search costs a call per visited node: search unfiltered
-            // for as many more than the quota as the user has seen (up to twice the quota), and
-            // only if most of those were seen, search again skipping them.
+            // Skipping seen items inside the graph search keeps its candidate list at the quota;
+            // searching unfiltered for the quota plus what may have been seen cost a quarter
+            // more requests/s at 1M items (the list grows with the user's history).
             let unseen = |key: &u64| {
                 input.catalog.index_of_key(*key).is_some_and(|i| !input.activity.seen.contains(&i))
             };
-            let wider = config.two_tower + input.activity.seen.len().min(2 * config.two_tower);
-            let mut nearest: Vec<u64> = retrieval
-                .index
-                .search_all(&vector, wider)
-                .into_iter()
-                .map(|(key, _)| key)
-                .filter(unseen)
-                .collect();
-            if nearest.len() < config.two_tower / 2 {
-                let found = retrieval.index.search(&vector, config.two_tower, &|key| unseen(&key));
-                nearest = found.into_iter().map(|(key, _)| key).collect();
-            }
+            let found = retrieval.index.search(&vector, config.two_tower, &|key| unseen(&key));
+            let nearest: Vec<u64> = found.into_iter().map(|(key, _)| key).collect();
             for key in nearest {
                 gathered.add(input.catalog.index_of_key(key), Source::TwoTower, None, None);
             }
