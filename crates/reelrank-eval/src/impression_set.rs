@@ -213,10 +213,22 @@ impl ImpressionSet {
         range: std::ops::Range<usize>,
         weights: &ValueWeights,
     ) -> RankingEvaluation {
+        let p = model.predict(&self.examples[range.clone()]);
+        self.evaluate_predictions(&p, model.heads(), range, weights)
+    }
+
+    /// The metrics of probabilities `p` (`[examples × heads]`, heads named `heads`) predicted for
+    /// `examples[range]`, the value model's with `weights`: for predictions that did not all come
+    /// from one model, as in progressive evaluation.
+    pub fn evaluate_predictions(
+        &self,
+        p: &[f32],
+        heads: &[String],
+        range: std::ops::Range<usize>,
+        weights: &ValueWeights,
+    ) -> RankingEvaluation {
         let examples = &self.examples[range.clone()];
         let users = &self.users[range];
-        let heads = model.heads();
-        let p = model.predict(examples);
         let head_reports = heads
             .iter()
             .enumerate()

@@ -4,15 +4,19 @@
 //! tuning. Splits are read as they are, never re-split.
 #![warn(missing_docs)]
 
+mod chart;
 mod impression_set;
 mod metrics;
+mod progressive;
 mod ranking;
 mod retrieval;
 mod split;
 mod towers;
 
+pub use chart::{svg, LineChart, Series};
 pub use impression_set::{HeadReport, ImpressionConfig, ImpressionSet, RankingEvaluation, ValueReport};
 pub use metrics::{auc, gauc, logloss, ndcg_at_k, recall_at_k};
+pub use progressive::{progressive, Progressive, ProgressiveConfig, ProgressiveWindow};
 pub use ranking::{RankingReport, RankingSet};
 pub use retrieval::{evaluate_retrieval, CachedScores, RetrievalReport, RetrievalTask, TrainData};
 pub use split::{Rating, Split, SplitError, POSITIVE_RATING};

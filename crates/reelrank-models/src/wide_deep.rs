@@ -184,6 +184,13 @@ impl WideDeep {
         model
     }
 
+    /// One online step on `batch` (examples whose outcomes arrived by `now_ms`): the sparse rows,
+    /// wide weights and MLP they touch move; returns the batch's mean loss. No id dropout: it
+    /// regularises epochs over a fixed log, while an online example is seen once.
+    pub fn learn(&mut self, batch: &[&RankingExample], now_ms: i64) -> f32 {
+        self.train_batch(batch, &vec![false; batch.len()], now_ms)
+    }
+
     /// One step on a batch; returns its mean loss over the labels it carries. Examples flagged in
     /// `drop_id` read the default row for their first slot.
     fn train_batch(&mut self, batch: &[&RankingExample], drop_id: &[bool], now: i64) -> f32 {

@@ -220,8 +220,14 @@ mod tests {
         let marked = UserActivity { not_interested: FxHashSet::from_iter([0]), ..UserActivity::default() };
         assert!(rejects(Filter::NotInterested, &plain, &user, &marked, &[]));
         let by = Item { creator_id: Some("c".into()), ..item() };
-        let once = UserActivity { disliked_creators: FxHashMap::from_iter([("c".into(), 1)]), ..UserActivity::default() };
-        let twice = UserActivity { disliked_creators: FxHashMap::from_iter([("c".into(), 2)]), ..UserActivity::default() };
+        let once = UserActivity {
+            disliked_creators: FxHashMap::from_iter([("c".into(), 1)]),
+            ..UserActivity::default()
+        };
+        let twice = UserActivity {
+            disliked_creators: FxHashMap::from_iter([("c".into(), 2)]),
+            ..UserActivity::default()
+        };
         assert!(!rejects(Filter::NotInterested, &by, &user, &once, &[]));
         assert!(rejects(Filter::NotInterested, &by, &user, &twice, &[]));
     }

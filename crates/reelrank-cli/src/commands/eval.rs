@@ -29,6 +29,9 @@ pub enum Eval {
     /// Diversity re-ranking on a simulated platform: Recall@20, intra-list diversity and category
     /// entropy of top-20 feeds with re-ranking off and on.
     Diversity(super::eval_diversity::Args),
+    /// Online learning under drift on a simulated platform: progressive evaluation (each
+    /// impression predicted before the model learns from it) against the same model frozen.
+    Drift(super::eval_drift::Args),
 }
 
 /// Arguments of `eval retrieval`.
@@ -110,6 +113,7 @@ pub async fn run(settings: &Settings, eval: Eval) -> anyhow::Result<()> {
         Eval::Simulated(args) => super::eval_simulated::run(args),
         Eval::SimulatedRanking(args) => super::eval_simulated_ranking::run(settings, args),
         Eval::Diversity(args) => super::eval_diversity::run(settings, args),
+        Eval::Drift(args) => super::eval_drift::run(settings, args),
         Eval::Retrieval(args) => retrieval(args).await,
         Eval::Ranking(args) => super::eval_ranking::run(args).await,
     }

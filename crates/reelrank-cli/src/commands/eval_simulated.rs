@@ -33,6 +33,12 @@ pub struct SimulationArgs {
     /// Seed of the simulation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Daily probability that a user swaps one interest for a new one.
+    #[arg(long, default_value_t = SimConfig::default().drift)]
+    drift: f64,
+    /// Share of the catalog published before the first day; the rest comes online during the run.
+    #[arg(long, default_value_t = SimConfig::default().catalog_at_start)]
+    catalog_at_start: f64,
 }
 
 impl SimulationArgs {
@@ -44,6 +50,8 @@ impl SimulationArgs {
             items: self.items,
             days: self.days,
             seed: self.seed,
+            drift: self.drift,
+            catalog_at_start: self.catalog_at_start,
             ..SimConfig::default()
         }))
     }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod eval;
 pub mod eval_diversity;
+pub mod eval_drift;
 pub mod eval_ranking;
 pub mod eval_simulated;
 pub mod eval_simulated_ranking;

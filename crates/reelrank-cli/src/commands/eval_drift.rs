@@ -1,0 +1,178 @@
+//! `reelrank eval drift`: what learning online is worth while users' interests and the catalog
+//! change. A simulated platform with fast-drifting interests and items published throughout;
+//! the Wide&Deep model is trained on the first days, then every later impression is predicted
+//! progressively (before the model learns from it, learning only once its outcomes are in) by
+//! the model learning online and by the same model frozen. Printed and plotted per day: the
+//! value model's AUC and the effective-play head's.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use reelrank_core::Timestamp;
+use reelrank_eval::{
+    progressive, svg, ImpressionSet, LineChart, ProgressiveConfig, ProgressiveWindow, Series,
+};
+use reelrank_features::{join_impressions, EFFECTIVE_PLAY};
+use serde::Serialize;
+
+use super::eval_ranking::{fit_epochs, ModelArgs};
+use crate::settings::Settings;
+
+/// Arguments of `eval drift`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    sim: super::eval_simulated::SimulationArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Days the model is trained on before it is frozen (and the online copy starts learning).
+    #[arg(long, default_value_t = 3)]
+    train_days: u32,
+    /// Minutes after an impression before its outcomes are learned from.
+    #[arg(long, default_value_t = 5.0)]
+    wait_minutes: f64,
+    /// Most impressions per online step.
+    #[arg(long, default_value_t = ProgressiveConfig::default().batch_size)]
+    batch_size: usize,
+    /// Write the chart of both models' daily AUCs to this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One day's figures.
+#[derive(Debug, Serialize)]
+struct Day {
+    day: u32,
+    examples: usize,
+    frozen_value_auc: Option<f64>,
+    online_value_auc: Option<f64>,
+    frozen_effective_play_auc: Option<f64>,
+    online_effective_play_auc: Option<f64>,
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    days: Vec<Day>,
+    train_examples: usize,
+    online_examples: usize,
+    epochs: usize,
+    train_seconds: f64,
+    online_seconds: f64,
+}
+
+pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let sim = args.sim.simulation()?;
+    anyhow::ensure!(
+        args.train_days >= 1 && args.train_days < sim.config().days,
+        "--train-days must leave at least one of the {} simulated days to predict",
+        sim.config().days
+    );
+    let config = args.model.config()?;
+    let mut events = Vec::new();
+    let _ = sim.run(|_, day| {
+        events.extend_from_slice(day);
+        Ok::<_, Infallible>(())
+    });
+    let start = sim.config().start.millis();
+    let frozen_at = Timestamp(start + i64::from(args.train_days) * Timestamp::DAY_MS);
+    let set = ImpressionSet::new(
+        join_impressions(&events),
+        sim.items(),
+        sim.users(),
+        frozen_at,
+        &settings.ranking.impressions,
+    );
+    drop(events);
+    let from = set.shown_before(frozen_at);
+    anyhow::ensure!(from > 0, "the simulation has no impressions before day {}", args.train_days);
+
+    let started = Instant::now();
+    let epochs = args.model.epochs.unwrap_or(2);
+    let frozen = fit_epochs(&set.examples[..from], &set.schema, config, epochs);
+    let train_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let progressive_config = ProgressiveConfig {
+        batch_size: args.batch_size,
+        wait_ms: (args.wait_minutes * 60_000.0) as i64,
+        window_ms: Timestamp::DAY_MS,
+    };
+    let run = progressive(&set, from, &frozen, &settings.ranking.value, &progressive_config);
+    let online_seconds = started.elapsed().as_secs_f64();
+
+    let day_of = |w: &ProgressiveWindow| ((w.start.millis() - start) / Timestamp::DAY_MS) as u32;
+    let play = |e: &reelrank_eval::RankingEvaluation| e.heads[EFFECTIVE_PLAY].auc;
+    let days: Vec<Day> = run
+        .windows
+        .iter()
+        .map(|w| Day {
+            day: day_of(w),
+            examples: w.examples,
+            frozen_value_auc: w.frozen.value.auc,
+            online_value_auc: w.online.value.auc,
+            frozen_effective_play_auc: play(&w.frozen),
+            online_effective_play_auc: play(&w.online),
+        })
+        .collect();
+    let cell = |x: Option<f64>| x.map_or("     -".to_string(), |x| format!("{x:.4}"));
+    println!(
+        "{:>4} {:>9}   {:>13} {:>13}   {:>19} {:>19}",
+        "day", "examples", "value frozen", "value online", "eff. play frozen", "eff. play online"
+    );
+    for d in &days {
+        println!(
+            "{:>4} {:>9}   {:>13} {:>13}   {:>19} {:>19}",
+            d.day,
+            d.examples,
+            cell(d.frozen_value_auc),
+            cell(d.online_value_auc),
+            cell(d.frozen_effective_play_auc),
+            cell(d.online_effective_play_auc)
+        );
+    }
+    let report = Report {
+        days,
+        train_examples: from,
+        online_examples: set.examples.len() - from,
+        epochs,
+        train_seconds,
+        online_seconds,
+    };
+    println!(
+        "trained on days 0-{} ({} examples, {epochs} epochs, {train_seconds:.1} s); {} examples predicted and learned online in {online_seconds:.1} s",
+        args.train_days - 1,
+        report.train_examples,
+        report.online_examples
+    );
+    if let Some(path) = &args.svg {
+        let chart = |title: &str, frozen: fn(&Day) -> Option<f64>, online: fn(&Day) -> Option<f64>| {
+            let line = |name: &str, color: &str, metric: fn(&Day) -> Option<f64>| Series {
+                name: name.into(),
+                color: color.into(),
+                points: report.days.iter().filter_map(|d| metric(d).map(|m| (f64::from(d.day), m))).collect(),
+            };
+            LineChart {
+                title: title.into(),
+                x_label: "simulated day".into(),
+                y_label: "AUC".into(),
+                series: vec![line("online", "#d62728", online), line("frozen", "#1f77b4", frozen)],
+            }
+        };
+        let charts = [
+            chart("value model (Σ P × weight)", |d| d.frozen_value_auc, |d| d.online_value_auc),
+            chart("effective play", |d| d.frozen_effective_play_auc, |d| d.online_effective_play_auc),
+        ];
+        fs_err::write(path, svg(&charts, 480.0, 320.0))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("chart written to {}", path.display());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
