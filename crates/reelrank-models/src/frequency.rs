@@ -44,6 +44,16 @@ impl FrequencyEstimator {
         let gap = self.gap[item as usize];
         -(if gap == 0.0 { self.step + 1.0 } else { gap }).max(1e-3).ln()
     }
+
+    /// `log q(item)` for a batch that also holds `uniform` items drawn uniformly from the
+    /// catalog: the log of the item's expected occurrences among its positives and its draws.
+    pub fn log_probability_with_uniform(&self, item: u32, uniform: usize) -> f32 {
+        let in_batch = self.log_probability(item);
+        if uniform == 0 {
+            return in_batch;
+        }
+        (in_batch.exp() + uniform as f32 / self.num_items().max(1) as f32).ln()
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,9 @@ pub use frequency::FrequencyEstimator;
 pub use ftrl::{Ftrl, FtrlConfig};
 pub use interactions::Interactions;
 pub use popularity::{Popularity, RecentPopularity};
-pub use two_tower::{TowerInputs, TwoTower, TwoTowerConfig, TwoTowerRetriever, TWO_TOWER_FORMAT_VERSION};
+pub use two_tower::{
+    TowerExample, TowerInputs, TwoTower, TwoTowerConfig, TwoTowerRetriever, TWO_TOWER_FORMAT_VERSION,
+};
 pub use value::{HeadValue, Value, ValueWeights, Values};
 pub use wide_deep::{
     Candidate, RankingExample, RankingSchema, WideDeep, WideDeepConfig, WIDE_DEEP_FORMAT_VERSION,

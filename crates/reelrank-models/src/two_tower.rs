@@ -129,6 +129,22 @@ impl TowerInputs {
     }
 }
 
+/// A positive pair for [`TwoTower::learn`], with the user's tower inputs as they were just
+/// before it.
+#[derive(Debug, Clone, Copy)]
+pub struct TowerExample<'a> {
+    /// The user's fixed slots (see `reelrank_features::UserSchema`).
+    pub user_slots: &'a [Bag],
+    /// The context bag of the event.
+    pub context: &'a [(u64, f32)],
+    /// Item-id keys of the user's earlier positives, most recent last.
+    pub history: &'a [u64],
+    /// The item's id key.
+    pub item_key: u64,
+    /// The item's bags.
+    pub item: &'a [Bag],
+}
+
 /// The history slot: the last `len` of `keys` (most recent last), each weighing `decay` times the
 /// next more recent one.
 fn history_bag(keys: &[u64], len: usize, decay: f32) -> Bag {
@@ -166,6 +182,11 @@ impl TwoTower {
         let adam = AdamStep::new(config.learning_rate);
         let table = EmbeddingTable::new(config.embedding.clone());
         TwoTower { table, context_slot, user_mlp, item_mlp, adam, config, logits: Vec::new() }
+    }
+
+    /// The settings it was built with.
+    pub fn config(&self) -> &TwoTowerConfig {
+        &self.config
     }
 
     /// The embedding table (shared by both towers).
@@ -232,7 +253,6 @@ impl TwoTower {
             .map(|_| rng.random_range(0..positives.num_items() as u32))
             .collect();
         let n = batch.len();
-        let dim = self.config.output_dim;
         let user_bags: Vec<Vec<Bag>> = batch
             .iter()
             .map(|&(u, i)| {
@@ -250,8 +270,53 @@ impl TwoTower {
                 .collect()
         };
         let (users_dropped, items_dropped) = (drop_ids(n), drop_ids(width));
-        let mut pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), &users_dropped, now);
-        let mut pooled_items = self.pool_train(item_bags.iter().copied(), &items_dropped, now);
+        let log_q: Vec<f32> = candidates
+            .items
+            .iter()
+            .map(|&i| frequency.log_probability_with_uniform(i, uniform.len()))
+            .collect();
+        self.step(&user_bags, &item_bags, &candidates, &log_q, (&users_dropped, &items_dropped), now)
+    }
+
+    /// One online step on positives that just happened, each against the others and against
+    /// `negatives` (items drawn uniformly from the catalog, with their keys), `log_q(key)` being
+    /// the log of how often the stream's batches hold the item (see [`FrequencyEstimator`]);
+    /// returns the mean loss. Only the rows and weights the batch touches move. No id dropout: it
+    /// regularises epochs over a fixed log, while an online example is seen once.
+    pub fn learn(
+        &mut self,
+        batch: &[TowerExample<'_>],
+        negatives: &[(u64, &[Bag])],
+        log_q: impl Fn(u64) -> f32,
+        now_ms: i64,
+    ) -> f32 {
+        let user_bags: Vec<Vec<Bag>> =
+            batch.iter().map(|e| self.user_bags(e.user_slots, e.context, e.history)).collect();
+        let keys: Vec<u64> = negatives.iter().map(|&(key, _)| key).collect();
+        let candidates = Candidates::new(batch.iter().map(|e| e.item_key), &keys);
+        let bags: HashMap<u64, &[Bag]> =
+            batch.iter().map(|e| (e.item_key, e.item)).chain(negatives.iter().copied()).collect();
+        let item_bags: Vec<&[Bag]> = candidates.items.iter().map(|key| bags[key]).collect();
+        let log_q: Vec<f32> = candidates.items.iter().map(|&key| log_q(key)).collect();
+        let (users, items) = (vec![false; batch.len()], vec![false; item_bags.len()]);
+        self.step(&user_bags, &item_bags, &candidates, &log_q, (&users, &items), now_ms)
+    }
+
+    /// The optimisation step shared by training and online learning: `user_bags` per batch row,
+    /// `item_bags` and `log_q` per candidate column; the id slot of rows and columns flagged in
+    /// `dropped` reads the default row. Returns the mean loss.
+    fn step<K: Copy + Eq + std::hash::Hash + Sync>(
+        &mut self,
+        user_bags: &[Vec<Bag>],
+        item_bags: &[&[Bag]],
+        candidates: &Candidates<K>,
+        log_q: &[f32],
+        dropped: (&[bool], &[bool]),
+        now: i64,
+    ) -> f32 {
+        let (n, width, dim) = (user_bags.len(), item_bags.len(), self.config.output_dim);
+        let mut pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), dropped.0, now);
+        let mut pooled_items = self.pool_train(item_bags.iter().copied(), dropped.1, now);
         // The towers are independent until the logits: each runs on its own core when two are free.
         let (xu, xv) = (std::mem::take(&mut pooled_users.x), std::mem::take(&mut pooled_items.x));
         let (user_mlp, item_mlp) = (&mut self.user_mlp, &mut self.item_mlp);
@@ -265,17 +330,7 @@ impl TwoTower {
         logits.resize(n * width, 0.0);
         matmul(&u, false, &v, true, &mut logits, (n, dim, width), false);
         let inv_tau = 1.0 / self.config.temperature;
-        let uniform_rate = uniform.len() as f32 / frequency.num_items().max(1) as f32;
-        let log_q: Vec<f32> = candidates
-            .items
-            .iter()
-            .map(|&i| {
-                let in_batch = frequency.log_probability(i);
-                let expected =
-                    if uniform.is_empty() { in_batch } else { (in_batch.exp() + uniform_rate).ln() };
-                self.config.logq_weight * expected
-            })
-            .collect();
+        let log_q: Vec<f32> = log_q.iter().map(|q| self.config.logq_weight * q).collect();
         let loss = candidates.softmax_grad(&mut logits, inv_tau, &log_q, n);
         // d(u·v/τ): du = G·v/τ, dv = Gᵀ·u/τ.
         let mut du = vec![0.0f32; n * dim];
@@ -437,19 +492,19 @@ impl crate::Retriever for TwoTowerRetriever<'_> {
 /// (about half of a batch of 1,024 on ml-100k, where popular items repeat). A row's own positive
 /// counts once: its other occurrences are accidental hits, which the per-occurrence form masks.
 #[derive(Debug)]
-struct Candidates {
-    items: Vec<u32>,
+struct Candidates<K> {
+    items: Vec<K>,
     /// `ln(occurrences)` of each column.
     log_counts: Vec<f32>,
     /// The column of each batch row's positive.
     targets: Vec<usize>,
 }
 
-impl Candidates {
-    fn new(positives: impl Iterator<Item = u32>, uniform: &[u32]) -> Candidates {
-        let mut column_of: HashMap<u32, usize> = HashMap::new();
+impl<K: Copy + Eq + std::hash::Hash + Sync> Candidates<K> {
+    fn new(positives: impl Iterator<Item = K>, uniform: &[K]) -> Candidates<K> {
+        let mut column_of: HashMap<K, usize> = HashMap::new();
         let (mut items, mut counts) = (Vec::new(), Vec::<u32>::new());
-        let mut add = |item: u32| -> usize {
+        let mut add = |item: K| -> usize {
             let column = *column_of.entry(item).or_insert_with(|| {
                 items.push(item);
                 counts.push(0);
@@ -761,6 +816,44 @@ mod tests {
         let own: f32 = (0..40).filter(|i| i % 2 == 0).map(score).sum();
         let other: f32 = (0..40).filter(|i| i % 2 == 1).map(score).sum();
         assert!(own > other + 1.0, "own {own} other {other}");
+    }
+
+    /// A new item of side a's category that side b's users take to: online steps on their
+    /// positives bring it to side b, which its category alone would not.
+    #[test]
+    fn online_steps_bring_a_new_item_to_the_users_who_take_to_it() {
+        let (inputs, positives) = two_sided();
+        let mut model = TwoTower::fit(&inputs, &positives, &small(32, 30), |_, _, _| true);
+        let key = reelrank_features::feature_key;
+        let viral_key = key("item", "viral");
+        let viral = vec![vec![(viral_key, 1.0)], vec![(key("item.category", "a"), 1.0)]];
+        let score = |model: &TwoTower, u: usize| {
+            let history = inputs.history_keys(positives.items_of(u as u32), 50, None);
+            let user = model.user_vector(&inputs.user_slots[u], &[], &history);
+            dot(&user, &model.item_vectors(std::slice::from_ref(&viral)))
+        };
+        let before = score(&model, 1);
+        let histories: Vec<Vec<u64>> =
+            (0..60).map(|u| inputs.history_keys(positives.items_of(u), 50, None)).collect();
+        for step in 0..20 {
+            let batch: Vec<TowerExample<'_>> = (1..60)
+                .step_by(2)
+                .skip(step % 3)
+                .step_by(3)
+                .map(|u| TowerExample {
+                    user_slots: &inputs.user_slots[u],
+                    context: &[],
+                    history: &histories[u],
+                    item_key: viral_key,
+                    item: &viral,
+                })
+                .collect();
+            let negatives: Vec<(u64, &[Bag])> =
+                (0..8).map(|i| (inputs.item_keys[i], inputs.item_slots[i].as_slice())).collect();
+            model.learn(&batch, &negatives, |_| -2.0, step as i64);
+        }
+        let after = score(&model, 1);
+        assert!(after > before + 0.2, "a side-b user's score of the item: {before} -> {after}");
     }
 
     /// Every user likes items 0–9 in the morning and 10–19 in the evening: only the context slot

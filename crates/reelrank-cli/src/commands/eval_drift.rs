@@ -3,7 +3,8 @@
 //! the Wide&Deep model is trained on the first days, then every later impression is predicted
 //! progressively (before the model learns from it, learning only once its outcomes are in) by
 //! the model learning online and by the same model frozen. Printed and plotted per day: the
-//! value model's AUC and the effective-play head's.
+//! value model's AUC and the effective-play head's. The two-tower model likewise: trained on the
+//! first days, then each day's Recall@20 of both copies before the online one learns from it.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -12,9 +13,13 @@ use std::time::Instant;
 use anyhow::Context;
 use reelrank_core::Timestamp;
 use reelrank_eval::{
-    progressive, svg, ImpressionSet, LineChart, ProgressiveConfig, ProgressiveWindow, Series,
+    epochs_by_early_stopping, progressive, progressive_retrieval, svg, tower_inputs, ImpressionSet,
+    LineChart, ProgressiveConfig, ProgressiveWindow, RetrievalDay, RetrievalLog, RetrievalTask, Series,
+    Split,
 };
 use reelrank_features::{join_impressions, EFFECTIVE_PLAY};
+use reelrank_models::{TwoTower, TwoTowerConfig};
+use reelrank_sim::Simulation;
 use serde::Serialize;
 
 use super::eval_ranking::{fit_epochs, ModelArgs};
@@ -27,7 +32,8 @@ pub struct Args {
     sim: super::eval_simulated::SimulationArgs,
     #[command(flatten)]
     model: ModelArgs,
-    /// Days the model is trained on before it is frozen (and the online copy starts learning).
+    /// Days the models are trained on before they are frozen (and the online copies start
+    /// learning); at least 2, the last one validating the two-tower model's epochs.
     #[arg(long, default_value_t = 3)]
     train_days: u32,
     /// Minutes after an impression before its outcomes are learned from.
@@ -59,6 +65,8 @@ struct Day {
 #[derive(Debug, Serialize)]
 struct Report {
     days: Vec<Day>,
+    retrieval: Vec<RetrievalDay>,
+    tower_epochs: usize,
     train_examples: usize,
     online_examples: usize,
     epochs: usize,
@@ -69,7 +77,7 @@ struct Report {
 pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let sim = args.sim.simulation()?;
     anyhow::ensure!(
-        args.train_days >= 1 && args.train_days < sim.config().days,
+        args.train_days >= 2 && args.train_days < sim.config().days,
         "--train-days must leave at least one of the {} simulated days to predict",
         sim.config().days
     );
@@ -135,8 +143,18 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             cell(d.online_effective_play_auc)
         );
     }
+    let (retrieval, tower_epochs) = retrieval(&sim, args.train_days, args.batch_size);
+    println!("{:>4} {:>6}   {:>16} {:>16}", "day", "users", "Recall@20 frozen", "Recall@20 online");
+    for d in &retrieval {
+        println!(
+            "{:>4} {:>6}   {:>16.4} {:>16.4}",
+            d.day, d.frozen.users, d.frozen.recall_20, d.online.recall_20
+        );
+    }
     let report = Report {
         days,
+        retrieval,
+        tower_epochs,
         train_examples: from,
         online_examples: set.examples.len() - from,
         epochs,
@@ -144,31 +162,14 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         online_seconds,
     };
     println!(
-        "trained on days 0-{} ({} examples, {epochs} epochs, {train_seconds:.1} s); {} examples predicted and learned online in {online_seconds:.1} s",
+        "ranking: trained on days 0-{} ({} examples, {epochs} epochs, {train_seconds:.1} s); {} examples predicted and learned online in {online_seconds:.1} s; two-tower: {tower_epochs} epochs",
         args.train_days - 1,
         report.train_examples,
-        report.online_examples
+        report.online_examples,
+        tower_epochs = report.tower_epochs
     );
     if let Some(path) = &args.svg {
-        let chart = |title: &str, frozen: fn(&Day) -> Option<f64>, online: fn(&Day) -> Option<f64>| {
-            let line = |name: &str, color: &str, metric: fn(&Day) -> Option<f64>| Series {
-                name: name.into(),
-                color: color.into(),
-                points: report.days.iter().filter_map(|d| metric(d).map(|m| (f64::from(d.day), m))).collect(),
-            };
-            LineChart {
-                title: title.into(),
-                x_label: "simulated day".into(),
-                y_label: "AUC".into(),
-                series: vec![line("online", "#d62728", online), line("frozen", "#1f77b4", frozen)],
-            }
-        };
-        let charts = [
-            chart("value model (Σ P × weight)", |d| d.frozen_value_auc, |d| d.online_value_auc),
-            chart("effective play", |d| d.frozen_effective_play_auc, |d| d.online_effective_play_auc),
-        ];
-        fs_err::write(path, svg(&charts, 480.0, 320.0))
-            .with_context(|| format!("writing {}", path.display()))?;
+        fs_err::write(path, chart(&report)).with_context(|| format!("writing {}", path.display()))?;
         println!("chart written to {}", path.display());
     }
     if args.json {
@@ -176,3 +177,83 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The two-tower model trained on the days before `train_days` (epochs by early stopping on the
+/// last of them), then evaluated progressively on the rest; returns each day's figures and the
+/// epochs.
+fn retrieval(sim: &Simulation, train_days: u32, batch_size: usize) -> (Vec<RetrievalDay>, usize) {
+    let positives = super::eval_simulated::positives_by_day(sim);
+    let start = sim.config().start;
+    let day = |d: u32| Timestamp(start.millis() + i64::from(d) * Timestamp::DAY_MS);
+    let ratings = |days: std::ops::Range<u32>| {
+        positives.iter().filter(|(d, _)| days.contains(d)).map(|(_, r)| r.clone()).collect::<Vec<_>>()
+    };
+    let config = TwoTowerConfig::default();
+    let valid = RetrievalTask::new(&Split {
+        train: ratings(0..train_days - 1),
+        test: Vec::new(),
+        retrieval_test: ratings(train_days - 1..train_days),
+    });
+    let inputs = tower_inputs(&valid.data, sim.items(), sim.users(), day(train_days - 1));
+    let progress = super::EpochProgress::new("two-tower", config.max_epochs);
+    let (epochs, _) =
+        epochs_by_early_stopping(&valid, &inputs, &config, super::eval::PATIENCE, |epoch, loss, report| {
+            progress.epoch(epoch, loss, &super::retrieval_metrics(report));
+        });
+    progress.finish();
+    let train = RetrievalTask::new(&Split {
+        train: ratings(0..train_days),
+        test: Vec::new(),
+        retrieval_test: Vec::new(),
+    });
+    let inputs = tower_inputs(&train.data, sim.items(), sim.users(), day(train_days));
+    let frozen = TwoTower::fit(
+        &inputs,
+        &train.data.positives,
+        &TwoTowerConfig { max_epochs: epochs, ..config },
+        |_, _, _| true,
+    );
+    let log = RetrievalLog { positives: &positives, items: sim.items(), users: sim.users(), start };
+    let (days, _) = progressive_retrieval(&log, &frozen, train_days..sim.config().days, batch_size);
+    (days, epochs)
+}
+
+/// The daily figures of both models side by side, as SVG.
+fn chart(report: &Report) -> String {
+    let line = |name: &str, color: &str, points: Vec<(f64, f64)>| Series {
+        name: name.into(),
+        color: color.into(),
+        points,
+    };
+    let ranking = |title: &str, frozen: fn(&Day) -> Option<f64>, online: fn(&Day) -> Option<f64>| {
+        let points = |metric: fn(&Day) -> Option<f64>| {
+            report.days.iter().filter_map(|d| metric(d).map(|m| (f64::from(d.day), m))).collect()
+        };
+        LineChart {
+            title: title.into(),
+            x_label: "simulated day".into(),
+            y_label: "AUC".into(),
+            series: vec![line("online", ONLINE, points(online)), line("frozen", FROZEN, points(frozen))],
+        }
+    };
+    let recall = |report: fn(&RetrievalDay) -> f64, days: &[RetrievalDay]| -> Vec<(f64, f64)> {
+        days.iter().map(|d| (f64::from(d.day), report(d))).collect()
+    };
+    let charts = [
+        ranking("ranking: value model (Σ P × weight)", |d| d.frozen_value_auc, |d| d.online_value_auc),
+        ranking("ranking: effective play", |d| d.frozen_effective_play_auc, |d| d.online_effective_play_auc),
+        LineChart {
+            title: "two-tower retrieval".into(),
+            x_label: "simulated day".into(),
+            y_label: "Recall@20".into(),
+            series: vec![
+                line("online", ONLINE, recall(|d| d.online.recall_20, &report.retrieval)),
+                line("frozen", FROZEN, recall(|d| d.frozen.recall_20, &report.retrieval)),
+            ],
+        },
+    ];
+    svg(&charts, 420.0, 320.0)
+}
+
+const ONLINE: &str = "#d62728";
+const FROZEN: &str = "#1f77b4";

@@ -130,7 +130,7 @@ fn summary(report: &RetrievalReport) -> String {
 }
 
 /// Each day's positive events as ratings of 5.
-fn positives_by_day(sim: &Simulation) -> Vec<(u32, Rating)> {
+pub fn positives_by_day(sim: &Simulation) -> Vec<(u32, Rating)> {
     let rule = PositiveRule::default();
     let durations: HashMap<&str, Option<f64>> =
         sim.items().iter().map(|i| (i.item_id.as_str(), i.duration_s)).collect();
