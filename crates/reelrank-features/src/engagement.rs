@@ -23,6 +23,24 @@ pub struct Engagement {
     updated_ms: i64,
 }
 
+/// What [`Engagement::count`] adds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// A showing.
+    pub shown: bool,
+    /// A play.
+    pub played: bool,
+    /// Actions, bit `1 << a` for action `a` of [`ACTIONS`].
+    pub actions: u16,
+}
+
+impl Counts {
+    /// All of `impression`: its showing and its outcomes.
+    pub fn of(impression: &Impression) -> Counts {
+        Counts { shown: true, played: impression.played, actions: impression.actions }
+    }
+}
+
 /// The averages that smoothed rates start from, and the counters' half-life; fitted on training
 /// impressions and saved with a model, so serving computes the same features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,13 +76,14 @@ impl Engagement {
         self
     }
 
-    /// Counts `impression` and its outcomes.
-    pub fn add(&mut self, impression: &Impression, prior: &EngagementPrior) {
-        *self = self.decayed_to(impression.ts.millis(), prior.half_life_ms);
-        self.impressions += 1.0;
-        self.plays += f32::from(u8::from(impression.played));
+    /// Counts, at `ts_ms`, a showing and outcomes: all of an impression at once, or what an
+    /// outcome adds to one counted before.
+    pub fn count(&mut self, ts_ms: i64, counts: Counts, prior: &EngagementPrior) {
+        *self = self.decayed_to(ts_ms, prior.half_life_ms);
+        self.impressions += f32::from(u8::from(counts.shown));
+        self.plays += f32::from(u8::from(counts.played));
         for (a, count) in self.actions.iter_mut().enumerate() {
-            *count += f32::from(u8::from(impression.did(a)));
+            *count += f32::from(u8::from(counts.actions & (1 << a) != 0));
         }
     }
 
@@ -81,6 +100,14 @@ impl Engagement {
         }
         features
     }
+}
+
+/// [`Engagement::features`] by name, for explanations: `showings` (the decayed count, not its
+/// log), then the smoothed rates of `play` and of each action.
+pub fn describe_engagement(features: &[f32]) -> Vec<(&'static str, f32)> {
+    let names = ["showings", "play"].into_iter().chain(ACTIONS);
+    let values = features.first().map(|f| f.exp_m1()).into_iter().chain(features.iter().skip(1).copied());
+    names.zip(values).collect()
 }
 
 #[cfg(test)]
@@ -111,7 +138,7 @@ mod tests {
         assert_eq!(fresh[2 + like], 0.5, "no showings: the prior");
         let mut counters = Engagement::default();
         for t in 0..10 {
-            counters.add(&shown(t, 1 << like), &prior);
+            counters.count(t, Counts::of(&shown(t, 1 << like)), &prior);
         }
         let now = counters.features(10, &prior);
         // Ten likes in ten showings, pulled halfway back by ten prior showings at 0.5: 0.75.

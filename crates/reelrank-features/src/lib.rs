@@ -28,10 +28,12 @@ mod tensors;
 
 pub use crosses::{cross_key, WideSchema};
 pub use embedding::{EmbeddingConfig, EmbeddingTable, GradientBuffer, MemoryUse};
-pub use engagement::{Engagement, EngagementPrior, ENGAGEMENT_FEATURES};
+pub use engagement::{describe_engagement, Counts, Engagement, EngagementPrior, ENGAGEMENT_FEATURES};
 pub use hashing::{feature_key, splitmix64};
 pub use labels::PositiveRule;
-pub use outcomes::{join_impressions, Impression, WatchQuantiles, ACTIONS, EFFECTIVE_PLAY};
+pub use outcomes::{
+    join_impressions, Impression, ImpressionJoiner, Joined, WatchQuantiles, ACTIONS, EFFECTIVE_PLAY,
+};
 pub use persist::{PersistError, FORMAT_VERSION};
 pub use ranking_inputs::{
     CandidateFeatures, FeatureState, RankingFeatures, RequestFeatures, HISTORY,

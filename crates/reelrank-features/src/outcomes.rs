@@ -10,7 +10,9 @@
 //! watch time of plays of items in the same duration bucket ([`WatchQuantiles`]), so that a
 //! 90-minute film and a 2-minute episode are judged against their own kind.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 
 use reelrank_core::{Event, EventContext, EventKind, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -95,41 +97,129 @@ impl Impression {
 /// Joins `events` (in log order) into impressions, in the order they were shown. Ratings are
 /// ignored: they are not behaviour a feed observes.
 pub fn join_impressions<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<Impression> {
-    let mut impressions: Vec<Impression> = Vec::new();
-    let mut by_request: HashMap<(String, String), usize> = HashMap::new();
-    let mut latest: HashMap<(String, String), usize> = HashMap::new();
+    let mut joiner = ImpressionJoiner::new(i64::MAX);
     for event in events {
+        joiner.push(event, |_| {});
+    }
+    let mut impressions = joiner.close_all();
+    impressions.sort_by_key(|i| i.ts);
+    impressions
+}
+
+/// Joins events into impressions as they arrive: the streaming form of [`join_impressions`], for
+/// state that follows the log within a second. An impression stays open to its outcomes for a
+/// window after it was shown; an outcome after that starts an implicit impression, as one with
+/// nothing to join does.
+#[derive(Debug, Clone)]
+pub struct ImpressionJoiner {
+    window_ms: i64,
+    /// Open impressions, each with its (request id, item id) when it has one.
+    open: FxHashMap<u64, (Impression, Option<(String, String)>)>,
+    /// Open impressions by (request id, item id), and by (user id, item id) the latest of the pair.
+    by_request: FxHashMap<(String, String), u64>,
+    latest: FxHashMap<(String, String), u64>,
+    /// Open impressions in the order they were opened, to close them.
+    opened: VecDeque<u64>,
+    next: u64,
+}
+
+/// What one event changed: the impression it opened or joined, as it is now, and what it had
+/// done before (nothing when `opened`).
+#[derive(Debug, Clone, Copy)]
+pub struct Joined<'a> {
+    /// The impression after the event.
+    pub impression: &'a Impression,
+    /// Whether the event opened it (an impression event, or an outcome with nothing to join).
+    pub opened: bool,
+    /// Whether playback had started before the event.
+    pub played_before: bool,
+    /// [`Impression::actions`] before the event.
+    pub actions_before: u16,
+}
+
+impl ImpressionJoiner {
+    /// A joiner that keeps impressions open for `window_ms` after they were shown.
+    pub fn new(window_ms: i64) -> ImpressionJoiner {
+        ImpressionJoiner {
+            window_ms,
+            open: FxHashMap::default(),
+            by_request: FxHashMap::default(),
+            latest: FxHashMap::default(),
+            opened: VecDeque::new(),
+            next: 0,
+        }
+    }
+
+    /// Joins `event` (events come in log order), `label` marking the derived actions of the
+    /// impression it touched (see [`WatchQuantiles::label`]); ratings change nothing.
+    pub fn push(&mut self, event: &Event, label: impl Fn(&mut Impression)) -> Option<Joined<'_>> {
         if event.kind == EventKind::Rate {
-            continue;
+            return None;
         }
         let pair = (event.user_id.clone(), event.item_id.clone());
         let request = event.request_id.as_ref().map(|r| (r.clone(), event.item_id.clone()));
-        if event.kind == EventKind::Impression {
-            let index = impressions.len();
-            impressions.push(Impression::new(event, false));
-            if let Some(request) = request {
-                by_request.insert(request, index);
-            }
-            latest.insert(pair, index);
-            continue;
-        }
-        let joined = match &request {
-            Some(request) => by_request.get(request).copied(),
-            None => latest.get(&pair).copied(),
+        let joined = match (&request, event.kind) {
+            (_, EventKind::Impression) => None,
+            (Some(request), _) => self.by_request.get(request).copied(),
+            (None, _) => self.latest.get(&pair).copied(),
         };
-        let index = joined.unwrap_or_else(|| {
-            let index = impressions.len();
-            impressions.push(Impression::new(event, true));
-            if let Some(request) = request {
-                by_request.insert(request, index);
+        let (id, opened) = match joined {
+            Some(id) => (id, false),
+            None => {
+                let id = self.next;
+                self.next += 1;
+                let implicit = event.kind != EventKind::Impression;
+                self.opened.push_back(id);
+                if let Some(request) = &request {
+                    self.by_request.insert(request.clone(), id);
+                }
+                self.open.insert(id, (Impression::new(event, implicit), request));
+                self.latest.insert(pair, id);
+                (id, true)
             }
-            latest.insert(pair, index);
-            index
-        });
-        impressions[index].record(event);
+        };
+        let impression = &mut self.open.get_mut(&id).expect("joined impressions are open").0;
+        let (played_before, actions_before) =
+            if opened { (false, 0) } else { (impression.played, impression.actions) };
+        impression.record(event);
+        label(impression);
+        Some(Joined { impression, opened, played_before, actions_before })
     }
-    impressions.sort_by_key(|i| i.ts);
-    impressions
+
+    /// Closes the impressions shown before `now_ms - window`, returning them in the order they
+    /// were opened: their outcomes are in.
+    pub fn close_before(&mut self, now_ms: i64) -> Vec<Impression> {
+        let cutoff = now_ms.saturating_sub(self.window_ms);
+        let mut closed = Vec::new();
+        while let Some(&id) = self.opened.front() {
+            if self.open[&id].0.ts.millis() >= cutoff {
+                break;
+            }
+            self.opened.pop_front();
+            closed.push(self.close(id));
+        }
+        closed
+    }
+
+    /// Closes every open impression, in the order they were opened.
+    pub fn close_all(&mut self) -> Vec<Impression> {
+        let ids: Vec<u64> = self.opened.drain(..).collect();
+        ids.into_iter().map(|id| self.close(id)).collect()
+    }
+
+    fn close(&mut self, id: u64) -> Impression {
+        let (impression, request) = self.open.remove(&id).expect("opened impressions are open");
+        if let Some(request) = request {
+            if self.by_request.get(&request) == Some(&id) {
+                self.by_request.remove(&request);
+            }
+        }
+        let pair = (impression.user_id.clone(), impression.item_id.clone());
+        if self.latest.get(&pair) == Some(&id) {
+            self.latest.remove(&pair);
+        }
+        impression
+    }
 }
 
 /// Per duration bucket, the median watch time of plays: the threshold of an effective play.
@@ -210,6 +300,32 @@ mod tests {
         assert!(joined[1].did(skip) && !joined[1].played);
         assert_eq!(joined[2].actions, 0, "the second showing of a had no outcome");
         assert!(joined[3].implicit && joined[3].did(share) && joined[3].item_id == "c");
+    }
+
+    #[test]
+    fn the_streaming_join_reports_what_each_event_added_and_closes_after_its_window() {
+        let like = ACTIONS.iter().position(|&a| a == "like").unwrap();
+        let mut joiner = ImpressionJoiner::new(100);
+        let mut push = |e: Event| {
+            joiner
+                .push(&e, |_| {})
+                .map(|j| (j.opened, j.played_before, j.actions_before, j.impression.actions))
+        };
+        assert_eq!(push(event(EventKind::Impression, "a", 0, Some("r1"), None)), Some((true, false, 0, 0)));
+        assert_eq!(push(event(EventKind::Play, "a", 10, Some("r1"), None)), Some((false, false, 0, 0)));
+        assert_eq!(
+            push(event(EventKind::Like, "a", 20, Some("r1"), None)),
+            Some((false, true, 0, 1 << like))
+        );
+        assert_eq!(push(event(EventKind::Rate, "a", 30, None, Some(4.0))), None);
+        assert!(joiner.close_before(50).is_empty(), "still within its window");
+        let closed = joiner.close_before(101);
+        assert_eq!(closed.len(), 1);
+        assert!(closed[0].played && closed[0].did(like));
+        // A late outcome has nothing open to join: it opens an implicit impression.
+        let late = joiner.push(&event(EventKind::Like, "a", 150, Some("r1"), None), |_| {}).unwrap();
+        assert!(late.opened && late.impression.implicit);
+        assert_eq!(joiner.close_all().len(), 1);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::crosses::WideSchema;
-use crate::engagement::{Engagement, EngagementPrior};
-use crate::outcomes::{Impression, WatchQuantiles};
+use crate::engagement::{Counts, Engagement, EngagementPrior};
+use crate::outcomes::{Impression, Joined, WatchQuantiles};
 use crate::persist::PersistError;
 use crate::schema::{context_bag, item_bags, item_id_key, Bag, UserSchema};
 use crate::tensors::{read_manifest, write_manifest};
@@ -95,12 +95,33 @@ impl FeatureState {
         }
     }
 
-    /// Counts `impression` (labelled, see [`WatchQuantiles::label`]) as having happened.
+    /// Counts `impression` (labelled, see [`WatchQuantiles::label`]) as having happened, all at
+    /// once: how training replays a log.
     pub fn record(&mut self, impression: &Impression) {
-        self.users.entry(impression.user_id.clone()).or_default().add(impression, &self.prior);
+        self.count(impression, impression.ts, Counts::of(impression));
+    }
+
+    /// Counts what one event added to an impression (see [`crate::ImpressionJoiner::push`]; labelled)
+    /// at `ts`: how serving follows the log as it grows.
+    pub fn update(&mut self, joined: &Joined<'_>, ts: Timestamp) {
+        let impression = joined.impression;
+        let counts = Counts {
+            shown: joined.opened,
+            played: impression.played && !joined.played_before,
+            actions: impression.actions & !joined.actions_before,
+        };
+        self.count(impression, ts, counts);
+    }
+
+    fn count(&mut self, impression: &Impression, ts: Timestamp, counts: Counts) {
         let item = item_id_key(&impression.item_id);
-        self.items.entry(item).or_default().add(impression, &self.prior);
-        if impression.actions & POSITIVE_ACTIONS != 0 {
+        if !self.users.contains_key(&impression.user_id) {
+            self.users.insert(impression.user_id.clone(), Engagement::default());
+        }
+        let user = self.users.get_mut(&impression.user_id).expect("inserted above");
+        user.count(ts.millis(), counts, &self.prior);
+        self.items.entry(item).or_default().count(ts.millis(), counts, &self.prior);
+        if counts.actions & POSITIVE_ACTIONS != 0 {
             let history = self.histories.entry(impression.user_id.clone()).or_default();
             if history.len() == HISTORY {
                 history.remove(0);
@@ -193,7 +214,7 @@ pub struct CandidateFeatures {
 
 #[cfg(test)]
 mod tests {
-    use reelrank_core::{Category, EventKind};
+    use reelrank_core::{Category, Event, EventKind};
 
     use super::*;
     use crate::outcomes::ACTIONS;
@@ -209,6 +230,32 @@ mod tests {
             watch_ms: 0.0,
             implicit: false,
         }
+    }
+
+    /// Serving counts an impression event by event; training counts it whole. Both end with the
+    /// same counters and history.
+    #[test]
+    fn counting_event_by_event_matches_counting_the_whole_impression() {
+        let prior = EngagementPrior { half_life_ms: 3.6e9, rates: [0.1; 1 + ACTIONS.len()] };
+        let event = |kind: EventKind| Event {
+            request_id: Some("r".into()),
+            ..Event::new("u", "i", kind, Timestamp(1_000))
+        };
+        let events = [event(EventKind::Impression), event(EventKind::Play), event(EventKind::Like)];
+        let (mut streamed, mut whole) = (FeatureState::new(prior.clone()), FeatureState::new(prior));
+        let mut joiner = crate::ImpressionJoiner::new(i64::MAX);
+        for e in &events {
+            let joined = joiner.push(e, |_| {}).unwrap();
+            streamed.update(&joined, e.ts);
+        }
+        for impression in crate::join_impressions(&events) {
+            whole.record(&impression);
+        }
+        let now = Timestamp(2_000);
+        assert_eq!(streamed.item_engagement("i", now), whole.item_engagement("i", now));
+        assert_eq!(streamed.user_engagement("u", now), whole.user_engagement("u", now));
+        assert_eq!(streamed.history("u"), whole.history("u"));
+        assert_eq!(streamed.history("u"), [item_id_key("i")]);
     }
 
     #[test]

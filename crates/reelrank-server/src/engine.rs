@@ -340,6 +340,10 @@ async fn apply_new_events(store: &Store, snapshot: &Snapshot) -> Result<usize, S
                 activity.record(&snapshot.catalog, &stored.event);
             }
         }
+        let rankers = std::iter::once(&snapshot.models).chain(snapshot.variant_models.values());
+        for ranker in rankers.filter_map(|models| models.ranker.as_ref()) {
+            ranker.observe(&snapshot.catalog, page.iter().map(|stored| &stored.event));
+        }
         applied += page.len();
         snapshot.applied.store(last, Ordering::Release);
     }

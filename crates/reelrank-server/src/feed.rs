@@ -250,6 +250,9 @@ pub(crate) struct Explanation {
     /// `Σ P(action) × weight` and its parts, when a ranking model is loaded.
     score: Option<f32>,
     heads: Option<Vec<HeadValue>>,
+    /// The item's decayed showings and smoothed rates of play and each action, as the ranking
+    /// features read them now, when a ranking model is loaded.
+    item_engagement: Option<BTreeMap<&'static str, f32>>,
 }
 
 pub(crate) async fn explain(
@@ -285,6 +288,7 @@ pub(crate) async fn explain(
         reasons: explanation.reasons,
         score: explanation.value.as_ref().map(|v| v.score),
         heads: explanation.value.map(|v| v.heads),
+        item_engagement: explanation.engagement.map(|e| e.into_iter().collect()),
     }))
 }
 

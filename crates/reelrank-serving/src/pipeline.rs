@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use reelrank_ann::VectorIndex;
 use reelrank_core::{EventContext, Timestamp, User};
-use reelrank_features::{feature_key, item_id_key};
+use reelrank_features::{describe_engagement, feature_key, item_id_key};
 use reelrank_models::Value;
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
@@ -244,6 +244,9 @@ pub struct Explanation {
     /// The value model's verdict (for operators), when a ranker is loaded and the feed is
     /// personalised.
     pub value: Option<Value>,
+    /// The item's engagement as the ranking features read it now (see
+    /// [`reelrank_features::describe_engagement`]), when a ranker is loaded.
+    pub engagement: Option<Vec<(&'static str, f32)>>,
 }
 
 /// Explains the item at `index` for `request` (whose `n` and `exclude` are ignored).
@@ -276,5 +279,9 @@ pub fn explain(
         filtered_by,
         reasons: candidate.map(|c| reasons(catalog, user_activity, &c, false)).unwrap_or_default(),
         value,
+        engagement: models
+            .ranker
+            .as_ref()
+            .map(|ranker| describe_engagement(&ranker.item_engagement(&item.item_id, request.now))),
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use reelrank_core::{Event, EventContext, Item, Timestamp, User};
 use reelrank_features::{
-    item_age_bucket, item_bags, item_id_key, join_impressions, Bag, FeatureState, PersistError,
+    item_age_bucket, item_bags, item_id_key, Bag, FeatureState, ImpressionJoiner, PersistError,
     RankingFeatures, RequestFeatures,
 };
 use reelrank_models::{Candidate as Scored, ValueWeights, Values, WideDeep};
@@ -21,7 +21,8 @@ pub struct Ranker {
     model: WideDeep,
     features: RankingFeatures,
     weights: ValueWeights,
-    state: FeatureState,
+    /// The counters and histories the features read, as of the events observed so far.
+    live: RwLock<LiveState>,
     /// Recently ranked items' bags and first-layer shares.
     sides: RwLock<FxHashMap<ItemIndex, Arc<ItemSide>>>,
 }
@@ -36,13 +37,32 @@ impl Ranker {
         catalog: &Catalog,
         events: &[Event],
     ) -> Ranker {
-        let mut state = FeatureState::new(features.prior.clone());
-        for mut impression in join_impressions(events) {
-            let duration = catalog.index(&impression.item_id).and_then(|i| catalog.item(i).duration_s);
-            features.watch.label(&mut impression, duration);
-            state.record(&impression);
+        let live = LiveState {
+            state: FeatureState::new(features.prior.clone()),
+            joiner: ImpressionJoiner::new(OUTCOME_WINDOW_MS),
+        };
+        let ranker = Ranker { model, features, weights, live: RwLock::new(live), sides: RwLock::default() };
+        ranker.observe(catalog, events);
+        ranker
+    }
+
+    /// Counts `events` (the log's next ones, in order) into the counters and histories, so the
+    /// next request's features see them.
+    pub fn observe<'a>(&self, catalog: &Catalog, events: impl IntoIterator<Item = &'a Event>) {
+        let mut live = self.live.write().expect("ranking state");
+        let LiveState { state, joiner } = &mut *live;
+        let mut latest = None;
+        for event in events {
+            let duration = catalog.index(&event.item_id).and_then(|i| catalog.item(i).duration_s);
+            let label = |impression: &mut _| self.features.watch.label(impression, duration);
+            if let Some(joined) = joiner.push(event, label) {
+                state.update(&joined, event.ts);
+            }
+            latest = Some(event.ts);
         }
-        Ranker { model, features, weights, state, sides: RwLock::default() }
+        if let Some(now) = latest {
+            joiner.close_before(now.millis());
+        }
     }
 
     /// Reads the model and `features.json` that `reelrank train ranking` saved in `dir`; see
@@ -56,6 +76,12 @@ impl Ranker {
         Ok(Ranker::new(WideDeep::load(dir)?, RankingFeatures::load(dir)?, weights, catalog, events))
     }
 
+    /// The item's engagement rates at `now` as the features read them (not standardised: see
+    /// [`FeatureState::item_engagement`]).
+    pub fn item_engagement(&self, item_id: &str, now: Timestamp) -> Vec<f32> {
+        self.live.read().expect("ranking state").state.item_engagement(item_id, now)
+    }
+
     /// The value of showing each of `candidates` to the user at `now` in `context`, in their order.
     pub fn values(
         &self,
@@ -66,21 +92,25 @@ impl Ranker {
         now: Timestamp,
         candidates: &[ItemIndex],
     ) -> Values<'_> {
-        let mut request =
-            RequestFeatures::new(&self.features.user_schema, &self.state, user_id, user, context, now);
-        self.features.standardise(&mut request.dense, 0);
-        let request_part = self.model.request_part(&request.slots, &request.dense);
-        let features: Vec<_> = candidates
-            .iter()
-            .map(|&i| {
-                let item = catalog.item(i);
-                let side = self.item_side(i, item, now);
-                let wide = request.wide_keys(&self.model.schema().wide, &side.slots);
-                let mut dense = self.state.item_engagement(&item.item_id, now);
-                self.features.standardise(&mut dense, request.dense.len());
-                (side, dense, wide)
-            })
-            .collect();
+        // The state is read under its lock; the model runs after it is released.
+        let (request_part, features) = {
+            let live = self.live.read().expect("ranking state");
+            let mut request =
+                RequestFeatures::new(&self.features.user_schema, &live.state, user_id, user, context, now);
+            self.features.standardise(&mut request.dense, 0);
+            let features: Vec<_> = candidates
+                .iter()
+                .map(|&i| {
+                    let item = catalog.item(i);
+                    let side = self.item_side(i, item, now);
+                    let wide = request.wide_keys(&self.model.schema().wide, &side.slots);
+                    let mut dense = live.state.item_engagement(&item.item_id, now);
+                    self.features.standardise(&mut dense, request.dense.len());
+                    (side, dense, wide)
+                })
+                .collect();
+            (self.model.request_part(&request.slots, &request.dense), features)
+        };
         let scored: Vec<Scored<'_>> =
             features.iter().map(|(side, dense, wide)| Scored { part: &side.part, dense, wide }).collect();
         let probabilities = self.model.score_candidates(&request_part, &scored);
@@ -106,6 +136,15 @@ impl Ranker {
         side
     }
 }
+
+/// The features' state and the join that feeds it.
+struct LiveState {
+    state: FeatureState,
+    joiner: ImpressionJoiner,
+}
+
+/// How long an impression stays open to its outcomes: a later outcome counts as a new showing.
+const OUTCOME_WINDOW_MS: i64 = 3_600_000;
 
 /// What [`Ranker`] keeps of a recently ranked item: its bags and its [`WideDeep::candidate_part`],
 /// stamped with the item's key and age bucket they were computed for.

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use reelrank_ann::IndexConfig;
 use reelrank_core::{Event, EventKind, Item, ModerationStatus, Timestamp, User};
 use reelrank_eval::{tower_inputs, ImpressionConfig, ImpressionSet, Rating, RetrievalTask, Split};
-use reelrank_features::{join_impressions, PositiveRule, UserSchema};
+use reelrank_features::{join_impressions, PositiveRule, RankingFeatures, UserSchema, ACTIONS};
 use reelrank_models::{TwoTower, TwoTowerConfig, ValueWeights, WideDeep, WideDeepConfig};
 use reelrank_serving::{
     recommend, Activity, Catalog, Filter, Models, PipelineConfig, Ranker, Request, Retrieval, Source,
@@ -25,6 +25,8 @@ struct Platform {
     /// Items that no request may return, whoever asks.
     forbidden: HashSet<String>,
     now: Timestamp,
+    /// What builds another ranker: the ranking model, its features and the log.
+    ranking: (WideDeep, RankingFeatures, Vec<Event>),
 }
 
 fn platform() -> &'static Platform {
@@ -74,7 +76,8 @@ fn platform() -> &'static Platform {
         let wide_deep = WideDeep::fit(&set.examples, &set.schema, &config, |_, _, _| true);
 
         let catalog = Catalog::new(items);
-        let ranker = Ranker::new(wide_deep, set.features, ValueWeights::default(), &catalog, &events);
+        let ranker =
+            Ranker::new(wide_deep.clone(), set.features.clone(), ValueWeights::default(), &catalog, &events);
         let mut activity = Activity::new(catalog.len(), 72.0);
         for event in &events {
             activity.record(&catalog, event);
@@ -85,7 +88,15 @@ fn platform() -> &'static Platform {
             retrieval: Some(std::sync::Arc::new(retrieval)),
             ranker: Some(std::sync::Arc::new(ranker)),
         };
-        Platform { catalog, users, activity, models, forbidden, now }
+        Platform {
+            catalog,
+            users,
+            activity,
+            models,
+            forbidden,
+            now,
+            ranking: (wide_deep, set.features, events),
+        }
     })
 }
 
@@ -242,4 +253,35 @@ fn personalisation_off_takes_effect_on_the_next_request() {
         assert!(item.value.is_none());
         assert!(!platform.forbidden.contains(&platform.catalog.item(item.index).item_id));
     }
+}
+
+/// Forty users are shown an item and like it: the next request's features count them (the
+/// item's showings and like rate) and its scores move, without a new model.
+#[test]
+fn the_ranker_counts_new_events_for_the_next_request() {
+    let platform = platform();
+    let (model, features, events) = &platform.ranking;
+    let ranker =
+        Ranker::new(model.clone(), features.clone(), ValueWeights::default(), &platform.catalog, events);
+    let (user, item) = (&platform.users[0], 7);
+    let item_id = &platform.catalog.item(item).item_id;
+    let like = 2 + ACTIONS.iter().position(|&a| a == "like").unwrap();
+    let score = |ranker: &Ranker| {
+        ranker.values(&platform.catalog, &user.user_id, Some(user), None, platform.now, &[item]).scores[0]
+    };
+    let (counters, value) = (ranker.item_engagement(item_id, platform.now), score(&ranker));
+    let shown_and_liked: Vec<Event> = (0..40)
+        .flat_map(|n| {
+            let ts = Timestamp(platform.now.millis() - 60_000 + n);
+            [EventKind::Impression, EventKind::Play, EventKind::Like].map(|kind| Event {
+                request_id: Some(format!("boost-{n}")),
+                ..Event::new(format!("fan{n}"), item_id.clone(), kind, ts)
+            })
+        })
+        .collect();
+    ranker.observe(&platform.catalog, &shown_and_liked);
+    let after = ranker.item_engagement(item_id, platform.now);
+    assert!(after[0] > counters[0] + 1.0, "showings (log): {} -> {}", counters[0], after[0]);
+    assert!(after[like] > counters[like] + 0.3, "like rate: {} -> {}", counters[like], after[like]);
+    assert_ne!(score(&ranker), value, "the item's value follows its counters");
 }

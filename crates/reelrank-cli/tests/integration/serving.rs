@@ -88,6 +88,31 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
         assert!(next["items"].as_array().unwrap().iter().all(|i| i["item_id"] != rejected.as_str()));
     }
 
+    // Engagement reaches the ranking features by the time the events are acknowledged.
+    let liked = items[1]["item_id"].as_str().unwrap().to_owned();
+    let explain_url = format!("{}/v1/explain?user_id=u7&item_id={liked}", server.url);
+    let (_, before) = get(&client, &explain_url).await;
+    // Now, so that the counters' decay leaves them whole whenever the test runs.
+    let now = reelrank_core::Timestamp::now().millis();
+    let fans: Vec<Value> = (0..30)
+        .flat_map(|n| {
+            ["impression", "play", "like"].map(|kind| {
+                json!({"user_id": format!("fan{n}"), "item_id": liked, "kind": kind,
+                       "request_id": format!("fan-request-{n}"), "ts": now})
+            })
+        })
+        .collect();
+    assert_eq!(post(&client, &format!("{}/v1/events", server.url), Value::Array(fans)).await, 200);
+    let (_, after) = get(&client, &explain_url).await;
+    let engagement = |e: &Value, name: &str| e["item_engagement"][name].as_f64().unwrap();
+    assert!(
+        engagement(&after, "showings") > engagement(&before, "showings") + 20.0
+            && engagement(&after, "like") > engagement(&before, "like") + 0.2,
+        "{} -> {}",
+        before["item_engagement"],
+        after["item_engagement"]
+    );
+
     // Turning personalisation off acts on the next request.
     let user = json!([{"user_id": "u9", "personalization": false}]);
     assert_eq!(post(&client, &format!("{}/v1/users", server.url), user).await, 200);
