@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 use reelrank_core::{Event, EventContext, EventKind, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::hashing::feature_key;
 use crate::schema::numeric_bucket;
 
 /// The actions a ranking model predicts, in head order. `effective_play` comes from watch time
@@ -113,11 +114,12 @@ pub fn join_impressions<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<
 #[derive(Debug, Clone)]
 pub struct ImpressionJoiner {
     window_ms: i64,
-    /// Open impressions, each with its (request id, item id) when it has one.
-    open: FxHashMap<u64, (Impression, Option<(String, String)>)>,
-    /// Open impressions by (request id, item id), and by (user id, item id) the latest of the pair.
-    by_request: FxHashMap<(String, String), u64>,
-    latest: FxHashMap<(String, String), u64>,
+    /// Open impressions, each with the key of its (request id, item id) when it has one.
+    open: FxHashMap<u64, (Impression, Option<u64>)>,
+    /// Open impressions by the key of (request id, item id), and the latest of each (user id,
+    /// item id) by its key: keys rather than strings, as every served impression passes here.
+    by_request: FxHashMap<u64, u64>,
+    latest: FxHashMap<u64, u64>,
     /// Open impressions in the order they were opened, to close them.
     opened: VecDeque<u64>,
     next: u64,
@@ -156,8 +158,8 @@ impl ImpressionJoiner {
         if event.kind == EventKind::Rate {
             return None;
         }
-        let pair = (event.user_id.clone(), event.item_id.clone());
-        let request = event.request_id.as_ref().map(|r| (r.clone(), event.item_id.clone()));
+        let pair = feature_key(&event.user_id, &event.item_id);
+        let request = event.request_id.as_ref().map(|r| feature_key(r, &event.item_id));
         let joined = match (&request, event.kind) {
             (_, EventKind::Impression) => None,
             (Some(request), _) => self.by_request.get(request).copied(),
@@ -170,8 +172,8 @@ impl ImpressionJoiner {
                 self.next += 1;
                 let implicit = event.kind != EventKind::Impression;
                 self.opened.push_back(id);
-                if let Some(request) = &request {
-                    self.by_request.insert(request.clone(), id);
+                if let Some(request) = request {
+                    self.by_request.insert(request, id);
                 }
                 self.open.insert(id, (Impression::new(event, implicit), request));
                 self.latest.insert(pair, id);
@@ -214,7 +216,7 @@ impl ImpressionJoiner {
                 self.by_request.remove(&request);
             }
         }
-        let pair = (impression.user_id.clone(), impression.item_id.clone());
+        let pair = feature_key(&impression.user_id, &impression.item_id);
         if self.latest.get(&pair) == Some(&id) {
             self.latest.remove(&pair);
         }
