@@ -88,7 +88,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Train(train) => commands::train::run(&data_dir, &settings, train).await,
         Command::Similar(args) => commands::similar::run(&data_dir, &settings, args).await,
         Command::Eval(eval) => commands::eval::run(&settings, eval).await,
-        Command::Bench(bench) => commands::bench::run(&settings, bench).await,
+        Command::Bench(bench) => commands::bench::run(&data_dir, &settings, bench).await,
     }
 }
 

@@ -13,6 +13,7 @@ use reelrank_store::Store;
 use crate::settings::Settings;
 
 mod ann;
+mod freshness;
 mod ranking;
 
 #[derive(Debug, clap::Subcommand)]
@@ -62,6 +63,9 @@ pub enum Bench {
     /// Vector search: HNSW recall@k and single-query latency against exact search, build time and
     /// memory, on seeded clustered unit vectors (the data of shared/benchmarks/SERVING.md).
     Ann(ann::Args),
+    /// Freshness: users take to a category new to their feed; how often and how soon their next
+    /// feed shows it, served from the store and models in --data-dir.
+    Freshness(freshness::Args),
     /// Simulator output rate: a platform written to CSV files in a temporary directory.
     Simulate {
         /// Users.
@@ -81,8 +85,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize] * 1e3
 }
 
-pub async fn run(settings: &Settings, bench: Bench) -> anyhow::Result<()> {
+pub async fn run(data_dir: &std::path::Path, settings: &Settings, bench: Bench) -> anyhow::Result<()> {
     match bench {
+        Bench::Freshness(args) => freshness::run(data_dir, settings, args).await,
         Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,
         Bench::Simulate { users, items, days } => simulate(users, items, days),
         Bench::Ann(args) => tokio::task::block_in_place(|| ann::run(args)),

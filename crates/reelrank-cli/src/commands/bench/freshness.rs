@@ -1,0 +1,138 @@
+//! `reelrank bench freshness`: how soon behaviour shows in feeds. The store and the models in
+//! `--data-dir` (for example `reelrank --data-dir D demo --no-serve` leaves them in `D/demo`) are
+//! served in-process on 127.0.0.1. For each of `--users` users, a category absent from their feed
+//! becomes theirs: they finish and like a few of its items, and their next feed is asked for as
+//! soon as the events are acknowledged. Counted: feeds that now hold the category, and those where
+//! the two-tower source (the user tower reading the new history) proposed it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use reelrank_core::{ModerationStatus, Timestamp};
+use serde_json::{json, Value};
+
+use crate::settings::Settings;
+
+/// Arguments of `bench freshness`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Users whose interest moves.
+    #[arg(long, default_value_t = 50)]
+    users: usize,
+    /// Items of the new category each of them finishes and likes.
+    #[arg(long, default_value_t = 3)]
+    liked: usize,
+}
+
+pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let store = crate::commands::open_store(data_dir, settings).await?;
+    let items = store.all_items().await?;
+    let users = store.all_users().await?;
+    store.close().await;
+    anyhow::ensure!(
+        !items.is_empty() && !users.is_empty(),
+        "{} holds no catalog or no users",
+        data_dir.display()
+    );
+    // Each category's servable items, largest category first.
+    let mut by_category: BTreeMap<String, Vec<&reelrank_core::Item>> = BTreeMap::new();
+    for item in items.iter().filter(|i| i.status.is_none_or(|s| s == ModerationStatus::Approved)) {
+        by_category.entry(item.category.as_str().to_owned()).or_default().push(item);
+    }
+    let mut categories: Vec<(&String, &Vec<&reelrank_core::Item>)> = by_category.iter().collect();
+    categories.sort_by_key(|(name, items)| (std::cmp::Reverse(items.len()), name.as_str()));
+
+    let url = serve(data_dir.to_owned(), settings.clone()).await?;
+    let client = reqwest::Client::new();
+    let feed = |user: &str| {
+        let url = format!("{url}/v1/recommend?user_id={user}&n=20");
+        let client = client.clone();
+        async move { anyhow::Ok(client.get(url).send().await?.error_for_status()?.json::<Value>().await?) }
+    };
+    let (mut moved, mut by_two_tower, mut waits, mut acks) = (0, 0, Vec::new(), Vec::new());
+    for user in users.iter().take(args.users) {
+        let user_id = user.user_id.as_str();
+        let before = feed(user_id).await?;
+        let shown: HashSet<&str> =
+            before["items"].as_array().into_iter().flatten().filter_map(|i| i["category"].as_str()).collect();
+        let Some((category, candidates)) = categories.iter().find(|(name, _)| !shown.contains(name.as_str()))
+        else {
+            continue;
+        };
+        let now = Timestamp::now().millis();
+        let events: Vec<Value> = candidates
+            .iter()
+            .take(args.liked)
+            .enumerate()
+            .flat_map(|(k, item)| {
+                let request = format!("fresh-{user_id}-{k}");
+                let watch = item.duration_s.unwrap_or(60.0) * 1000.0;
+                [
+                    ("impression", None),
+                    ("play", None),
+                    ("watch", Some(watch)),
+                    ("finish", None),
+                    ("like", None),
+                ]
+                .map(|(kind, value)| {
+                    json!({"user_id": user_id, "item_id": item.item_id, "kind": kind, "value": value,
+                               "request_id": request, "ts": now})
+                })
+            })
+            .collect();
+        let sent = Instant::now();
+        client.post(format!("{url}/v1/events")).json(&events).send().await?.error_for_status()?;
+        let acknowledged = Instant::now();
+        let after = feed(user_id).await?;
+        waits.push(acknowledged.elapsed().as_secs_f64());
+        acks.push((acknowledged - sent).as_secs_f64());
+        let new: Vec<&Value> = after["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["category"].as_str() == Some(category.as_str()))
+            .collect();
+        moved += usize::from(!new.is_empty());
+        by_two_tower += usize::from(new.iter().any(|i| i["source"] == "two_tower"));
+    }
+    let tried = waits.len();
+    anyhow::ensure!(tried > 0, "no user had a category missing from their feed");
+    waits.sort_by(f64::total_cmp);
+    acks.sort_by(f64::total_cmp);
+    let share = |n: usize| n as f64 / tried as f64;
+    println!(
+        "{tried} users took to a category new to their feed ({} liked items each): the next feed held it for {:.0} % \
+         (two-tower source: {:.0} %); acknowledgement to next feed p50 {:.1} ms, p95 {:.1} ms; events acknowledged in p50 {:.1} ms",
+        args.liked,
+        100.0 * share(moved),
+        100.0 * share(by_two_tower),
+        super::percentile(&waits, 0.5),
+        super::percentile(&waits, 0.95),
+        super::percentile(&acks, 0.5)
+    );
+    println!(
+        "{}",
+        json!({"bench": "freshness", "users": tried, "next_feed_share": share(moved),
+               "two_tower_share": share(by_two_tower), "ack_to_feed_p50_ms": super::percentile(&waits, 0.5),
+               "ack_to_feed_p95_ms": super::percentile(&waits, 0.95), "ack_p50_ms": super::percentile(&acks, 0.5)})
+    );
+    Ok(())
+}
+
+/// Serves `data_dir` in the background on a free loopback port; returns its URL.
+async fn serve(data_dir: PathBuf, settings: Settings) -> anyhow::Result<String> {
+    let (ready, url) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let args = crate::commands::serve::Args { addr: Some("127.0.0.1:0".into()) };
+        let served = crate::commands::serve::run(&data_dir, &settings, args, move |url| {
+            let _ = ready.send(url.to_owned());
+        })
+        .await;
+        if let Err(err) = served {
+            eprintln!("serving failed: {err:#}");
+        }
+    });
+    url.await.context("the server stopped before it was ready")
+}
