@@ -13,7 +13,7 @@ use reelrank_core::{Event, EventContext, EventKind, Timestamp, User, Validate};
 use reelrank_features::feature_key;
 use reelrank_models::HeadValue;
 use reelrank_serving::{
-    explain as explain_item, recommend as run_pipeline, Filter, FilterInput, ItemIndex, Request,
+    explain as explain_item, recommend as run_pipeline, Filter, FilterInput, ItemIndex, Request, Source,
     UserActivity, VariantStats,
 };
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,9 @@ pub(crate) struct FeedItem {
     explored: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     heads: Option<Vec<HeadValue>>,
+    /// With `explain=true`: every source that proposed it (`source` is the most specific).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proposed_by: Option<Vec<&'static str>>,
 }
 
 /// Answer of `GET /v1/recommend`.
@@ -150,6 +153,7 @@ pub(crate) async fn recommend(
                 reasons: r.reasons,
                 explored: r.explored,
                 heads: r.value.filter(|_| operators).map(|v| v.heads),
+                proposed_by: operators.then(|| r.proposed_by.iter().map(Source::as_str).collect()),
             }
         })
         .collect();

@@ -75,6 +75,8 @@ fn title_or_id(item: &Item) -> &str {
 mod tests {
     use reelrank_core::Category;
 
+    use crate::sources::Sources;
+
     use super::*;
 
     #[test]
@@ -84,7 +86,13 @@ mod tests {
             Item { episode: Some(4), ..Item::new("b", Category::MicroDrama) },
         ]);
         let activity = UserActivity { positives: vec![(0, EventKind::Finish)], ..UserActivity::default() };
-        let candidate = |source, because| Candidate { index: 1, source, because, trending_in: None };
+        let candidate = |source, because| Candidate {
+            index: 1,
+            source,
+            because,
+            trending_in: None,
+            proposed_by: Sources::of(source),
+        };
         let said =
             |source, because, explored| reasons(&catalog, &activity, &candidate(source, because), explored);
         assert_eq!(said(Source::SimilarToRecent, Some(0), false), ["because you finished The Heir"]);

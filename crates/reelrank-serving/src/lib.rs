@@ -37,4 +37,4 @@ pub use pipeline::{
 pub use rank::Ranker;
 pub use rerank::DiversityConfig;
 pub use retrieval::Retrieval;
-pub use sources::{Source, SourceConfig};
+pub use sources::{Source, SourceConfig, Sources};

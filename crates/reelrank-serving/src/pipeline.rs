@@ -20,7 +20,7 @@ use crate::filters::{Filter, FilterConfig, FilterInput};
 use crate::rank::Ranker;
 use crate::rerank::{select, DiversityConfig, Ranked};
 use crate::retrieval::Retrieval;
-use crate::sources::{gather, Source, SourceConfig, SourceInput};
+use crate::sources::{gather, Source, SourceConfig, SourceInput, Sources};
 
 /// Every stage's settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -95,8 +95,10 @@ pub struct Recommended {
     pub index: ItemIndex,
     /// What it is ranked by: its value, or its heat when the feed is not personalised.
     pub score: f32,
-    /// The source that proposed it.
+    /// The most specific source that proposed it.
     pub source: Source,
+    /// Every source that proposed it.
+    pub proposed_by: Sources,
     /// Why, in words for the user.
     pub reasons: Vec<String>,
     /// The value model's head probabilities and weights (for operators), when it ranked the item.
@@ -216,6 +218,7 @@ pub fn recommend(
                 index: candidate.index,
                 score: scores[slot.candidate],
                 source: candidate.source,
+                proposed_by: candidate.proposed_by,
                 reasons: reasons(catalog, user_activity, candidate, slot.explored),
                 value: values.as_ref().map(|v| v.value(slot.candidate)),
                 explored: slot.explored,

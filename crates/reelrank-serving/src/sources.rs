@@ -34,6 +34,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source, in order of precedence.
+    pub const ALL: [Source; 6] = [
+        Source::NextEpisode,
+        Source::FollowedCreator,
+        Source::SimilarToRecent,
+        Source::Fresh,
+        Source::Trending,
+        Source::TwoTower,
+    ];
+
     /// The wire name (`two_tower`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,6 +68,33 @@ pub struct Candidate {
     pub because: Option<ItemIndex>,
     /// The category it is hot in (for [`Source::Trending`]).
     pub trending_in: Option<Category>,
+    /// Every source that proposed it, `source` among them.
+    pub proposed_by: Sources,
+}
+
+/// A set of sources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sources(u8);
+
+impl Sources {
+    /// The set of `source` alone.
+    pub fn of(source: Source) -> Sources {
+        Sources(1 << source as u8)
+    }
+
+    /// Whether `source` is in the set.
+    pub fn contains(self, source: Source) -> bool {
+        self.0 & Sources::of(source).0 != 0
+    }
+
+    /// The sources in the set, in order of precedence.
+    pub fn iter(self) -> impl Iterator<Item = Source> {
+        Source::ALL.into_iter().filter(move |&s| self.contains(s))
+    }
+
+    fn with(self, other: Sources) -> Sources {
+        Sources(self.0 | other.0)
+    }
 }
 
 /// How many candidates each source proposes.
@@ -243,10 +280,17 @@ impl Gathered<'_> {
         trending_in: Option<Category>,
     ) {
         let Some(index) = index.and_then(|i| self.input.entry_point(i)) else { return };
-        let candidate = Candidate { index, source, because, trending_in };
+        let mut candidate =
+            Candidate { index, source, because, trending_in, proposed_by: Sources::of(source) };
         match self.position.get(&index) {
-            Some(&at) if self.candidates[at].source <= source => {}
-            Some(&at) => self.candidates[at] = candidate,
+            Some(&at) if self.candidates[at].source <= source => {
+                let kept = &mut self.candidates[at];
+                kept.proposed_by = kept.proposed_by.with(candidate.proposed_by);
+            }
+            Some(&at) => {
+                candidate.proposed_by = candidate.proposed_by.with(self.candidates[at].proposed_by);
+                self.candidates[at] = candidate;
+            }
             None => {
                 self.position.insert(index, self.candidates.len());
                 self.candidates.push(candidate);
@@ -261,6 +305,14 @@ mod tests {
 
     use super::*;
     use crate::activity::Activity;
+
+    #[test]
+    fn a_set_of_sources_lists_them_in_precedence_order() {
+        let both = Sources::of(Source::TwoTower).with(Sources::of(Source::SimilarToRecent));
+        assert_eq!(both.iter().collect::<Vec<_>>(), [Source::SimilarToRecent, Source::TwoTower]);
+        assert!(both.contains(Source::TwoTower) && !both.contains(Source::Fresh));
+        assert_eq!(Sources::default().iter().count(), 0);
+    }
 
     #[test]
     fn a_series_is_entered_at_the_users_next_episode() {
