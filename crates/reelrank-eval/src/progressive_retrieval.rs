@@ -53,9 +53,8 @@ pub fn progressive_retrieval(
     let users: HashMap<&str, &User> = log.users.iter().map(|u| (u.user_id.as_str(), u)).collect();
     let number: HashMap<&str, u32> =
         log.items.iter().enumerate().map(|(i, item)| (item.item_id.as_str(), i as u32)).collect();
-    let by_key: HashMap<u64, u32> =
-        log.items.iter().enumerate().map(|(i, it)| (item_id_key(&it.item_id), i as u32)).collect();
     let keys: Vec<u64> = log.items.iter().map(|i| item_id_key(&i.item_id)).collect();
+    let by_key: HashMap<u64, u32> = keys.iter().enumerate().map(|(i, &key)| (key, i as u32)).collect();
     let batch_size = batch_size.max(1);
     let uniform = frozen.config().uniform_negatives;
     let mut frequency = FrequencyEstimator::new(log.items.len(), 0.05);
