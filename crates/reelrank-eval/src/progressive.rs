@@ -153,12 +153,7 @@ mod tests {
             catalog_at_start: 0.6,
             ..SimConfig::default()
         });
-        let mut events = Vec::new();
-        sim.run(|_, day| {
-            events.extend_from_slice(day);
-            Ok::<_, std::convert::Infallible>(())
-        })
-        .unwrap();
+        let events = sim.all_events();
         let day2 = Timestamp(sim.config().start.millis() + 2 * Timestamp::DAY_MS);
         let set = ImpressionSet::new(
             join_impressions(&events),

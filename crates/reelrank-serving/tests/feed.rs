@@ -2,7 +2,6 @@
 //! served is never served, refreshes do not repeat, feedback and opt-outs act on the next request.
 
 use std::collections::HashSet;
-use std::convert::Infallible;
 use std::sync::OnceLock;
 
 use reelrank_ann::IndexConfig;
@@ -33,11 +32,7 @@ fn platform() -> &'static Platform {
     static PLATFORM: OnceLock<Platform> = OnceLock::new();
     PLATFORM.get_or_init(|| {
         let sim = Simulation::new(SimConfig { users: 200, items: 2_000, days: 3, ..SimConfig::default() });
-        let mut events: Vec<Event> = Vec::new();
-        let _ = sim.run(|_, day| {
-            events.extend_from_slice(day);
-            Ok::<_, Infallible>(())
-        });
+        let events = sim.all_events();
         let now = Timestamp(sim.config().start.millis() + 3 * Timestamp::DAY_MS);
         let mut items: Vec<Item> = sim.items().to_vec();
         let mut forbidden = HashSet::new();

@@ -241,9 +241,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-
-    use reelrank_core::Event;
-
     use super::*;
     use crate::tests::{read, Scratch};
     use crate::SimConfig;
@@ -301,12 +298,7 @@ mod tests {
             assert_eq!(Some(&AttributeValue::Numeric(row[4].parse().unwrap())), user.attributes.get("age"));
         }
 
-        let mut events: Vec<Event> = Vec::new();
-        sim.run(|_, day| {
-            events.extend_from_slice(day);
-            Ok::<_, ()>(())
-        })
-        .unwrap();
+        let events = sim.all_events();
         let (headers, rows) = read(dir, "events.csv");
         assert_eq!(
             headers,

@@ -163,6 +163,17 @@ impl Simulation {
         &self.audience.users
     }
 
+    /// The whole log in memory, in time order: for evaluations and tests on platforms small enough
+    /// to hold it.
+    pub fn all_events(&self) -> Vec<Event> {
+        let mut events = Vec::new();
+        let _ = self.run(|_, day| {
+            events.extend_from_slice(day);
+            Ok::<_, std::convert::Infallible>(())
+        });
+        events
+    }
+
     /// Generates the behaviour day by day, calling `sink` once per day with that day's events sorted
     /// by time (ties by user, then in the order they happened). Stops at the first error of `sink`;
     /// returns the number of events. The result does not depend on the number of threads.

@@ -6,7 +6,6 @@
 //! value model's AUC and the effective-play head's. The two-tower model likewise: trained on the
 //! first days, then each day's Recall@20 of both copies before the online one learns from it.
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -14,8 +13,8 @@ use anyhow::Context;
 use reelrank_core::Timestamp;
 use reelrank_eval::{
     epochs_by_early_stopping, progressive, progressive_retrieval, svg, tower_inputs, ImpressionSet,
-    LineChart, ProgressiveConfig, ProgressiveWindow, RetrievalDay, RetrievalLog, RetrievalTask, Series,
-    Split,
+    LineChart, ProgressiveConfig, ProgressiveWindow, Rating, RetrievalDay, RetrievalLog, RetrievalTask,
+    Series, Split,
 };
 use reelrank_features::{join_impressions, EFFECTIVE_PLAY};
 use reelrank_models::{TwoTower, TwoTowerConfig};
@@ -82,11 +81,7 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         sim.config().days
     );
     let config = args.model.config()?;
-    let mut events = Vec::new();
-    let _ = sim.run(|_, day| {
-        events.extend_from_slice(day);
-        Ok::<_, Infallible>(())
-    });
+    let events = sim.all_events();
     let start = sim.config().start.millis();
     let frozen_at = Timestamp(start + i64::from(args.train_days) * Timestamp::DAY_MS);
     let set = ImpressionSet::new(
@@ -96,6 +91,7 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         frozen_at,
         &settings.ranking.impressions,
     );
+    let positives = super::eval_simulated::positives_by_day(&sim, &events);
     drop(events);
     let from = set.shown_before(frozen_at);
     anyhow::ensure!(from > 0, "the simulation has no impressions before day {}", args.train_days);
@@ -143,7 +139,7 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             cell(d.online_effective_play_auc)
         );
     }
-    let (retrieval, tower_epochs) = retrieval(&sim, args.train_days, args.batch_size);
+    let (retrieval, tower_epochs) = retrieval(&sim, &positives, args.train_days, args.batch_size);
     println!("{:>4} {:>6}   {:>16} {:>16}", "day", "users", "Recall@20 frozen", "Recall@20 online");
     for d in &retrieval {
         println!(
@@ -178,11 +174,15 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The two-tower model trained on the days before `train_days` (epochs by early stopping on the
+/// The two-tower model trained on `positives` of the days before `train_days` (epochs by early stopping on the
 /// last of them), then evaluated progressively on the rest; returns each day's figures and the
 /// epochs.
-fn retrieval(sim: &Simulation, train_days: u32, batch_size: usize) -> (Vec<RetrievalDay>, usize) {
-    let positives = super::eval_simulated::positives_by_day(sim);
+fn retrieval(
+    sim: &Simulation,
+    positives: &[(u32, Rating)],
+    train_days: u32,
+    batch_size: usize,
+) -> (Vec<RetrievalDay>, usize) {
     let start = sim.config().start;
     let day = |d: u32| Timestamp(start.millis() + i64::from(d) * Timestamp::DAY_MS);
     let ratings = |days: std::ops::Range<u32>| {
@@ -213,7 +213,7 @@ fn retrieval(sim: &Simulation, train_days: u32, batch_size: usize) -> (Vec<Retri
         &TwoTowerConfig { max_epochs: epochs, ..config },
         |_, _, _| true,
     );
-    let log = RetrievalLog { positives: &positives, items: sim.items(), users: sim.users(), start };
+    let log = RetrievalLog { positives, items: sim.items(), users: sim.users(), start };
     let (days, _) = progressive_retrieval(&log, &frozen, train_days..sim.config().days, batch_size);
     (days, epochs)
 }

@@ -7,9 +7,8 @@
 //! day (excluding their training positives) as the relevant set.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 
-use reelrank_core::{top_k, Timestamp};
+use reelrank_core::{top_k, Event, Timestamp};
 use reelrank_eval::{epochs_by_early_stopping, tower_inputs, Rating, RetrievalReport, RetrievalTask, Split};
 use reelrank_features::PositiveRule;
 use reelrank_models::{
@@ -59,7 +58,7 @@ impl SimulationArgs {
 
 pub fn run(args: SimulationArgs) -> anyhow::Result<()> {
     let sim = args.simulation()?;
-    let by_day = positives_by_day(&sim);
+    let by_day = positives_by_day(&sim, &sim.all_events());
     let (last, valid_day) = (args.days - 1, args.days - 2);
     let before =
         |day: u32| by_day.iter().filter(|(d, _)| *d < day).map(|(_, r)| r.clone()).collect::<Vec<_>>();
@@ -129,19 +128,17 @@ fn summary(report: &RetrievalReport) -> String {
     format!("Recall@20 {:.4} NDCG@20 {:.4} ({} users)", report.recall_20, report.ndcg_20, report.users)
 }
 
-/// Each day's positive events as ratings of 5.
-pub fn positives_by_day(sim: &Simulation) -> Vec<(u32, Rating)> {
+/// The positive events of `events` (the simulation's log) as ratings of 5, each with its day.
+pub fn positives_by_day(sim: &Simulation, events: &[Event]) -> Vec<(u32, Rating)> {
     let rule = PositiveRule::default();
     let durations: HashMap<&str, Option<f64>> =
         sim.items().iter().map(|i| (i.item_id.as_str(), i.duration_s)).collect();
-    let mut positives = Vec::new();
-    let _ = sim.run(|day, events| {
-        for event in events.iter().filter(|e| rule.is_positive(e, durations[e.item_id.as_str()])) {
-            positives.push((day, Rating::from_positive_event(event)));
-        }
-        Ok::<_, Infallible>(())
-    });
-    positives
+    let start = sim.config().start.millis();
+    events
+        .iter()
+        .filter(|e| rule.is_positive(e, durations[e.item_id.as_str()]))
+        .map(|e| (((e.ts.millis() - start) / Timestamp::DAY_MS) as u32, Rating::from_positive_event(e)))
+        .collect()
 }
 
 /// For every user with a next-day positive, their 20 best catalog items by true affinity on `day`

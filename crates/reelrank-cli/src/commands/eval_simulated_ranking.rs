@@ -5,7 +5,6 @@
 //! logloss over the heads), then the model is refitted on every earlier day. Printed per head: AUC,
 //! GAUC (per-user AUC, what ordering one feed needs) and logloss.
 
-use std::convert::Infallible;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -48,11 +47,7 @@ struct Report {
 pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let sim = args.sim.simulation()?;
     let config = args.model.config()?;
-    let mut events = Vec::new();
-    let _ = sim.run(|_, day| {
-        events.extend_from_slice(day);
-        Ok::<_, Infallible>(())
-    });
+    let events = sim.all_events();
     let day = |d: u32| Timestamp(sim.config().start.millis() + i64::from(d) * Timestamp::DAY_MS);
     let (test_day, valid_day) = (day(sim.config().days - 1), day(sim.config().days - 2));
     let set = ImpressionSet::new(
