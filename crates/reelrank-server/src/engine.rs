@@ -1,7 +1,7 @@
 //! The serving state behind the feed endpoints: a [`Snapshot`] (catalog, models, activity) that
 //! requests read without waiting, rebuilt in the background and swapped atomically when a
-//! newly trained model appears, and kept current by tailing the store's event log, so that what
-//! any replica ingested reaches every replica's feeds.
+//! newly trained model appears, and kept current by tailing the store's catalog changes and
+//! event log, so that what any replica ingested reaches every replica's feeds within a tick.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use reelrank_models::ValueWeights;
 use reelrank_serving::{
     Activity, Catalog, ExperimentConfig, Models, PipelineConfig, Ranker, Retrieval, VariantConfig,
 };
-use reelrank_store::{Store, StoreError};
+use reelrank_store::{ItemChange, Store, StoreError};
 use serde::Deserialize;
 use tokio::sync::{mpsc, Mutex};
 
@@ -31,7 +31,7 @@ pub struct EngineConfig {
     pub pipeline: PipelineConfig,
     /// Half-life of the trending source's heat, in hours.
     pub heat_half_life_hours: f64,
-    /// How often new events are applied, in milliseconds.
+    /// How often catalog changes and new events are applied, in milliseconds.
     pub tail_interval_ms: u64,
     /// How often the model directories are checked for a newly trained model, in seconds.
     pub model_check_secs: u64,
@@ -86,19 +86,40 @@ pub enum EngineError {
 
 /// Everything a request reads, as of one load; replaced whole by a reload.
 pub struct Snapshot {
-    /// The catalog.
-    pub catalog: Catalog,
+    /// The catalog and what users did, kept current by the tail.
+    pub live: RwLock<Live>,
     /// The models.
     pub models: Models,
     /// The models of experiment variants with a ranking model of their own, by variant.
     pub variant_models: BTreeMap<String, Models>,
     /// The model directories' version as loaded: a change on disk triggers a reload.
     disk_version: String,
-    /// Users' behaviour and item heat, kept current by the tail.
-    pub activity: RwLock<Activity>,
     /// The last event sequence number applied to `activity`.
     applied: AtomicI64,
+    /// The newest catalog change applied (`updated_at`, Unix ms).
+    catalog_as_of: AtomicI64,
 }
+
+/// The catalog and users' behaviour, changed together (under one lock) so that every item
+/// position the activity holds is in the catalog a request reads with it.
+pub struct Live {
+    /// The catalog; a request clones the pointer and keeps its version for its whole run.
+    pub catalog: Arc<Catalog>,
+    /// Users' behaviour and item heat.
+    pub activity: Activity,
+}
+
+impl Snapshot {
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.live.read().expect("live state lock").catalog.clone()
+    }
+}
+
+/// How far back each catalog read reaches before the newest change it applied: a write stamped
+/// earlier but committed later (concurrent writers on PostgreSQL) is still read. Items read
+/// again unchanged change nothing.
+const CATALOG_OVERLAP_MS: i64 = 5_000;
 
 /// The serving state and the tasks that keep it current.
 pub struct Engine {
@@ -161,10 +182,14 @@ impl Engine {
         (variant, models, pipeline)
     }
 
-    /// Applies the events stored since the last call to the current snapshot; returns how many.
-    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+    /// Applies the catalog changes and then the events stored since the last call to the current
+    /// snapshot; returns how many of each.
+    pub async fn catch_up(&self) -> Result<(usize, usize), EngineError> {
         let _updating = self.updating.lock().await;
-        apply_new_events(&self.store, &self.snapshot()).await
+        let snapshot = self.snapshot();
+        let items = apply_catalog_changes(&self.store, &snapshot).await?;
+        let events = apply_new_events(&self.store, &snapshot).await?;
+        Ok((items, events))
     }
 
     /// Builds a new snapshot from the store and the model directories and swaps it in; requests
@@ -172,6 +197,7 @@ impl Engine {
     pub async fn reload(&self) -> Result<(), EngineError> {
         let fresh = Arc::new(load(&self.store, &self.config, &self.models).await?);
         let _updating = self.updating.lock().await;
+        apply_catalog_changes(&self.store, &fresh).await?;
         apply_new_events(&self.store, &fresh).await?;
         self.current.store(fresh);
         tracing::info!(version = %self.snapshot().models.version, "models swapped in");
@@ -186,8 +212,8 @@ impl Engine {
         }
     }
 
-    /// Tails the log every `tail_interval_ms` (re-sorting trending lists after each batch) and
-    /// reloads when the model directories change.
+    /// Tails the catalog and the log every `tail_interval_ms` (re-sorting trending lists after
+    /// each batch of events) and reloads when the model directories change.
     pub fn spawn_background(self: &Arc<Self>) {
         let engine = self.clone();
         tokio::spawn(async move {
@@ -196,21 +222,19 @@ impl Engine {
             loop {
                 tick.tick().await;
                 match engine.catch_up().await {
-                    Ok(0) => {}
+                    Ok((_, 0)) => {}
                     Ok(_) => {
                         // Sorted under the read lock, so requests wait only for the swap.
                         let snapshot = engine.snapshot();
-                        let lists = snapshot
-                            .activity
-                            .read()
-                            .expect("activity lock")
-                            .trending()
-                            .sorted(&snapshot.catalog);
+                        let lists = {
+                            let live = snapshot.live.read().expect("live state lock");
+                            live.activity.trending().sorted(&live.catalog)
+                        };
                         if let Some(lists) = lists {
-                            snapshot.activity.write().expect("activity lock").install_trending(lists);
+                            snapshot.live.write().expect("live state lock").activity.install_trending(lists);
                         }
                     }
-                    Err(err) => tracing::warn!(error = %err, "reading new events failed"),
+                    Err(err) => tracing::warn!(error = %err, "applying catalog changes or new events failed"),
                 }
             }
         });
@@ -238,10 +262,12 @@ impl Engine {
 
 /// Builds a snapshot: the whole catalog and log from `store`, the models from their directories.
 async fn load(store: &Store, config: &EngineConfig, models: &ModelSource) -> Result<Snapshot, EngineError> {
+    // Changes from here on are read again by the catalog tail.
+    let as_of = Timestamp::now().millis();
     let items = store.all_items().await?;
     let (events, last_seq) = store.all_events(|_| true).await?;
     let (config, models) = (config.clone(), models.clone());
-    tokio::task::spawn_blocking(move || build(items, &events, last_seq, &config, &models))
+    tokio::task::spawn_blocking(move || build(items, &events, last_seq, as_of, &config, &models))
         .await
         .expect("snapshot build panicked")
 }
@@ -250,6 +276,7 @@ fn build(
     items: Vec<Item>,
     events: &[Event],
     last_seq: i64,
+    catalog_as_of: i64,
     config: &EngineConfig,
     models: &ModelSource,
 ) -> Result<Snapshot, EngineError> {
@@ -286,12 +313,12 @@ fn build(
     activity.refresh_trending(&catalog);
     tracing::info!(items = catalog.len(), events = events.len(), %version, "serving snapshot built");
     Ok(Snapshot {
-        catalog,
+        live: RwLock::new(Live { catalog: Arc::new(catalog), activity }),
         models: Models { version, retrieval, ranker },
         variant_models,
         disk_version,
-        activity: RwLock::new(activity),
         applied: AtomicI64::new(last_seq),
+        catalog_as_of: AtomicI64::new(catalog_as_of),
     })
 }
 
@@ -328,21 +355,70 @@ fn models_version(dirs: &[&Option<PathBuf>]) -> String {
     format!("{:012x}", feature_key("models", &stamps.join(";")) >> 16)
 }
 
+/// Applies the catalog changes written since `snapshot`'s newest applied one: new items are
+/// appended (and embedded into the two-tower index), changed ones replaced in place (a takedown
+/// reaches the filters), and the new catalog is swapped in. Returns how many items changed.
+async fn apply_catalog_changes(store: &Store, snapshot: &Snapshot) -> Result<usize, EngineError> {
+    let since = snapshot.catalog_as_of.load(Ordering::Acquire) - CATALOG_OVERLAP_MS;
+    let mut read: Vec<ItemChange> = Vec::new();
+    loop {
+        let page = store.items_changed(since, read.last(), PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        read.extend(page);
+    }
+    let Some(newest) = read.iter().map(|c| c.updated_at).max() else { return Ok(0) };
+    let started = std::time::Instant::now();
+    let catalog = snapshot.catalog();
+    let items = read.into_iter().map(|c| c.item).collect();
+    let (catalog, changes) = tokio::task::spawn_blocking(move || catalog.with_changes(items))
+        .await
+        .expect("catalog change panicked");
+    if !changes.is_empty() {
+        let touched: Vec<&Item> =
+            changes.added.iter().chain(&changes.replaced).map(|&i| catalog.item(i)).collect();
+        if let Some(retrieval) = &snapshot.models.retrieval {
+            retrieval.index_changed(&touched, Timestamp::now())?;
+        }
+        for ranker in rankers(snapshot) {
+            ranker.forget(&changes.replaced);
+        }
+        snapshot.live.write().expect("live state lock").catalog = Arc::new(catalog);
+        tracing::info!(
+            added = changes.added.len(),
+            replaced = changes.replaced.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "catalog changes applied"
+        );
+    }
+    snapshot.catalog_as_of.fetch_max(newest, Ordering::AcqRel);
+    Ok(changes.added.len() + changes.replaced.len())
+}
+
+/// The snapshot's ranking models: the served one and the experiment variants'.
+fn rankers(snapshot: &Snapshot) -> impl Iterator<Item = &Arc<Ranker>> {
+    std::iter::once(&snapshot.models)
+        .chain(snapshot.variant_models.values())
+        .filter_map(|models| models.ranker.as_ref())
+}
+
 /// Applies the events after `snapshot`'s last applied one.
 async fn apply_new_events(store: &Store, snapshot: &Snapshot) -> Result<usize, StoreError> {
     let mut applied = 0;
     loop {
         let page = store.events_after(snapshot.applied.load(Ordering::Acquire), PAGE).await?;
         let Some(last) = page.last().map(|e| e.seq) else { return Ok(applied) };
-        {
-            let mut activity = snapshot.activity.write().expect("activity lock");
+        let catalog = {
+            let mut live = snapshot.live.write().expect("live state lock");
+            let Live { catalog, activity } = &mut *live;
             for stored in &page {
-                activity.record(&snapshot.catalog, &stored.event);
+                activity.record(catalog, &stored.event);
             }
-        }
-        let rankers = std::iter::once(&snapshot.models).chain(snapshot.variant_models.values());
-        for ranker in rankers.filter_map(|models| models.ranker.as_ref()) {
-            ranker.observe(&snapshot.catalog, page.iter().map(|stored| &stored.event));
+            catalog.clone()
+        };
+        for ranker in rankers(snapshot) {
+            ranker.observe(&catalog, page.iter().map(|stored| &stored.event));
         }
         applied += page.len();
         snapshot.applied.store(last, Ordering::Release);

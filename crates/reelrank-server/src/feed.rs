@@ -13,12 +13,12 @@ use reelrank_core::{Event, EventContext, EventKind, Timestamp, User, Validate};
 use reelrank_features::feature_key;
 use reelrank_models::HeadValue;
 use reelrank_serving::{
-    explain as explain_item, recommend as run_pipeline, Filter, FilterInput, ItemIndex, Request, Source,
-    UserActivity, VariantStats,
+    explain as explain_item, recommend as run_pipeline, Catalog, Filter, FilterInput, ItemIndex, Request,
+    Source, UserActivity, VariantStats,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, Snapshot};
+use crate::engine::Engine;
 use crate::{AppState, HttpError};
 
 /// Most items one request may ask for.
@@ -113,16 +113,16 @@ pub(crate) async fn recommend(
         context: has_context.then_some(&context),
         now,
     };
-    let feed = {
-        let activity = snapshot.activity.read().expect("activity lock");
-        run_pipeline(&snapshot.catalog, &activity, models, pipeline, &request)
+    let (catalog, feed) = {
+        let live = snapshot.live.read().expect("live state lock");
+        (live.catalog.clone(), run_pipeline(&live.catalog, &live.activity, models, pipeline, &request))
     };
     let served: Vec<_> = feed.items.iter().map(|r| r.index).collect();
-    snapshot.activity.write().expect("activity lock").served(&query.user_id, &served);
+    snapshot.live.write().expect("live state lock").activity.served(&query.user_id, &served);
     let impressions = served
         .iter()
         .map(|&index| {
-            let item_id = snapshot.catalog.item(index).item_id.clone();
+            let item_id = catalog.item(index).item_id.clone();
             Event {
                 event_id: Some(format!("{request_id}:{item_id}")),
                 request_id: Some(request_id.clone()),
@@ -143,7 +143,7 @@ pub(crate) async fn recommend(
         .items
         .into_iter()
         .map(|r| {
-            let item = snapshot.catalog.item(r.index);
+            let item = catalog.item(r.index);
             FeedItem {
                 item_id: item.item_id.clone(),
                 title: item.title.clone(),
@@ -204,23 +204,24 @@ pub(crate) async fn similar(
     let retrieval = snapshot.models.retrieval.as_ref().ok_or_else(|| {
         HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "no retrieval model: run `reelrank train retrieval`")
     })?;
-    let index = item_index(&snapshot, &query.item_id)?;
+    let catalog = snapshot.catalog();
+    let index = item_index(&catalog, &query.item_id)?;
     let now = Timestamp::now();
     // Only what any feed may show: ask for a few more to make up for the filtered.
     let (activity, exclude) = (UserActivity::default(), Default::default());
     let anyone = FilterInput { user_id: "", user: None, activity: &activity, exclude: &exclude, now };
     let filters = &engine.pipeline().filters;
     let items = retrieval
-        .similar(snapshot.catalog.item(index), n * 2, now)
+        .similar(catalog.item(index), n * 2, now)
         .into_iter()
-        .filter_map(|(key, score)| snapshot.catalog.index_of_key(key).map(|i| (i, score)))
+        .filter_map(|(key, score)| catalog.index_of_key(key).map(|i| (i, score)))
         .filter(|&(i, _)| {
-            let item = snapshot.catalog.item(i);
+            let item = catalog.item(i);
             ![Filter::Moderation, Filter::Licence].iter().any(|f| f.rejects(item, i, &anyone, filters))
         })
         .take(n)
         .map(|(i, score)| {
-            let item = snapshot.catalog.item(i);
+            let item = catalog.item(i);
             SimilarItem {
                 item_id: item.item_id.clone(),
                 title: item.title.clone(),
@@ -269,7 +270,6 @@ pub(crate) async fn explain(
     let user: Option<User> = state.store.user(&query.user_id).await?;
     let snapshot = engine.snapshot();
     let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
-    let index = item_index(&snapshot, &query.item_id)?;
     let request = Request {
         request_id: "explain",
         user_id: &query.user_id,
@@ -280,8 +280,9 @@ pub(crate) async fn explain(
         now: Timestamp::now(),
     };
     let explanation = {
-        let activity = snapshot.activity.read().expect("activity lock");
-        explain_item(&snapshot.catalog, &activity, models, pipeline, &request, index)
+        let live = snapshot.live.read().expect("live state lock");
+        let index = item_index(&live.catalog, &query.item_id)?;
+        explain_item(&live.catalog, &live.activity, models, pipeline, &request, index)
     };
     Ok(Json(Explanation {
         user_id: query.user_id,
@@ -303,8 +304,8 @@ fn engine(state: &AppState) -> Result<&Engine, HttpError> {
         .ok_or_else(|| HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "this server does not serve feeds"))
 }
 
-fn item_index(snapshot: &Snapshot, item_id: &str) -> Result<ItemIndex, HttpError> {
-    snapshot.catalog.index(item_id).ok_or_else(|| {
+fn item_index(catalog: &Catalog, item_id: &str) -> Result<ItemIndex, HttpError> {
+    catalog.index(item_id).ok_or_else(|| {
         HttpError::new(StatusCode::NOT_FOUND, format!("item_id: no item `{item_id}` is served"))
     })
 }
@@ -367,8 +368,8 @@ pub(crate) async fn experiments(State(state): State<AppState>) -> Result<Json<Ex
     let experiment = engine.experiment();
     let total: f64 = experiment.variants.iter().map(|v| v.share).sum();
     let snapshot = engine.snapshot();
-    let activity = snapshot.activity.read().expect("activity lock");
-    let seen = activity.experiments().variants();
+    let live = snapshot.live.read().expect("live state lock");
+    let seen = live.activity.experiments().variants();
     let mut names: Vec<&str> = experiment.variants.iter().map(|v| v.name.as_str()).collect();
     names.extend(
         seen.keys().map(String::as_str).filter(|name| !experiment.variants.iter().any(|v| v.name == *name)),

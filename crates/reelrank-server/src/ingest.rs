@@ -71,8 +71,11 @@ pub(crate) async fn events(
     let outcome = state.store.append_events(&events).await?;
     record("events", outcome.inserted as usize);
     if let Some(engine) = &state.engine {
-        // Acknowledged events shape the very next feed (a `not_interested` above all).
-        engine.catch_up().await?;
+        // Acknowledged events shape the very next feed (a `not_interested` above all). They are
+        // stored whatever happens here: on a failure the tail applies them on its next tick.
+        if let Err(err) = engine.catch_up().await {
+            tracing::warn!(error = %err, "applying acknowledged events failed");
+        }
     }
     Ok(Json(Accepted {
         accepted: events.len(),

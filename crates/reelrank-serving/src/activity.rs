@@ -170,10 +170,12 @@ impl Trending {
     fn add(&mut self, index: ItemIndex, ts: Timestamp) {
         let origin = *self.origin_ms.get_or_insert(ts.millis());
         let growth = ((ts.millis() - origin) as f64 / self.half_life_ms).exp2();
-        if let Some(heat) = self.heat.get_mut(index as usize) {
-            *heat += growth;
-            self.positives += 1;
+        // Items added to the catalog after this was sized get their heat on their first positive.
+        if self.heat.len() <= index as usize {
+            self.heat.resize(index as usize + 1, 0.0);
         }
+        self.heat[index as usize] += growth;
+        self.positives += 1;
     }
 
     /// The item's heat at `now`, in positives (each counted `0.5^(age / half-life)`).

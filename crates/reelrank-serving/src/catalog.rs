@@ -2,9 +2,11 @@
 //! need (by id, by vector key, by creator, by series, newest first), built once per catalog
 //! snapshot so that a request never scans the catalog.
 
+use std::sync::Arc;
+
 use reelrank_core::Item;
 use reelrank_features::item_id_key;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Position of an item in a [`Catalog`].
 pub type ItemIndex = u32;
@@ -22,31 +24,42 @@ pub struct Facets {
     pub series: Option<u32>,
 }
 
-impl Facets {
-    /// Each item's facets, numbered in order of first appearance.
-    fn number<'a>(items: &'a [Item]) -> Vec<Facets> {
-        let mut ids: FxHashMap<(u8, &'a str), u32> = FxHashMap::default();
-        let mut id = |kind: u8, value: &'a str| {
-            let next = ids.len() as u32;
-            *ids.entry((kind, value)).or_insert(next)
-        };
-        let mut facets = Vec::with_capacity(items.len());
-        for item in items {
-            facets.push(Facets {
-                creator: item.creator_id.as_deref().map(|c| id(0, c)),
-                category: id(1, item.category.as_str()),
-                series: item.series_id.as_deref().map(|s| id(2, s)),
-            });
+/// Numbers facets in order of first appearance, per kind; kept with the catalog so that items
+/// added later get the ids of their older peers.
+#[derive(Debug, Clone, Default)]
+struct FacetIds {
+    creators: FxHashMap<String, u32>,
+    categories: FxHashMap<String, u32>,
+    series: FxHashMap<String, u32>,
+}
+
+impl FacetIds {
+    fn facets(&mut self, item: &Item) -> Facets {
+        fn id(ids: &mut FxHashMap<String, u32>, value: &str) -> u32 {
+            if let Some(&id) = ids.get(value) {
+                return id;
+            }
+            let id = ids.len() as u32;
+            ids.insert(value.to_owned(), id);
+            id
         }
-        facets
+        Facets {
+            creator: item.creator_id.as_deref().map(|c| id(&mut self.creators, c)),
+            category: id(&mut self.categories, item.category.as_str()),
+            series: item.series_id.as_deref().map(|s| id(&mut self.series, s)),
+        }
     }
 }
 
-/// An immutable catalog snapshot with its lookups.
-#[derive(Debug, Default)]
+/// A catalog snapshot with its lookups. Items keep their position for the catalog's life (a
+/// changed item is replaced in place, a new one appended), so that positions held elsewhere
+/// (users' activity, item heat, caches) stay valid across [`Catalog::with_changes`].
+#[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    items: Vec<Item>,
-    by_id: FxHashMap<String, ItemIndex>,
+    /// Shared with the catalogs derived from this one: a change copies pointers, not items.
+    items: Vec<Arc<Item>>,
+    /// Positions by [`item_id_key`]: the key the vector index returns, and 64 bits of the id
+    /// (ids are checked on lookup).
     by_key: FxHashMap<u64, ItemIndex>,
     /// Each creator's items, newest first.
     by_creator: FxHashMap<String, Vec<ItemIndex>>,
@@ -55,35 +68,148 @@ pub struct Catalog {
     /// Items with a publication time, newest first.
     newest: Vec<ItemIndex>,
     facets: Vec<Facets>,
+    facet_ids: FacetIds,
+}
+
+/// What [`Catalog::with_changes`] did.
+#[derive(Debug, Default)]
+pub struct CatalogChanges {
+    /// Positions of the items that were not in the catalog.
+    pub added: Vec<ItemIndex>,
+    /// Positions of the items that changed.
+    pub replaced: Vec<ItemIndex>,
+}
+
+impl CatalogChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.replaced.is_empty()
+    }
 }
 
 impl Catalog {
     /// The snapshot of `items` (ids are unique, as the store keeps them).
     pub fn new(items: Vec<Item>) -> Catalog {
         let mut catalog = Catalog::default();
-        let published = |i: &ItemIndex, items: &[Item]| items[*i as usize].published_at.map(|t| t.millis());
-        catalog.facets = Facets::number(&items);
-        for (i, item) in items.iter().enumerate() {
-            let index = i as ItemIndex;
-            catalog.by_id.insert(item.item_id.clone(), index);
-            catalog.by_key.insert(item_id_key(&item.item_id), index);
-            if let Some(creator) = &item.creator_id {
-                catalog.by_creator.entry(creator.clone()).or_default().push(index);
+        catalog.insert(items);
+        catalog
+    }
+
+    /// This catalog with `items` added or, where an item of the same id is held and differs,
+    /// replaced in place; the items' lookups are updated, the rest is shared. Items equal to the
+    /// held ones change nothing, so a reader may pass items it has seen before.
+    pub fn with_changes(&self, items: Vec<Item>) -> (Catalog, CatalogChanges) {
+        // The last version of each item, in order of first appearance.
+        let mut latest: FxHashMap<String, usize> = FxHashMap::default();
+        let mut unique: Vec<Item> = Vec::with_capacity(items.len());
+        for item in items {
+            match latest.get(&item.item_id) {
+                Some(&at) => unique[at] = item,
+                None => {
+                    latest.insert(item.item_id.clone(), unique.len());
+                    unique.push(item);
+                }
             }
-            if let (Some(series), Some(episode)) = (&item.series_id, item.episode) {
-                catalog.episodes.entry(series.clone()).or_default().push((episode, index));
+        }
+        let changed: Vec<Item> = unique
+            .into_iter()
+            .filter(|item| self.index(&item.item_id).is_none_or(|i| *self.items[i as usize] != *item))
+            .collect();
+        let mut catalog = self.clone();
+        let changes = catalog.insert(changed);
+        (catalog, changes)
+    }
+
+    /// Adds or replaces `items` (ids unique) and updates the lookups they are in.
+    fn insert(&mut self, items: Vec<Item>) -> CatalogChanges {
+        let mut changes = CatalogChanges::default();
+        let mut replacements = Vec::new();
+        for item in items {
+            let facets = self.facet_ids.facets(&item);
+            let item = Arc::new(item);
+            match self.index(&item.item_id) {
+                Some(index) => {
+                    replacements.push((index, item, facets));
+                    changes.replaced.push(index);
+                }
+                None => {
+                    let index = self.items.len() as ItemIndex;
+                    self.by_key.insert(item_id_key(&item.item_id), index);
+                    self.items.push(item);
+                    self.facets.push(facets);
+                    changes.added.push(index);
+                }
+            }
+        }
+        self.unlist(&changes.replaced);
+        for (index, item, facets) in replacements {
+            self.items[index as usize] = item;
+            self.facets[index as usize] = facets;
+        }
+        let listed: Vec<ItemIndex> = changes.added.iter().chain(&changes.replaced).copied().collect();
+        self.list(&listed);
+        changes
+    }
+
+    /// Removes the items at `indices` from the creator, series and newest lists.
+    fn unlist(&mut self, indices: &[ItemIndex]) {
+        let gone: FxHashSet<ItemIndex> = indices.iter().copied().collect();
+        for &index in indices {
+            let item = &self.items[index as usize];
+            if let Some(list) = item.creator_id.as_ref().and_then(|c| self.by_creator.get_mut(c)) {
+                list.retain(|i| !gone.contains(i));
+            }
+            if let Some(list) = item.series_id.as_ref().and_then(|s| self.episodes.get_mut(s)) {
+                list.retain(|(_, i)| !gone.contains(i));
+            }
+        }
+        if !gone.is_empty() {
+            self.newest.retain(|i| !gone.contains(i));
+        }
+    }
+
+    /// Adds the items at `indices` to the creator, series and newest lists, keeping their order.
+    fn list(&mut self, indices: &[ItemIndex]) {
+        let items = &self.items;
+        let newest_first = |i: &ItemIndex| std::cmp::Reverse(items[*i as usize].published_at);
+        let mut creators = FxHashSet::default();
+        let mut series = FxHashSet::default();
+        let mut published = Vec::new();
+        for &index in indices {
+            let item = &items[index as usize];
+            if let Some(creator) = &item.creator_id {
+                self.by_creator.entry(creator.clone()).or_default().push(index);
+                creators.insert(creator.as_str());
+            }
+            if let (Some(id), Some(episode)) = (&item.series_id, item.episode) {
+                self.episodes.entry(id.clone()).or_default().push((episode, index));
+                series.insert(id.as_str());
             }
             if item.published_at.is_some() {
-                catalog.newest.push(index);
+                published.push(index);
             }
         }
-        for list in catalog.by_creator.values_mut() {
-            list.sort_by_key(|i| std::cmp::Reverse(published(i, &items)));
+        for creator in creators {
+            self.by_creator.get_mut(creator).expect("listed above").sort_by_key(newest_first);
         }
-        catalog.episodes.values_mut().for_each(|episodes| episodes.sort_unstable());
-        catalog.newest.sort_by_key(|i| std::cmp::Reverse(published(i, &items)));
-        catalog.items = items;
-        catalog
+        for id in series {
+            self.episodes.get_mut(id).expect("listed above").sort_unstable();
+        }
+        // Merged rather than re-sorted: a change touches a few items of a long list.
+        published.sort_by_key(newest_first);
+        let mut merged = Vec::with_capacity(self.newest.len() + published.len());
+        let (mut old, mut new) = (self.newest.iter().peekable(), published.iter().peekable());
+        while let (Some(&&a), Some(&&b)) = (old.peek(), new.peek()) {
+            if newest_first(&b) < newest_first(&a) {
+                merged.push(b);
+                new.next();
+            } else {
+                merged.push(a);
+                old.next();
+            }
+        }
+        merged.extend(old.chain(new));
+        self.newest = merged;
     }
 
     /// The item's creator, category and series as ids of this catalog.
@@ -108,7 +234,7 @@ impl Catalog {
 
     /// The position of the item `item_id`.
     pub fn index(&self, item_id: &str) -> Option<ItemIndex> {
-        self.by_id.get(item_id).copied()
+        self.index_of_key(item_id_key(item_id)).filter(|&i| self.items[i as usize].item_id == item_id)
     }
 
     /// The position of the item whose [`item_id_key`] is `key` (what the vector index returns).
@@ -162,5 +288,34 @@ mod tests {
         assert_eq!(catalog.by_creator("c").iter().map(|&i| id(i)).collect::<Vec<_>>(), ["e3", "e2", "e1"]);
         assert_eq!(catalog.newest().len(), 3);
         assert_eq!(catalog.index_of_key(item_id_key("other")), catalog.index("other"));
+    }
+
+    #[test]
+    fn changes_add_and_replace_in_place_and_keep_the_lookups() {
+        let item = |id: &str, creator: &str, day: i64| Item {
+            creator_id: Some(creator.into()),
+            published_at: Some(Timestamp(day * Timestamp::DAY_MS)),
+            ..Item::new(id, Category::ShortVideo)
+        };
+        let catalog = Catalog::new(vec![item("a", "c", 1), item("b", "c", 3), item("z", "d", 2)]);
+        let moved = Item { creator_id: Some("d".into()), ..item("b", "c", 3) };
+        let (next, changes) = catalog.with_changes(vec![
+            item("a", "c", 1),
+            item("n", "c", 2),
+            moved.clone(),
+            item("n", "c", 4),
+        ]);
+        assert_eq!((changes.added.as_slice(), changes.replaced.as_slice()), (&[3][..], &[1][..]));
+        let ids = |c: &Catalog, list: &[ItemIndex]| {
+            list.iter().map(|&i| c.item(i).item_id.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&next, next.newest()), ["n", "b", "z", "a"], "merged by publication time");
+        assert_eq!(ids(&next, next.by_creator("c")), ["n", "a"]);
+        assert_eq!(ids(&next, next.by_creator("d")), ["b", "z"]);
+        assert_eq!(next.facets(1).creator, next.facets(2).creator, "a moved item takes its new creator's id");
+        assert_eq!((next.index("b"), next.item(1)), (Some(1), &moved));
+        // The catalog changed from is untouched, and unchanged items change nothing.
+        assert_eq!((catalog.len(), ids(&catalog, catalog.by_creator("c")).len()), (3, 2));
+        assert!(next.with_changes(vec![moved]).1.is_empty());
     }
 }

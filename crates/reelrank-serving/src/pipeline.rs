@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use reelrank_ann::VectorIndex;
 use reelrank_core::{EventContext, Timestamp, User};
 use reelrank_features::{describe_engagement, feature_key, item_id_key};
 use reelrank_models::Value;
@@ -194,9 +193,7 @@ pub fn recommend(
 
     let vectors: Vec<Option<Vec<f32>>> = indices
         .iter()
-        .map(|&i| {
-            models.retrieval.as_ref().and_then(|r| r.index.vector(item_id_key(&catalog.item(i).item_id)))
-        })
+        .map(|&i| models.retrieval.as_ref().and_then(|r| r.vector(item_id_key(&catalog.item(i).item_id))))
         .collect();
     let ranked: Vec<Ranked<'_>> = candidates
         .iter()

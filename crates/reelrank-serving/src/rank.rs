@@ -117,6 +117,14 @@ impl Ranker {
         self.weights.values(self.model.heads(), probabilities)
     }
 
+    /// Drops what is cached of the items at `indices` (they changed in the catalog).
+    pub fn forget(&self, indices: &[ItemIndex]) {
+        let mut sides = self.sides.write().expect("item cache");
+        for index in indices {
+            sides.remove(index);
+        }
+    }
+
     /// The item's bags and its share of the first layer, from the cache while they are unchanged
     /// (they change only when its age bucket moves on).
     fn item_side(&self, index: ItemIndex, item: &Item, now: Timestamp) -> Arc<ItemSide> {

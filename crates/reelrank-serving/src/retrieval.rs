@@ -1,11 +1,17 @@
 //! The retrieval side a server loads: the two-tower model, the user schema it was trained with
 //! and the ANN index of every catalog item's vector, saved and loaded as one directory.
+//!
+//! Items that arrive or change while serving are embedded at once into a small exact index of
+//! fresh vectors, which shadows the graph's (the way search engines keep a small appendable
+//! segment beside their large immutable ones): the graph is never written while requests read
+//! it, and readers take no lock to see fresh vectors, only an atomic pointer load.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use reelrank_ann::{AdaptiveIndex, IndexConfig, VectorIndex};
+use arc_swap::ArcSwap;
+use reelrank_ann::{AdaptiveIndex, FlatIndex, IndexConfig, VectorIndex};
 use reelrank_core::{EventContext, Item, Timestamp, User};
 use reelrank_features::{context_bag, item_bags, item_id_key, PersistError, UserSchema};
 use reelrank_models::TwoTower;
@@ -19,8 +25,11 @@ pub struct Retrieval {
     pub model: TwoTower,
     /// The user attributes its user tower reads.
     pub user_schema: UserSchema,
-    /// Every catalog item's vector, keyed by [`item_id_key`].
-    pub index: AdaptiveIndex,
+    /// Every catalog item's vector as of the load, keyed by [`item_id_key`].
+    index: AdaptiveIndex,
+    /// Vectors of the items added or changed since the load: they take precedence over the
+    /// graph's. Replaced whole on each change (a few thousand vectors, copied in microseconds).
+    fresh: ArcSwap<FlatIndex>,
     /// Recently asked items' nearest neighbours (they change only with the model): a user's
     /// latest positives are looked up on every refresh.
     neighbours: RwLock<HashMap<u64, Neighbours>>,
@@ -42,32 +51,97 @@ impl Retrieval {
         config: &IndexConfig,
         now: Timestamp,
     ) -> reelrank_ann::Result<Retrieval> {
-        const CHUNK: usize = 10_000;
-        let keys: Vec<u64> = items.iter().map(|i| item_id_key(&i.item_id)).collect();
-        let mut vectors = Vec::with_capacity(items.len() * model.output_dim());
-        for chunk in items.chunks(CHUNK) {
-            let bags: Vec<_> = chunk.iter().map(|item| item_bags(item, now)).collect();
-            vectors.extend(model.item_vectors(&bags));
-        }
-        let index = AdaptiveIndex::build(model.output_dim(), config.clone(), &keys, &vectors)?;
-        Ok(Retrieval::new(model, user_schema, index))
+        let empty = AdaptiveIndex::new(model.output_dim(), config.clone());
+        let mut retrieval = Retrieval::new(model, user_schema, empty);
+        let (keys, vectors): (Vec<u64>, Vec<Vec<f32>>) =
+            retrieval.vectors(&items.iter().collect::<Vec<_>>(), now).into_iter().unzip();
+        retrieval.index =
+            AdaptiveIndex::build(retrieval.model.output_dim(), config.clone(), &keys, &vectors.concat())?;
+        Ok(retrieval)
     }
 
     fn new(model: TwoTower, user_schema: UserSchema, index: AdaptiveIndex) -> Retrieval {
-        Retrieval { model, user_schema, index, neighbours: RwLock::default() }
+        let fresh = ArcSwap::from_pointee(FlatIndex::new(model.output_dim()));
+        Retrieval { model, user_schema, index, fresh, neighbours: RwLock::default() }
     }
 
     /// Adds the vectors of `items` the index lacks (items ingested after training), from their
-    /// content features at `now`; returns how many.
+    /// content features at `now`; returns how many. Run before serving, while nothing reads.
     pub fn index_missing(&mut self, items: &[Item], now: Timestamp) -> reelrank_ann::Result<usize> {
         let missing: Vec<&Item> =
             items.iter().filter(|i| self.index.vector(item_id_key(&i.item_id)).is_none()).collect();
-        let bags: Vec<_> = missing.iter().map(|item| item_bags(item, now)).collect();
-        let vectors = self.model.item_vectors(&bags);
-        for (item, vector) in missing.iter().zip(vectors.chunks_exact(self.model.output_dim())) {
-            self.index.upsert(item_id_key(&item.item_id), vector)?;
+        for (key, vector) in self.vectors(&missing, now) {
+            self.index.upsert(key, &vector)?;
         }
         Ok(missing.len())
+    }
+
+    /// Embeds `items` (new or changed while serving) from their content features at `now`, so
+    /// that the next search finds them where they now belong; forgets their cached neighbours.
+    pub fn index_changed(&self, items: &[&Item], now: Timestamp) -> reelrank_ann::Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut fresh = FlatIndex::clone(&self.fresh.load());
+        let vectors = self.vectors(items, now);
+        for (key, vector) in &vectors {
+            fresh.upsert(*key, vector)?;
+        }
+        self.fresh.store(Arc::new(fresh));
+        let mut cache = self.neighbours.write().expect("neighbour cache");
+        for (key, _) in &vectors {
+            cache.remove(key);
+        }
+        Ok(())
+    }
+
+    /// Each item's key and vector from its content features at `now`.
+    fn vectors(&self, items: &[&Item], now: Timestamp) -> Vec<(u64, Vec<f32>)> {
+        const CHUNK: usize = 10_000;
+        let mut keyed = Vec::with_capacity(items.len());
+        for chunk in items.chunks(CHUNK) {
+            let bags: Vec<_> = chunk.iter().map(|item| item_bags(item, now)).collect();
+            let vectors = self.model.item_vectors(&bags);
+            let keys = chunk.iter().map(|item| item_id_key(&item.item_id));
+            keyed.extend(keys.zip(vectors.chunks_exact(self.model.output_dim()).map(<[f32]>::to_vec)));
+        }
+        keyed
+    }
+
+    /// The index as built or loaded, without the fresh vectors.
+    pub fn index(&self) -> &AdaptiveIndex {
+        &self.index
+    }
+
+    /// The item's vector (the fresh one, if it changed since the load).
+    pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
+        match self.fresh.load().get(key) {
+            Some(vector) => Some(vector.to_vec()),
+            None => self.index.vector(key),
+        }
+    }
+
+    /// Up to `k` `(key, inner product)` pairs among keys that `filter` accepts, best first: the
+    /// graph's, less the keys with a fresh vector, merged with the fresh ones.
+    pub fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
+        let fresh = self.fresh.load();
+        if fresh.is_empty() {
+            return self.index.search(query, k, filter);
+        }
+        let mut found = self.index.search(query, k, &|key| fresh.get(key).is_none() && filter(key));
+        found.extend(fresh.search(query, k, filter));
+        found.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        found.truncate(k);
+        found
+    }
+
+    /// [`Retrieval::search`] over every key: unfiltered, the graph's fastest search, while no
+    /// vector is fresh.
+    fn search_all(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
+        match self.fresh.load().is_empty() {
+            true => self.index.search_all(query, k),
+            false => self.search(query, k, &|_| true),
+        }
     }
 
     /// Writes the model, the user schema and the index (`index/`) into `dir`.
@@ -112,14 +186,9 @@ impl Retrieval {
                 return hit.clone();
             }
         }
-        let Some(vector) = self.index.vector(key) else { return Arc::from([]) };
-        let found: Neighbours = self
-            .index
-            .search_all(&vector, n + 1)
-            .into_iter()
-            .filter(|&(other, _)| other != key)
-            .take(n)
-            .collect();
+        let Some(vector) = self.vector(key) else { return Arc::from([]) };
+        let found: Neighbours =
+            self.search_all(&vector, n + 1).into_iter().filter(|&(other, _)| other != key).take(n).collect();
         let mut cache = self.neighbours.write().expect("neighbour cache");
         if cache.len() >= NEIGHBOUR_CACHE_ITEMS {
             cache.clear();
@@ -132,11 +201,11 @@ impl Retrieval {
     /// after training, by the vector of its content features), with their similarity.
     pub fn similar(&self, item: &Item, n: usize, now: Timestamp) -> Vec<(u64, f32)> {
         let key = item_id_key(&item.item_id);
-        match self.index.vector(key) {
+        match self.vector(key) {
             Some(_) => self.neighbours(key, n).iter().take(n).copied().collect(),
             None => {
                 let vector = self.model.item_vectors(&[item_bags(item, now)]);
-                self.index.search(&vector, n, &|other| other != key)
+                self.search(&vector, n, &|other| other != key)
             }
         }
     }

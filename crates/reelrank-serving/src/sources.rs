@@ -5,7 +5,6 @@
 
 use rustc_hash::FxHashMap;
 
-use reelrank_ann::VectorIndex;
 use reelrank_core::{Category, EventContext, Timestamp, User};
 use reelrank_features::item_id_key;
 use serde::{Deserialize, Serialize};
@@ -202,7 +201,7 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
             let unseen = |key: &u64| {
                 input.catalog.index_of_key(*key).is_some_and(|i| !input.activity.seen.contains(&i))
             };
-            let found = retrieval.index.search(&vector, config.two_tower, &|key| unseen(&key));
+            let found = retrieval.search(&vector, config.two_tower, &|key| unseen(&key));
             let nearest: Vec<u64> = found.into_iter().map(|(key, _)| key).collect();
             for key in nearest {
                 gathered.add(input.catalog.index_of_key(key), Source::TwoTower, None, None);

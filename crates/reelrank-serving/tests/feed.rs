@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use reelrank_ann::IndexConfig;
 use reelrank_core::{Event, EventKind, Item, ModerationStatus, Timestamp, User};
 use reelrank_eval::{tower_inputs, ImpressionConfig, ImpressionSet, Rating, RetrievalTask, Split};
-use reelrank_features::{join_impressions, PositiveRule, RankingFeatures, UserSchema, ACTIONS};
+use reelrank_features::{item_id_key, join_impressions, PositiveRule, RankingFeatures, UserSchema, ACTIONS};
 use reelrank_models::{TwoTower, TwoTowerConfig, ValueWeights, WideDeep, WideDeepConfig};
 use reelrank_serving::{
     recommend, Activity, Catalog, Filter, Models, PipelineConfig, Ranker, Request, Retrieval, Source,
@@ -279,4 +279,36 @@ fn the_ranker_counts_new_events_for_the_next_request() {
     assert!(after[0] > counters[0] + 1.0, "showings (log): {} -> {}", counters[0], after[0]);
     assert!(after[like] > counters[like] + 0.3, "like rate: {} -> {}", counters[like], after[like]);
     assert_ne!(score(&ranker), value, "the item's value follows its counters");
+}
+
+#[test]
+fn items_added_while_serving_are_searched_with_their_fresh_vectors() {
+    let platform = platform();
+    let shared = platform.models.retrieval.as_deref().expect("two-tower");
+    let items: Vec<Item> =
+        (0..platform.catalog.len() as u32).map(|i| platform.catalog.item(i).clone()).collect();
+    let config = IndexConfig::default();
+    let retrieval =
+        Retrieval::build(shared.model.clone(), shared.user_schema.clone(), &items, &config, platform.now)
+            .expect("index");
+    let old = items[0].clone();
+    let twin = Item { item_id: "added-while-serving".into(), ..old.clone() };
+    let changed = Item { tags: vec!["nothing-like-before".into()], ..old.clone() };
+    let (twin_key, old_key) = (item_id_key(&twin.item_id), item_id_key(&old.item_id));
+    let before = retrieval.vector(old_key).expect("indexed at build");
+    assert!(retrieval.vector(twin_key).is_none());
+
+    retrieval.index_changed(&[&twin, &changed], platform.now).unwrap();
+    let twin_vector = retrieval.vector(twin_key).expect("fresh vector");
+    assert_eq!(retrieval.search(&twin_vector, 1, &|_| true)[0].0, twin_key);
+    assert_ne!(retrieval.vector(old_key).unwrap(), before, "the changed item's vector is its new one");
+    // The changed item is found once, by its new vector, and not at all where its old one was.
+    let near_new = retrieval.search(&retrieval.vector(old_key).unwrap(), 50, &|_| true);
+    assert_eq!(near_new.iter().filter(|&&(key, _)| key == old_key).count(), 1);
+    let near_old = retrieval.search(&before, 50, &|_| true);
+    assert!(near_old.iter().all(|&(key, score)| key != old_key || score < 0.999 * dot(&before, &before)));
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

@@ -35,7 +35,7 @@ use sqlx::{AnyPool, ConnectOptions};
 use tokio::sync::Mutex;
 
 pub use error::{Result, StoreError};
-pub use read::{Counts, StoredEvent};
+pub use read::{Counts, ItemChange, StoredEvent};
 pub use write::AppendOutcome;
 
 /// File name of the embedded database inside the data directory.

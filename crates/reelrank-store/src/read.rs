@@ -29,6 +29,15 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// A catalog item as last written, and when (Unix ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemChange {
+    /// When it was written.
+    pub updated_at: i64,
+    /// The item.
+    pub item: Item,
+}
+
 /// Rows per query of the `all_*` readers.
 const PAGE: u32 = 10_000;
 
@@ -71,6 +80,31 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(item_from_row).collect()
+    }
+
+    /// Up to `limit` items written at or after `since_ms`, in order of `(updated_at, item_id)`
+    /// after the position `after` (`None` for the first page), with each item's `updated_at`:
+    /// how serving follows catalog changes without reading the whole catalog.
+    pub async fn items_changed(
+        &self,
+        since_ms: i64,
+        after: Option<&ItemChange>,
+        limit: u32,
+    ) -> Result<Vec<ItemChange>> {
+        let (at, id) =
+            after.map_or((since_ms, ""), |c| (c.updated_at.max(since_ms), c.item.item_id.as_str()));
+        let rows = sqlx::query(
+            "SELECT * FROM items WHERE updated_at > $1 OR (updated_at = $1 AND item_id > $2) \
+             ORDER BY updated_at, item_id LIMIT $3",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(ItemChange { updated_at: row.try_get("updated_at")?, item: item_from_row(row)? }))
+            .collect()
     }
 
     /// Up to `limit` users with ids after `after` (`""` for the first page), in id order.

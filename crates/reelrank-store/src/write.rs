@@ -97,10 +97,12 @@ impl Store {
     pub async fn upsert_items(&self, items: &[Item], default_status: ModerationStatus) -> Result<u64> {
         let items = last_per_key(items, |i| &i.item_id);
         let written = items.len() as u64;
-        let now = Timestamp::now().millis();
         let (with_status, without_status): (Vec<&Item>, Vec<&Item>) =
             items.into_iter().partition(|i| i.status.is_some());
         let _guard = self.write_guard().await;
+        // Stamped once the writer lock is held, so that on SQLite stamps follow commit order and a
+        // reader tailing by `updated_at` misses nothing.
+        let now = Timestamp::now().millis();
         let mut tx = self.pool.begin().await?;
         for (group, skip) in [(with_status, &[][..]), (without_status, &["status"][..])] {
             let conflict = upsert_clause("item_id", ITEM_COLUMNS, skip);

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use reelrank_ann::VectorIndex;
 use reelrank_core::{Event, Timestamp};
 use reelrank_eval::{tower_inputs, ImpressionSet, Rating, RetrievalTask, Split};
 use reelrank_features::{item_id_key, join_impressions, PositiveRule, UserSchema};
@@ -85,7 +84,7 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         ("caps + MMR + exploration", settings_of(base.diversity.clone())),
     ];
     let retrieval = models.retrieval.as_deref().expect("trained above");
-    let vector = |i: ItemIndex| retrieval.index.vector(item_id_key(&catalog.item(i).item_id));
+    let vector = |i: ItemIndex| retrieval.vector(item_id_key(&catalog.item(i).item_id));
     let mut rows = Vec::new();
     for (name, pipeline) in &variants {
         let mut sums = [0.0f64; 4];

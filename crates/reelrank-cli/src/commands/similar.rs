@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
-use reelrank_ann::VectorIndex;
 use reelrank_core::Timestamp;
 use reelrank_features::item_id_key;
 use reelrank_serving::Retrieval;
@@ -36,7 +35,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
         .item(&args.item_id)
         .await?
         .with_context(|| format!("no item `{}` in the store", args.item_id))?;
-    let from = match retrieval.index.vector(item_id_key(&item.item_id)) {
+    let from = match retrieval.vector(item_id_key(&item.item_id)) {
         Some(_) => "index",
         None => "content features",
     };

@@ -93,7 +93,7 @@ async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) 
     let schema = UserSchema::from_users(&users);
     let retrieval = Retrieval::build(model, schema, &items, &settings.retrieval.index, Timestamp::now())?;
     super::save_whole(&dir, |fresh| Ok(retrieval.save(fresh)?))?;
-    let index = &retrieval.index;
+    let index = retrieval.index();
     println!(
         "trained the two-tower model on {} positives of {} users and {} items, {epochs} epochs, and indexed {} catalog items ({}), in {:.1} s; saved to {}",
         all.train.len(),

@@ -1,6 +1,6 @@
-//! `reelrank serve` with trained models: feeds, their impressions in the log, feedback and
-//! opt-outs acting on the next request, and a retrained model swapped in under load without a
-//! failed request.
+//! `reelrank serve` with trained models: feeds, their impressions in the log, feedback, opt-outs
+//! and catalog changes acting on the next request, and a retrained model swapped in under load
+//! without a failed request.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -112,6 +112,32 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
         before["item_engagement"],
         after["item_engagement"]
     );
+
+    // Catalog changes reach the feeds without a reload: a new item is proposed as fresh, a
+    // takedown is filtered, both within seconds of being acknowledged.
+    let taken_down = items[2]["item_id"].as_str().unwrap().to_owned();
+    let new_item =
+        json!([{"item_id": "just-published", "category": items[3]["category"], "published_at": now}]);
+    assert_eq!(post(&client, &format!("{}/v1/items", server.url), new_item).await, 200);
+    let takedown = json!([{"item_id": taken_down, "category": items[2]["category"], "status": "removed"}]);
+    assert_eq!(post(&client, &format!("{}/v1/items", server.url), takedown).await, 200);
+    let explain = |item: &str| format!("{}/v1/explain?user_id=u7&item_id={item}", server.url);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, fresh) = get(&client, &explain("just-published")).await;
+        let (_, removed) = get(&client, &explain(&taken_down)).await;
+        let removed_filtered = removed["filtered_by"].as_array().unwrap().contains(&json!("moderation"));
+        if status == 200 && fresh["source"] == "fresh" && removed_filtered {
+            assert_eq!(fresh["model_version"], version.as_str(), "applied without a reload");
+            break;
+        }
+        assert!(Instant::now() < deadline, "catalog changes not served within 5 s: {fresh} {removed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..5 {
+        let (_, next) = get(&client, &feed_url("u7")).await;
+        assert!(next["items"].as_array().unwrap().iter().all(|i| i["item_id"] != taken_down.as_str()));
+    }
 
     // Turning personalisation off acts on the next request.
     let user = json!([{"user_id": "u9", "personalization": false}]);

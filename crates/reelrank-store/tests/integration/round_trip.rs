@@ -135,3 +135,30 @@ async fn bulk_writes_span_several_statements() {
         assert_eq!(missing, ["nope"], "{}", t.name);
     }
 }
+
+#[tokio::test]
+async fn changed_items_are_read_in_pages_in_write_order() {
+    for t in testing::all().await {
+        let store = &t.store;
+        let first: Vec<Item> = (0..5).map(|i| Item::new(format!("a{i}"), Category::ShortVideo)).collect();
+        store.upsert_items(&first, ModerationStatus::Approved).await.unwrap();
+        let before = store.items_changed(0, None, 100).await.unwrap();
+        assert_eq!(before.len(), 5, "{}", t.name);
+        let since = before.iter().map(|c| c.updated_at).max().unwrap() + 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut takedown = first[3].clone();
+        takedown.status = Some(ModerationStatus::Removed);
+        store
+            .upsert_items(&[takedown, Item::new("b", Category::Movie)], ModerationStatus::Approved)
+            .await
+            .unwrap();
+        // Two pages of one row each, then nothing.
+        let page = store.items_changed(since, None, 1).await.unwrap();
+        let next = store.items_changed(since, page.last(), 1).await.unwrap();
+        let rest = store.items_changed(since, next.last(), 1).await.unwrap();
+        let ids: Vec<&str> = page.iter().chain(&next).map(|c| c.item.item_id.as_str()).collect();
+        assert_eq!(ids, ["a3", "b"], "{}", t.name);
+        assert_eq!(page[0].item.status, Some(ModerationStatus::Removed), "{}", t.name);
+        assert!(rest.is_empty(), "{}", t.name);
+    }
+}
