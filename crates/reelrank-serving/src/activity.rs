@@ -37,6 +37,8 @@ pub struct UserActivity {
 #[derive(Debug, Clone)]
 pub struct Activity {
     users: FxHashMap<String, UserActivity>,
+    /// Each item's impressions, to anyone (by position; items added later start at 0).
+    impressions: Vec<u32>,
     rule: PositiveRule,
     trending: Trending,
     experiments: ExperimentStats,
@@ -47,6 +49,7 @@ impl Activity {
     pub fn new(items: usize, heat_half_life_hours: f64) -> Activity {
         Activity {
             users: FxHashMap::default(),
+            impressions: vec![0; items],
             rule: PositiveRule::default(),
             trending: Trending::new(items, heat_half_life_hours),
             experiments: ExperimentStats::default(),
@@ -58,6 +61,12 @@ impl Activity {
         let Some(index) = catalog.index(&event.item_id) else { return };
         let item = catalog.item(index);
         self.experiments.record(event, item.duration_s);
+        if event.kind == EventKind::Impression {
+            if self.impressions.len() <= index as usize {
+                self.impressions.resize(index as usize + 1, 0);
+            }
+            self.impressions[index as usize] += 1;
+        }
         let user = self.users.entry(event.user_id.clone()).or_default();
         match event.kind {
             EventKind::Impression
@@ -103,6 +112,11 @@ impl Activity {
     pub fn user(&self, user_id: &str) -> &UserActivity {
         static EMPTY: std::sync::OnceLock<UserActivity> = std::sync::OnceLock::new();
         self.users.get(user_id).unwrap_or_else(|| EMPTY.get_or_init(UserActivity::default))
+    }
+
+    /// How often the item has been shown, as the log tells.
+    pub fn impressions(&self, index: ItemIndex) -> u32 {
+        self.impressions.get(index as usize).copied().unwrap_or(0)
     }
 
     /// Item heat for the trending source.

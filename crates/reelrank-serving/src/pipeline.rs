@@ -204,6 +204,7 @@ pub fn recommend(
             vector: vector.as_deref(),
             facets: catalog.facets(c.index),
             explorable: c.source == Source::Fresh || heat(c.index) < LONG_TAIL_HEAT,
+            impressions: activity.impressions(c.index),
         })
         .collect();
     let seed = feature_key("request", request.request_id);

@@ -1,8 +1,10 @@
 //! Re-ranking: turns the ranked candidates into the feed. Greedy, slot by slot: within any
 //! window of consecutive slots a creator, a category and a series may appear only so often;
 //! among what the caps allow, maximal marginal relevance trades the value against similarity to
-//! what is already chosen; and a share of slots, drawn with the request's own seed, goes to the
-//! best fresh or long-tail candidate (exploration).
+//! what is already chosen; and a share of slots, drawn with the request's own seed, goes to
+//! exploration: to the least shown candidate still in its starting pool of impressions (the way
+//! short-video platforms give every new upload a first audience, so that its own engagement can
+//! then rank it), otherwise to the best fresh or long-tail candidate.
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -28,6 +30,9 @@ pub struct DiversityConfig {
     pub mmr_lambda: f32,
     /// Share of slots given to exploration.
     pub exploration_share: f32,
+    /// Impressions an explorable item is guaranteed before it competes on its value alone:
+    /// exploration slots go to the least shown item below this.
+    pub starting_impressions: u32,
 }
 
 impl Default for DiversityConfig {
@@ -40,6 +45,7 @@ impl Default for DiversityConfig {
             max_per_series: 1,
             mmr_lambda: 0.9,
             exploration_share: 0.05,
+            starting_impressions: 200,
         }
     }
 }
@@ -55,6 +61,8 @@ pub struct Ranked<'a> {
     pub facets: Facets,
     /// Whether an exploration slot may take it (fresh or long-tail).
     pub explorable: bool,
+    /// How often it has been shown, to anyone.
+    pub impressions: u32,
 }
 
 /// One filled slot.
@@ -95,7 +103,12 @@ pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u
                 .filter(|&i| eligible(i))
                 .max_by(|&a, &b| mmr(a).total_cmp(&mmr(b)).then(b.cmp(&a)))
         };
-        let explored = if explore { best(&|i| allowed(i) && ranked[i].explorable) } else { None };
+        let explorable = |i: usize| allowed(i) && ranked[i].explorable;
+        let starting = |i: usize| explorable(i) && ranked[i].impressions < config.starting_impressions;
+        // The least shown first, and among equals the most valuable (`order` is by value).
+        let least_shown =
+            || order.iter().copied().filter(|&i| starting(i)).min_by_key(|&i| ranked[i].impressions);
+        let explored = if explore { least_shown().or_else(|| best(&explorable)) } else { None };
         let Some(chosen) = explored.or_else(|| best(&allowed)).or_else(|| best(&|i| !taken[i])) else {
             break;
         };
@@ -129,7 +142,7 @@ mod tests {
 
     fn ranked<'a>(score: f32, creator: u32, category: u32) -> Ranked<'a> {
         let facets = Facets { creator: Some(creator), category, series: None };
-        Ranked { score, vector: None, facets, explorable: false }
+        Ranked { score, vector: None, facets, explorable: false, impressions: 1000 }
     }
 
     const DRAMA: u32 = 0;
@@ -184,5 +197,21 @@ mod tests {
         assert_eq!(first, select(&candidates, 10, &config, 7));
         let explored: Vec<&Slot> = first.iter().filter(|s| s.explored).collect();
         assert!(!explored.is_empty() && explored.iter().all(|s| s.candidate >= 30));
+    }
+
+    #[test]
+    fn exploration_serves_the_least_shown_item_of_its_starting_pool_first() {
+        let mut candidates: Vec<Ranked<'_>> =
+            (0..20).map(|i| ranked(1.0 - i as f32 / 100.0, i, i % 5)).collect();
+        for (i, c) in candidates.iter_mut().enumerate() {
+            c.explorable = i >= 10;
+        }
+        // Two new items, one shown a few times already; the other long-tail items are past their pool.
+        (candidates[18].impressions, candidates[19].impressions) = (3, 0);
+        let config = DiversityConfig { exploration_share: 1.0, ..Default::default() };
+        let slots = select(&candidates, 3, &config, 7);
+        let chosen: Vec<usize> = slots.iter().map(|s| s.candidate).collect();
+        assert_eq!(chosen, [19, 18, 10], "then the best explorable");
+        assert!(slots.iter().all(|s| s.explored));
     }
 }

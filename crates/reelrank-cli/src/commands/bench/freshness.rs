@@ -3,8 +3,10 @@
 //! served in-process on 127.0.0.1. For each of `--users` users, a category absent from their feed
 //! becomes theirs: they finish and like a few of its items, and their next feed is asked for as
 //! soon as the events are acknowledged. Counted: feeds that now hold the category, and those where
-//! the two-tower source (the user tower reading the new history) was among its proposers. The
-//! data directory is served from a copy, so runs repeat and the original keeps no bench events.
+//! the two-tower source (the user tower reading the new history) was among its proposers. Then
+//! `--new-items` items are published one at a time, each followed by feeds for one user after
+//! another until one serves it: timed from the item's acknowledgement. The data directory is
+//! served from a copy, so runs repeat and the original keeps no bench events.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,7 +27,13 @@ pub struct Args {
     /// Items of the new category each of them finishes and likes.
     #[arg(long, default_value_t = 3)]
     liked: usize,
+    /// Items published while serving, one at a time.
+    #[arg(long, default_value_t = 20)]
+    new_items: usize,
 }
+
+/// How long a new item may take to be served before it counts as never served.
+const NEW_ITEM_GIVE_UP_S: f64 = 30.0;
 
 pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(settings.store.database.is_empty(), "the freshness bench runs on the embedded store");
@@ -119,13 +127,83 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
         super::percentile(&waits, 0.95),
         super::percentile(&acks, 0.5)
     );
+    let new_items = publish(&client, &url, &users, &categories, args.new_items).await?;
+    let mut served = new_items.served_after_s.clone();
+    served.sort_by(f64::total_cmp);
+    let at = |q: f64| if served.is_empty() { f64::NAN } else { super::percentile(&served, q) };
+    println!(
+        "{} items published while serving: {} served, acknowledgement to the first feed serving it p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms ({} feeds asked)",
+        args.new_items,
+        served.len(),
+        at(0.5),
+        at(0.95),
+        at(1.0),
+        new_items.feeds
+    );
     println!(
         "{}",
         json!({"bench": "freshness", "users": tried, "next_feed_share": share(moved),
                "two_tower_share": share(by_two_tower), "ack_to_feed_p50_ms": super::percentile(&waits, 0.5),
-               "ack_to_feed_p95_ms": super::percentile(&waits, 0.95), "ack_p50_ms": super::percentile(&acks, 0.5)})
+               "ack_to_feed_p95_ms": super::percentile(&waits, 0.95), "ack_p50_ms": super::percentile(&acks, 0.5),
+               "new_items": args.new_items, "new_items_served": served.len(), "new_item_served_p50_ms": at(0.5),
+               "new_item_served_p95_ms": at(0.95), "new_item_served_max_ms": at(1.0), "new_item_feeds": new_items.feeds})
     );
     Ok(())
+}
+
+/// What happened to the items [`publish`] published.
+struct Published {
+    /// Seconds from each served item's acknowledgement to the first feed serving it.
+    served_after_s: Vec<f64>,
+    /// Feeds asked for in all.
+    feeds: usize,
+}
+
+/// Publishes `n` items, one at a time, each with the content of an item of one of the largest
+/// categories (taken in turn) but a new id and published now; after each, asks feeds for one user after
+/// another until one serves the new item.
+async fn publish(
+    client: &reqwest::Client,
+    url: &str,
+    users: &[reelrank_core::User],
+    categories: &[(&String, &Vec<&reelrank_core::Item>)],
+    n: usize,
+) -> anyhow::Result<Published> {
+    let mut published = Published { served_after_s: Vec::new(), feeds: 0 };
+    let mut asker = users.iter().cycle();
+    for k in 0..n {
+        let (_, peers) = categories[k % categories.len().min(3)];
+        let peer = peers[k % peers.len()];
+        // The peer's content, none of its restrictions (regions, licence window, flags, age).
+        let item = reelrank_core::Item {
+            title: format!("new {}", peer.title),
+            tags: peer.tags.clone(),
+            creator_id: peer.creator_id.clone(),
+            duration_s: peer.duration_s,
+            language: peer.language.clone(),
+            published_at: Some(Timestamp::now()),
+            ..reelrank_core::Item::new(format!("bench-new-{k}-{}", Timestamp::now().millis()), peer.category.clone())
+        };
+        client.post(format!("{url}/v1/items")).json(&[&item]).send().await?.error_for_status()?;
+        let acknowledged = Instant::now();
+        while acknowledged.elapsed().as_secs_f64() < NEW_ITEM_GIVE_UP_S {
+            let user = asker.next().expect("users is not empty");
+            let feed: Value = client
+                .get(format!("{url}/v1/recommend?user_id={}&n=20", user.user_id))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            published.feeds += 1;
+            let mut items = feed["items"].as_array().into_iter().flatten();
+            if items.any(|i| i["item_id"].as_str() == Some(item.item_id.as_str())) {
+                published.served_after_s.push(acknowledged.elapsed().as_secs_f64());
+                break;
+            }
+        }
+    }
+    Ok(published)
 }
 
 /// Serves `data_dir` in the background on a free loopback port; returns its URL.
