@@ -182,7 +182,10 @@ async fn publish(
             duration_s: peer.duration_s,
             language: peer.language.clone(),
             published_at: Some(Timestamp::now()),
-            ..reelrank_core::Item::new(format!("bench-new-{k}-{}", Timestamp::now().millis()), peer.category.clone())
+            ..reelrank_core::Item::new(
+                format!("bench-new-{k}-{}", Timestamp::now().millis()),
+                peer.category.clone(),
+            )
         };
         client.post(format!("{url}/v1/items")).json(&[&item]).send().await?.error_for_status()?;
         let acknowledged = Instant::now();
