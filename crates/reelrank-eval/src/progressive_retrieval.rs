@@ -2,7 +2,9 @@
 //! the ranking model's). Day by day: at the start of the day both models retrieve each active
 //! user's top 20 from the catalog known so far, scored against the positives the user then has
 //! that day (Recall@20); then the online copy learns from that day's positives in time order,
-//! each with the user's history as it was just before it. The frozen model is never updated.
+//! each with the user's history as it was just before it, moving the embedding rows only (the
+//! dense layers stay still, as a server learning online keeps them). The frozen model is never
+//! updated.
 
 use std::collections::HashMap;
 
@@ -136,7 +138,7 @@ pub fn progressive_retrieval(
             let log_q = |key: u64| {
                 by_key.get(&key).map_or(0.0, |&i| frequency.log_probability_with_uniform(i, uniform))
             };
-            online.learn(&examples, &negatives, log_q, now);
+            online.learn(&examples, &negatives, log_q, now, false);
         }
     }
     (reports, online)

@@ -264,6 +264,14 @@ impl Mlp {
         }
     }
 
+    /// Drops the gradients accumulated since the last step, leaving the weights as they are.
+    pub(crate) fn discard_gradients(&mut self) {
+        for layer in &mut self.layers {
+            layer.grad_w.fill(0.0);
+            layer.grad_b.fill(0.0);
+        }
+    }
+
     /// Adds each layer's weights (`{prefix}.{i}.w`, `[out × in]`) and biases (`{prefix}.{i}.b`).
     pub(crate) fn write(&self, arrays: &mut TensorWriter, prefix: &str) {
         for (i, layer) in self.layers.iter().enumerate() {

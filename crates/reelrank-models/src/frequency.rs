@@ -25,6 +25,14 @@ impl FrequencyEstimator {
         self.gap.len()
     }
 
+    /// Tracks `num_items` items (more than before: items added to a catalog start unseen).
+    pub fn grow(&mut self, num_items: usize) {
+        if num_items > self.gap.len() {
+            self.last_step.resize(num_items, 0.0);
+            self.gap.resize(num_items, 0.0);
+        }
+    }
+
     /// Records one batch: every occurrence of an item updates its gap estimate.
     pub fn observe_batch(&mut self, items: &[u32]) {
         self.step += 1.0;

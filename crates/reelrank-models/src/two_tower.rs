@@ -275,13 +275,15 @@ impl TwoTower {
             .iter()
             .map(|&i| frequency.log_probability_with_uniform(i, uniform.len()))
             .collect();
-        self.step(&user_bags, &item_bags, &candidates, &log_q, (&users_dropped, &items_dropped), now)
+        self.step(&user_bags, &item_bags, &candidates, &log_q, (&users_dropped, &items_dropped), now, true)
     }
 
     /// One online step on positives that just happened, each against the others and against
     /// `negatives` (items drawn uniformly from the catalog, with their keys), `log_q(key)` being
     /// the log of how often the stream's batches hold the item (see [`FrequencyEstimator`]);
-    /// returns the mean loss. Only the rows and weights the batch touches move. No id dropout: it
+    /// returns the mean loss. Only the rows the batch touches move, and the towers' dense layers
+    /// when `dense` is set: a server keeps them still between retrainings, so that the vectors
+    /// it indexed stay comparable with the user vectors it computes. No id dropout: it
     /// regularises epochs over a fixed log, while an online example is seen once.
     pub fn learn(
         &mut self,
@@ -289,6 +291,7 @@ impl TwoTower {
         negatives: &[(u64, &[Bag])],
         log_q: impl Fn(u64) -> f32,
         now_ms: i64,
+        dense: bool,
     ) -> f32 {
         let user_bags: Vec<Vec<Bag>> =
             batch.iter().map(|e| self.user_bags(e.user_slots, e.context, e.history)).collect();
@@ -299,12 +302,14 @@ impl TwoTower {
         let item_bags: Vec<&[Bag]> = candidates.items.iter().map(|key| bags[key]).collect();
         let log_q: Vec<f32> = candidates.items.iter().map(|&key| log_q(key)).collect();
         let (users, items) = (vec![false; batch.len()], vec![false; item_bags.len()]);
-        self.step(&user_bags, &item_bags, &candidates, &log_q, (&users, &items), now_ms)
+        self.step(&user_bags, &item_bags, &candidates, &log_q, (&users, &items), now_ms, dense)
     }
 
     /// The optimisation step shared by training and online learning: `user_bags` per batch row,
     /// `item_bags` and `log_q` per candidate column; the id slot of rows and columns flagged in
-    /// `dropped` reads the default row. Returns the mean loss.
+    /// `dropped` reads the default row; the dense layers step only when `dense` is set. Returns
+    /// the mean loss.
+    #[allow(clippy::too_many_arguments)]
     fn step<K: Copy + Eq + std::hash::Hash + Sync>(
         &mut self,
         user_bags: &[Vec<Bag>],
@@ -313,6 +318,7 @@ impl TwoTower {
         log_q: &[f32],
         dropped: (&[bool], &[bool]),
         now: i64,
+        dense: bool,
     ) -> f32 {
         let (n, width, dim) = (user_bags.len(), item_bags.len(), self.config.output_dim);
         let mut pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), dropped.0, now);
@@ -350,9 +356,14 @@ impl TwoTower {
         pooled_users.scatter(&dx_u, &mut grads);
         pooled_items.scatter(&dx_v, &mut grads);
         self.table.apply(&mut grads, now);
-        self.adam.t += 1;
-        let (user_mlp, item_mlp, adam) = (&mut self.user_mlp, &mut self.item_mlp, &self.adam);
-        rayon::join(|| user_mlp.step(adam), || item_mlp.step(adam));
+        if dense {
+            self.adam.t += 1;
+            let (user_mlp, item_mlp, adam) = (&mut self.user_mlp, &mut self.item_mlp, &self.adam);
+            rayon::join(|| user_mlp.step(adam), || item_mlp.step(adam));
+        } else {
+            self.user_mlp.discard_gradients();
+            self.item_mlp.discard_gradients();
+        }
         loss / n as f32
     }
 
@@ -850,7 +861,7 @@ mod tests {
                 .collect();
             let negatives: Vec<(u64, &[Bag])> =
                 (0..8).map(|i| (inputs.item_keys[i], inputs.item_slots[i].as_slice())).collect();
-            model.learn(&batch, &negatives, |_| -2.0, step as i64);
+            model.learn(&batch, &negatives, |_| -2.0, step as i64, true);
         }
         let after = score(&model, 1);
         assert!(after > before + 0.2, "a side-b user's score of the item: {before} -> {after}");

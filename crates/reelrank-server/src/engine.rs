@@ -11,10 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use reelrank_core::{Event, Item, Timestamp};
+use reelrank_features::PositiveRule;
 use reelrank_features::{feature_key, PersistError};
 use reelrank_models::ValueWeights;
 use reelrank_serving::{
-    Activity, Catalog, ExperimentConfig, Models, PipelineConfig, Ranker, Retrieval, VariantConfig,
+    Activity, Catalog, ExperimentConfig, Models, OnlinePositive, PipelineConfig, Ranker, Retrieval,
+    TowerLearner, VariantConfig,
 };
 use reelrank_store::{ItemChange, Store, StoreError};
 use serde::Deserialize;
@@ -37,7 +39,31 @@ pub struct EngineConfig {
     pub model_check_secs: u64,
     /// The A/B experiment feeds run in (none without variants).
     pub experiment: ExperimentConfig,
+    /// How the two-tower model learns while serving.
+    pub online: OnlineConfig,
 }
+
+/// The `[serving.online]` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnlineConfig {
+    /// Whether the two-tower model learns from the log while serving.
+    pub enabled: bool,
+    /// Most positives per learning step.
+    pub batch_size: usize,
+    /// How often the model as learned so far is handed to the feeds, in seconds.
+    pub publish_secs: u64,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> OnlineConfig {
+        OnlineConfig { enabled: true, batch_size: 256, publish_secs: 15 }
+    }
+}
+
+/// Positives waiting for the online learner; past this many the oldest are dropped (the learner
+/// is behind the log, and the newest say most about what users want now).
+const MAX_QUEUED_POSITIVES: usize = 200_000;
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
@@ -47,6 +73,7 @@ impl Default for EngineConfig {
             tail_interval_ms: 500,
             model_check_secs: 5,
             experiment: ExperimentConfig::default(),
+            online: OnlineConfig::default(),
         }
     }
 }
@@ -84,16 +111,22 @@ pub enum EngineError {
     Index(#[from] reelrank_ann::IndexError),
 }
 
-/// Everything a request reads, as of one load; replaced whole by a reload.
+/// Everything a request reads, as of one load; replaced whole by a reload, and with new models
+/// (the state kept) when online learning publishes.
 pub struct Snapshot {
-    /// The catalog and what users did, kept current by the tail.
-    pub live: RwLock<Live>,
+    /// The catalog and what users did, and how far the tail got.
+    state: Arc<TailState>,
     /// The models.
     pub models: Models,
     /// The models of experiment variants with a ranking model of their own, by variant.
     pub variant_models: BTreeMap<String, Models>,
     /// The model directories' version as loaded: a change on disk triggers a reload.
     disk_version: String,
+}
+
+/// What the tail keeps current, shared by the snapshots online learning publishes.
+struct TailState {
+    live: RwLock<Live>,
     /// The last event sequence number applied to `activity`.
     applied: AtomicI64,
     /// The newest catalog change applied (`updated_at`, Unix ms).
@@ -110,10 +143,43 @@ pub struct Live {
 }
 
 impl Snapshot {
+    /// The catalog and what users did.
+    pub fn live(&self) -> &RwLock<Live> {
+        &self.state.live
+    }
+
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.live.read().expect("live state lock").catalog.clone()
+        self.live().read().expect("live state lock").catalog.clone()
     }
+
+    /// This snapshot serving `retrieval` (the same model having learned online, published for
+    /// the `publications`-th time), everything else shared.
+    fn with_retrieval(&self, retrieval: Arc<Retrieval>, publications: u64) -> Snapshot {
+        let swap = |models: &Models| Models {
+            version: format!("{}+{publications}", models.version.split('+').next().unwrap_or_default()),
+            retrieval: Some(retrieval.clone()),
+            ranker: models.ranker.clone(),
+        };
+        Snapshot {
+            state: self.state.clone(),
+            models: swap(&self.models),
+            variant_models: self
+                .variant_models
+                .iter()
+                .map(|(name, models)| (name.clone(), swap(models)))
+                .collect(),
+            disk_version: self.disk_version.clone(),
+        }
+    }
+}
+
+/// The online learner and what it is fed.
+struct Online {
+    config: OnlineConfig,
+    rule: PositiveRule,
+    /// Positives from the log not learned yet, in log order.
+    queue: std::sync::Mutex<Vec<OnlinePositive>>,
 }
 
 /// How far back each catalog read reaches before the newest change it applied: a write stamped
@@ -130,6 +196,8 @@ pub struct Engine {
     /// Serialises tailing and reloading, so that each event is applied once to each snapshot.
     updating: Mutex<()>,
     impressions: mpsc::UnboundedSender<Event>,
+    /// Present when the two-tower model learns online.
+    online: Option<Online>,
 }
 
 impl Engine {
@@ -144,6 +212,11 @@ impl Engine {
         let snapshot = load(&store, &config, &models).await?;
         let (impressions, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_impressions(store.clone(), receiver));
+        let online = config.online.enabled.then(|| Online {
+            config: config.online.clone(),
+            rule: PositiveRule::default(),
+            queue: std::sync::Mutex::default(),
+        });
         Ok(Arc::new(Engine {
             store,
             config,
@@ -151,6 +224,7 @@ impl Engine {
             current: ArcSwap::from_pointee(snapshot),
             updating: Mutex::new(()),
             impressions,
+            online,
         }))
     }
 
@@ -188,7 +262,7 @@ impl Engine {
         let _updating = self.updating.lock().await;
         let snapshot = self.snapshot();
         let items = apply_catalog_changes(&self.store, &snapshot).await?;
-        let events = apply_new_events(&self.store, &snapshot).await?;
+        let events = apply_new_events(&self.store, &snapshot, self.online_queue(&snapshot)).await?;
         Ok((items, events))
     }
 
@@ -198,10 +272,19 @@ impl Engine {
         let fresh = Arc::new(load(&self.store, &self.config, &self.models).await?);
         let _updating = self.updating.lock().await;
         apply_catalog_changes(&self.store, &fresh).await?;
-        apply_new_events(&self.store, &fresh).await?;
+        apply_new_events(&self.store, &fresh, self.online_queue(&fresh)).await?;
         self.current.store(fresh);
         tracing::info!(version = %self.snapshot().models.version, "models swapped in");
         Ok(())
+    }
+
+    /// Where the positives of new events go: the online learner's queue, when it learns.
+    fn online_queue(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Option<(&PositiveRule, &std::sync::Mutex<Vec<OnlinePositive>>)> {
+        let online = self.online.as_ref().filter(|_| snapshot.models.retrieval.is_some())?;
+        Some((&online.rule, &online.queue))
     }
 
     /// Logs the items of a response as impression events (written to the store in batches).
@@ -212,9 +295,87 @@ impl Engine {
         }
     }
 
+    /// Learns the queued positives every second on the learner's copy of the two-tower model,
+    /// and every `publish_secs` swaps in a snapshot serving the model as learned so far. A model
+    /// loaded from disk meanwhile starts the learner over from it.
+    fn spawn_online_learning(self: &Arc<Self>) {
+        let Some(online) = &self.online else { return };
+        let (engine, config) = (self.clone(), online.config.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut learner: Option<(TowerLearner, Arc<Retrieval>)> = None;
+            let (mut publications, mut last_publication) = (0u64, tokio::time::Instant::now());
+            loop {
+                tick.tick().await;
+                let snapshot = engine.snapshot();
+                let Some(serving) = snapshot.models.retrieval.clone() else { continue };
+                let catalog = snapshot.catalog();
+                let (mut current, origin) = match learner.take() {
+                    Some((current, origin)) if Arc::ptr_eq(&origin, &serving) => (current, origin),
+                    _ => (TowerLearner::new(&serving, &catalog), serving.clone()),
+                };
+                let positives = std::mem::take(
+                    &mut *engine.online.as_ref().expect("online").queue.lock().expect("online queue"),
+                );
+                let mut users = std::collections::HashMap::new();
+                for user_id in
+                    positives.iter().map(OnlinePositive::user_id).collect::<std::collections::BTreeSet<_>>()
+                {
+                    match engine.store.user(user_id).await {
+                        Ok(Some(user)) => {
+                            users.insert(user_id.to_owned(), user);
+                        }
+                        Ok(None) => {}
+                        Err(err) => tracing::warn!(error = %err, "reading users for online learning failed"),
+                    }
+                }
+                let publish = last_publication.elapsed().as_secs() >= config.publish_secs.max(1);
+                let batch_size = config.batch_size;
+                let learned = tokio::task::spawn_blocking(move || {
+                    let loss = current.learn(&positives, &catalog, &users, &origin.user_schema, batch_size);
+                    let published = match publish && current.has_learned_since_publishing() {
+                        true => Some(current.publish(&origin, &catalog)),
+                        false => None,
+                    };
+                    (current, origin, loss, published)
+                })
+                .await;
+                let Ok((current, origin, loss, published)) = learned else {
+                    tracing::error!("online learning panicked; starting over from the served model");
+                    continue;
+                };
+                if let Some(loss) = loss {
+                    tracing::debug!(loss, learned = current.learned(), "two-tower model learned online");
+                }
+                learner = Some((current, origin.clone()));
+                let fresh = match published {
+                    Some(Ok(fresh)) => fresh,
+                    Some(Err(err)) => {
+                        tracing::error!(error = %err, "indexing online item vectors failed");
+                        continue;
+                    }
+                    None => continue,
+                };
+                last_publication = tokio::time::Instant::now();
+                let _updating = engine.updating.lock().await;
+                let now = engine.snapshot();
+                // Unless a reload replaced the model meanwhile.
+                if now.models.retrieval.as_ref().is_some_and(|r| Arc::ptr_eq(r, &origin)) {
+                    publications += 1;
+                    engine.current.store(Arc::new(now.with_retrieval(fresh.clone(), publications)));
+                    if let Some((_, published_from)) = learner.as_mut() {
+                        *published_from = fresh;
+                    }
+                    tracing::info!(publications, version = %engine.snapshot().models.version, "online two-tower model published");
+                }
+            }
+        });
+    }
+
     /// Tails the catalog and the log every `tail_interval_ms` (re-sorting trending lists after
     /// each batch of events) and reloads when the model directories change.
     pub fn spawn_background(self: &Arc<Self>) {
+        self.spawn_online_learning();
         let engine = self.clone();
         tokio::spawn(async move {
             let mut tick =
@@ -227,11 +388,16 @@ impl Engine {
                         // Sorted under the read lock, so requests wait only for the swap.
                         let snapshot = engine.snapshot();
                         let lists = {
-                            let live = snapshot.live.read().expect("live state lock");
+                            let live = snapshot.live().read().expect("live state lock");
                             live.activity.trending().sorted(&live.catalog)
                         };
                         if let Some(lists) = lists {
-                            snapshot.live.write().expect("live state lock").activity.install_trending(lists);
+                            snapshot
+                                .live()
+                                .write()
+                                .expect("live state lock")
+                                .activity
+                                .install_trending(lists);
                         }
                     }
                     Err(err) => tracing::warn!(error = %err, "applying catalog changes or new events failed"),
@@ -313,12 +479,14 @@ fn build(
     activity.refresh_trending(&catalog);
     tracing::info!(items = catalog.len(), events = events.len(), %version, "serving snapshot built");
     Ok(Snapshot {
-        live: RwLock::new(Live { catalog: Arc::new(catalog), activity }),
+        state: Arc::new(TailState {
+            live: RwLock::new(Live { catalog: Arc::new(catalog), activity }),
+            applied: AtomicI64::new(last_seq),
+            catalog_as_of: AtomicI64::new(catalog_as_of),
+        }),
         models: Models { version, retrieval, ranker },
         variant_models,
         disk_version,
-        applied: AtomicI64::new(last_seq),
-        catalog_as_of: AtomicI64::new(catalog_as_of),
     })
 }
 
@@ -359,7 +527,7 @@ fn models_version(dirs: &[&Option<PathBuf>]) -> String {
 /// appended (and embedded into the two-tower index), changed ones replaced in place (a takedown
 /// reaches the filters), and the new catalog is swapped in. Returns how many items changed.
 async fn apply_catalog_changes(store: &Store, snapshot: &Snapshot) -> Result<usize, EngineError> {
-    let since = snapshot.catalog_as_of.load(Ordering::Acquire) - CATALOG_OVERLAP_MS;
+    let since = snapshot.state.catalog_as_of.load(Ordering::Acquire) - CATALOG_OVERLAP_MS;
     let mut read: Vec<ItemChange> = Vec::new();
     loop {
         let page = store.items_changed(since, read.last(), PAGE).await?;
@@ -384,7 +552,7 @@ async fn apply_catalog_changes(store: &Store, snapshot: &Snapshot) -> Result<usi
         for ranker in rankers(snapshot) {
             ranker.forget(&changes.replaced);
         }
-        snapshot.live.write().expect("live state lock").catalog = Arc::new(catalog);
+        snapshot.live().write().expect("live state lock").catalog = Arc::new(catalog);
         tracing::info!(
             added = changes.added.len(),
             replaced = changes.replaced.len(),
@@ -392,7 +560,7 @@ async fn apply_catalog_changes(store: &Store, snapshot: &Snapshot) -> Result<usi
             "catalog changes applied"
         );
     }
-    snapshot.catalog_as_of.fetch_max(newest, Ordering::AcqRel);
+    snapshot.state.catalog_as_of.fetch_max(newest, Ordering::AcqRel);
     Ok(changes.added.len() + changes.replaced.len())
 }
 
@@ -403,25 +571,48 @@ fn rankers(snapshot: &Snapshot) -> impl Iterator<Item = &Arc<Ranker>> {
         .filter_map(|models| models.ranker.as_ref())
 }
 
-/// Applies the events after `snapshot`'s last applied one.
-async fn apply_new_events(store: &Store, snapshot: &Snapshot) -> Result<usize, StoreError> {
+/// Applies the events after `snapshot`'s last applied one, queueing their positives for the
+/// online learner when there is one.
+async fn apply_new_events(
+    store: &Store,
+    snapshot: &Snapshot,
+    online: Option<(&PositiveRule, &std::sync::Mutex<Vec<OnlinePositive>>)>,
+) -> Result<usize, StoreError> {
     let mut applied = 0;
     loop {
-        let page = store.events_after(snapshot.applied.load(Ordering::Acquire), PAGE).await?;
+        let page = store.events_after(snapshot.state.applied.load(Ordering::Acquire), PAGE).await?;
         let Some(last) = page.last().map(|e| e.seq) else { return Ok(applied) };
+        let mut positives = Vec::new();
         let catalog = {
-            let mut live = snapshot.live.write().expect("live state lock");
+            let mut live = snapshot.live().write().expect("live state lock");
             let Live { catalog, activity } = &mut *live;
             for stored in &page {
-                activity.record(catalog, &stored.event);
+                let event = &stored.event;
+                if let Some((rule, _)) = online {
+                    let before = activity.user(&event.user_id);
+                    positives.extend(OnlinePositive::from_event(rule, catalog, before, event));
+                }
+                activity.record(catalog, event);
             }
             catalog.clone()
         };
+        if let Some((_, queue)) = online.filter(|_| !positives.is_empty()) {
+            let mut queue = queue.lock().expect("online queue");
+            queue.extend(positives);
+            let excess = queue.len().saturating_sub(MAX_QUEUED_POSITIVES);
+            if excess > 0 {
+                queue.drain(..excess);
+                tracing::warn!(
+                    dropped = excess,
+                    "the online learner is behind the log; oldest positives dropped"
+                );
+            }
+        }
         for ranker in rankers(snapshot) {
             ranker.observe(&catalog, page.iter().map(|stored| &stored.event));
         }
         applied += page.len();
-        snapshot.applied.store(last, Ordering::Release);
+        snapshot.state.applied.store(last, Ordering::Release);
     }
 }
 

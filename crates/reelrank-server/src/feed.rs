@@ -114,11 +114,11 @@ pub(crate) async fn recommend(
         now,
     };
     let (catalog, feed) = {
-        let live = snapshot.live.read().expect("live state lock");
+        let live = snapshot.live().read().expect("live state lock");
         (live.catalog.clone(), run_pipeline(&live.catalog, &live.activity, models, pipeline, &request))
     };
     let served: Vec<_> = feed.items.iter().map(|r| r.index).collect();
-    snapshot.live.write().expect("live state lock").activity.served(&query.user_id, &served);
+    snapshot.live().write().expect("live state lock").activity.served(&query.user_id, &served);
     let impressions = served
         .iter()
         .map(|&index| {
@@ -280,7 +280,7 @@ pub(crate) async fn explain(
         now: Timestamp::now(),
     };
     let explanation = {
-        let live = snapshot.live.read().expect("live state lock");
+        let live = snapshot.live().read().expect("live state lock");
         let index = item_index(&live.catalog, &query.item_id)?;
         explain_item(&live.catalog, &live.activity, models, pipeline, &request, index)
     };
@@ -368,7 +368,7 @@ pub(crate) async fn experiments(State(state): State<AppState>) -> Result<Json<Ex
     let experiment = engine.experiment();
     let total: f64 = experiment.variants.iter().map(|v| v.share).sum();
     let snapshot = engine.snapshot();
-    let live = snapshot.live.read().expect("live state lock");
+    let live = snapshot.live().read().expect("live state lock");
     let seen = live.activity.experiments().variants();
     let mut names: Vec<&str> = experiment.variants.iter().map(|v| v.name.as_str()).collect();
     names.extend(

@@ -12,8 +12,8 @@
 //! | explanation | [`explain`] |
 //! | the whole request | [`pipeline`] |
 //!
-//! What a user did is kept in [`activity`], current from the event stream; A/B variants are in
-//! [`experiment`].
+//! What a user did is kept in [`activity`], current from the event stream; the two-tower model
+//! learns from that stream in [`online`]; A/B variants are in [`experiment`].
 #![warn(missing_docs)]
 
 pub mod activity;
@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod experiment;
 pub mod explain;
 pub mod filters;
+pub mod online;
 pub mod pipeline;
 pub mod rank;
 pub mod rerank;
@@ -31,6 +32,7 @@ pub use activity::{Activity, Trending, TrendingLists, UserActivity};
 pub use catalog::{Catalog, ItemIndex};
 pub use experiment::{ExperimentConfig, ExperimentStats, VariantConfig, VariantStats};
 pub use filters::{Filter, FilterConfig, FilterInput};
+pub use online::{OnlinePositive, TowerLearner};
 pub use pipeline::{
     explain, recommend, Explanation, Models, PipelineConfig, Recommendation, Recommended, Request,
 };

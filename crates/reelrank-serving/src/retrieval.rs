@@ -25,8 +25,9 @@ pub struct Retrieval {
     pub model: TwoTower,
     /// The user attributes its user tower reads.
     pub user_schema: UserSchema,
-    /// Every catalog item's vector as of the load, keyed by [`item_id_key`].
-    index: AdaptiveIndex,
+    /// Every catalog item's vector as of the load, keyed by [`item_id_key`]; shared with the
+    /// retrievals published from this one by online learning.
+    index: Arc<AdaptiveIndex>,
     /// Vectors of the items added or changed since the load: they take precedence over the
     /// graph's. Replaced whole on each change (a few thousand vectors, copied in microseconds).
     fresh: ArcSwap<FlatIndex>,
@@ -55,23 +56,50 @@ impl Retrieval {
         let mut retrieval = Retrieval::new(model, user_schema, empty);
         let (keys, vectors): (Vec<u64>, Vec<Vec<f32>>) =
             retrieval.vectors(&items.iter().collect::<Vec<_>>(), now).into_iter().unzip();
-        retrieval.index =
-            AdaptiveIndex::build(retrieval.model.output_dim(), config.clone(), &keys, &vectors.concat())?;
+        retrieval.index = Arc::new(AdaptiveIndex::build(
+            retrieval.model.output_dim(),
+            config.clone(),
+            &keys,
+            &vectors.concat(),
+        )?);
         Ok(retrieval)
     }
 
     fn new(model: TwoTower, user_schema: UserSchema, index: AdaptiveIndex) -> Retrieval {
         let fresh = ArcSwap::from_pointee(FlatIndex::new(model.output_dim()));
-        Retrieval { model, user_schema, index, fresh, neighbours: RwLock::default() }
+        Retrieval { model, user_schema, index: Arc::new(index), fresh, neighbours: RwLock::default() }
+    }
+
+    /// This retrieval with `model` (the same model, having learned online) and fresh vectors for
+    /// `changed` from it at `now`; the graph is shared, and so are the other fresh vectors and the
+    /// cached neighbours of items that did not change.
+    pub fn with_model(
+        &self,
+        model: TwoTower,
+        changed: &[&Item],
+        now: Timestamp,
+    ) -> reelrank_ann::Result<Retrieval> {
+        let retrieval = Retrieval {
+            model,
+            user_schema: self.user_schema.clone(),
+            index: self.index.clone(),
+            fresh: ArcSwap::new(self.fresh.load_full()),
+            neighbours: RwLock::new(self.neighbours.read().expect("neighbour cache").clone()),
+        };
+        retrieval.index_changed(changed, now)?;
+        Ok(retrieval)
     }
 
     /// Adds the vectors of `items` the index lacks (items ingested after training), from their
-    /// content features at `now`; returns how many. Run before serving, while nothing reads.
+    /// content features at `now`; returns how many. Run after loading, before the retrieval is
+    /// shared: the graph is written in place.
     pub fn index_missing(&mut self, items: &[Item], now: Timestamp) -> reelrank_ann::Result<usize> {
         let missing: Vec<&Item> =
             items.iter().filter(|i| self.index.vector(item_id_key(&i.item_id)).is_none()).collect();
-        for (key, vector) in self.vectors(&missing, now) {
-            self.index.upsert(key, &vector)?;
+        let vectors = self.vectors(&missing, now);
+        let index = Arc::get_mut(&mut self.index).expect("index_missing runs before the index is shared");
+        for (key, vector) in vectors {
+            index.upsert(key, &vector)?;
         }
         Ok(missing.len())
     }

@@ -10,7 +10,8 @@ use reelrank_eval::{tower_inputs, ImpressionConfig, ImpressionSet, Rating, Retri
 use reelrank_features::{item_id_key, join_impressions, PositiveRule, RankingFeatures, UserSchema, ACTIONS};
 use reelrank_models::{TwoTower, TwoTowerConfig, ValueWeights, WideDeep, WideDeepConfig};
 use reelrank_serving::{
-    recommend, Activity, Catalog, Filter, Models, PipelineConfig, Ranker, Request, Retrieval, Source,
+    recommend, Activity, Catalog, Filter, ItemIndex, Models, OnlinePositive, PipelineConfig, Ranker, Request,
+    Retrieval, Source, TowerLearner, UserActivity,
 };
 use reelrank_sim::{SimConfig, Simulation};
 
@@ -311,4 +312,47 @@ fn items_added_while_serving_are_searched_with_their_fresh_vectors() {
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn the_online_learner_publishes_a_model_moved_toward_the_new_positives() {
+    let platform = platform();
+    let serving = platform.models.retrieval.as_deref().expect("two-tower");
+    let catalog = &platform.catalog;
+    let user = &platform.users[0];
+    // The user takes to the items of one creator, finishing each a few times over.
+    let creator = (0..catalog.len() as u32)
+        .filter_map(|i| catalog.item(i).creator_id.clone())
+        .max_by_key(|c| catalog.by_creator(c).len())
+        .expect("creators");
+    let liked: Vec<ItemIndex> = catalog.by_creator(&creator).iter().copied().take(10).collect();
+    let (rule, nobody) = (PositiveRule::default(), UserActivity::default());
+    let positives: Vec<OnlinePositive> = (0..5)
+        .flat_map(|_| liked.clone())
+        .filter_map(|i| {
+            let event = Event::new(&user.user_id, &catalog.item(i).item_id, EventKind::Finish, platform.now);
+            OnlinePositive::from_event(&rule, catalog, &nobody, &event)
+        })
+        .collect();
+    assert_eq!(positives.len(), 50);
+    let mut learner = TowerLearner::new(serving, catalog);
+    let users = std::collections::HashMap::from([(user.user_id.clone(), user.clone())]);
+    assert!(learner.learn(&positives, catalog, &users, &serving.user_schema, 16).is_some());
+    assert_eq!(learner.learned(), 50);
+    let published = learner.publish(serving, catalog).unwrap();
+
+    let affinity = |retrieval: &Retrieval| {
+        let u = retrieval.user_vector(catalog, &user.user_id, Some(user), &nobody, None);
+        let scores: Vec<f32> = liked
+            .iter()
+            .map(|&i| dot(&u, &retrieval.vector(item_id_key(&catalog.item(i).item_id)).unwrap()))
+            .collect();
+        scores.iter().sum::<f32>() / scores.len() as f32
+    };
+    let (before, after) = (affinity(serving), affinity(&published));
+    assert!(after > before + 0.05, "mean similarity to the liked items {before:.3} -> {after:.3}");
+    // The items learned about have fresh vectors in the published retrieval only.
+    let key = item_id_key(&catalog.item(liked[0]).item_id);
+    assert_ne!(published.vector(key), serving.vector(key));
+    assert!(!learner.has_learned_since_publishing());
 }

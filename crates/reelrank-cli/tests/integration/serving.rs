@@ -43,7 +43,11 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     let config = config.to_str().unwrap();
     let server = Server::start_with(
         dir.path(),
-        &[("REELRANK__SERVING__MODEL_CHECK_SECS", "1"), ("REELRANK_CONFIG", config)],
+        &[
+            ("REELRANK__SERVING__MODEL_CHECK_SECS", "1"),
+            ("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"),
+            ("REELRANK_CONFIG", config),
+        ],
     );
     let client = reqwest::Client::new();
     let feed_url = |user: &str| format!("{}/v1/recommend?user_id={user}&n=20&explain=true", server.url);
@@ -55,6 +59,9 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     assert!(feed["personalised"].as_bool().unwrap());
     let version = feed["model_version"].as_str().unwrap().to_owned();
     assert_ne!(version, "none");
+    // The models as loaded from disk, whatever online learning published since (`+N`).
+    let trained =
+        |feed: &Value| feed["model_version"].as_str().unwrap().split('+').next().unwrap().to_owned();
     assert!(feed["candidates"]["proposed"]["two_tower"].as_u64().unwrap() > 0, "{}", feed["candidates"]);
     for item in items {
         assert!(!item["reasons"].as_array().unwrap().is_empty(), "unexplained: {item}");
@@ -113,6 +120,18 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
         after["item_engagement"]
     );
 
+    // The two-tower model learned from those positives and the feeds serve it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, feed) = get(&client, &feed_url("fan3")).await;
+        let published = feed["model_version"].as_str().unwrap();
+        if published.starts_with(&format!("{version}+")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no online model published: {published}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Catalog changes reach the feeds without a reload: a new item is proposed as fresh, a
     // takedown is filtered, both within seconds of being acknowledged.
     let taken_down = items[2]["item_id"].as_str().unwrap().to_owned();
@@ -128,7 +147,7 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
         let (_, removed) = get(&client, &explain(&taken_down)).await;
         let removed_filtered = removed["filtered_by"].as_array().unwrap().contains(&json!("moderation"));
         if status == 200 && fresh["source"] == "fresh" && removed_filtered {
-            assert_eq!(fresh["model_version"], version.as_str(), "applied without a reload");
+            assert_eq!(trained(&fresh), version, "applied without a reload");
             break;
         }
         assert!(Instant::now() < deadline, "catalog changes not served within 5 s: {fresh} {removed}");
@@ -214,7 +233,7 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, feed) = get(&client, &feed_url("u30")).await;
-        if feed["model_version"] != version.as_str() {
+        if trained(&feed) != version {
             break;
         }
         assert!(Instant::now() < deadline, "the retrained model was never swapped in");
@@ -228,8 +247,9 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     }
     assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during the swap");
     assert!(served.load(Ordering::Relaxed) > 20, "too little load to test anything");
+    let trained_versions: Vec<&str> = versions.iter().map(|v| v.split('+').next().unwrap()).collect();
     assert!(
-        versions.contains(&version) && versions.iter().any(|v| *v != version),
+        trained_versions.contains(&version.as_str()) && trained_versions.iter().any(|v| *v != version),
         "the load spanned the swap"
     );
 }

@@ -1,0 +1,174 @@
+//! The two-tower model learning while it serves. Every positive the log brings becomes an
+//! example, with the user's latest positives as they were just before it (what the user tower
+//! read when the item was served); examples are learned in batches against each other and items
+//! drawn uniformly from the catalog, on a private copy of the model, with the logQ correction
+//! estimated from the stream itself. [`TowerLearner::publish`] hands serving a copy of the model
+//! as learned so far, with fresh vectors for the items whose rows moved; the graph is shared.
+//!
+//! Only the rows and weights a batch touches move (see [`TwoTower::learn`]), so a user's taste
+//! and a new item's id embedding follow their first interactions, within a publication interval.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use reelrank_core::{Event, Timestamp, User};
+use reelrank_features::{context_bag, item_bags, item_id_key, Bag, PositiveRule, UserSchema};
+use reelrank_models::{FrequencyEstimator, TowerExample, TwoTower};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::activity::UserActivity;
+use crate::catalog::{Catalog, ItemIndex};
+use crate::retrieval::Retrieval;
+
+/// A positive from the log, as the online learner takes it.
+#[derive(Debug, Clone)]
+pub struct OnlinePositive {
+    user_id: String,
+    context: Vec<(u64, f32)>,
+    /// Item keys of the user's latest positives before this one, most recent last.
+    history: Vec<u64>,
+    item: ItemIndex,
+    ts: i64,
+}
+
+impl OnlinePositive {
+    /// `event` (the log's next) as an example if `rule` makes it a positive; `before` is the
+    /// user's activity before it (read it before the activity records the event).
+    pub fn from_event(
+        rule: &PositiveRule,
+        catalog: &Catalog,
+        before: &UserActivity,
+        event: &Event,
+    ) -> Option<OnlinePositive> {
+        let item = catalog.index(&event.item_id)?;
+        if !rule.is_positive(event, catalog.item(item).duration_s) {
+            return None;
+        }
+        Some(OnlinePositive {
+            user_id: event.user_id.clone(),
+            context: event.context.as_ref().map(context_bag).unwrap_or_default(),
+            history: before.positives.iter().map(|&(i, _)| item_id_key(&catalog.item(i).item_id)).collect(),
+            item,
+            ts: event.ts.millis(),
+        })
+    }
+
+    /// Who it is from.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+}
+
+/// The two-tower model learning from the log while serving (see the module documentation): its
+/// own copy, apart from the one serving reads.
+pub struct TowerLearner {
+    model: TwoTower,
+    /// How often each catalog position occurs among the positives, by batch.
+    frequency: FrequencyEstimator,
+    /// Items whose rows moved since the last publication.
+    touched: FxHashSet<ItemIndex>,
+    rng: Pcg64Mcg,
+    /// Examples learned so far.
+    learned: u64,
+}
+
+/// Weight of the newest gap in the frequency estimate (as in training).
+const FREQUENCY_DECAY: f32 = 0.05;
+
+impl TowerLearner {
+    /// A learner starting from the served model.
+    pub fn new(serving: &Retrieval, catalog: &Catalog) -> TowerLearner {
+        TowerLearner {
+            model: serving.model.clone(),
+            frequency: FrequencyEstimator::new(catalog.len(), FREQUENCY_DECAY),
+            touched: FxHashSet::default(),
+            rng: Pcg64Mcg::seed_from_u64(serving.model.config().seed),
+            learned: 0,
+        }
+    }
+
+    /// Examples learned so far.
+    pub fn learned(&self) -> u64 {
+        self.learned
+    }
+
+    /// Whether anything was learned since the last publication.
+    pub fn has_learned_since_publishing(&self) -> bool {
+        !self.touched.is_empty()
+    }
+
+    /// Learns `positives` (in log order) in batches of `batch_size`; `users` holds the records of
+    /// their users that exist, `schema` turns them into slots. Returns the mean loss (`None` for
+    /// no positives).
+    pub fn learn(
+        &mut self,
+        positives: &[OnlinePositive],
+        catalog: &Catalog,
+        users: &HashMap<String, User>,
+        schema: &UserSchema,
+        batch_size: usize,
+    ) -> Option<f32> {
+        if positives.is_empty() {
+            return None;
+        }
+        self.frequency.grow(catalog.len());
+        let now = Timestamp::now();
+        let (mut loss, mut batches) = (0.0, 0);
+        let uniform = self.model.config().uniform_negatives;
+        for batch in positives.chunks(batch_size.max(1)) {
+            let items: Vec<u32> = batch.iter().map(|e| e.item).collect();
+            self.frequency.observe_batch(&items);
+            let slots: Vec<Vec<Bag>> = batch
+                .iter()
+                .map(|e| match users.get(&e.user_id) {
+                    Some(user) => schema.bags(user),
+                    None => schema.anonymous_bags(&e.user_id),
+                })
+                .collect();
+            let negatives: Vec<ItemIndex> = match catalog.len() {
+                0 => Vec::new(),
+                n => (0..uniform).map(|_| self.rng.random_range(0..n as ItemIndex)).collect(),
+            };
+            let bags: FxHashMap<ItemIndex, Vec<Bag>> =
+                items.iter().chain(&negatives).map(|&i| (i, item_bags(catalog.item(i), now))).collect();
+            let key = |i: ItemIndex| item_id_key(&catalog.item(i).item_id);
+            let examples: Vec<TowerExample<'_>> = batch
+                .iter()
+                .zip(&slots)
+                .map(|(e, slots)| TowerExample {
+                    user_slots: slots,
+                    context: &e.context,
+                    history: &e.history,
+                    item_key: key(e.item),
+                    item: &bags[&e.item],
+                })
+                .collect();
+            let negative_bags: Vec<(u64, &[Bag])> =
+                negatives.iter().map(|&i| (key(i), bags[&i].as_slice())).collect();
+            let positions: FxHashMap<u64, ItemIndex> = bags.keys().map(|&i| (key(i), i)).collect();
+            let frequency = &self.frequency;
+            let log_q = |k: u64| {
+                positions.get(&k).map_or(0.0, |&i| frequency.log_probability_with_uniform(i, uniform))
+            };
+            let at = batch.last().map_or(now.millis(), |e| e.ts);
+            loss += self.model.learn(&examples, &negative_bags, log_q, at, false);
+            batches += 1;
+            self.touched.extend(items);
+            self.learned += batch.len() as u64;
+        }
+        Some(loss / batches as f32)
+    }
+
+    /// A retrieval serving the model as learned so far: `serving`'s graph and fresh vectors, and
+    /// fresh vectors for the items learned since the last publication.
+    pub fn publish(
+        &mut self,
+        serving: &Retrieval,
+        catalog: &Catalog,
+    ) -> reelrank_ann::Result<Arc<Retrieval>> {
+        let touched: Vec<&reelrank_core::Item> = self.touched.drain().map(|i| catalog.item(i)).collect();
+        Ok(Arc::new(serving.with_model(self.model.clone(), &touched, Timestamp::now())?))
+    }
+}
