@@ -39,6 +39,10 @@ pub struct Retrieval {
 /// An item's nearest items with their similarity, best first.
 pub type Neighbours = Arc<[(u64, f32)]>;
 
+/// Fresh vectors online learning adds for items the graph holds (see [`Retrieval::with_model`]):
+/// an exact scan of 20,000 vectors takes about as long as a graph search.
+pub const FRESH_LIMIT: usize = 20_000;
+
 /// Items whose neighbours [`Retrieval::neighbours`] keeps; the cache starts over when full.
 const NEIGHBOUR_CACHE_ITEMS: usize = 100_000;
 
@@ -71,14 +75,29 @@ impl Retrieval {
     }
 
     /// This retrieval with `model` (the same model, having learned online) and fresh vectors for
-    /// `changed` from it at `now`; the graph is shared, and so are the other fresh vectors and the
-    /// cached neighbours of items that did not change.
+    /// `learned` from it at `now`; the graph is shared, and so are the other fresh vectors and the
+    /// cached neighbours of items that did not change. Items the graph holds get fresh vectors
+    /// only while there are fewer than [`FRESH_LIMIT`]: past it, searches would cost more than the
+    /// graph's, and those items keep their indexed vectors until the next retraining re-indexes.
     pub fn with_model(
         &self,
         model: TwoTower,
-        changed: &[&Item],
+        learned: &[&Item],
         now: Timestamp,
     ) -> reelrank_ann::Result<Retrieval> {
+        let fresh = self.fresh.load();
+        let mut room = FRESH_LIMIT.saturating_sub(fresh.len());
+        let changed: Vec<&Item> = learned
+            .iter()
+            .copied()
+            .filter(|item| {
+                let key = item_id_key(&item.item_id);
+                let free = fresh.get(key).is_some() || self.index.vector(key).is_none();
+                let kept = free || room > 0;
+                room -= usize::from(kept && !free);
+                kept
+            })
+            .collect();
         let retrieval = Retrieval {
             model,
             user_schema: self.user_schema.clone(),
@@ -86,7 +105,7 @@ impl Retrieval {
             fresh: ArcSwap::new(self.fresh.load_full()),
             neighbours: RwLock::new(self.neighbours.read().expect("neighbour cache").clone()),
         };
-        retrieval.index_changed(changed, now)?;
+        retrieval.index_changed(&changed, now)?;
         Ok(retrieval)
     }
 
