@@ -11,16 +11,18 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use reelrank_core::{Event, Item, Timestamp};
-use reelrank_features::PositiveRule;
-use reelrank_features::{feature_key, PersistError};
-use reelrank_models::ValueWeights;
+use reelrank_features::{feature_key, PersistError, PositiveRule};
+use reelrank_models::{TwoTower, ValueWeights};
+use reelrank_serving::online_snapshot::{self, SnapshotMeta};
 use reelrank_serving::{
     Activity, Catalog, ExperimentConfig, Models, OnlinePositive, PipelineConfig, Ranker, Retrieval,
-    TowerLearner, VariantConfig,
+    VariantConfig,
 };
 use reelrank_store::{ItemChange, Store, StoreError};
 use serde::Deserialize;
 use tokio::sync::{mpsc, Mutex};
+
+use crate::online::{Online, OnlineConfig, OnlineStatus};
 
 /// Rows read from the store per query.
 const PAGE: u32 = 10_000;
@@ -42,28 +44,6 @@ pub struct EngineConfig {
     /// How the two-tower model learns while serving.
     pub online: OnlineConfig,
 }
-
-/// The `[serving.online]` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OnlineConfig {
-    /// Whether the two-tower model learns from the log while serving.
-    pub enabled: bool,
-    /// Most positives per learning step.
-    pub batch_size: usize,
-    /// How often the model as learned so far is handed to the feeds, in seconds.
-    pub publish_secs: u64,
-}
-
-impl Default for OnlineConfig {
-    fn default() -> OnlineConfig {
-        OnlineConfig { enabled: true, batch_size: 256, publish_secs: 15 }
-    }
-}
-
-/// Positives waiting for the online learner; past this many the oldest are dropped (the learner
-/// is behind the log, and the newest say most about what users want now).
-const MAX_QUEUED_POSITIVES: usize = 200_000;
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
@@ -87,6 +67,8 @@ pub struct ModelSource {
     pub ranking_dir: Option<PathBuf>,
     /// The value model's action weights.
     pub value: ValueWeights,
+    /// Where the two-tower model's online snapshots are kept (absent: none are written).
+    pub online_dir: Option<PathBuf>,
 }
 
 /// Why the engine could not load.
@@ -153,11 +135,16 @@ impl Snapshot {
         self.live().read().expect("live state lock").catalog.clone()
     }
 
-    /// This snapshot serving `retrieval` (the same model having learned online, published for
+    /// The last event sequence number the tail applied.
+    pub(crate) fn applied_seq(&self) -> i64 {
+        self.state.applied.load(Ordering::Acquire)
+    }
+
+    /// This snapshot serving `retrieval` (the same model, having learned online, published for
     /// the `publications`-th time), everything else shared.
-    fn with_retrieval(&self, retrieval: Arc<Retrieval>, publications: u64) -> Snapshot {
+    pub(crate) fn with_retrieval(&self, retrieval: Arc<Retrieval>, publications: u64) -> Snapshot {
         let swap = |models: &Models| Models {
-            version: format!("{}+{publications}", models.version.split('+').next().unwrap_or_default()),
+            version: online_version(&models.version, publications),
             retrieval: Some(retrieval.clone()),
             ranker: models.ranker.clone(),
         };
@@ -174,12 +161,13 @@ impl Snapshot {
     }
 }
 
-/// The online learner and what it is fed.
-struct Online {
-    config: OnlineConfig,
-    rule: PositiveRule,
-    /// Positives from the log not learned yet, in log order.
-    queue: std::sync::Mutex<Vec<OnlinePositive>>,
+/// `version` (of models as trained) after online learning published `publications` times.
+fn online_version(version: &str, publications: u64) -> String {
+    let trained = version.split('+').next().unwrap_or_default();
+    match publications {
+        0 => trained.to_owned(),
+        n => format!("{trained}+{n}"),
+    }
 }
 
 /// How far back each catalog read reaches before the newest change it applied: a write stamped
@@ -189,15 +177,16 @@ const CATALOG_OVERLAP_MS: i64 = 5_000;
 
 /// The serving state and the tasks that keep it current.
 pub struct Engine {
-    store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     config: EngineConfig,
-    models: ModelSource,
-    current: ArcSwap<Snapshot>,
-    /// Serialises tailing and reloading, so that each event is applied once to each snapshot.
-    updating: Mutex<()>,
+    pub(crate) models: ModelSource,
+    pub(crate) current: ArcSwap<Snapshot>,
+    /// Serialises tailing, reloading and publishing, so that each event is applied once to each
+    /// snapshot.
+    pub(crate) updating: Mutex<()>,
     impressions: mpsc::UnboundedSender<Event>,
     /// Present when the two-tower model learns online.
-    online: Option<Online>,
+    pub(crate) online: Option<Online>,
 }
 
 impl Engine {
@@ -209,14 +198,10 @@ impl Engine {
         models: ModelSource,
     ) -> Result<Arc<Engine>, EngineError> {
         config.experiment.validate().map_err(EngineError::Config)?;
-        let snapshot = load(&store, &config, &models).await?;
+        let (snapshot, resumed) = load(&store, &config, &models).await?;
         let (impressions, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_impressions(store.clone(), receiver));
-        let online = config.online.enabled.then(|| Online {
-            config: config.online.clone(),
-            rule: PositiveRule::default(),
-            queue: std::sync::Mutex::default(),
-        });
+        let online = config.online.enabled.then(|| Online::new(config.online.clone(), resumed));
         Ok(Arc::new(Engine {
             store,
             config,
@@ -269,8 +254,12 @@ impl Engine {
     /// Builds a new snapshot from the store and the model directories and swaps it in; requests
     /// in flight finish on the old one.
     pub async fn reload(&self) -> Result<(), EngineError> {
-        let fresh = Arc::new(load(&self.store, &self.config, &self.models).await?);
+        let (fresh, resumed) = load(&self.store, &self.config, &self.models).await?;
+        let fresh = Arc::new(fresh);
         let _updating = self.updating.lock().await;
+        if let Some(online) = &self.online {
+            online.resume(resumed);
+        }
         apply_catalog_changes(&self.store, &fresh).await?;
         apply_new_events(&self.store, &fresh, self.online_queue(&fresh)).await?;
         self.current.store(fresh);
@@ -279,12 +268,27 @@ impl Engine {
     }
 
     /// Where the positives of new events go: the online learner's queue, when it learns.
-    fn online_queue(
-        &self,
-        snapshot: &Snapshot,
-    ) -> Option<(&PositiveRule, &std::sync::Mutex<Vec<OnlinePositive>>)> {
-        let online = self.online.as_ref().filter(|_| snapshot.models.retrieval.is_some())?;
-        Some((&online.rule, &online.queue))
+    fn online_queue(&self, snapshot: &Snapshot) -> Option<&Online> {
+        self.online.as_ref().filter(|_| snapshot.models.retrieval.is_some())
+    }
+
+    /// The version of the two-tower model on disk, as trained (what online snapshots derive from).
+    pub(crate) fn trained_retrieval_version(&self) -> String {
+        models_version(&[&self.models.retrieval_dir])
+    }
+
+    /// What online learning has done, for operators.
+    pub(crate) fn online_status(&self) -> OnlineStatus {
+        let applied = self.snapshot().applied_seq();
+        match &self.online {
+            Some(online) => online.status(applied),
+            None => OnlineStatus::disabled(applied),
+        }
+    }
+
+    /// Pauses or resumes online learning; `false` when it is off altogether.
+    pub(crate) fn pause_online(&self, paused: bool) -> bool {
+        self.online.as_ref().map(|online| online.set_paused(paused)).is_some()
     }
 
     /// Logs the items of a response as impression events (written to the store in batches).
@@ -295,87 +299,10 @@ impl Engine {
         }
     }
 
-    /// Learns the queued positives every second on the learner's copy of the two-tower model,
-    /// and every `publish_secs` swaps in a snapshot serving the model as learned so far. A model
-    /// loaded from disk meanwhile starts the learner over from it.
-    fn spawn_online_learning(self: &Arc<Self>) {
-        let Some(online) = &self.online else { return };
-        let (engine, config) = (self.clone(), online.config.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut learner: Option<(TowerLearner, Arc<Retrieval>)> = None;
-            let (mut publications, mut last_publication) = (0u64, tokio::time::Instant::now());
-            loop {
-                tick.tick().await;
-                let snapshot = engine.snapshot();
-                let Some(serving) = snapshot.models.retrieval.clone() else { continue };
-                let catalog = snapshot.catalog();
-                let (mut current, origin) = match learner.take() {
-                    Some((current, origin)) if Arc::ptr_eq(&origin, &serving) => (current, origin),
-                    _ => (TowerLearner::new(&serving, &catalog), serving.clone()),
-                };
-                let positives = std::mem::take(
-                    &mut *engine.online.as_ref().expect("online").queue.lock().expect("online queue"),
-                );
-                let mut users = std::collections::HashMap::new();
-                for user_id in
-                    positives.iter().map(OnlinePositive::user_id).collect::<std::collections::BTreeSet<_>>()
-                {
-                    match engine.store.user(user_id).await {
-                        Ok(Some(user)) => {
-                            users.insert(user_id.to_owned(), user);
-                        }
-                        Ok(None) => {}
-                        Err(err) => tracing::warn!(error = %err, "reading users for online learning failed"),
-                    }
-                }
-                let publish = last_publication.elapsed().as_secs() >= config.publish_secs.max(1);
-                let batch_size = config.batch_size;
-                let learned = tokio::task::spawn_blocking(move || {
-                    let loss = current.learn(&positives, &catalog, &users, &origin.user_schema, batch_size);
-                    let published = match publish && current.has_learned_since_publishing() {
-                        true => Some(current.publish(&origin, &catalog)),
-                        false => None,
-                    };
-                    (current, origin, loss, published)
-                })
-                .await;
-                let Ok((current, origin, loss, published)) = learned else {
-                    tracing::error!("online learning panicked; starting over from the served model");
-                    continue;
-                };
-                if let Some(loss) = loss {
-                    tracing::debug!(loss, learned = current.learned(), "two-tower model learned online");
-                }
-                learner = Some((current, origin.clone()));
-                let fresh = match published {
-                    Some(Ok(fresh)) => fresh,
-                    Some(Err(err)) => {
-                        tracing::error!(error = %err, "indexing online item vectors failed");
-                        continue;
-                    }
-                    None => continue,
-                };
-                last_publication = tokio::time::Instant::now();
-                let _updating = engine.updating.lock().await;
-                let now = engine.snapshot();
-                // Unless a reload replaced the model meanwhile.
-                if now.models.retrieval.as_ref().is_some_and(|r| Arc::ptr_eq(r, &origin)) {
-                    publications += 1;
-                    engine.current.store(Arc::new(now.with_retrieval(fresh.clone(), publications)));
-                    if let Some((_, published_from)) = learner.as_mut() {
-                        *published_from = fresh;
-                    }
-                    tracing::info!(publications, version = %engine.snapshot().models.version, "online two-tower model published");
-                }
-            }
-        });
-    }
-
     /// Tails the catalog and the log every `tail_interval_ms` (re-sorting trending lists after
     /// each batch of events) and reloads when the model directories change.
     pub fn spawn_background(self: &Arc<Self>) {
-        self.spawn_online_learning();
+        crate::online::spawn_learning(self);
         let engine = self.clone();
         tokio::spawn(async move {
             let mut tick =
@@ -426,18 +353,46 @@ impl Engine {
     }
 }
 
-/// Builds a snapshot: the whole catalog and log from `store`, the models from their directories.
-async fn load(store: &Store, config: &EngineConfig, models: &ModelSource) -> Result<Snapshot, EngineError> {
+/// Builds a snapshot: the whole catalog and log from `store`, the models from their directories,
+/// the two-tower model from its newest online snapshot when there is one (what it learned is
+/// returned, with the positives of the events after it, to be learned again).
+async fn load(
+    store: &Store,
+    config: &EngineConfig,
+    models: &ModelSource,
+) -> Result<(Snapshot, Resumed), EngineError> {
     // Changes from here on are read again by the catalog tail.
     let as_of = Timestamp::now().millis();
     let items = store.all_items().await?;
     let (events, last_seq) = store.all_events(|_| true).await?;
+    let snapshot = match (&models.online_dir, config.online.enabled, existing(&models.retrieval_dir)) {
+        (Some(root), true, Some(_)) => {
+            online_snapshot::latest(root, &models_version(&[&models.retrieval_dir]))
+        }
+        _ => None,
+    };
+    let replay_from = match &snapshot {
+        Some((_, meta)) => store.count_events_through(meta.seq).await? as usize,
+        None => events.len(),
+    };
     let (config, models) = (config.clone(), models.clone());
-    tokio::task::spawn_blocking(move || build(items, &events, last_seq, as_of, &config, &models))
-        .await
-        .expect("snapshot build panicked")
+    tokio::task::spawn_blocking(move || {
+        build(items, &events, last_seq, as_of, &config, &models, snapshot, replay_from)
+    })
+    .await
+    .expect("snapshot build panicked")
 }
 
+/// What the online learner resumes from: its snapshot's record and the positives after it.
+#[derive(Debug, Default)]
+pub(crate) struct Resumed {
+    /// The snapshot's metadata, when one was loaded.
+    pub meta: Option<SnapshotMeta>,
+    /// The positives of the events after the snapshot, in log order.
+    pub positives: Vec<OnlinePositive>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn build(
     items: Vec<Item>,
     events: &[Event],
@@ -445,15 +400,41 @@ fn build(
     catalog_as_of: i64,
     config: &EngineConfig,
     models: &ModelSource,
-) -> Result<Snapshot, EngineError> {
+    online: Option<(PathBuf, SnapshotMeta)>,
+    replay_from: usize,
+) -> Result<(Snapshot, Resumed), EngineError> {
     let now = Timestamp::now();
     let disk_version = models_version(&model_dirs(config, models));
-    let version = models_version(&[&models.retrieval_dir, &models.ranking_dir]);
+    let mut version = models_version(&[&models.retrieval_dir, &models.ranking_dir]);
+    let mut resumed = Resumed::default();
     let retrieval = match existing(&models.retrieval_dir) {
         Some(dir) => {
             let mut retrieval = Retrieval::load(dir).map_err(|source| model_error(dir, source))?;
             let added = retrieval.index_missing(&items, now)?;
             tracing::info!(added, "indexed items newer than the retrieval model");
+            if let Some((snapshot, meta)) = online {
+                match TwoTower::load(&snapshot) {
+                    Ok(model) => {
+                        let fresh: std::collections::HashSet<&str> =
+                            meta.fresh_items.iter().map(String::as_str).collect();
+                        let learned: Vec<&Item> =
+                            items.iter().filter(|i| fresh.contains(i.item_id.as_str())).collect();
+                        retrieval = retrieval.with_model(model, &learned, now)?;
+                        version = online_version(&version, meta.publications);
+                        let replayed = events.len().saturating_sub(replay_from);
+                        tracing::info!(
+                            seq = meta.seq,
+                            learned = meta.learned,
+                            replayed,
+                            "online two-tower model resumed from its snapshot"
+                        );
+                        resumed.meta = Some(meta);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, dir = %snapshot.display(), "the online snapshot does not load; starting from the trained model")
+                    }
+                }
+            }
             Some(Arc::new(retrieval))
         }
         None => None,
@@ -473,12 +454,18 @@ fn build(
         variant_models.insert(variant.name.clone(), Models { version, retrieval: retrieval.clone(), ranker });
     }
     let mut activity = Activity::new(catalog.len(), config.heat_half_life_hours);
-    for event in events {
+    let rule = PositiveRule::default();
+    let replay = resumed.meta.is_some();
+    for (at, event) in events.iter().enumerate() {
+        if replay && at >= replay_from {
+            let before = activity.user(&event.user_id);
+            resumed.positives.extend(OnlinePositive::from_event(&rule, &catalog, before, event));
+        }
         activity.record(&catalog, event);
     }
     activity.refresh_trending(&catalog);
     tracing::info!(items = catalog.len(), events = events.len(), %version, "serving snapshot built");
-    Ok(Snapshot {
+    let snapshot = Snapshot {
         state: Arc::new(TailState {
             live: RwLock::new(Live { catalog: Arc::new(catalog), activity }),
             applied: AtomicI64::new(last_seq),
@@ -487,7 +474,8 @@ fn build(
         models: Models { version, retrieval, ranker },
         variant_models,
         disk_version,
-    })
+    };
+    Ok((snapshot, resumed))
 }
 
 fn model_error(dir: &Path, source: PersistError) -> EngineError {
@@ -576,7 +564,7 @@ fn rankers(snapshot: &Snapshot) -> impl Iterator<Item = &Arc<Ranker>> {
 async fn apply_new_events(
     store: &Store,
     snapshot: &Snapshot,
-    online: Option<(&PositiveRule, &std::sync::Mutex<Vec<OnlinePositive>>)>,
+    online: Option<&Online>,
 ) -> Result<usize, StoreError> {
     let mut applied = 0;
     loop {
@@ -588,25 +576,16 @@ async fn apply_new_events(
             let Live { catalog, activity } = &mut *live;
             for stored in &page {
                 let event = &stored.event;
-                if let Some((rule, _)) = online {
+                if let Some(online) = online {
                     let before = activity.user(&event.user_id);
-                    positives.extend(OnlinePositive::from_event(rule, catalog, before, event));
+                    positives.extend(OnlinePositive::from_event(&online.rule, catalog, before, event));
                 }
                 activity.record(catalog, event);
             }
             catalog.clone()
         };
-        if let Some((_, queue)) = online.filter(|_| !positives.is_empty()) {
-            let mut queue = queue.lock().expect("online queue");
-            queue.extend(positives);
-            let excess = queue.len().saturating_sub(MAX_QUEUED_POSITIVES);
-            if excess > 0 {
-                queue.drain(..excess);
-                tracing::warn!(
-                    dropped = excess,
-                    "the online learner is behind the log; oldest positives dropped"
-                );
-            }
+        if let Some(online) = online {
+            online.enqueue(positives);
         }
         for ranker in rankers(snapshot) {
             ranker.observe(&catalog, page.iter().map(|stored| &stored.event));

@@ -8,6 +8,7 @@
 //! | `GET /v1/explain?user_id&item_id` | why an item would or would not be in a user's feed |
 //! | `GET /v1/experiments` | each A/B variant's share, impressions and effective-play, finish and like rates |
 //! | `POST /v1/admin/reload` | rebuild the serving snapshot now (admin) |
+//! | `GET /v1/admin/online`, `POST /v1/admin/online {"paused"}` | online learning's progress (learned, published, last snapshot); pause or resume it (admin) |
 //! | `GET /healthz` | liveness, with the store's reachability (no key needed) |
 //! | `GET /openapi.json` | this API as OpenAPI 3.1 (no key needed) |
 //! | `GET /metrics` | Prometheus text format (admin) |
@@ -22,6 +23,7 @@ mod error;
 mod feed;
 mod ingest;
 mod metrics_layer;
+mod online;
 
 use std::sync::Arc;
 
@@ -37,6 +39,7 @@ use serde::Deserialize;
 pub use auth::{ApiKey, AuthConfig, Role};
 pub use engine::{Engine, EngineConfig, EngineError, ModelSource};
 pub use error::HttpError;
+pub use online::OnlineConfig;
 
 /// What the ingest endpoints accept.
 #[derive(Debug, Clone, Deserialize)]
@@ -126,7 +129,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/similar", get(feed::similar))
         .route("/v1/explain", get(feed::explain))
         .route("/v1/experiments", get(feed::experiments));
-    let admin = Router::new().route("/metrics", get(metrics)).route("/v1/admin/reload", post(reload));
+    let admin = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/v1/admin/reload", post(reload))
+        .route("/v1/admin/online", get(online::status).post(online::switch));
     Router::new()
         .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)))
         .merge(read.route_layer(from_fn_with_state(state.clone(), auth::read)))

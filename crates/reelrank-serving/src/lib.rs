@@ -22,6 +22,7 @@ pub mod experiment;
 pub mod explain;
 pub mod filters;
 pub mod online;
+pub mod online_snapshot;
 pub mod pipeline;
 pub mod rank;
 pub mod rerank;

@@ -94,6 +94,11 @@ impl TowerLearner {
         self.learned
     }
 
+    /// The model as learned so far.
+    pub fn model(&self) -> &TwoTower {
+        &self.model
+    }
+
     /// Whether anything was learned since the last publication.
     pub fn has_learned_since_publishing(&self) -> bool {
         !self.touched.is_empty()

@@ -155,6 +155,11 @@ impl Retrieval {
         keyed
     }
 
+    /// The keys of the items whose fresh vectors shadow the graph's.
+    pub fn fresh_keys(&self) -> Vec<u64> {
+        self.fresh.load().iter().map(|(key, _)| key).collect()
+    }
+
     /// The index as built or loaded, without the fresh vectors.
     pub fn index(&self) -> &AdaptiveIndex {
         &self.index

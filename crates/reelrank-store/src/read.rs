@@ -135,6 +135,15 @@ impl Store {
             .collect()
     }
 
+    /// How many events the log holds up to sequence number `seq`.
+    pub async fn count_events_through(&self, seq: i64) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM events WHERE seq <= $1")
+            .bind(seq)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
+    }
+
     /// Every item, in id order (read in pages).
     pub async fn all_items(&self) -> Result<Vec<Item>> {
         let mut items: Vec<Item> = Vec::new();

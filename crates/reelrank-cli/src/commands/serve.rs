@@ -35,6 +35,7 @@ pub async fn run(
         retrieval_dir: Some(super::train::model_dir(data_dir)),
         ranking_dir: Some(super::train_ranking::model_dir(data_dir)),
         value: settings.ranking.value.clone(),
+        online_dir: Some(data_dir.join("models").join("online")),
     };
     let engine = Engine::start(store.clone(), settings.serving.clone(), models).await?;
     engine.spawn_background();

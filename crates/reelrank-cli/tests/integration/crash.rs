@@ -1,6 +1,8 @@
 //! Acknowledged data survives `kill -9`: a server ingesting batches from concurrent clients is
 //! killed at a random moment, restarted, and every batch that got a 2xx must be stored exactly once,
-//! while every batch is stored whole or not at all.
+//! while every batch is stored whole or not at all. And what the two-tower model learned online
+//! survives it: the restarted engine resumes from the last snapshot and learns exactly the
+//! acknowledged events after it.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -83,4 +85,90 @@ async fn acknowledged_batches_survive_sigkill() {
         );
     }
     eprintln!("{} acknowledged batches all present; {} batches stored", acked.len(), per_batch.len());
+}
+
+/// `n` finish events (positives) of users `{prefix}0..` on the items `i0..`, as a JSON body.
+fn positives(prefix: &str, n: usize) -> serde_json::Value {
+    let now = reelrank_core::Timestamp::now().millis();
+    let events: Vec<serde_json::Value> = (0..n)
+        .map(|k| serde_json::json!({"user_id": format!("{prefix}{}", k % 7), "item_id": format!("i{k}"), "kind": "finish", "ts": now}))
+        .collect();
+    serde_json::Value::Array(events)
+}
+
+/// Polls `GET /v1/admin/online` until `done` accepts the status (10 s at most).
+async fn online_status(
+    client: &reqwest::Client,
+    url: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value =
+            client.get(format!("{url}/v1/admin/online")).send().await.unwrap().json().await.unwrap();
+        if done(&status) {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "online learning never got there: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_learning_resumes_from_its_snapshot_and_replays_the_rest_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", "3"][..],
+        &["train", "retrieval", "--epochs", "1"],
+    ] {
+        let out = crate::reelrank(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let env =
+        [("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"), ("REELRANK__SERVING__ONLINE__SNAPSHOT_SECS", "1")];
+    let client = reqwest::Client::new();
+    let mut server = Server::start_with(dir.path(), &env);
+    let post = |url: String, body: serde_json::Value| {
+        let client = client.clone();
+        async move { assert!(client.post(url).json(&body).send().await.unwrap().status().is_success()) }
+    };
+
+    // Learned and snapshotted...
+    post(format!("{}/v1/events", server.url), positives("early", 40)).await;
+    let snapshotted = online_status(&client, &server.url, |s| {
+        s["learned"].as_u64() >= Some(40)
+            && s["snapshot_seq"] == s["applied_seq"]
+            && s["publications"].as_u64() >= Some(1)
+    })
+    .await;
+    // ...then acknowledged while learning is paused, and lost with the process.
+    post(format!("{}/v1/admin/online", server.url), serde_json::json!({"paused": true})).await;
+    post(format!("{}/v1/events", server.url), positives("late", 30)).await;
+    let paused = online_status(&client, &server.url, |s| s["queued"] == 30).await;
+    assert_eq!(
+        (paused["paused"].as_bool(), paused["learned"].clone()),
+        (Some(true), snapshotted["learned"].clone())
+    );
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+
+    // The restarted engine resumes from the snapshot and learns the 30 again, and only those.
+    let server = Server::start_with(dir.path(), &env);
+    let learned = snapshotted["learned"].as_u64().unwrap() + 30;
+    let resumed =
+        online_status(&client, &server.url, |s| s["learned"].as_u64() == Some(learned) && s["queued"] == 0)
+            .await;
+    assert!(resumed["publications"].as_u64() >= snapshotted["publications"].as_u64(), "{resumed}");
+    let feed: serde_json::Value = client
+        .get(format!("{}/v1/recommend?user_id=late0&n=5", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        feed["model_version"].as_str().unwrap().contains('+'),
+        "serving the resumed online model: {feed}"
+    );
 }
