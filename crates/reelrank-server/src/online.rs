@@ -1,16 +1,22 @@
 //! The engine's online learning of the two-tower model: positives from the tail are queued, a
 //! background task learns them every second on its own copy of the model, publishes it to the
 //! feeds every `publish_secs` and snapshots it every `snapshot_secs` (with the last event it
-//! covers, so that a restart replays exactly the events after it). Learning can be paused.
+//! covers, so that a restart replays exactly the events after it). Learning can be paused; a
+//! model whose loss rises past a guard ([`LossGuard`]) is rolled back to the newest snapshot.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reelrank_features::PositiveRule;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use reelrank_core::{Item, Timestamp, User};
+use reelrank_features::{PersistError, PositiveRule};
+use reelrank_models::TwoTower;
 use reelrank_serving::online_snapshot::{self, SnapshotMeta};
-use reelrank_serving::{OnlinePositive, Retrieval, TowerLearner};
+use reelrank_serving::{Catalog, LossGuard, OnlinePositive, Retrieval, TowerLearner};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -28,11 +34,20 @@ pub struct OnlineConfig {
     pub publish_secs: u64,
     /// How often the model as learned so far is saved, in seconds.
     pub snapshot_secs: u64,
+    /// The learner's moving-average loss, over its first steps' average, past which the model is
+    /// rolled back to the newest snapshot.
+    pub rollback_loss_ratio: f32,
 }
 
 impl Default for OnlineConfig {
     fn default() -> OnlineConfig {
-        OnlineConfig { enabled: true, batch_size: 256, publish_secs: 15, snapshot_secs: 60 }
+        OnlineConfig {
+            enabled: true,
+            batch_size: 256,
+            publish_secs: 15,
+            snapshot_secs: 60,
+            rollback_loss_ratio: 1.5,
+        }
     }
 }
 
@@ -53,6 +68,8 @@ pub(crate) struct Online {
     publications: AtomicU64,
     /// The last event the newest snapshot covers (0: none).
     snapshot_seq: AtomicI64,
+    /// Times the model was rolled back since the server started.
+    rollbacks: AtomicU64,
 }
 
 /// What `GET /v1/admin/online` reports.
@@ -67,6 +84,8 @@ pub(crate) struct OnlineStatus {
     snapshot_seq: i64,
     /// The last event the feeds have applied.
     applied_seq: i64,
+    /// Times the model was rolled back since the server started.
+    rollbacks: u64,
 }
 
 /// Body of `POST /v1/admin/online`.
@@ -86,6 +105,7 @@ impl Online {
             learned: AtomicU64::new(0),
             publications: AtomicU64::new(0),
             snapshot_seq: AtomicI64::new(0),
+            rollbacks: AtomicU64::new(0),
         };
         online.resume(resumed);
         online
@@ -133,6 +153,7 @@ impl Online {
             queued: self.queue.lock().expect("online queue").len(),
             snapshot_seq: self.snapshot_seq.load(Ordering::Acquire),
             applied_seq,
+            rollbacks: self.rollbacks.load(Ordering::Acquire),
         }
     }
 }
@@ -148,14 +169,87 @@ impl OnlineStatus {
             queued: 0,
             snapshot_seq: 0,
             applied_seq,
+            rollbacks: 0,
         }
     }
 }
 
-/// The learner as the task keeps it, with the retrieval it last published or started from.
+/// The learner as the task keeps it.
 struct Learning {
     learner: TowerLearner,
+    /// The retrieval it last published or started from: serving still reads it unless a reload
+    /// replaced the models.
     origin: Arc<Retrieval>,
+    /// The retrieval it started from, to fall back on when no snapshot is good.
+    start: Arc<Retrieval>,
+    guard: LossGuard,
+}
+
+impl Learning {
+    fn new(serving: Arc<Retrieval>, catalog: &Catalog, ratio: f32) -> Learning {
+        Learning {
+            learner: TowerLearner::new(&serving, catalog),
+            origin: serving.clone(),
+            start: serving,
+            guard: LossGuard::new(ratio),
+        }
+    }
+}
+
+/// What one learning step is given.
+struct Step {
+    positives: Vec<OnlinePositive>,
+    /// The last event whose positive is among them (or before them).
+    seq: i64,
+    catalog: Arc<Catalog>,
+    users: HashMap<String, User>,
+    batch_size: usize,
+    publish: bool,
+    /// Where to save a snapshot, when one is due.
+    save_to: Option<PathBuf>,
+    base_version: String,
+    learned_before: u64,
+    publications: u64,
+}
+
+/// What one learning step did.
+struct Stepped {
+    loss: Option<f32>,
+    learned: u64,
+    /// The loss guard tripped: nothing was published or saved.
+    tripped: bool,
+    published: Option<reelrank_ann::Result<Arc<Retrieval>>>,
+    saved: Option<Result<SnapshotMeta, PersistError>>,
+}
+
+/// Learns `step.positives`, then publishes and snapshots when due and the model is healthy.
+fn learn_step(learning: &mut Learning, step: Step) -> Stepped {
+    let Learning { learner, origin, guard, .. } = learning;
+    let loss =
+        learner.learn(&step.positives, &step.catalog, &step.users, &origin.user_schema, step.batch_size);
+    let learned = step.learned_before + step.positives.len() as u64;
+    let tripped = loss.is_some_and(|loss| guard.record(loss));
+    let healthy = !tripped && guard.healthy();
+    let published = (healthy && step.publish && learner.has_learned_since_publishing())
+        .then(|| learner.publish(origin, &step.catalog));
+    let saved = step.save_to.filter(|_| healthy && (loss.is_some() || published.is_some())).map(|root| {
+        // Every item the feeds read a fresh vector of, so that a restart rebuilds them.
+        let current = match &published {
+            Some(Ok(fresh)) => fresh.clone(),
+            _ => origin.clone(),
+        };
+        let catalog = &step.catalog;
+        let fresh_items = current
+            .fresh_keys()
+            .into_iter()
+            .filter_map(|key| catalog.index_of_key(key))
+            .map(|i| catalog.item(i).item_id.clone())
+            .collect();
+        let publications = step.publications + u64::from(matches!(published, Some(Ok(_))));
+        let meta = SnapshotMeta::new(&step.base_version, step.seq, learned, publications, fresh_items);
+        online_snapshot::save(&root, learner.model(), &meta).map(|_| meta)
+    });
+    Stepped { loss, learned, tripped, published, saved }
 }
 
 /// Starts the learning task (see the module documentation); nothing when online learning is off.
@@ -186,67 +280,41 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
             };
             let Some(serving) = snapshot.models.retrieval.clone() else { continue };
             let catalog = snapshot.catalog();
-            let Learning { mut learner, origin } = match learning.take() {
+            let mut current = match learning.take() {
                 Some(kept) if Arc::ptr_eq(&kept.origin, &serving) => kept,
                 // First run, or a reload replaced the model: start over from the served one.
-                _ => Learning { learner: TowerLearner::new(&serving, &catalog), origin: serving },
+                _ => Learning::new(serving, &catalog, config.rollback_loss_ratio),
             };
-            let mut users = HashMap::new();
-            let ids: std::collections::BTreeSet<&str> =
-                positives.iter().map(OnlinePositive::user_id).collect();
-            for user_id in ids {
-                match engine.store.user(user_id).await {
-                    Ok(Some(user)) => {
-                        users.insert(user_id.to_owned(), user);
-                    }
-                    Ok(None) => {}
-                    Err(err) => tracing::warn!(error = %err, "reading users for online learning failed"),
-                }
-            }
-            let publish = last_publication.elapsed().as_secs() >= config.publish_secs.max(1);
-            let save_to = engine
-                .models
-                .online_dir
-                .clone()
-                .filter(|_| last_snapshot.elapsed().as_secs() >= config.snapshot_secs.max(1));
-            let base_version = engine.trained_retrieval_version();
-            let (learned_before, publications) =
-                (online.learned.load(Ordering::Acquire), online.publications.load(Ordering::Acquire));
-            let batch_size = config.batch_size;
-            let stepped = tokio::task::spawn_blocking(move || {
-                let count = positives.len() as u64;
-                let loss = learner.learn(&positives, &catalog, &users, &origin.user_schema, batch_size);
-                let learned = learned_before + count;
-                let published = (publish && learner.has_learned_since_publishing())
-                    .then(|| learner.publish(&origin, &catalog));
-                let saved = save_to.filter(|_| loss.is_some() || published.is_some()).map(|root| {
-                    // Every item the feeds read a fresh vector of, so that a restart rebuilds them.
-                    let current = match &published {
-                        Some(Ok(fresh)) => fresh.clone(),
-                        _ => origin.clone(),
-                    };
-                    let fresh_items = current
-                        .fresh_keys()
-                        .into_iter()
-                        .filter_map(|key| catalog.index_of_key(key))
-                        .map(|i| catalog.item(i).item_id.clone())
-                        .collect();
-                    let publications = publications + u64::from(matches!(published, Some(Ok(_))));
-                    let meta = SnapshotMeta::new(&base_version, seq, learned, publications, fresh_items);
-                    online_snapshot::save(&root, learner.model(), &meta).map(|_| meta)
-                });
-                (Learning { learner, origin }, loss, learned, published, saved)
+            let step = Step {
+                users: users(&engine, &positives).await,
+                positives,
+                seq,
+                catalog,
+                batch_size: config.batch_size,
+                publish: last_publication.elapsed().as_secs() >= config.publish_secs.max(1),
+                save_to: engine
+                    .models
+                    .online_dir
+                    .clone()
+                    .filter(|_| last_snapshot.elapsed().as_secs() >= config.snapshot_secs.max(1)),
+                base_version: engine.trained_retrieval_version(),
+                learned_before: online.learned.load(Ordering::Acquire),
+                publications: online.publications.load(Ordering::Acquire),
+            };
+            let Ok((current, stepped)) = tokio::task::spawn_blocking(move || {
+                let stepped = learn_step(&mut current, step);
+                (current, stepped)
             })
-            .await;
-            let Ok((kept, loss, learned, published, saved)) = stepped else {
+            .await
+            else {
                 tracing::error!("online learning panicked; starting over from the served model");
                 continue;
             };
-            online.learned.store(learned, Ordering::Release);
-            if let Some(loss) = loss {
-                tracing::debug!(loss, learned, "two-tower model learned online");
+            online.learned.store(stepped.learned, Ordering::Release);
+            if let Some(loss) = stepped.loss {
+                tracing::debug!(loss, learned = stepped.learned, "two-tower model learned online");
             }
-            match saved {
+            match stepped.saved {
                 Some(Ok(meta)) => {
                     last_snapshot = Instant::now();
                     online.snapshot_seq.store(meta.seq, Ordering::Release);
@@ -255,30 +323,95 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
                 Some(Err(err)) => tracing::error!(error = %err, "saving the online snapshot failed"),
                 None => {}
             }
-            let origin = kept.origin.clone();
-            learning = Some(kept);
-            let fresh = match published {
-                Some(Ok(fresh)) => fresh,
+            if stepped.tripped {
+                learning = roll_back(&engine, current).await;
+                continue;
+            }
+            match stepped.published {
+                Some(Ok(fresh)) => {
+                    last_publication = Instant::now();
+                    learning =
+                        Some(publish(&engine, current, fresh, "online two-tower model published").await);
+                }
                 Some(Err(err)) => {
                     tracing::error!(error = %err, "indexing online item vectors failed");
-                    continue;
+                    learning = Some(current);
                 }
-                None => continue,
-            };
-            last_publication = Instant::now();
-            let _updating = engine.updating.lock().await;
-            let now = engine.snapshot();
-            // Unless a reload replaced the model meanwhile.
-            if now.models.retrieval.as_ref().is_some_and(|r| Arc::ptr_eq(r, &origin)) {
-                let publications = online.publications.fetch_add(1, Ordering::AcqRel) + 1;
-                engine.current.store(Arc::new(now.with_retrieval(fresh.clone(), publications)));
-                if let Some(kept) = learning.as_mut() {
-                    kept.origin = fresh;
-                }
-                tracing::info!(publications, version = %engine.snapshot().models.version, "online two-tower model published");
+                None => learning = Some(current),
             }
         }
     });
+}
+
+/// The records of the users `positives` name (those the store has).
+async fn users(engine: &Engine, positives: &[OnlinePositive]) -> HashMap<String, User> {
+    let mut users = HashMap::new();
+    let ids: BTreeSet<&str> = positives.iter().map(OnlinePositive::user_id).collect();
+    for user_id in ids {
+        match engine.store.user(user_id).await {
+            Ok(Some(user)) => {
+                users.insert(user_id.to_owned(), user);
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "reading users for online learning failed"),
+        }
+    }
+    users
+}
+
+/// Swaps in a snapshot serving `fresh` unless a reload replaced the model `learning` derives from
+/// meanwhile; returns the learning, now deriving from `fresh`.
+async fn publish(engine: &Engine, mut learning: Learning, fresh: Arc<Retrieval>, what: &str) -> Learning {
+    let online = engine.online.as_ref().expect("publishing implies online learning");
+    let _updating = engine.updating.lock().await;
+    let now = engine.snapshot();
+    if now.models.retrieval.as_ref().is_some_and(|r| Arc::ptr_eq(r, &learning.origin)) {
+        let publications = online.publications.fetch_add(1, Ordering::AcqRel) + 1;
+        engine.current.store(Arc::new(now.with_retrieval(fresh.clone(), publications)));
+        learning.origin = fresh;
+        tracing::info!(publications, version = %engine.snapshot().models.version, "{what}");
+    }
+    learning
+}
+
+/// Serves the newest snapshot (saved only while the model was healthy) or, without one, the model
+/// the learner started from, and learns on from there.
+async fn roll_back(engine: &Engine, learning: Learning) -> Option<Learning> {
+    let online = engine.online.as_ref().expect("rolling back implies online learning");
+    online.rollbacks.fetch_add(1, Ordering::AcqRel);
+    let levels = learning.guard.levels();
+    tracing::warn!(?levels, "online two-tower model's loss rose past the guard; rolling back");
+    let (start, catalog) = (learning.start.clone(), engine.snapshot().catalog());
+    let snapshot = engine
+        .models
+        .online_dir
+        .as_deref()
+        .and_then(|root| online_snapshot::latest(root, &engine.trained_retrieval_version()));
+    let restored = tokio::task::spawn_blocking(move || -> Result<Arc<Retrieval>, String> {
+        let Some((dir, meta)) = snapshot else { return Ok(start) };
+        let model = TwoTower::load(&dir).map_err(|e| e.to_string())?;
+        let items: Vec<&Item> =
+            meta.fresh_items.iter().filter_map(|id| catalog.index(id)).map(|i| catalog.item(i)).collect();
+        start.with_model(model, &items, Timestamp::now()).map(Arc::new).map_err(|e| e.to_string())
+    })
+    .await;
+    match restored {
+        Ok(Ok(restored)) => {
+            let learning =
+                publish(engine, learning, restored.clone(), "online two-tower model rolled back").await;
+            let ratio = learning.guard.ratio();
+            Some(Learning {
+                learner: TowerLearner::new(&restored, &engine.snapshot().catalog()),
+                guard: LossGuard::new(ratio),
+                ..learning
+            })
+        }
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "the snapshot to roll back to does not load; learning on");
+            Some(learning)
+        }
+        Err(_) => None,
+    }
 }
 
 /// `GET /v1/admin/online`: what online learning has done.

@@ -33,7 +33,7 @@ pub use activity::{Activity, Trending, TrendingLists, UserActivity};
 pub use catalog::{Catalog, ItemIndex};
 pub use experiment::{ExperimentConfig, ExperimentStats, VariantConfig, VariantStats};
 pub use filters::{Filter, FilterConfig, FilterInput};
-pub use online::{OnlinePositive, TowerLearner};
+pub use online::{LossGuard, OnlinePositive, TowerLearner};
 pub use pipeline::{
     explain, recommend, Explanation, Models, PipelineConfig, Recommendation, Recommended, Request,
 };

@@ -177,3 +177,86 @@ impl TowerLearner {
         Ok(Arc::new(serving.with_model(self.model.clone(), &touched, Timestamp::now())?))
     }
 }
+
+/// Watches the learner's progressive loss (each batch's, computed before it is learned) and says
+/// when the model has gone bad: once a baseline is taken over the first batches, a moving
+/// average of the loss above `ratio` times the baseline. A drifting audience raises the loss
+/// slowly; a broken stream (a bot, a bug upstream) raises it fast, and that is what a rollback is
+/// for.
+#[derive(Debug, Clone)]
+pub struct LossGuard {
+    ratio: f32,
+    warmup: Vec<f32>,
+    baseline: Option<f32>,
+    recent: f32,
+}
+
+/// Learning steps averaged into the baseline.
+const GUARD_WARMUP: usize = 10;
+
+/// Weight of the newest step in the moving average.
+const GUARD_DECAY: f32 = 0.2;
+
+impl LossGuard {
+    /// A guard that trips above `ratio` times the baseline.
+    pub fn new(ratio: f32) -> LossGuard {
+        LossGuard { ratio, warmup: Vec::with_capacity(GUARD_WARMUP), baseline: None, recent: 0.0 }
+    }
+
+    /// Records a step's loss; returns whether the model has gone bad.
+    pub fn record(&mut self, loss: f32) -> bool {
+        match self.baseline {
+            None => {
+                self.warmup.push(loss);
+                if self.warmup.len() == GUARD_WARMUP {
+                    let mean = self.warmup.iter().sum::<f32>() / GUARD_WARMUP as f32;
+                    (self.baseline, self.recent) = (Some(mean), mean);
+                }
+                false
+            }
+            Some(baseline) => {
+                self.recent = (1.0 - GUARD_DECAY) * self.recent + GUARD_DECAY * loss;
+                self.recent > self.ratio * baseline
+            }
+        }
+    }
+
+    /// Whether the model is healthy (or the baseline is still being taken).
+    pub fn healthy(&self) -> bool {
+        self.baseline.is_none_or(|baseline| self.recent <= self.ratio * baseline)
+    }
+
+    /// The ratio it trips at.
+    pub fn ratio(&self) -> f32 {
+        self.ratio
+    }
+
+    /// The baseline and the moving average, once there is a baseline.
+    pub fn levels(&self) -> Option<(f32, f32)> {
+        self.baseline.map(|baseline| (baseline, self.recent))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_trips_on_a_sustained_rise_and_not_on_noise() {
+        let mut guard = LossGuard::new(1.5);
+        for step in 0..GUARD_WARMUP {
+            assert!(!guard.record(if step % 2 == 0 { 5.0 } else { 6.0 }));
+        }
+        assert_eq!(guard.levels(), Some((5.5, 5.5)));
+        // A single bad batch is absorbed...
+        assert!(!guard.record(12.0));
+        for _ in 0..20 {
+            assert!(!guard.record(5.5));
+        }
+        assert!(guard.healthy());
+        // ...a sustained rise is not.
+        let tripped = (0..20).position(|_| guard.record(10.0));
+        assert!(tripped.is_some_and(|at| at > 0), "{tripped:?}");
+        assert!(!guard.healthy());
+    }
+}

@@ -2,7 +2,7 @@
 //! killed at a random moment, restarted, and every batch that got a 2xx must be stored exactly once,
 //! while every batch is stored whole or not at all. And what the two-tower model learned online
 //! survives it: the restarted engine resumes from the last snapshot and learns exactly the
-//! acknowledged events after it.
+//! acknowledged events after it; a model whose loss rises past the guard is rolled back.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -171,4 +171,56 @@ async fn online_learning_resumes_from_its_snapshot_and_replays_the_rest_after_si
         feed["model_version"].as_str().unwrap().contains('+'),
         "serving the resumed online model: {feed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_whose_loss_rises_past_the_guard_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", "4"][..],
+        &["train", "retrieval", "--epochs", "1"],
+    ] {
+        let out = crate::reelrank(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A guard so tight that the first step after the baseline trips it.
+    let env = [
+        ("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"),
+        ("REELRANK__SERVING__ONLINE__ROLLBACK_LOSS_RATIO", "0.001"),
+    ];
+    let server = Server::start_with(dir.path(), &env);
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut round = 0;
+    let status = loop {
+        let status: serde_json::Value =
+            client.get(format!("{}/v1/admin/online", server.url)).send().await.unwrap().json().await.unwrap();
+        if status["rollbacks"].as_u64() >= Some(1) {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "never rolled back: {status}");
+        let body = positives(&format!("r{round}-"), 20);
+        assert!(client
+            .post(format!("{}/v1/events", server.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success());
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // Learning goes on from the model rolled back to.
+    let learned = status["learned"].as_u64().unwrap();
+    let body = positives("after-", 20);
+    assert!(client
+        .post(format!("{}/v1/events", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    online_status(&client, &server.url, |s| s["learned"].as_u64() > Some(learned)).await;
 }
