@@ -4,7 +4,7 @@
 //! online metrics. Kept current from the event
 //! stream, so that a `not_interested` or a finished episode changes the very next response.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use reelrank_core::{Category, Event, EventKind, Timestamp};
 use reelrank_features::PositiveRule;
@@ -16,11 +16,70 @@ use crate::experiment::ExperimentStats;
 /// How many of a user's latest positives are kept (item-to-item recall and explanations).
 pub const RECENT_POSITIVES: usize = 20;
 
+/// How many of the items a user saw last are never shown to them again: enough for weeks of
+/// heavy scrolling, and a bound on what a user costs (about 10 bytes an item).
+pub const SEEN_KEPT: usize = 10_000;
+
+/// The items a user saw last (up to [`SEEN_KEPT`]), oldest forgotten first.
+#[derive(Debug, Clone, Default)]
+pub struct SeenItems {
+    set: FxHashSet<ItemIndex>,
+    order: VecDeque<ItemIndex>,
+}
+
+impl SeenItems {
+    /// Records that the user saw `index`.
+    pub fn insert(&mut self, index: ItemIndex) {
+        if self.set.insert(index) {
+            self.order.push_back(index);
+            if self.order.len() > SEEN_KEPT {
+                let oldest = self.order.pop_front().expect("over the bound, so not empty");
+                self.set.remove(&oldest);
+            }
+        }
+    }
+
+    /// Whether the user saw `index` among their last [`SEEN_KEPT`] items.
+    pub fn contains(&self, index: &ItemIndex) -> bool {
+        self.set.contains(index)
+    }
+
+    /// Items remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+impl Extend<ItemIndex> for SeenItems {
+    fn extend<T: IntoIterator<Item = ItemIndex>>(&mut self, items: T) {
+        items.into_iter().for_each(|index| self.insert(index));
+    }
+}
+
+impl FromIterator<ItemIndex> for SeenItems {
+    fn from_iter<T: IntoIterator<Item = ItemIndex>>(items: T) -> SeenItems {
+        let mut seen = SeenItems::default();
+        seen.extend(items);
+        seen
+    }
+}
+
+impl<'a> Extend<&'a ItemIndex> for SeenItems {
+    fn extend<T: IntoIterator<Item = &'a ItemIndex>>(&mut self, items: T) {
+        items.into_iter().for_each(|&index| self.insert(index));
+    }
+}
+
 /// One user's behaviour, as serving needs it.
 #[derive(Debug, Clone, Default)]
 pub struct UserActivity {
-    /// Items served to or watched by the user: never recommended again.
-    pub seen: FxHashSet<ItemIndex>,
+    /// Items served to or watched by the user lately: not recommended again.
+    pub seen: SeenItems,
     /// Items the user marked `not_interested`.
     pub not_interested: FxHashSet<ItemIndex>,
     /// Creators of items the user marked `not_interested`, with how many times.
@@ -287,5 +346,16 @@ mod tests {
         assert!((trending.heat(b, Timestamp(48 * 3_600_000)) - 1.0).abs() < 1e-9);
         assert_eq!(trending.hottest(Some(&Category::Movie)), [b, a]);
         assert!(trending.hottest(Some(&Category::Documentary)).is_empty());
+    }
+
+    #[test]
+    fn the_seen_items_forget_the_oldest_past_their_bound() {
+        let mut seen = SeenItems::default();
+        seen.extend(0..SEEN_KEPT as ItemIndex);
+        seen.insert(0);
+        assert_eq!(seen.len(), SEEN_KEPT, "seeing an item again adds nothing");
+        seen.insert(SEEN_KEPT as ItemIndex);
+        assert!(!seen.contains(&0) && seen.contains(&1) && seen.contains(&(SEEN_KEPT as ItemIndex)));
+        assert_eq!(seen.len(), SEEN_KEPT);
     }
 }

@@ -155,6 +155,7 @@ impl Filter {
 
 #[cfg(test)]
 mod tests {
+    use crate::activity::SeenItems;
     use reelrank_core::Category;
     use rustc_hash::FxHashMap;
 
@@ -215,7 +216,7 @@ mod tests {
             &[]
         ));
         assert!(rejects(Filter::Excluded, &plain, &user, &none, &[0]));
-        let seen = UserActivity { seen: FxHashSet::from_iter([0]), ..UserActivity::default() };
+        let seen = UserActivity { seen: SeenItems::from_iter([0]), ..UserActivity::default() };
         assert!(rejects(Filter::Seen, &plain, &user, &seen, &[]));
         let marked = UserActivity { not_interested: FxHashSet::from_iter([0]), ..UserActivity::default() };
         assert!(rejects(Filter::NotInterested, &plain, &user, &marked, &[]));

@@ -29,7 +29,7 @@ pub mod rerank;
 pub mod retrieval;
 pub mod sources;
 
-pub use activity::{Activity, Trending, TrendingLists, UserActivity};
+pub use activity::{Activity, SeenItems, Trending, TrendingLists, UserActivity};
 pub use catalog::{Catalog, ItemIndex};
 pub use experiment::{ExperimentConfig, ExperimentStats, VariantConfig, VariantStats};
 pub use filters::{Filter, FilterConfig, FilterInput};
