@@ -206,10 +206,23 @@ impl EmbeddingTable {
     /// Evicts rows and pending counts not touched since `now_ms - expire_after_ms`; returns how
     /// many rows went. Their slots are reused by later admissions.
     pub fn evict_expired(&mut self, now_ms: i64) -> usize {
-        let Some(ttl) = self.config.expire_after_ms else {
-            return 0;
-        };
-        let cutoff = now_ms - ttl;
+        match self.config.expire_after_ms {
+            Some(ttl) => self.evict_idle(now_ms, ttl),
+            None => 0,
+        }
+    }
+
+    /// Counts every row and pending key as touched at `now_ms`: a table trained offline, whose
+    /// touches are stamped in training steps, starts its idle clock when it starts serving.
+    pub fn restamp(&mut self, now_ms: i64) {
+        self.last_touch.fill(now_ms);
+        self.pending.values_mut().for_each(|(_, seen)| *seen = now_ms);
+    }
+
+    /// Evicts rows and pending counts not touched for `idle_ms` before `now_ms`; returns how
+    /// many rows went. Their slots are reused by later admissions.
+    pub fn evict_idle(&mut self, now_ms: i64, idle_ms: i64) -> usize {
+        let cutoff = now_ms - idle_ms;
         let expired: Vec<(u64, u32)> = self
             .rows
             .iter()
@@ -378,6 +391,23 @@ mod tests {
         assert!(t.contains(42));
         assert_eq!(t.memory().rows, 1);
         assert_eq!(t.memory().pending, 0);
+    }
+
+    #[test]
+    fn a_restamped_table_starts_its_idle_clock_then() {
+        // Trained offline: touches stamped with epoch numbers, far in the past as times.
+        let mut t = table(2, None);
+        t.observe(1, 0);
+        t.observe(1, 1);
+        t.observe(2, 1);
+        let now = 1_767_225_600_000;
+        t.restamp(now);
+        assert_eq!(t.evict_idle(now + 10, 1000), 0, "nothing is idle yet");
+        t.observe(3, now + 500);
+        t.observe(3, now + 600);
+        assert_eq!(t.evict_idle(now + 1200, 1000), 1, "only the row trained offline went");
+        assert!(!t.contains(1) && t.contains(3));
+        assert_eq!(t.memory().pending, 0, "the pending key went too");
     }
 
     #[test]

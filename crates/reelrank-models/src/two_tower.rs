@@ -31,8 +31,8 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 use reelrank_features::{
-    read_manifest, write_manifest, Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer, PersistError,
-    TensorReader, TensorWriter,
+    read_manifest, write_manifest, Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer, MemoryUse,
+    PersistError, TensorReader, TensorWriter,
 };
 use serde::{Deserialize, Serialize};
 
@@ -276,6 +276,23 @@ impl TwoTower {
             .map(|&i| frequency.log_probability_with_uniform(i, uniform.len()))
             .collect();
         self.step(&user_bags, &item_bags, &candidates, &log_q, (&users_dropped, &items_dropped), now, true)
+    }
+
+    /// Starts the embedding rows' idle clock at `now_ms` (see [`EmbeddingTable::restamp`]): call
+    /// once before learning online with expiry.
+    pub fn start_idle_clock(&mut self, now_ms: i64) {
+        self.table.restamp(now_ms);
+    }
+
+    /// Evicts the embedding rows not touched for `idle_ms` before `now_ms` (users and items gone
+    /// quiet fall back to their attributes' rows); returns how many went.
+    pub fn evict_idle(&mut self, now_ms: i64, idle_ms: i64) -> usize {
+        self.table.evict_idle(now_ms, idle_ms)
+    }
+
+    /// What the embedding table holds.
+    pub fn table_memory(&self) -> MemoryUse {
+        self.table.memory()
     }
 
     /// One online step on positives that just happened, each against the others and against

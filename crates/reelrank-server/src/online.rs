@@ -37,6 +37,16 @@ pub struct OnlineConfig {
     /// The learner's moving-average loss, over its first steps' average, past which the model is
     /// rolled back to the newest snapshot.
     pub rollback_loss_ratio: f32,
+    /// Embedding rows (users, items, tags...) not touched for this many days are evicted, which
+    /// bounds the table by what was active lately; 0 keeps them forever.
+    pub row_expiry_days: f64,
+}
+
+impl OnlineConfig {
+    /// The rows' idle time before eviction, when they expire.
+    fn idle_ms(&self) -> Option<i64> {
+        (self.row_expiry_days > 0.0).then_some((self.row_expiry_days * 86_400_000.0) as i64)
+    }
 }
 
 impl Default for OnlineConfig {
@@ -47,6 +57,7 @@ impl Default for OnlineConfig {
             publish_secs: 15,
             snapshot_secs: 60,
             rollback_loss_ratio: 1.5,
+            row_expiry_days: 30.0,
         }
     }
 }
@@ -70,6 +81,9 @@ pub(crate) struct Online {
     snapshot_seq: AtomicI64,
     /// Times the model was rolled back since the server started.
     rollbacks: AtomicU64,
+    /// Rows of the learner's embedding table, and the bytes it holds, after its last step.
+    table_rows: AtomicU64,
+    table_bytes: AtomicU64,
 }
 
 /// What `GET /v1/admin/online` reports.
@@ -86,6 +100,10 @@ pub(crate) struct OnlineStatus {
     applied_seq: i64,
     /// Times the model was rolled back since the server started.
     rollbacks: u64,
+    /// Rows of the learner's embedding table after its last step.
+    table_rows: u64,
+    /// Bytes the learner's embedding table holds.
+    table_bytes: u64,
 }
 
 /// Body of `POST /v1/admin/online`.
@@ -106,6 +124,8 @@ impl Online {
             publications: AtomicU64::new(0),
             snapshot_seq: AtomicI64::new(0),
             rollbacks: AtomicU64::new(0),
+            table_rows: AtomicU64::new(0),
+            table_bytes: AtomicU64::new(0),
         };
         online.resume(resumed);
         online
@@ -154,6 +174,8 @@ impl Online {
             snapshot_seq: self.snapshot_seq.load(Ordering::Acquire),
             applied_seq,
             rollbacks: self.rollbacks.load(Ordering::Acquire),
+            table_rows: self.table_rows.load(Ordering::Acquire),
+            table_bytes: self.table_bytes.load(Ordering::Acquire),
         }
     }
 }
@@ -170,6 +192,8 @@ impl OnlineStatus {
             snapshot_seq: 0,
             applied_seq,
             rollbacks: 0,
+            table_rows: 0,
+            table_bytes: 0,
         }
     }
 }
@@ -186,12 +210,12 @@ struct Learning {
 }
 
 impl Learning {
-    fn new(serving: Arc<Retrieval>, catalog: &Catalog, ratio: f32) -> Learning {
+    fn new(serving: Arc<Retrieval>, catalog: &Catalog, config: &OnlineConfig) -> Learning {
         Learning {
-            learner: TowerLearner::new(&serving, catalog),
+            learner: TowerLearner::new(&serving, catalog, config.idle_ms()),
             origin: serving.clone(),
             start: serving,
-            guard: LossGuard::new(ratio),
+            guard: LossGuard::new(config.rollback_loss_ratio),
         }
     }
 }
@@ -283,7 +307,7 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
             let mut current = match learning.take() {
                 Some(kept) if Arc::ptr_eq(&kept.origin, &serving) => kept,
                 // First run, or a reload replaced the model: start over from the served one.
-                _ => Learning::new(serving, &catalog, config.rollback_loss_ratio),
+                _ => Learning::new(serving, &catalog, &config),
             };
             let step = Step {
                 users: users(&engine, &positives).await,
@@ -311,6 +335,9 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
                 continue;
             };
             online.learned.store(stepped.learned, Ordering::Release);
+            let table = current.learner.model().table_memory();
+            online.table_rows.store(table.rows as u64, Ordering::Release);
+            online.table_bytes.store(table.bytes as u64, Ordering::Release);
             if let Some(loss) = stepped.loss {
                 tracing::debug!(loss, learned = stepped.learned, "two-tower model learned online");
             }
@@ -399,12 +426,9 @@ async fn roll_back(engine: &Engine, learning: Learning) -> Option<Learning> {
         Ok(Ok(restored)) => {
             let learning =
                 publish(engine, learning, restored.clone(), "online two-tower model rolled back").await;
-            let ratio = learning.guard.ratio();
-            Some(Learning {
-                learner: TowerLearner::new(&restored, &engine.snapshot().catalog()),
-                guard: LossGuard::new(ratio),
-                ..learning
-            })
+            let config = &online.config;
+            let learner = TowerLearner::new(&restored, &engine.snapshot().catalog(), config.idle_ms());
+            Some(Learning { learner, guard: LossGuard::new(config.rollback_loss_ratio), ..learning })
         }
         Ok(Err(err)) => {
             tracing::error!(error = %err, "the snapshot to roll back to does not load; learning on");

@@ -30,7 +30,6 @@ pub struct OnlinePositive {
     /// Item keys of the user's latest positives before this one, most recent last.
     history: Vec<u64>,
     item: ItemIndex,
-    ts: i64,
 }
 
 impl OnlinePositive {
@@ -51,7 +50,6 @@ impl OnlinePositive {
             context: event.context.as_ref().map(context_bag).unwrap_or_default(),
             history: before.positives.iter().map(|&(i, _)| item_id_key(&catalog.item(i).item_id)).collect(),
             item,
-            ts: event.ts.millis(),
         })
     }
 
@@ -72,20 +70,35 @@ pub struct TowerLearner {
     rng: Pcg64Mcg,
     /// Examples learned so far.
     learned: u64,
+    /// Rows idle this long are evicted (`None`: kept forever).
+    idle_ms: Option<i64>,
+    /// When rows were last evicted.
+    evicted_at: i64,
 }
+
+/// How often idle rows are looked for: a scan of the whole table.
+const EVICTION_INTERVAL_MS: i64 = 60_000;
 
 /// Weight of the newest gap in the frequency estimate (as in training).
 const FREQUENCY_DECAY: f32 = 0.05;
 
 impl TowerLearner {
-    /// A learner starting from the served model.
-    pub fn new(serving: &Retrieval, catalog: &Catalog) -> TowerLearner {
+    /// A learner starting from the served model, evicting embedding rows idle for `idle_ms` (the
+    /// idle clock starts now: rows are stamped with wall-clock time while learning online).
+    pub fn new(serving: &Retrieval, catalog: &Catalog, idle_ms: Option<i64>) -> TowerLearner {
+        let mut model = serving.model.clone();
+        let now = Timestamp::now().millis();
+        if idle_ms.is_some() {
+            model.start_idle_clock(now);
+        }
         TowerLearner {
-            model: serving.model.clone(),
+            model,
             frequency: FrequencyEstimator::new(catalog.len(), FREQUENCY_DECAY),
             touched: FxHashSet::default(),
             rng: Pcg64Mcg::seed_from_u64(serving.model.config().seed),
             learned: 0,
+            idle_ms,
+            evicted_at: now,
         }
     }
 
@@ -157,11 +170,15 @@ impl TowerLearner {
             let log_q = |k: u64| {
                 positions.get(&k).map_or(0.0, |&i| frequency.log_probability_with_uniform(i, uniform))
             };
-            let at = batch.last().map_or(now.millis(), |e| e.ts);
-            loss += self.model.learn(&examples, &negative_bags, log_q, at, false);
+            loss += self.model.learn(&examples, &negative_bags, log_q, now.millis(), false);
             batches += 1;
             self.touched.extend(items);
             self.learned += batch.len() as u64;
+        }
+        if let Some(idle_ms) = self.idle_ms.filter(|_| now.millis() - self.evicted_at >= EVICTION_INTERVAL_MS)
+        {
+            self.model.evict_idle(now.millis(), idle_ms);
+            self.evicted_at = now.millis();
         }
         Some(loss / batches as f32)
     }
@@ -224,11 +241,6 @@ impl LossGuard {
     /// Whether the model is healthy (or the baseline is still being taken).
     pub fn healthy(&self) -> bool {
         self.baseline.is_none_or(|baseline| self.recent <= self.ratio * baseline)
-    }
-
-    /// The ratio it trips at.
-    pub fn ratio(&self) -> f32 {
-        self.ratio
     }
 
     /// The baseline and the moving average, once there is a baseline.

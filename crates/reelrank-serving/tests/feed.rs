@@ -335,7 +335,7 @@ fn the_online_learner_publishes_a_model_moved_toward_the_new_positives() {
         })
         .collect();
     assert_eq!(positives.len(), 50);
-    let mut learner = TowerLearner::new(serving, catalog);
+    let mut learner = TowerLearner::new(serving, catalog, None);
     let users = std::collections::HashMap::from([(user.user_id.clone(), user.clone())]);
     assert!(learner.learn(&positives, catalog, &users, &serving.user_schema, 16).is_some());
     assert_eq!(learner.learned(), 50);
