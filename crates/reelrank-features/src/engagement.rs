@@ -65,6 +65,11 @@ impl EngagementPrior {
 }
 
 impl Engagement {
+    /// When the counters last changed (Unix ms).
+    pub fn updated_ms(&self) -> i64 {
+        self.updated_ms
+    }
+
     fn decayed_to(mut self, now_ms: i64, half_life_ms: f64) -> Engagement {
         if now_ms > self.updated_ms {
             let factor = 0.5f64.powf((now_ms - self.updated_ms) as f64 / half_life_ms) as f32;

@@ -130,6 +130,19 @@ impl FeatureState {
         }
     }
 
+    /// Forgets the users and items whose counters have not changed for `idle_ms` before `now`
+    /// (decayed by then to next to nothing, so the prior's rates stand in for them as they would
+    /// anyway), with those users' histories. Returns how many users and items went.
+    pub fn forget_idle(&mut self, now: Timestamp, idle_ms: i64) -> (usize, usize) {
+        let cutoff = now.millis() - idle_ms;
+        let (users, items) = (self.users.len(), self.items.len());
+        self.users.retain(|_, e| e.updated_ms() >= cutoff);
+        self.items.retain(|_, e| e.updated_ms() >= cutoff);
+        let kept = &self.users;
+        self.histories.retain(|user, _| kept.contains_key(user));
+        (users - self.users.len(), items - self.items.len())
+    }
+
     /// The item-id keys of the user's latest [`HISTORY`] positives, most recent last.
     pub fn history(&self, user_id: &str) -> &[u64] {
         self.histories.get(user_id).map_or(&[], Vec::as_slice)
@@ -278,5 +291,19 @@ mod tests {
         let candidate = request.candidate(&wide, &state, &item);
         assert_eq!(candidate.dense.len(), request.dense.len());
         assert!(candidate.wide.len() > HISTORY, "history crosses are among the wide keys");
+    }
+
+    #[test]
+    fn idle_users_and_items_are_forgotten_with_their_histories() {
+        let prior = EngagementPrior { half_life_ms: 3.6e6, rates: [0.1; 1 + ACTIONS.len()] };
+        let mut state = FeatureState::new(prior);
+        state.record(&impression("old", "old-item", Some(2)));
+        state.record(&Impression { ts: Timestamp(50_000), ..impression("recent", "recent-item", Some(2)) });
+        let now = Timestamp(60_000);
+        let before = state.user_engagement("old", now);
+        assert_eq!(state.forget_idle(now, 30_000), (1, 1));
+        assert!(state.history("old").is_empty() && !state.history("recent").is_empty());
+        assert_ne!(state.user_engagement("old", now), before, "back to the prior");
+        assert_eq!(state.user_engagement("old", now), state.user_engagement("nobody", now));
     }
 }

@@ -43,6 +43,10 @@ pub struct EngineConfig {
     pub experiment: ExperimentConfig,
     /// How the two-tower model learns while serving.
     pub online: OnlineConfig,
+    /// Users without an event or a feed for this many days (by the log's clock) are forgotten by
+    /// serving (what they saw, their counters), and items whose counters were idle as long; 0
+    /// keeps them forever.
+    pub forget_idle_days: f64,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +58,7 @@ impl Default for EngineConfig {
             model_check_secs: 5,
             experiment: ExperimentConfig::default(),
             online: OnlineConfig::default(),
+            forget_idle_days: 30.0,
         }
     }
 }
@@ -113,6 +118,9 @@ struct TailState {
     applied: AtomicI64,
     /// The newest catalog change applied (`updated_at`, Unix ms).
     catalog_as_of: AtomicI64,
+    /// The latest event time applied (Unix ms): the log's clock, which idleness is measured by,
+    /// so that a replayed or simulated log ages as it was lived.
+    log_clock: AtomicI64,
 }
 
 /// The catalog and users' behaviour, changed together (under one lock) so that every item
@@ -169,6 +177,9 @@ fn online_version(version: &str, publications: u64) -> String {
         n => format!("{trained}+{n}"),
     }
 }
+
+/// How often idle users and items are looked for (a scan of all of them under the write lock).
+const FORGET_INTERVAL: Duration = Duration::from_secs(600);
 
 /// How far back each catalog read reaches before the newest change it applied: a write stamped
 /// earlier but committed later (concurrent writers on PostgreSQL) is still read. Items read
@@ -299,16 +310,36 @@ impl Engine {
         }
     }
 
+    /// Forgets the users and items idle for `forget_idle_days` by the log's clock (see
+    /// [`Activity::forget_idle`]).
+    fn forget_idle(&self) {
+        if self.config.forget_idle_days <= 0.0 {
+            return;
+        }
+        let snapshot = self.snapshot();
+        let now = Timestamp(snapshot.state.log_clock.load(Ordering::Acquire));
+        let idle_ms = (self.config.forget_idle_days * 86_400_000.0) as i64;
+        let users = snapshot.live().write().expect("live state lock").activity.forget_idle(now, idle_ms);
+        let counters: Vec<(usize, usize)> = rankers(&snapshot).map(|r| r.forget_idle(now, idle_ms)).collect();
+        tracing::info!(users, ?counters, "idle users and items forgotten");
+    }
+
     /// Tails the catalog and the log every `tail_interval_ms` (re-sorting trending lists after
-    /// each batch of events) and reloads when the model directories change.
+    /// each batch of events), forgets idle users every 10 minutes, and reloads when the model
+    /// directories change.
     pub fn spawn_background(self: &Arc<Self>) {
         crate::online::spawn_learning(self);
         let engine = self.clone();
         tokio::spawn(async move {
             let mut tick =
                 tokio::time::interval(Duration::from_millis(engine.config.tail_interval_ms.max(10)));
+            let mut swept = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
+                if swept.elapsed() >= FORGET_INTERVAL {
+                    engine.forget_idle();
+                    swept = tokio::time::Instant::now();
+                }
                 match engine.catch_up().await {
                     Ok((_, 0)) => {}
                     Ok(_) => {
@@ -470,6 +501,7 @@ fn build(
             live: RwLock::new(Live { catalog: Arc::new(catalog), activity }),
             applied: AtomicI64::new(last_seq),
             catalog_as_of: AtomicI64::new(catalog_as_of),
+            log_clock: AtomicI64::new(events.iter().map(|e| e.ts.millis()).max().unwrap_or(0)),
         }),
         models: Models { version, retrieval, ranker },
         variant_models,
@@ -591,6 +623,9 @@ async fn apply_new_events(
             ranker.observe(&catalog, page.iter().map(|stored| &stored.event));
         }
         applied += page.len();
+        if let Some(latest) = page.iter().map(|stored| stored.event.ts.millis()).max() {
+            snapshot.state.log_clock.fetch_max(latest, Ordering::AcqRel);
+        }
         snapshot.state.applied.store(last, Ordering::Release);
     }
 }

@@ -118,7 +118,7 @@ pub(crate) async fn recommend(
         (live.catalog.clone(), run_pipeline(&live.catalog, &live.activity, models, pipeline, &request))
     };
     let served: Vec<_> = feed.items.iter().map(|r| r.index).collect();
-    snapshot.live().write().expect("live state lock").activity.served(&query.user_id, &served);
+    snapshot.live().write().expect("live state lock").activity.served(&query.user_id, &served, now);
     let impressions = served
         .iter()
         .map(|&index| {

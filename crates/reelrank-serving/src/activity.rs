@@ -90,6 +90,8 @@ pub struct UserActivity {
     pub series: FxHashMap<String, u32>,
     /// The latest positives (item, what made it one), most recent last.
     pub positives: Vec<(ItemIndex, EventKind)>,
+    /// When the user was last active: their latest event or feed (Unix ms).
+    pub active_ms: i64,
 }
 
 /// Every user's [`UserActivity`] and every item's heat.
@@ -127,6 +129,7 @@ impl Activity {
             self.impressions[index as usize] += 1;
         }
         let user = self.users.entry(event.user_id.clone()).or_default();
+        user.active_ms = user.active_ms.max(event.ts.millis());
         match event.kind {
             EventKind::Impression
             | EventKind::Play
@@ -163,8 +166,24 @@ impl Activity {
     }
 
     /// Marks items as served to `user_id` (a response's side effect).
-    pub fn served(&mut self, user_id: &str, items: &[ItemIndex]) {
-        self.users.entry(user_id.to_owned()).or_default().seen.extend(items);
+    pub fn served(&mut self, user_id: &str, items: &[ItemIndex], now: Timestamp) {
+        let user = self.users.entry(user_id.to_owned()).or_default();
+        user.seen.extend(items);
+        user.active_ms = user.active_ms.max(now.millis());
+    }
+
+    /// Forgets the users not active for `idle_ms` before `now` (what they saw, follow and
+    /// dislike): what serving keeps then grows with the users active lately, not with every user
+    /// ever seen. Returns how many were forgotten.
+    pub fn forget_idle(&mut self, now: Timestamp, idle_ms: i64) -> usize {
+        let (cutoff, before) = (now.millis() - idle_ms, self.users.len());
+        self.users.retain(|_, user| user.active_ms >= cutoff);
+        before - self.users.len()
+    }
+
+    /// Users remembered.
+    pub fn users(&self) -> usize {
+        self.users.len()
     }
 
     /// The user's activity (empty for a user never seen).
@@ -357,5 +376,17 @@ mod tests {
         seen.insert(SEEN_KEPT as ItemIndex);
         assert!(!seen.contains(&0) && seen.contains(&1) && seen.contains(&(SEEN_KEPT as ItemIndex)));
         assert_eq!(seen.len(), SEEN_KEPT);
+    }
+
+    #[test]
+    fn idle_users_are_forgotten() {
+        let catalog = catalog();
+        let mut activity = Activity::new(catalog.len(), 24.0);
+        activity.record(&catalog, &event("old", "a", EventKind::Finish, 0));
+        activity.record(&catalog, &event("recent", "a", EventKind::Finish, 40));
+        activity.served("fed", &[1], Timestamp(47 * 3_600_000));
+        assert_eq!(activity.forget_idle(Timestamp(48 * 3_600_000), 24 * 3_600_000), 1);
+        assert!(activity.user("old").seen.is_empty() && !activity.user("recent").seen.is_empty());
+        assert_eq!(activity.users(), 2);
     }
 }

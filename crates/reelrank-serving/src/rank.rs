@@ -117,6 +117,12 @@ impl Ranker {
         self.weights.values(self.model.heads(), probabilities)
     }
 
+    /// Forgets the users and items whose counters have been idle for `idle_ms` (see
+    /// [`FeatureState::forget_idle`]); returns how many users and items went.
+    pub fn forget_idle(&self, now: Timestamp, idle_ms: i64) -> (usize, usize) {
+        self.live.write().expect("ranking state").state.forget_idle(now, idle_ms)
+    }
+
     /// Drops what is cached of the items at `indices` (they changed in the catalog).
     pub fn forget(&self, indices: &[ItemIndex]) {
         let mut sides = self.sides.write().expect("item cache");

@@ -165,7 +165,7 @@ fn fifty_refreshes_never_repeat_an_item() {
             );
         }
         let served: Vec<_> = feed.items.iter().map(|r| r.index).collect();
-        activity.served(&user.user_id, &served);
+        activity.served(&user.user_id, &served, platform.now);
     }
 }
 
