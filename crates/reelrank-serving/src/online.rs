@@ -5,8 +5,11 @@
 //! estimated from the stream itself. [`TowerLearner::publish`] hands serving a copy of the model
 //! as learned so far, with fresh vectors for the items whose rows moved; the graph is shared.
 //!
-//! Only the rows and weights a batch touches move (see [`TwoTower::learn`]), so a user's taste
-//! and a new item's id embedding follow their first interactions, within a publication interval.
+//! Only the embedding rows a batch touches move; the dense layers stay as trained, so that the
+//! indexed item vectors stay comparable with the user vectors (see [`TwoTower::learn`]). A
+//! user's taste and a new item's id embedding follow their first interactions within a
+//! publication interval, and rows idle for long are evicted, so the table holds what was active
+//! lately.
 
 use std::collections::HashMap;
 use std::sync::Arc;
