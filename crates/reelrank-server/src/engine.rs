@@ -489,7 +489,7 @@ fn build(
     let replay = resumed.meta.is_some();
     for (at, event) in events.iter().enumerate() {
         if replay && at >= replay_from {
-            let before = activity.user(&event.user_id);
+            let before = || activity.user(&event.user_id);
             resumed.positives.extend(OnlinePositive::from_event(&rule, &catalog, before, event));
         }
         activity.record(&catalog, event);
@@ -609,7 +609,7 @@ async fn apply_new_events(
             for stored in &page {
                 let event = &stored.event;
                 if let Some(online) = online {
-                    let before = activity.user(&event.user_id);
+                    let before = || activity.user(&event.user_id);
                     positives.extend(OnlinePositive::from_event(&online.rule, catalog, before, event));
                 }
                 activity.record(catalog, event);

@@ -36,18 +36,20 @@ pub struct OnlinePositive {
 }
 
 impl OnlinePositive {
-    /// `event` (the log's next) as an example if `rule` makes it a positive; `before` is the
-    /// user's activity before it (read it before the activity records the event).
-    pub fn from_event(
+    /// `event` (the log's next) as an example if `rule` makes it a positive; `before` gives the
+    /// user's activity before it (read before the activity records the event), and is asked only
+    /// for positives: the tail calls this for every event.
+    pub fn from_event<'a>(
         rule: &PositiveRule,
         catalog: &Catalog,
-        before: &UserActivity,
+        before: impl FnOnce() -> &'a UserActivity,
         event: &Event,
     ) -> Option<OnlinePositive> {
         let item = catalog.index(&event.item_id)?;
         if !rule.is_positive(event, catalog.item(item).duration_s) {
             return None;
         }
+        let before = before();
         Some(OnlinePositive {
             user_id: event.user_id.clone(),
             context: event.context.as_ref().map(context_bag).unwrap_or_default(),

@@ -39,6 +39,17 @@ pub struct Retrieval {
 /// An item's nearest items with their similarity, best first.
 pub type Neighbours = Arc<[(u64, f32)]>;
 
+/// The best `k` of the graph's hits and the fresh ones, best first (ties by ascending key).
+fn merge(mut found: Vec<(u64, f32)>, fresh: Vec<(u64, f32)>, k: usize) -> Vec<(u64, f32)> {
+    found.extend(fresh);
+    found.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    found.truncate(k);
+    found
+}
+
+/// Extra hits [`Retrieval::search_all`] asks the graph for, to make up for shadowed keys.
+const SHADOW_MARGIN: usize = 8;
+
 /// Fresh vectors online learning adds for items the graph holds (see [`Retrieval::with_model`]):
 /// an exact scan of 20,000 vectors takes about as long as a graph search.
 pub const FRESH_LIMIT: usize = 20_000;
@@ -180,20 +191,22 @@ impl Retrieval {
         if fresh.is_empty() {
             return self.index.search(query, k, filter);
         }
-        let mut found = self.index.search(query, k, &|key| fresh.get(key).is_none() && filter(key));
-        found.extend(fresh.search(query, k, filter));
-        found.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        found.truncate(k);
-        found
+        let found = self.index.search(query, k, &|key| fresh.get(key).is_none() && filter(key));
+        merge(found, fresh.search(query, k, filter), k)
     }
 
-    /// [`Retrieval::search`] over every key: unfiltered, the graph's fastest search, while no
-    /// vector is fresh.
+    /// [`Retrieval::search`] over every key, with the graph's unfiltered search (the fastest: a
+    /// filter costs a call per visited node): a few more are asked for, and the shadowed keys
+    /// among them dropped. When more than [`SHADOW_MARGIN`] of them are shadowed, fewer than `k`
+    /// may come back, which the neighbour lists this serves can afford.
     fn search_all(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
-        match self.fresh.load().is_empty() {
-            true => self.index.search_all(query, k),
-            false => self.search(query, k, &|_| true),
+        let fresh = self.fresh.load();
+        if fresh.is_empty() {
+            return self.index.search_all(query, k);
         }
+        let mut found = self.index.search_all(query, k + SHADOW_MARGIN);
+        found.retain(|&(key, _)| fresh.get(key).is_none());
+        merge(found, fresh.search_all(query, k), k)
     }
 
     /// Writes the model, the user schema and the index (`index/`) into `dir`.

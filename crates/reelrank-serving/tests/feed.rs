@@ -331,7 +331,7 @@ fn the_online_learner_publishes_a_model_moved_toward_the_new_positives() {
         .flat_map(|_| liked.clone())
         .filter_map(|i| {
             let event = Event::new(&user.user_id, &catalog.item(i).item_id, EventKind::Finish, platform.now);
-            OnlinePositive::from_event(&rule, catalog, &nobody, &event)
+            OnlinePositive::from_event(&rule, catalog, || &nobody, &event)
         })
         .collect();
     assert_eq!(positives.len(), 50);

@@ -87,6 +87,21 @@ async fn acknowledged_batches_survive_sigkill() {
     eprintln!("{} acknowledged batches all present; {} batches stored", acked.len(), per_batch.len());
 }
 
+/// A data directory with a small simulated platform (seeded by `seed`) and a two-tower model
+/// trained on it.
+fn trained_retrieval(seed: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    crate::run(dir.path(), &["simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", seed]);
+    crate::run(dir.path(), &["train", "retrieval", "--epochs", "1"]);
+    dir
+}
+
+/// Posts `body` to `url` and fails the test unless it is accepted.
+async fn post(client: &reqwest::Client, url: String, body: serde_json::Value) {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+}
+
 /// `n` finish events (positives) of users `{prefix}0..` on the items `i0..`, as a JSON body.
 fn positives(prefix: &str, n: usize) -> serde_json::Value {
     let now = reelrank_core::Timestamp::now().millis();
@@ -116,25 +131,14 @@ async fn online_status(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_learning_resumes_from_its_snapshot_and_replays_the_rest_after_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", "3"][..],
-        &["train", "retrieval", "--epochs", "1"],
-    ] {
-        let out = crate::reelrank(dir.path()).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let dir = trained_retrieval("3");
     let env =
         [("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"), ("REELRANK__SERVING__ONLINE__SNAPSHOT_SECS", "1")];
     let client = reqwest::Client::new();
     let mut server = Server::start_with(dir.path(), &env);
-    let post = |url: String, body: serde_json::Value| {
-        let client = client.clone();
-        async move { assert!(client.post(url).json(&body).send().await.unwrap().status().is_success()) }
-    };
 
     // Learned and snapshotted...
-    post(format!("{}/v1/events", server.url), positives("early", 40)).await;
+    post(&client, format!("{}/v1/events", server.url), positives("early", 40)).await;
     let snapshotted = online_status(&client, &server.url, |s| {
         s["learned"].as_u64() >= Some(40)
             && s["snapshot_seq"] == s["applied_seq"]
@@ -142,8 +146,8 @@ async fn online_learning_resumes_from_its_snapshot_and_replays_the_rest_after_si
     })
     .await;
     // ...then acknowledged while learning is paused, and lost with the process.
-    post(format!("{}/v1/admin/online", server.url), serde_json::json!({"paused": true})).await;
-    post(format!("{}/v1/events", server.url), positives("late", 30)).await;
+    post(&client, format!("{}/v1/admin/online", server.url), serde_json::json!({"paused": true})).await;
+    post(&client, format!("{}/v1/events", server.url), positives("late", 30)).await;
     let paused = online_status(&client, &server.url, |s| s["queued"] == 30).await;
     assert_eq!(
         (paused["paused"].as_bool(), paused["learned"].clone()),
@@ -175,14 +179,7 @@ async fn online_learning_resumes_from_its_snapshot_and_replays_the_rest_after_si
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_whose_loss_rises_past_the_guard_is_rolled_back() {
-    let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", "4"][..],
-        &["train", "retrieval", "--epochs", "1"],
-    ] {
-        let out = crate::reelrank(dir.path()).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let dir = trained_retrieval("4");
     // A guard so tight that the first step after the baseline trips it.
     let env = [
         ("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"),
@@ -199,28 +196,12 @@ async fn a_model_whose_loss_rises_past_the_guard_is_rolled_back() {
             break status;
         }
         assert!(std::time::Instant::now() < deadline, "never rolled back: {status}");
-        let body = positives(&format!("r{round}-"), 20);
-        assert!(client
-            .post(format!("{}/v1/events", server.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success());
+        post(&client, format!("{}/v1/events", server.url), positives(&format!("r{round}-"), 20)).await;
         round += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     // Learning goes on from the model rolled back to.
     let learned = status["learned"].as_u64().unwrap();
-    let body = positives("after-", 20);
-    assert!(client
-        .post(format!("{}/v1/events", server.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    post(&client, format!("{}/v1/events", server.url), positives("after-", 20)).await;
     online_status(&client, &server.url, |s| s["learned"].as_u64() > Some(learned)).await;
 }

@@ -15,6 +15,12 @@ pub fn reelrank(data_dir: &Path) -> Command {
     command
 }
 
+/// Runs `reelrank ARGS` on `data_dir` and fails the test, with its stderr, when it fails.
+pub fn run(data_dir: &Path, args: &[&str]) {
+    let out = reelrank(data_dir).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A `reelrank serve` process on a free loopback port, with the base URL it announced.
 pub struct Server {
     pub child: Child,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{reelrank, Server};
+use crate::{run, Server};
 
 async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     let response = client.get(url).send().await.unwrap();
@@ -18,11 +18,6 @@ async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
 
 async fn post(client: &reqwest::Client, url: &str, body: Value) -> u16 {
     client.post(url).json(&body).send().await.unwrap().status().as_u16()
-}
-
-fn run(dir: &std::path::Path, args: &[&str]) {
-    let out = reelrank(dir).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
