@@ -81,14 +81,7 @@ impl Replay<'_> {
             impression.ts,
         );
         let candidate = request.candidate(&self.wide, &self.state, item);
-        let labels = (0..ACTIONS.len()).map(|a| Some(impression.did(a))).collect();
-        RankingExample {
-            slots: request.slots.into_iter().chain(candidate.slots).collect(),
-            dense: request.dense.into_iter().chain(candidate.dense).collect(),
-            wide: candidate.wide,
-            labels,
-            offset: 0.0,
-        }
+        RankingExample::new(request, candidate, impression.labels())
     }
 }
 

@@ -81,7 +81,7 @@ pub fn progressive(
         for start in (learned..ready).step_by(batch) {
             let stop = (start + batch).min(ready);
             let examples: Vec<&RankingExample> = set.examples[start..stop].iter().collect();
-            online.learn(&examples, now);
+            online.learn(&examples, now, true);
         }
         learned = learned.max(ready);
         let next = (at + batch).min(end);

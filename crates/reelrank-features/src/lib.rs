@@ -36,7 +36,7 @@ pub use outcomes::{
 };
 pub use persist::{PersistError, FORMAT_VERSION};
 pub use ranking_inputs::{
-    CandidateFeatures, FeatureState, RankingFeatures, RequestFeatures, HISTORY,
+    CandidateFeatures, FeatureState, Moment, RankingFeatures, RequestFeatures, HISTORY,
     RANKING_FEATURES_FORMAT_VERSION,
 };
 pub use schema::{

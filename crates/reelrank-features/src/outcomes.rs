@@ -78,6 +78,11 @@ impl Impression {
         self.actions & (1 << action) != 0
     }
 
+    /// One label per action of [`ACTIONS`]: whether it happened (the ranking model's heads).
+    pub fn labels(&self) -> Vec<Option<bool>> {
+        (0..ACTIONS.len()).map(|a| Some(self.did(a))).collect()
+    }
+
     fn record(&mut self, event: &Event) {
         match event.kind {
             EventKind::Play => self.played = true,
@@ -129,6 +134,9 @@ pub struct ImpressionJoiner {
 /// done before (nothing when `opened`).
 #[derive(Debug, Clone, Copy)]
 pub struct Joined<'a> {
+    /// The impression's number in this joiner, to find it again while it is open
+    /// ([`ImpressionJoiner::get`]).
+    pub id: u64,
     /// The impression after the event.
     pub impression: &'a Impression,
     /// Whether the event opened it (an impression event, or an outcome with nothing to join).
@@ -185,7 +193,12 @@ impl ImpressionJoiner {
             if opened { (false, 0) } else { (impression.played, impression.actions) };
         impression.record(event);
         label(impression);
-        Some(Joined { impression, opened, played_before, actions_before })
+        Some(Joined { id, impression, opened, played_before, actions_before })
+    }
+
+    /// The open impression numbered `id` ([`Joined::id`]) as it is now; `None` once closed.
+    pub fn get(&self, id: u64) -> Option<&Impression> {
+        self.open.get(&id).map(|(impression, _)| impression)
     }
 
     /// Closes the impressions shown before `now_ms - window`, returning them in the order they

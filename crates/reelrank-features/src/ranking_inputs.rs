@@ -163,6 +163,33 @@ impl FeatureState {
     }
 }
 
+/// What the counters and history said of showing an item to a user at one moment, before the
+/// showing was counted: the part of an example's features that the log's state gives, kept while
+/// the example's outcomes are awaited (the state moves on meanwhile).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moment {
+    /// When it was shown.
+    pub now: Timestamp,
+    /// The item keys of the user's latest positives, most recent last.
+    pub history: Vec<u64>,
+    /// The user's engagement rates (not standardised).
+    pub user: Vec<f32>,
+    /// The item's engagement rates (not standardised).
+    pub item: Vec<f32>,
+}
+
+impl FeatureState {
+    /// The state's share of the features of showing `item_id` to `user_id` at `now`.
+    pub fn moment(&self, user_id: &str, item_id: &str, now: Timestamp) -> Moment {
+        Moment {
+            now,
+            history: self.history(user_id).to_vec(),
+            user: self.user_engagement(user_id, now),
+            item: self.item_engagement(item_id, now),
+        }
+    }
+}
+
 /// The request's side of the features, computed once per request: the user's slots, the context,
 /// the history and the user's engagement.
 #[derive(Debug, Clone)]
@@ -187,24 +214,57 @@ impl RequestFeatures {
         context: Option<&EventContext>,
         now: Timestamp,
     ) -> RequestFeatures {
+        let history = state.history(user_id).to_vec();
+        RequestFeatures::of(schema, user_id, user, context, now, history, state.user_engagement(user_id, now))
+    }
+
+    /// The same for a showing whose state was taken as `moment` ([`FeatureState::moment`]).
+    pub fn at(
+        schema: &UserSchema,
+        user_id: &str,
+        user: Option<&User>,
+        context: Option<&EventContext>,
+        moment: &Moment,
+    ) -> RequestFeatures {
+        let (history, dense) = (moment.history.clone(), moment.user.clone());
+        RequestFeatures::of(schema, user_id, user, context, moment.now, history, dense)
+    }
+
+    fn of(
+        schema: &UserSchema,
+        user_id: &str,
+        user: Option<&User>,
+        context: Option<&EventContext>,
+        now: Timestamp,
+        history: Vec<u64>,
+        dense: Vec<f32>,
+    ) -> RequestFeatures {
         let mut slots = match user {
             Some(user) => schema.bags(user),
             None => schema.anonymous_bags(user_id),
         };
         let user_slots = slots.len();
-        let history = state.history(user_id).to_vec();
         let weight = 1.0 / history.len().max(1) as f32;
         slots.push(context.map(context_bag).unwrap_or_default());
         slots.push(history.iter().map(|&k| (k, weight)).collect());
-        RequestFeatures { slots, dense: state.user_engagement(user_id, now), user_slots, history, now }
+        RequestFeatures { slots, dense, user_slots, history, now }
     }
 
     /// The candidate `item`'s slots, its engagement rates (not standardised) and the example's wide
     /// keys.
     pub fn candidate(&self, wide: &WideSchema, state: &FeatureState, item: &Item) -> CandidateFeatures {
+        self.candidate_with(wide, item, state.item_engagement(&item.item_id, self.now))
+    }
+
+    /// The same with the item's engagement rates as `moment` took them.
+    pub fn candidate_at(&self, wide: &WideSchema, item: &Item, moment: &Moment) -> CandidateFeatures {
+        self.candidate_with(wide, item, moment.item.clone())
+    }
+
+    fn candidate_with(&self, wide: &WideSchema, item: &Item, dense: Vec<f32>) -> CandidateFeatures {
         let slots = item_bags(item, self.now);
         let wide = self.wide_keys(wide, &slots);
-        CandidateFeatures { dense: state.item_engagement(&item.item_id, self.now), slots, wide }
+        CandidateFeatures { dense, slots, wide }
     }
 
     /// The wide keys of this request with an item whose bags are `item_slots`.

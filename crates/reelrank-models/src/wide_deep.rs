@@ -19,8 +19,8 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 use reelrank_features::{
-    read_manifest, write_manifest, Bag, EmbeddingConfig, EmbeddingTable, GradientBuffer, PersistError,
-    TensorReader, TensorWriter, WideSchema,
+    read_manifest, write_manifest, Bag, CandidateFeatures, EmbeddingConfig, EmbeddingTable, GradientBuffer,
+    MemoryUse, PersistError, RequestFeatures, TensorReader, TensorWriter, WideSchema,
 };
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,24 @@ pub struct RankingExample {
     pub offset: f32,
 }
 
+impl RankingExample {
+    /// The example of showing `candidate` in `request`, with one label per head; the dense
+    /// features are the raw rates, to be standardised.
+    pub fn new(
+        request: RequestFeatures,
+        candidate: CandidateFeatures,
+        labels: Vec<Option<bool>>,
+    ) -> RankingExample {
+        RankingExample {
+            slots: request.slots.into_iter().chain(candidate.slots).collect(),
+            dense: request.dense.into_iter().chain(candidate.dense).collect(),
+            wide: candidate.wide,
+            labels,
+            offset: 0.0,
+        }
+    }
+}
+
 /// One candidate of a request, for [`WideDeep::score_candidates`].
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
@@ -175,7 +193,7 @@ impl WideDeep {
                 let batch: Vec<&RankingExample> = batch.iter().map(|&i| &examples[i]).collect();
                 let drop_id: Vec<bool> =
                     batch.iter().map(|_| rng.random::<f32>() < config.id_dropout).collect();
-                loss_sum += model.train_batch(&batch, &drop_id, epoch as i64);
+                loss_sum += model.train_batch(&batch, &drop_id, epoch as i64, true);
             }
             if !after_epoch(epoch, loss_sum / num_batches.max(1) as f32, &model) {
                 break;
@@ -184,16 +202,36 @@ impl WideDeep {
         model
     }
 
-    /// One online step on `batch` (examples whose outcomes arrived by `now_ms`): the sparse rows,
-    /// wide weights and MLP they touch move; returns the batch's mean loss. No id dropout: it
+    /// One online step on `batch` (examples whose outcomes arrived by `now_ms`): the sparse rows
+    /// and wide weights they touch move; the MLP's gradients accumulate, and are applied (all
+    /// those accumulated since the last time) when `dense` is set, so a server can move the MLP
+    /// at a lower rate than the rows. Returns the batch's mean loss. No id dropout: it
     /// regularises epochs over a fixed log, while an online example is seen once.
-    pub fn learn(&mut self, batch: &[&RankingExample], now_ms: i64) -> f32 {
-        self.train_batch(batch, &vec![false; batch.len()], now_ms)
+    pub fn learn(&mut self, batch: &[&RankingExample], now_ms: i64, dense: bool) -> f32 {
+        self.train_batch(batch, &vec![false; batch.len()], now_ms, dense)
+    }
+
+    /// Restamps every embedding row as touched at `now_ms` (Unix ms), starting the idle clock of
+    /// a model whose rows were stamped with epoch numbers in training.
+    pub fn start_idle_clock(&mut self, now_ms: i64) {
+        self.table.restamp(now_ms);
+    }
+
+    /// Evicts the embedding rows not touched for `idle_ms` before `now_ms` (ids gone quiet fall
+    /// back to the default row); returns how many went. The wide weights are a fixed-size hashed
+    /// table and need no eviction.
+    pub fn evict_idle(&mut self, now_ms: i64, idle_ms: i64) -> usize {
+        self.table.evict_idle(now_ms, idle_ms)
+    }
+
+    /// What the embedding table holds.
+    pub fn table_memory(&self) -> MemoryUse {
+        self.table.memory()
     }
 
     /// One step on a batch; returns its mean loss over the labels it carries. Examples flagged in
-    /// `drop_id` read the default row for their first slot.
-    fn train_batch(&mut self, batch: &[&RankingExample], drop_id: &[bool], now: i64) -> f32 {
+    /// `drop_id` read the default row for their first slot; the MLP steps when `dense` is set.
+    fn train_batch(&mut self, batch: &[&RankingExample], drop_id: &[bool], now: i64, dense: bool) -> f32 {
         let (rows, heads) = (batch.len(), self.schema.heads.len());
         let mut logits = vec![0.0f32; rows * heads];
         let mut pooled = Pooled::default();
@@ -251,7 +289,7 @@ impl WideDeep {
                 }
             },
         );
-        if use_deep {
+        if use_deep && dense {
             self.adam.t += 1;
             self.mlp.step(&self.adam);
         }

@@ -12,17 +12,17 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use reelrank_core::{Event, Item, Timestamp};
 use reelrank_features::{feature_key, PersistError, PositiveRule};
-use reelrank_models::{TwoTower, ValueWeights};
+use reelrank_models::{TwoTower, ValueWeights, WideDeep};
 use reelrank_serving::online_snapshot::{self, SnapshotMeta};
 use reelrank_serving::{
     Activity, Catalog, ExperimentConfig, Models, OnlinePositive, PipelineConfig, Ranker, Retrieval,
     VariantConfig,
 };
-use reelrank_store::{ItemChange, Store, StoreError};
+use reelrank_store::{ItemChange, Store, StoreError, StoredEvent};
 use serde::Deserialize;
 use tokio::sync::{mpsc, Mutex};
 
-use crate::online::{Online, OnlineConfig, OnlineStatus};
+use crate::online::{Online, OnlineConfig, OnlineModel, OnlineStatus};
 
 /// Rows read from the store per query.
 const PAGE: u32 = 10_000;
@@ -148,21 +148,28 @@ impl Snapshot {
         self.state.applied.load(Ordering::Acquire)
     }
 
-    /// This snapshot serving `retrieval` (the same model, having learned online, published for
-    /// the `publications`-th time), everything else shared.
-    pub(crate) fn with_retrieval(&self, retrieval: Arc<Retrieval>, publications: u64) -> Snapshot {
-        let swap = |models: &Models| Models {
+    /// This snapshot serving the models of `published` that are there in place of the ones
+    /// served (the same models, having learned online, published for the `publications`-th
+    /// time), everything else shared. Experiment variants share the two-tower model and keep
+    /// their own ranking models, which do not learn online.
+    pub(crate) fn with_published(
+        &self,
+        retrieval: Option<Arc<Retrieval>>,
+        ranker: Option<Arc<Ranker>>,
+        publications: u64,
+    ) -> Snapshot {
+        let swap = |models: &Models, ranker: Option<&Arc<Ranker>>| Models {
             version: online_version(&models.version, publications),
-            retrieval: Some(retrieval.clone()),
-            ranker: models.ranker.clone(),
+            retrieval: retrieval.clone().or_else(|| models.retrieval.clone()),
+            ranker: ranker.cloned().or_else(|| models.ranker.clone()),
         };
         Snapshot {
             state: self.state.clone(),
-            models: swap(&self.models),
+            models: swap(&self.models, ranker.as_ref()),
             variant_models: self
                 .variant_models
                 .iter()
-                .map(|(name, models)| (name.clone(), swap(models)))
+                .map(|(name, models)| (name.clone(), swap(models, None)))
                 .collect(),
             disk_version: self.disk_version.clone(),
         }
@@ -217,7 +224,7 @@ impl Engine {
             store,
             config,
             models,
-            current: ArcSwap::from_pointee(snapshot),
+            current: ArcSwap::new(snapshot),
             updating: Mutex::new(()),
             impressions,
             online,
@@ -258,41 +265,50 @@ impl Engine {
         let _updating = self.updating.lock().await;
         let snapshot = self.snapshot();
         let items = apply_catalog_changes(&self.store, &snapshot).await?;
-        let events = apply_new_events(&self.store, &snapshot, self.online_queue(&snapshot)).await?;
+        let events = self.apply_new_events(&snapshot).await?;
         Ok((items, events))
+    }
+
+    /// Applies the events after `snapshot`'s last applied one, queueing their positives for the
+    /// online learner when there is one; returns how many.
+    async fn apply_new_events(&self, snapshot: &Arc<Snapshot>) -> Result<usize, StoreError> {
+        let online = self.online.as_ref().filter(|_| snapshot.models.retrieval.is_some());
+        let (events, positives) = apply_new_events(&self.store, snapshot, online.map(|_| i64::MIN)).await?;
+        if let Some(online) = online {
+            online.enqueue(positives);
+        }
+        Ok(events)
     }
 
     /// Builds a new snapshot from the store and the model directories and swaps it in; requests
     /// in flight finish on the old one.
     pub async fn reload(&self) -> Result<(), EngineError> {
         let (fresh, resumed) = load(&self.store, &self.config, &self.models).await?;
-        let fresh = Arc::new(fresh);
         let _updating = self.updating.lock().await;
         if let Some(online) = &self.online {
             online.resume(resumed);
         }
         apply_catalog_changes(&self.store, &fresh).await?;
-        apply_new_events(&self.store, &fresh, self.online_queue(&fresh)).await?;
+        self.apply_new_events(&fresh).await?;
         self.current.store(fresh);
         tracing::info!(version = %self.snapshot().models.version, "models swapped in");
         Ok(())
     }
 
-    /// Where the positives of new events go: the online learner's queue, when it learns.
-    fn online_queue(&self, snapshot: &Snapshot) -> Option<&Online> {
-        self.online.as_ref().filter(|_| snapshot.models.retrieval.is_some())
-    }
-
-    /// The version of the two-tower model on disk, as trained (what online snapshots derive from).
-    pub(crate) fn trained_retrieval_version(&self) -> String {
-        models_version(&[&self.models.retrieval_dir])
+    /// The version of a model on disk, as trained (what its online snapshots derive from).
+    pub(crate) fn trained_version(&self, model: OnlineModel) -> String {
+        models_version(&[match model {
+            OnlineModel::TwoTower => &self.models.retrieval_dir,
+            OnlineModel::Ranking => &self.models.ranking_dir,
+        }])
     }
 
     /// What online learning has done, for operators.
     pub(crate) fn online_status(&self) -> OnlineStatus {
-        let applied = self.snapshot().applied_seq();
+        let snapshot = self.snapshot();
+        let applied = snapshot.applied_seq();
         match &self.online {
-            Some(online) => online.status(applied),
+            Some(online) => online.status(applied, snapshot.models.ranker.as_ref().and_then(|r| r.waiting())),
             None => OnlineStatus::disabled(applied),
         }
     }
@@ -384,66 +400,79 @@ impl Engine {
     }
 }
 
-/// Builds a snapshot: the whole catalog and log from `store`, the models from their directories,
-/// the two-tower model from its newest online snapshot when there is one (what it learned is
-/// returned, with the positives of the events after it, to be learned again).
+/// Builds a snapshot: the whole catalog from `store`, the models from their directories (each
+/// from its newest online snapshot when there is one), then the log read through page by page as
+/// the tail reads it. What online learning resumes is returned: the snapshots' records and the
+/// positives of the events after the two-tower one, to be learned again; the ranker keeps the
+/// impressions after the ranking one waiting for their outcomes.
 async fn load(
     store: &Store,
     config: &EngineConfig,
     models: &ModelSource,
-) -> Result<(Snapshot, Resumed), EngineError> {
+) -> Result<(Arc<Snapshot>, Resumed), EngineError> {
     // Changes from here on are read again by the catalog tail.
     let as_of = Timestamp::now().millis();
     let items = store.all_items().await?;
-    let (events, last_seq) = store.all_events(|_| true).await?;
-    let snapshot = match (&models.online_dir, config.online.enabled, existing(&models.retrieval_dir)) {
-        (Some(root), true, Some(_)) => {
-            online_snapshot::latest(root, &models_version(&[&models.retrieval_dir]))
-        }
-        _ => None,
+    let online = |model: OnlineModel, dir: &Option<PathBuf>| {
+        let root =
+            models.online_dir.as_deref().filter(|_| config.online.enabled && existing(dir).is_some())?;
+        online_snapshot::latest(&model.root(root), &models_version(&[dir]))
     };
-    let replay_from = match &snapshot {
-        Some((_, meta)) => store.count_events_through(meta.seq).await? as usize,
-        None => events.len(),
-    };
-    let (config, models) = (config.clone(), models.clone());
-    tokio::task::spawn_blocking(move || {
-        build(items, &events, last_seq, as_of, &config, &models, snapshot, replay_from)
+    let tower = online(OnlineModel::TwoTower, &models.retrieval_dir);
+    let ranking = online(OnlineModel::Ranking, &models.ranking_dir);
+    let (owned_config, owned_models) = (config.clone(), models.clone());
+    let (snapshot, resumed) = tokio::task::spawn_blocking(move || {
+        build(items, as_of, &owned_config, &owned_models, tower, ranking)
     })
     .await
-    .expect("snapshot build panicked")
+    .expect("snapshot build panicked")?;
+    let snapshot = Arc::new(snapshot);
+    let learn_after = resumed.tower.as_ref().map(|meta| meta.seq);
+    let (events, positives) = apply_new_events(store, &snapshot, learn_after).await?;
+    if let Some(ranker) = snapshot.models.ranker.as_ref().filter(|_| config.online.enabled) {
+        if ranker.waiting().is_none() {
+            ranker.await_outcomes(config.online.waiting(), snapshot.applied_seq());
+        }
+    }
+    {
+        let mut live = snapshot.live().write().expect("live state lock");
+        let Live { catalog, activity } = &mut *live;
+        activity.refresh_trending(catalog);
+    }
+    tracing::info!(events, version = %snapshot.models.version, "serving snapshot built");
+    Ok((snapshot, Resumed { positives, ..resumed }))
 }
 
-/// What the online learner resumes from: its snapshot's record and the positives after it.
+/// What online learning resumes from: its snapshots' records and the positives after the
+/// two-tower one.
 #[derive(Debug, Default)]
 pub(crate) struct Resumed {
-    /// The snapshot's metadata, when one was loaded.
-    pub meta: Option<SnapshotMeta>,
-    /// The positives of the events after the snapshot, in log order.
+    /// The two-tower snapshot's metadata, when one was loaded.
+    pub tower: Option<SnapshotMeta>,
+    /// The ranking snapshot's metadata, when one was loaded.
+    pub ranking: Option<SnapshotMeta>,
+    /// The positives of the events after the two-tower snapshot, in log order.
     pub positives: Vec<OnlinePositive>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The snapshot of the catalog `items` and the models, with no event applied yet.
 fn build(
     items: Vec<Item>,
-    events: &[Event],
-    last_seq: i64,
     catalog_as_of: i64,
     config: &EngineConfig,
     models: &ModelSource,
-    online: Option<(PathBuf, SnapshotMeta)>,
-    replay_from: usize,
+    tower: Option<(PathBuf, SnapshotMeta)>,
+    ranking: Option<(PathBuf, SnapshotMeta)>,
 ) -> Result<(Snapshot, Resumed), EngineError> {
     let now = Timestamp::now();
     let disk_version = models_version(&model_dirs(config, models));
-    let mut version = models_version(&[&models.retrieval_dir, &models.ranking_dir]);
     let mut resumed = Resumed::default();
     let retrieval = match existing(&models.retrieval_dir) {
         Some(dir) => {
             let mut retrieval = Retrieval::load(dir).map_err(|source| model_error(dir, source))?;
             let added = retrieval.index_missing(&items, now)?;
             tracing::info!(added, "indexed items newer than the retrieval model");
-            if let Some((snapshot, meta)) = online {
+            if let Some((snapshot, meta)) = tower {
                 match TwoTower::load(&snapshot) {
                     Ok(model) => {
                         let fresh: std::collections::HashSet<&str> =
@@ -451,15 +480,12 @@ fn build(
                         let learned: Vec<&Item> =
                             items.iter().filter(|i| fresh.contains(i.item_id.as_str())).collect();
                         retrieval = retrieval.with_model(model, &learned, now)?;
-                        version = online_version(&version, meta.publications);
-                        let replayed = events.len().saturating_sub(replay_from);
                         tracing::info!(
                             seq = meta.seq,
                             learned = meta.learned,
-                            replayed,
                             "online two-tower model resumed from its snapshot"
                         );
-                        resumed.meta = Some(meta);
+                        resumed.tower = Some(meta);
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, dir = %snapshot.display(), "the online snapshot does not load; starting from the trained model")
@@ -472,36 +498,49 @@ fn build(
     };
     let catalog = Catalog::new(items);
     let load_ranker = |dir: &Option<PathBuf>| match existing(dir) {
-        Some(dir) => Ranker::load(dir, models.value.clone(), &catalog, events)
+        Some(dir) => Ranker::load(dir, models.value.clone(), &catalog, &[])
             .map(|ranker| Some(Arc::new(ranker)))
             .map_err(|source| model_error(dir, source)),
         None => Ok(None),
     };
-    let ranker = load_ranker(&models.ranking_dir)?;
+    let mut ranker = load_ranker(&models.ranking_dir)?;
+    if let (Some(trained), Some((snapshot, meta))) = (&ranker, ranking) {
+        match WideDeep::load(&snapshot) {
+            Ok(model) => {
+                let resumed_ranker = trained.with_model(model);
+                resumed_ranker.await_outcomes(config.online.waiting(), meta.seq);
+                tracing::info!(
+                    seq = meta.seq,
+                    learned = meta.learned,
+                    "online ranking model resumed from its snapshot"
+                );
+                ranker = Some(Arc::new(resumed_ranker));
+                resumed.ranking = Some(meta);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, dir = %snapshot.display(), "the online snapshot does not load; starting from the trained model")
+            }
+        }
+    }
+    let publications =
+        [&resumed.tower, &resumed.ranking].iter().filter_map(|m| m.as_ref()).map(|m| m.publications).max();
+    let version = online_version(
+        &models_version(&[&models.retrieval_dir, &models.ranking_dir]),
+        publications.unwrap_or(0),
+    );
     let mut variant_models = BTreeMap::new();
     for variant in config.experiment.variants.iter().filter(|v| v.ranking_dir.is_some()) {
         let version = models_version(&[&models.retrieval_dir, &variant.ranking_dir]);
         let ranker = load_ranker(&variant.ranking_dir)?;
         variant_models.insert(variant.name.clone(), Models { version, retrieval: retrieval.clone(), ranker });
     }
-    let mut activity = Activity::new(catalog.len(), config.heat_half_life_hours);
-    let rule = PositiveRule::default();
-    let replay = resumed.meta.is_some();
-    for (at, event) in events.iter().enumerate() {
-        if replay && at >= replay_from {
-            let before = || activity.user(&event.user_id);
-            resumed.positives.extend(OnlinePositive::from_event(&rule, &catalog, before, event));
-        }
-        activity.record(&catalog, event);
-    }
-    activity.refresh_trending(&catalog);
-    tracing::info!(items = catalog.len(), events = events.len(), %version, "serving snapshot built");
+    let activity = Activity::new(catalog.len(), config.heat_half_life_hours);
     let snapshot = Snapshot {
         state: Arc::new(TailState {
             live: RwLock::new(Live { catalog: Arc::new(catalog), activity }),
-            applied: AtomicI64::new(last_seq),
+            applied: AtomicI64::new(0),
             catalog_as_of: AtomicI64::new(catalog_as_of),
-            log_clock: AtomicI64::new(events.iter().map(|e| e.ts.millis()).max().unwrap_or(0)),
+            log_clock: AtomicI64::new(0),
         }),
         models: Models { version, retrieval, ranker },
         variant_models,
@@ -591,43 +630,56 @@ fn rankers(snapshot: &Snapshot) -> impl Iterator<Item = &Arc<Ranker>> {
         .filter_map(|models| models.ranker.as_ref())
 }
 
-/// Applies the events after `snapshot`'s last applied one, queueing their positives for the
-/// online learner when there is one.
+/// Applies the events after `snapshot`'s last applied one, page by page; returns how many, and
+/// the positives of those after `learn_after` (none without it) for the online learner.
 async fn apply_new_events(
     store: &Store,
-    snapshot: &Snapshot,
-    online: Option<&Online>,
-) -> Result<usize, StoreError> {
-    let mut applied = 0;
+    snapshot: &Arc<Snapshot>,
+    learn_after: Option<i64>,
+) -> Result<(usize, Vec<OnlinePositive>), StoreError> {
+    let (mut applied, mut positives) = (0, Vec::new());
     loop {
-        let page = store.events_after(snapshot.state.applied.load(Ordering::Acquire), PAGE).await?;
-        let Some(last) = page.last().map(|e| e.seq) else { return Ok(applied) };
-        let mut positives = Vec::new();
-        let catalog = {
-            let mut live = snapshot.live().write().expect("live state lock");
-            let Live { catalog, activity } = &mut *live;
-            for stored in &page {
-                let event = &stored.event;
-                if let Some(online) = online {
-                    let before = || activity.user(&event.user_id);
-                    positives.extend(OnlinePositive::from_event(&online.rule, catalog, before, event));
-                }
-                activity.record(catalog, event);
-            }
-            catalog.clone()
-        };
-        if let Some(online) = online {
-            online.enqueue(positives);
-        }
-        for ranker in rankers(snapshot) {
-            ranker.observe(&catalog, page.iter().map(|stored| &stored.event));
+        let page = store.events_after(snapshot.applied_seq(), PAGE).await?;
+        if page.is_empty() {
+            return Ok((applied, positives));
         }
         applied += page.len();
-        if let Some(latest) = page.iter().map(|stored| stored.event.ts.millis()).max() {
-            snapshot.state.log_clock.fetch_max(latest, Ordering::AcqRel);
-        }
-        snapshot.state.applied.store(last, Ordering::Release);
+        let snapshot = snapshot.clone();
+        let learned = tokio::task::spawn_blocking(move || apply_page(&snapshot, &page, learn_after))
+            .await
+            .expect("applying events panicked");
+        positives.extend(learned);
     }
+}
+
+/// Applies `page` (the log's next events) to the activity and the rankers' state; returns the
+/// positives of the events after `learn_after`.
+fn apply_page(snapshot: &Snapshot, page: &[StoredEvent], learn_after: Option<i64>) -> Vec<OnlinePositive> {
+    let rule = PositiveRule::default();
+    let mut positives = Vec::new();
+    let catalog = {
+        let mut live = snapshot.live().write().expect("live state lock");
+        let Live { catalog, activity } = &mut *live;
+        for stored in page {
+            let event = &stored.event;
+            if learn_after.is_some_and(|after| stored.seq > after) {
+                let before = || activity.user(&event.user_id);
+                positives.extend(OnlinePositive::from_event(&rule, catalog, before, event));
+            }
+            activity.record(catalog, event);
+        }
+        catalog.clone()
+    };
+    for ranker in rankers(snapshot) {
+        ranker.follow(&catalog, page.iter().map(|stored| (stored.seq, &stored.event)));
+    }
+    if let Some(latest) = page.iter().map(|stored| stored.event.ts.millis()).max() {
+        snapshot.state.log_clock.fetch_max(latest, Ordering::AcqRel);
+    }
+    if let Some(last) = page.last() {
+        snapshot.state.applied.store(last.seq, Ordering::Release);
+    }
+    positives
 }
 
 /// Writes logged impressions in batches of whatever has queued up since the last write.

@@ -8,7 +8,7 @@
 //! | `GET /v1/explain?user_id&item_id` | why an item would or would not be in a user's feed |
 //! | `GET /v1/experiments` | each A/B variant's share, impressions and effective-play, finish and like rates |
 //! | `POST /v1/admin/reload` | rebuild the serving snapshot now (admin) |
-//! | `GET /v1/admin/online`, `POST /v1/admin/online {"paused"}` | online learning's progress (learned, published, last snapshot); pause or resume it (admin) |
+//! | `GET /v1/admin/online`, `POST /v1/admin/online {"paused"}` | online learning's progress per model (learned, queued, last snapshot); pause or resume it (admin) |
 //! | `GET /healthz` | liveness, with the store's reachability (no key needed) |
 //! | `GET /openapi.json` | this API as OpenAPI 3.1 (no key needed) |
 //! | `GET /metrics` | Prometheus text format (admin) |

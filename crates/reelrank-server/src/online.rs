@@ -1,22 +1,30 @@
-//! The engine's online learning of the two-tower model: positives from the tail are queued, a
-//! background task learns them every second on its own copy of the model, publishes it to the
-//! feeds every `publish_secs` and snapshots it every `snapshot_secs` (with the last event it
-//! covers, so that a restart replays exactly the events after it). Learning can be paused; a
-//! model whose loss rises past a guard ([`LossGuard`]) is rolled back to the newest snapshot.
+//! The engine's online learning. Both models learn from the log while serving:
+//!
+//! - the two-tower model from the positives the tail queues, each with the user's history as it
+//!   was before it ([`TowerLearner`]);
+//! - the Wide&Deep model from the impressions whose outcomes are in, each with the features it
+//!   was shown with ([`RankingLearner`]; the ranker keeps them waiting).
+//!
+//! A background task learns every second on its own copies of the models, publishes them to the
+//! feeds every `publish_secs` (one swap for both) and snapshots each every `snapshot_secs`, with
+//! the last event it covers, so that a restart replays exactly the events after it. Learning can
+//! be paused; a model whose loss rises past a guard ([`LossGuard`]) is rolled back to its newest
+//! snapshot. Experiment variants' own ranking models do not learn online.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-
 use reelrank_core::{Item, Timestamp, User};
-use reelrank_features::{PersistError, PositiveRule};
-use reelrank_models::TwoTower;
+use reelrank_features::{MemoryUse, PersistError};
+use reelrank_models::{TwoTower, WideDeep};
 use reelrank_serving::online_snapshot::{self, SnapshotMeta};
-use reelrank_serving::{Catalog, LossGuard, OnlinePositive, Retrieval, TowerLearner};
+use reelrank_serving::{
+    Catalog, LossGuard, OnlinePositive, Ranker, RankingLearner, Retrieval, ShownOutcome, TowerLearner,
+    WaitingConfig, WaitingStatus,
+};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -26,26 +34,40 @@ use crate::engine::{Engine, Resumed};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OnlineConfig {
-    /// Whether the two-tower model learns from the log while serving.
+    /// Whether the models learn from the log while serving.
     pub enabled: bool,
-    /// Most positives per learning step.
+    /// Most examples per learning step.
     pub batch_size: usize,
-    /// How often the model as learned so far is handed to the feeds, in seconds.
+    /// How often the models as learned so far are handed to the feeds, in seconds; the ranking
+    /// model's MLP steps at this rate too (its rows and wide weights at every step).
     pub publish_secs: u64,
-    /// How often the model as learned so far is saved, in seconds.
+    /// How often the models as learned so far are saved, in seconds.
     pub snapshot_secs: u64,
-    /// The learner's moving-average loss, over its first steps' average, past which the model is
+    /// A learner's moving-average loss, over its first steps' average, past which its model is
     /// rolled back to the newest snapshot.
     pub rollback_loss_ratio: f32,
     /// Embedding rows (users, items, tags...) not touched for this many days are evicted, which
-    /// bounds the table by what was active lately; 0 keeps them forever.
+    /// bounds the tables by what was active lately; 0 keeps them forever.
     pub row_expiry_days: f64,
+    /// How long after an impression (by the log's clock) its outcomes are taken as complete and
+    /// the ranking model learns from it, in seconds.
+    pub outcome_wait_secs: u64,
+    /// Most impressions waiting for their outcomes; past it, new ones are not learned from.
+    pub max_waiting_impressions: usize,
 }
 
 impl OnlineConfig {
     /// The rows' idle time before eviction, when they expire.
     fn idle_ms(&self) -> Option<i64> {
         (self.row_expiry_days > 0.0).then_some((self.row_expiry_days * 86_400_000.0) as i64)
+    }
+
+    /// How the ranker keeps impressions waiting for their outcomes.
+    pub(crate) fn waiting(&self) -> WaitingConfig {
+        WaitingConfig {
+            wait_ms: (self.outcome_wait_secs * 1000) as i64,
+            capacity: self.max_waiting_impressions,
+        }
     }
 }
 
@@ -58,7 +80,26 @@ impl Default for OnlineConfig {
             snapshot_secs: 60,
             rollback_loss_ratio: 1.5,
             row_expiry_days: 30.0,
+            outcome_wait_secs: 300,
+            max_waiting_impressions: 200_000,
         }
+    }
+}
+
+/// The models that learn online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnlineModel {
+    TwoTower,
+    Ranking,
+}
+
+impl OnlineModel {
+    /// Where its snapshots are kept under the online directory.
+    pub(crate) fn root(self, online_dir: &Path) -> PathBuf {
+        online_dir.join(match self {
+            OnlineModel::TwoTower => "two-tower",
+            OnlineModel::Ranking => "ranking",
+        })
     }
 }
 
@@ -66,40 +107,83 @@ impl Default for OnlineConfig {
 /// behind the log, and the newest say most about what users want now).
 const MAX_QUEUED_POSITIVES: usize = 200_000;
 
-/// The online learner's queue, switches and counters.
-pub(crate) struct Online {
-    config: OnlineConfig,
-    pub(crate) rule: PositiveRule,
-    /// Positives from the log not learned yet, in log order.
-    queue: Mutex<Vec<OnlinePositive>>,
-    paused: AtomicBool,
-    /// Positives learned since the trained model (across restarts).
+/// One model's counters.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Examples learned since the trained model (across restarts).
     learned: AtomicU64,
-    /// Times a learned model was published (across restarts).
-    publications: AtomicU64,
     /// The last event the newest snapshot covers (0: none).
     snapshot_seq: AtomicI64,
-    /// Times the model was rolled back since the server started.
-    rollbacks: AtomicU64,
     /// Rows of the learner's embedding table, and the bytes it holds, after its last step.
     table_rows: AtomicU64,
     table_bytes: AtomicU64,
 }
 
+impl Counters {
+    fn resume(&self, meta: Option<&SnapshotMeta>) {
+        self.learned.store(meta.map_or(0, |m| m.learned), Ordering::Release);
+        self.snapshot_seq.store(meta.map_or(0, |m| m.seq), Ordering::Release);
+    }
+
+    fn stepped(&self, learned: u64, table: MemoryUse) {
+        self.learned.store(learned, Ordering::Release);
+        self.table_rows.store(table.rows as u64, Ordering::Release);
+        self.table_bytes.store(table.bytes as u64, Ordering::Release);
+    }
+
+    fn status(&self, queued: usize, dropped: u64) -> ModelStatus {
+        ModelStatus {
+            learned: self.learned.load(Ordering::Acquire),
+            queued,
+            dropped,
+            snapshot_seq: self.snapshot_seq.load(Ordering::Acquire),
+            table_rows: self.table_rows.load(Ordering::Acquire),
+            table_bytes: self.table_bytes.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// The online learner's queue, switches and counters.
+pub(crate) struct Online {
+    config: OnlineConfig,
+    /// Positives from the log not learned yet, in log order.
+    queue: Mutex<Vec<OnlinePositive>>,
+    /// Positives dropped from a full queue.
+    dropped: AtomicU64,
+    paused: AtomicBool,
+    /// Times learned models were published (across restarts).
+    publications: AtomicU64,
+    /// Times a model was rolled back since the server started.
+    rollbacks: AtomicU64,
+    tower: Counters,
+    ranking: Counters,
+}
+
 /// What `GET /v1/admin/online` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub(crate) struct OnlineStatus {
     enabled: bool,
     paused: bool,
-    learned: u64,
     publications: u64,
-    queued: usize,
-    /// The last event the newest snapshot covers.
-    snapshot_seq: i64,
     /// The last event the feeds have applied.
     applied_seq: i64,
-    /// Times the model was rolled back since the server started.
+    /// Times a model was rolled back since the server started.
     rollbacks: u64,
+    two_tower: ModelStatus,
+    ranking: ModelStatus,
+}
+
+/// One model's part of [`OnlineStatus`].
+#[derive(Debug, Default, Serialize)]
+struct ModelStatus {
+    /// Examples learned since the trained model.
+    learned: u64,
+    /// Examples waiting: positives queued, or impressions waiting for their outcomes.
+    queued: usize,
+    /// Examples not learned: positives dropped from a full queue, or impressions not kept.
+    dropped: u64,
+    /// The last event the newest snapshot covers.
+    snapshot_seq: i64,
     /// Rows of the learner's embedding table after its last step.
     table_rows: u64,
     /// Bytes the learner's embedding table holds.
@@ -117,15 +201,13 @@ impl Online {
     pub(crate) fn new(config: OnlineConfig, resumed: Resumed) -> Online {
         let online = Online {
             config,
-            rule: PositiveRule::default(),
             queue: Mutex::default(),
+            dropped: AtomicU64::new(0),
             paused: AtomicBool::new(false),
-            learned: AtomicU64::new(0),
             publications: AtomicU64::new(0),
-            snapshot_seq: AtomicI64::new(0),
             rollbacks: AtomicU64::new(0),
-            table_rows: AtomicU64::new(0),
-            table_bytes: AtomicU64::new(0),
+            tower: Counters::default(),
+            ranking: Counters::default(),
         };
         online.resume(resumed);
         online
@@ -134,10 +216,10 @@ impl Online {
     /// Starts over from what a (re)load resumed: its counters, and its replayed positives in place
     /// of the queue (they cover the queued ones).
     pub(crate) fn resume(&self, resumed: Resumed) {
-        let meta = resumed.meta.as_ref();
-        self.learned.store(meta.map_or(0, |m| m.learned), Ordering::Release);
-        self.publications.store(meta.map_or(0, |m| m.publications), Ordering::Release);
-        self.snapshot_seq.store(meta.map_or(0, |m| m.seq), Ordering::Release);
+        self.tower.resume(resumed.tower.as_ref());
+        self.ranking.resume(resumed.ranking.as_ref());
+        let publications = [&resumed.tower, &resumed.ranking].into_iter().flatten().map(|m| m.publications);
+        self.publications.store(publications.max().unwrap_or(0), Ordering::Release);
         *self.queue.lock().expect("online queue") = resumed.positives;
     }
 
@@ -151,6 +233,7 @@ impl Online {
         let excess = queue.len().saturating_sub(MAX_QUEUED_POSITIVES);
         if excess > 0 {
             queue.drain(..excess);
+            self.dropped.fetch_add(excess as u64, Ordering::AcqRel);
             tracing::warn!(
                 dropped = excess,
                 "the online learner is behind the log; oldest positives dropped"
@@ -164,18 +247,25 @@ impl Online {
         tracing::info!(paused, "online learning switched");
     }
 
-    pub(crate) fn status(&self, applied_seq: i64) -> OnlineStatus {
+    /// The status, with the ranker's waiting impressions when it has some.
+    pub(crate) fn status(&self, applied_seq: i64, waiting: Option<WaitingStatus>) -> OnlineStatus {
+        let waiting = waiting.unwrap_or(WaitingStatus { waiting: 0, skipped: 0 });
+        let queued = self.queue.lock().expect("online queue").len();
         OnlineStatus {
             enabled: true,
             paused: self.paused.load(Ordering::Acquire),
-            learned: self.learned.load(Ordering::Acquire),
             publications: self.publications.load(Ordering::Acquire),
-            queued: self.queue.lock().expect("online queue").len(),
-            snapshot_seq: self.snapshot_seq.load(Ordering::Acquire),
             applied_seq,
             rollbacks: self.rollbacks.load(Ordering::Acquire),
-            table_rows: self.table_rows.load(Ordering::Acquire),
-            table_bytes: self.table_bytes.load(Ordering::Acquire),
+            two_tower: self.tower.status(queued, self.dropped.load(Ordering::Acquire)),
+            ranking: self.ranking.status(waiting.waiting, waiting.skipped),
+        }
+    }
+
+    fn counters(&self, model: OnlineModel) -> &Counters {
+        match model {
+            OnlineModel::TwoTower => &self.tower,
+            OnlineModel::Ranking => &self.ranking,
         }
     }
 }
@@ -183,97 +273,181 @@ impl Online {
 impl OnlineStatus {
     /// The status of an engine that does not learn online.
     pub(crate) fn disabled(applied_seq: i64) -> OnlineStatus {
-        OnlineStatus {
-            enabled: false,
-            paused: false,
-            learned: 0,
-            publications: 0,
-            queued: 0,
-            snapshot_seq: 0,
-            applied_seq,
-            rollbacks: 0,
-            table_rows: 0,
-            table_bytes: 0,
-        }
+        OnlineStatus { applied_seq, ..OnlineStatus::default() }
     }
 }
 
-/// The learner as the task keeps it.
-struct Learning {
-    learner: TowerLearner,
-    /// The retrieval it last published or started from: serving still reads it unless a reload
-    /// replaced the models.
-    origin: Arc<Retrieval>,
-    /// The retrieval it started from, to fall back on when no snapshot is good.
-    start: Arc<Retrieval>,
+/// One model's learning as the task keeps it.
+struct Track<L, S> {
+    learner: L,
+    /// What it last published or started from: serving still reads it unless a reload replaced
+    /// the models.
+    origin: Arc<S>,
+    /// What it started from, to fall back on when no snapshot is good.
+    start: Arc<S>,
     guard: LossGuard,
+    /// The last event its learning covers, and whether it learned since its last snapshot.
+    covered: i64,
+    unsaved: bool,
+    /// When its last snapshot was saved (or it started).
+    saved_at: std::time::Instant,
 }
 
-impl Learning {
-    fn new(serving: Arc<Retrieval>, catalog: &Catalog, config: &OnlineConfig) -> Learning {
-        Learning {
-            learner: TowerLearner::new(&serving, catalog, config.idle_ms()),
+impl<L, S> Track<L, S> {
+    fn new(learner: L, serving: Arc<S>, config: &OnlineConfig) -> Track<L, S> {
+        Track {
+            learner,
             origin: serving.clone(),
             start: serving,
             guard: LossGuard::new(config.rollback_loss_ratio),
+            covered: 0,
+            unsaved: false,
+            saved_at: std::time::Instant::now(),
         }
     }
+
+    /// Whether a snapshot is due under `root`: one every `snapshot_secs` while it has learned
+    /// something new and is healthy.
+    fn snapshot_due<'a>(
+        &self,
+        root: Option<&'a Path>,
+        snapshot_secs: u64,
+        healthy: bool,
+    ) -> Option<&'a Path> {
+        root.filter(|_| healthy && self.unsaved && self.saved_at.elapsed().as_secs() >= snapshot_secs.max(1))
+    }
+
+    /// Records a saved snapshot.
+    fn saved(&mut self) {
+        self.unsaved = false;
+        self.saved_at = std::time::Instant::now();
+    }
+
+    /// Whether serving reads what this track published or started from.
+    fn follows(&self, serving: Option<&Arc<S>>) -> bool {
+        serving.is_some_and(|serving| Arc::ptr_eq(&self.origin, serving))
+    }
+
+    /// Records a step's loss; returns whether the guard tripped, and whether the model is healthy.
+    fn check(&mut self, loss: Option<f32>) -> (bool, bool) {
+        let tripped = loss.is_some_and(|loss| self.guard.record(loss));
+        (tripped, !tripped && self.guard.healthy())
+    }
+}
+
+/// The learners as the task keeps them, one per model that serving has.
+#[derive(Default)]
+struct Learning {
+    tower: Option<Track<TowerLearner, Retrieval>>,
+    ranking: Option<Track<RankingLearner, Ranker>>,
 }
 
 /// What one learning step is given.
 struct Step {
     positives: Vec<OnlinePositive>,
-    /// The last event whose positive is among them (or before them).
+    outcomes: Vec<ShownOutcome>,
+    /// The last event whose positive is among the positives (or before them).
     seq: i64,
     catalog: Arc<Catalog>,
     users: HashMap<String, User>,
     batch_size: usize,
     publish: bool,
-    /// Where to save a snapshot, when one is due.
-    save_to: Option<PathBuf>,
-    base_version: String,
-    learned_before: u64,
+    /// Where to save snapshots, and how often.
+    online_dir: Option<PathBuf>,
+    snapshot_secs: u64,
+    /// The trained versions of the two-tower and the ranking model.
+    base_versions: [String; 2],
+    /// Examples each model learned before (two-tower, ranking).
+    learned_before: [u64; 2],
     publications: u64,
 }
 
-/// What one learning step did.
-struct Stepped {
+/// What one learning step did with one model.
+struct Stepped<S> {
     loss: Option<f32>,
     learned: u64,
+    table: MemoryUse,
     /// The loss guard tripped: nothing was published or saved.
     tripped: bool,
-    published: Option<reelrank_ann::Result<Arc<Retrieval>>>,
+    published: Option<Result<Arc<S>, String>>,
     saved: Option<Result<SnapshotMeta, PersistError>>,
 }
 
-/// Learns `step.positives`, then publishes and snapshots when due and the model is healthy.
-fn learn_step(learning: &mut Learning, step: Step) -> Stepped {
-    let Learning { learner, origin, guard, .. } = learning;
-    let loss =
-        learner.learn(&step.positives, &step.catalog, &step.users, &origin.user_schema, step.batch_size);
-    let learned = step.learned_before + step.positives.len() as u64;
-    let tripped = loss.is_some_and(|loss| guard.record(loss));
-    let healthy = !tripped && guard.healthy();
-    let published = (healthy && step.publish && learner.has_learned_since_publishing())
-        .then(|| learner.publish(origin, &step.catalog));
-    let saved = step.save_to.filter(|_| healthy && (loss.is_some() || published.is_some())).map(|root| {
-        // Every item the feeds read a fresh vector of, so that a restart rebuilds them.
-        let current = match &published {
-            Some(Ok(fresh)) => fresh.clone(),
-            _ => origin.clone(),
-        };
-        let catalog = &step.catalog;
-        let fresh_items = current
-            .fresh_keys()
-            .into_iter()
-            .filter_map(|key| catalog.index_of_key(key))
-            .map(|i| catalog.item(i).item_id.clone())
-            .collect();
-        let publications = step.publications + u64::from(matches!(published, Some(Ok(_))));
-        let meta = SnapshotMeta::new(&step.base_version, step.seq, learned, publications, fresh_items);
-        online_snapshot::save(&root, learner.model(), &meta).map(|_| meta)
+/// Learns `step`'s examples with each model that has a track, then publishes and snapshots the
+/// healthy ones when due.
+fn learn_step(learning: &mut Learning, step: &Step) -> (Option<Stepped<Retrieval>>, Option<Stepped<Ranker>>) {
+    let publications = step.publications + u64::from(step.publish);
+    let snapshot_meta = |model: usize, seq: i64, learned: u64, fresh_items: Vec<String>| {
+        SnapshotMeta::new(&step.base_versions[model], seq, learned, publications, fresh_items)
+    };
+    let tower = learning.tower.as_mut().map(|track| {
+        let loss = track.learner.learn(
+            &step.positives,
+            &step.catalog,
+            &step.users,
+            &track.origin.user_schema,
+            step.batch_size,
+        );
+        let learned = step.learned_before[0] + step.positives.len() as u64;
+        let (tripped, healthy) = track.check(loss);
+        let published = (healthy && step.publish && track.learner.has_learned_since_publishing())
+            .then(|| track.learner.publish(&track.origin, &step.catalog).map_err(|e| e.to_string()));
+        // Every positive up to `seq` was taken for this step.
+        track.covered = step.seq;
+        track.unsaved |= loss.is_some() || published.is_some();
+        let due = track.snapshot_due(step.online_dir.as_deref(), step.snapshot_secs, healthy);
+        let saved = due.map(|root| {
+            // Every item the feeds read a fresh vector of, so that a restart rebuilds them.
+            let current = match &published {
+                Some(Ok(fresh)) => fresh.clone(),
+                _ => track.origin.clone(),
+            };
+            let fresh_items = current
+                .fresh_keys()
+                .into_iter()
+                .filter_map(|key| step.catalog.index_of_key(key))
+                .map(|i| step.catalog.item(i).item_id.clone())
+                .collect();
+            let meta = snapshot_meta(0, track.covered, learned, fresh_items);
+            let model = track.learner.model();
+            online_snapshot::save(&OnlineModel::TwoTower.root(root), &meta, |dir| model.save(dir))
+                .map(|_| meta)
+        });
+        if matches!(saved, Some(Ok(_))) {
+            track.saved();
+        }
+        Stepped { loss, learned, table: track.learner.model().table_memory(), tripped, published, saved }
     });
-    Stepped { loss, learned, tripped, published, saved }
+    let ranking = learning.ranking.as_mut().map(|track| {
+        let loss = track.learner.learn(
+            &step.outcomes,
+            &track.origin,
+            &step.catalog,
+            &step.users,
+            step.batch_size,
+            step.publish,
+        );
+        let learned = step.learned_before[1] + step.outcomes.len() as u64;
+        let (tripped, healthy) = track.check(loss);
+        let published = (healthy && step.publish && track.learner.has_learned_since_publishing())
+            .then(|| Ok(track.learner.publish(&track.origin)));
+        // Learned in the order they were shown: the last one's event is where a replay resumes.
+        if let Some(last) = step.outcomes.last().filter(|_| loss.is_some()) {
+            (track.covered, track.unsaved) = (last.seq, true);
+        }
+        let due = track.snapshot_due(step.online_dir.as_deref(), step.snapshot_secs, healthy);
+        let saved = due.map(|root| {
+            let meta = snapshot_meta(1, track.covered, learned, Vec::new());
+            let model = track.learner.model();
+            online_snapshot::save(&OnlineModel::Ranking.root(root), &meta, |dir| model.save(dir))
+                .map(|_| meta)
+        });
+        if matches!(saved, Some(Ok(_))) {
+            track.saved();
+        }
+        Stepped { loss, learned, table: track.learner.model().table_memory(), tripped, published, saved }
+    });
+    (tower, ranking)
 }
 
 /// Starts the learning task (see the module documentation); nothing when online learning is off.
@@ -286,8 +460,8 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
         let online = engine.online.as_ref().expect("checked above");
         let config = online.config.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut learning: Option<Learning> = None;
-        let (mut last_publication, mut last_snapshot) = (Instant::now(), Instant::now());
+        let mut learning = Learning::default();
+        let mut last_publication = Instant::now();
         loop {
             tick.tick().await;
             if online.paused.load(Ordering::Acquire) {
@@ -295,85 +469,135 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
             }
             // Taken with the tail stopped: the positives are exactly those of the events up to
             // `seq`, which is what a snapshot then covers.
-            let (snapshot, positives, seq) = {
+            let (snapshot, positives, outcomes, seq) = {
                 let _updating = engine.updating.lock().await;
                 let snapshot = engine.snapshot();
                 let positives = std::mem::take(&mut *online.queue.lock().expect("online queue"));
+                let outcomes = snapshot.models.ranker.as_ref().map(|r| r.take_outcomes()).unwrap_or_default();
                 let seq = snapshot.applied_seq();
-                (snapshot, positives, seq)
+                (snapshot, positives, outcomes, seq)
             };
-            let Some(serving) = snapshot.models.retrieval.clone() else { continue };
             let catalog = snapshot.catalog();
-            let mut current = match learning.take() {
-                Some(kept) if Arc::ptr_eq(&kept.origin, &serving) => kept,
-                // First run, or a reload replaced the model: start over from the served one.
-                _ => Learning::new(serving, &catalog, &config),
+            // A track starts over from the served model the first time, and when a reload
+            // replaced it.
+            let models = &snapshot.models;
+            learning.tower = match (learning.tower.take(), &models.retrieval) {
+                (Some(kept), serving) if kept.follows(serving.as_ref()) => Some(kept),
+                (_, Some(serving)) => {
+                    let learner = TowerLearner::new(serving, &catalog, config.idle_ms());
+                    Some(Track::new(learner, serving.clone(), &config))
+                }
+                (_, None) => None,
             };
+            learning.ranking = match (learning.ranking.take(), &models.ranker) {
+                (Some(kept), serving) if kept.follows(serving.as_ref()) => Some(kept),
+                (_, Some(serving)) => {
+                    let learner = RankingLearner::new(serving, config.idle_ms());
+                    Some(Track::new(learner, serving.clone(), &config))
+                }
+                (_, None) => None,
+            };
+            if learning.tower.is_none() && learning.ranking.is_none() {
+                continue;
+            }
             let step = Step {
-                users: users(&engine, &positives).await,
+                users: users(&engine, &positives, &outcomes).await,
                 positives,
+                outcomes,
                 seq,
                 catalog,
                 batch_size: config.batch_size,
                 publish: last_publication.elapsed().as_secs() >= config.publish_secs.max(1),
-                save_to: engine
-                    .models
-                    .online_dir
-                    .clone()
-                    .filter(|_| last_snapshot.elapsed().as_secs() >= config.snapshot_secs.max(1)),
-                base_version: engine.trained_retrieval_version(),
-                learned_before: online.learned.load(Ordering::Acquire),
+                online_dir: engine.models.online_dir.clone(),
+                snapshot_secs: config.snapshot_secs,
+                base_versions: [OnlineModel::TwoTower, OnlineModel::Ranking]
+                    .map(|m| engine.trained_version(m)),
+                learned_before: [&online.tower, &online.ranking].map(|c| c.learned.load(Ordering::Acquire)),
                 publications: online.publications.load(Ordering::Acquire),
             };
-            let Ok((current, stepped)) = tokio::task::spawn_blocking(move || {
-                let stepped = learn_step(&mut current, step);
-                (current, stepped)
+            let Ok((kept, (tower, ranking))) = tokio::task::spawn_blocking(move || {
+                let stepped = learn_step(&mut learning, &step);
+                (learning, stepped)
             })
             .await
             else {
-                tracing::error!("online learning panicked; starting over from the served model");
+                tracing::error!("online learning panicked; starting over from the served models");
+                learning = Learning::default();
                 continue;
             };
-            online.learned.store(stepped.learned, Ordering::Release);
-            let table = current.learner.model().table_memory();
-            online.table_rows.store(table.rows as u64, Ordering::Release);
-            online.table_bytes.store(table.bytes as u64, Ordering::Release);
-            if let Some(loss) = stepped.loss {
-                tracing::debug!(loss, learned = stepped.learned, "two-tower model learned online");
+            learning = kept;
+            let tower = report(online, OnlineModel::TwoTower, tower);
+            let ranking = report(online, OnlineModel::Ranking, ranking);
+            if matches!(tower, Next::RollBack) {
+                roll_back_tower(&engine, &mut learning).await;
             }
-            match stepped.saved {
-                Some(Ok(meta)) => {
-                    last_snapshot = Instant::now();
-                    online.snapshot_seq.store(meta.seq, Ordering::Release);
-                    tracing::info!(seq = meta.seq, learned = meta.learned, "online two-tower snapshot saved");
-                }
-                Some(Err(err)) => tracing::error!(error = %err, "saving the online snapshot failed"),
-                None => {}
+            if matches!(ranking, Next::RollBack) {
+                roll_back_ranking(&engine, &mut learning).await;
             }
-            if stepped.tripped {
-                learning = roll_back(&engine, current).await;
-                continue;
-            }
-            match stepped.published {
-                Some(Ok(fresh)) => {
-                    last_publication = Instant::now();
-                    learning =
-                        Some(publish(&engine, current, fresh, "online two-tower model published").await);
-                }
-                Some(Err(err)) => {
-                    tracing::error!(error = %err, "indexing online item vectors failed");
-                    learning = Some(current);
-                }
-                None => learning = Some(current),
+            let (retrieval, ranker) = (tower.published(), ranking.published());
+            if retrieval.is_some() || ranker.is_some() {
+                last_publication = Instant::now();
+                publish(&engine, &mut learning, retrieval, ranker, "online models published").await;
             }
         }
     });
 }
 
-/// The records of the users `positives` name (those the store has).
-async fn users(engine: &Engine, positives: &[OnlinePositive]) -> HashMap<String, User> {
+/// What the task does next with one model after a step.
+enum Next<S> {
+    Publish(Arc<S>),
+    RollBack,
+    Keep,
+}
+
+impl<S> Next<S> {
+    fn published(self) -> Option<Arc<S>> {
+        match self {
+            Next::Publish(fresh) => Some(fresh),
+            _ => None,
+        }
+    }
+}
+
+/// Records what a step did with `model` in the counters and the log; returns what to do next.
+fn report<S>(online: &Online, model: OnlineModel, stepped: Option<Stepped<S>>) -> Next<S> {
+    let Some(stepped) = stepped else { return Next::Keep };
+    let counters = online.counters(model);
+    counters.stepped(stepped.learned, stepped.table);
+    if let Some(loss) = stepped.loss {
+        tracing::debug!(?model, loss, learned = stepped.learned, "learned online");
+    }
+    match stepped.saved {
+        Some(Ok(meta)) => {
+            counters.snapshot_seq.store(meta.seq, Ordering::Release);
+            tracing::info!(?model, seq = meta.seq, learned = meta.learned, "online snapshot saved");
+        }
+        Some(Err(err)) => tracing::error!(?model, error = %err, "saving the online snapshot failed"),
+        None => {}
+    }
+    match stepped.published {
+        _ if stepped.tripped => Next::RollBack,
+        Some(Ok(fresh)) => Next::Publish(fresh),
+        Some(Err(err)) => {
+            tracing::error!(?model, error = %err, "publishing the online model failed");
+            Next::Keep
+        }
+        None => Next::Keep,
+    }
+}
+
+/// The records of the users the examples name (those the store has).
+async fn users(
+    engine: &Engine,
+    positives: &[OnlinePositive],
+    outcomes: &[ShownOutcome],
+) -> HashMap<String, User> {
     let mut users = HashMap::new();
-    let ids: BTreeSet<&str> = positives.iter().map(OnlinePositive::user_id).collect();
+    let ids: BTreeSet<&str> = positives
+        .iter()
+        .map(OnlinePositive::user_id)
+        .chain(outcomes.iter().map(|o| o.impression.user_id.as_str()))
+        .collect();
     for user_id in ids {
         match engine.store.user(user_id).await {
             Ok(Some(user)) => {
@@ -386,34 +610,52 @@ async fn users(engine: &Engine, positives: &[OnlinePositive]) -> HashMap<String,
     users
 }
 
-/// Swaps in a snapshot serving `fresh` unless a reload replaced the model `learning` derives from
-/// meanwhile; returns the learning, now deriving from `fresh`.
-async fn publish(engine: &Engine, mut learning: Learning, fresh: Arc<Retrieval>, what: &str) -> Learning {
+/// Swaps in a snapshot serving `retrieval` and `ranker` (either may be absent) unless a reload
+/// replaced the models their tracks derive from meanwhile; the tracks then derive from them.
+async fn publish(
+    engine: &Engine,
+    learning: &mut Learning,
+    retrieval: Option<Arc<Retrieval>>,
+    ranker: Option<Arc<Ranker>>,
+    what: &str,
+) {
     let online = engine.online.as_ref().expect("publishing implies online learning");
     let _updating = engine.updating.lock().await;
     let now = engine.snapshot();
-    if now.models.retrieval.as_ref().is_some_and(|r| Arc::ptr_eq(r, &learning.origin)) {
-        let publications = online.publications.fetch_add(1, Ordering::AcqRel) + 1;
-        engine.current.store(Arc::new(now.with_retrieval(fresh.clone(), publications)));
-        learning.origin = fresh;
-        tracing::info!(publications, version = %engine.snapshot().models.version, "{what}");
+    let current = |follows: Option<bool>, published: bool| !published || follows == Some(true);
+    let tower_current = current(
+        learning.tower.as_ref().map(|t| t.follows(now.models.retrieval.as_ref())),
+        retrieval.is_some(),
+    );
+    let ranking_current =
+        current(learning.ranking.as_ref().map(|t| t.follows(now.models.ranker.as_ref())), ranker.is_some());
+    if !(tower_current && ranking_current) {
+        return;
     }
-    learning
+    let publications = online.publications.fetch_add(1, Ordering::AcqRel) + 1;
+    engine.current.store(Arc::new(now.with_published(retrieval.clone(), ranker.clone(), publications)));
+    if let (Some(track), Some(fresh)) = (learning.tower.as_mut(), retrieval) {
+        track.origin = fresh;
+    }
+    if let (Some(track), Some(fresh)) = (learning.ranking.as_mut(), ranker) {
+        track.origin = fresh;
+    }
+    tracing::info!(publications, version = %engine.snapshot().models.version, "{what}");
 }
 
-/// Serves the newest snapshot (saved only while the model was healthy) or, without one, the model
-/// the learner started from, and learns on from there.
-async fn roll_back(engine: &Engine, learning: Learning) -> Option<Learning> {
-    let online = engine.online.as_ref().expect("rolling back implies online learning");
-    online.rollbacks.fetch_add(1, Ordering::AcqRel);
-    let levels = learning.guard.levels();
-    tracing::warn!(?levels, "online two-tower model's loss rose past the guard; rolling back");
-    let (start, catalog) = (learning.start.clone(), engine.snapshot().catalog());
-    let snapshot = engine
-        .models
-        .online_dir
-        .as_deref()
-        .and_then(|root| online_snapshot::latest(root, &engine.trained_retrieval_version()));
+/// The newest snapshot of `model` learned from the model on disk, when there is one.
+fn latest_snapshot(engine: &Engine, model: OnlineModel) -> Option<(PathBuf, SnapshotMeta)> {
+    let root = model.root(engine.models.online_dir.as_deref()?);
+    online_snapshot::latest(&root, &engine.trained_version(model))
+}
+
+/// Serves the two-tower model's newest snapshot (saved only while it was healthy) or, without
+/// one, the model its learner started from, and learns on from there.
+async fn roll_back_tower(engine: &Engine, learning: &mut Learning) {
+    let Some(track) = learning.tower.as_ref() else { return };
+    rolled_back(engine, OnlineModel::TwoTower, &track.guard);
+    let (start, catalog) = (track.start.clone(), engine.snapshot().catalog());
+    let snapshot = latest_snapshot(engine, OnlineModel::TwoTower);
     let restored = tokio::task::spawn_blocking(move || -> Result<Arc<Retrieval>, String> {
         let Some((dir, meta)) = snapshot else { return Ok(start) };
         let model = TwoTower::load(&dir).map_err(|e| e.to_string())?;
@@ -422,17 +664,51 @@ async fn roll_back(engine: &Engine, learning: Learning) -> Option<Learning> {
         start.with_model(model, &items, Timestamp::now()).map(Arc::new).map_err(|e| e.to_string())
     })
     .await;
+    let Some(restored) = restored_or_log(restored) else { return };
+    publish(engine, learning, Some(restored.clone()), None, "online two-tower model rolled back").await;
+    let config = &engine.online.as_ref().expect("rolling back implies online learning").config;
+    if let Some(track) = learning.tower.as_mut() {
+        track.learner = TowerLearner::new(&restored, &engine.snapshot().catalog(), config.idle_ms());
+        track.guard = LossGuard::new(config.rollback_loss_ratio);
+    }
+}
+
+/// The same for the ranking model.
+async fn roll_back_ranking(engine: &Engine, learning: &mut Learning) {
+    let Some(track) = learning.ranking.as_ref() else { return };
+    rolled_back(engine, OnlineModel::Ranking, &track.guard);
+    let start = track.start.clone();
+    let snapshot = latest_snapshot(engine, OnlineModel::Ranking);
+    let restored = tokio::task::spawn_blocking(move || -> Result<Arc<Ranker>, String> {
+        let Some((dir, _)) = snapshot else { return Ok(start) };
+        let model = WideDeep::load(&dir).map_err(|e| e.to_string())?;
+        Ok(Arc::new(start.with_model(model)))
+    })
+    .await;
+    let Some(restored) = restored_or_log(restored) else { return };
+    publish(engine, learning, None, Some(restored.clone()), "online ranking model rolled back").await;
+    let config = &engine.online.as_ref().expect("rolling back implies online learning").config;
+    if let Some(track) = learning.ranking.as_mut() {
+        track.learner = RankingLearner::new(&restored, config.idle_ms());
+        track.guard = LossGuard::new(config.rollback_loss_ratio);
+    }
+}
+
+/// Counts and logs a rollback of `model`.
+fn rolled_back(engine: &Engine, model: OnlineModel, guard: &LossGuard) {
+    let online = engine.online.as_ref().expect("rolling back implies online learning");
+    online.rollbacks.fetch_add(1, Ordering::AcqRel);
+    let levels = guard.levels();
+    tracing::warn!(?model, ?levels, "online model's loss rose past the guard; rolling back");
+}
+
+/// The restored model, or `None` (logged) when it could not be restored: learning goes on.
+fn restored_or_log<S>(restored: Result<Result<Arc<S>, String>, tokio::task::JoinError>) -> Option<Arc<S>> {
     match restored {
-        Ok(Ok(restored)) => {
-            let learning =
-                publish(engine, learning, restored.clone(), "online two-tower model rolled back").await;
-            let config = &online.config;
-            let learner = TowerLearner::new(&restored, &engine.snapshot().catalog(), config.idle_ms());
-            Some(Learning { learner, guard: LossGuard::new(config.rollback_loss_ratio), ..learning })
-        }
+        Ok(Ok(restored)) => Some(restored),
         Ok(Err(err)) => {
             tracing::error!(error = %err, "the snapshot to roll back to does not load; learning on");
-            Some(learning)
+            None
         }
         Err(_) => None,
     }

@@ -13,7 +13,7 @@
 //! | the whole request | [`pipeline`] |
 //!
 //! What a user did is kept in [`activity`], current from the event stream; the two-tower model
-//! learns from that stream in [`online`]; A/B variants are in [`experiment`].
+//! learns from that stream in [`online`], the Wide&Deep model in [`online_ranking`]; A/B variants are in [`experiment`].
 #![warn(missing_docs)]
 
 pub mod activity;
@@ -22,6 +22,7 @@ pub mod experiment;
 pub mod explain;
 pub mod filters;
 pub mod online;
+pub mod online_ranking;
 pub mod online_snapshot;
 pub mod pipeline;
 pub mod rank;
@@ -34,6 +35,7 @@ pub use catalog::{Catalog, ItemIndex};
 pub use experiment::{ExperimentConfig, ExperimentStats, VariantConfig, VariantStats};
 pub use filters::{Filter, FilterConfig, FilterInput};
 pub use online::{LossGuard, OnlinePositive, TowerLearner};
+pub use online_ranking::{RankingLearner, ShownOutcome, WaitingConfig, WaitingImpressions, WaitingStatus};
 pub use pipeline::{
     explain, recommend, Explanation, Models, PipelineConfig, Recommendation, Recommended, Request,
 };

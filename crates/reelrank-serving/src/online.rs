@@ -75,14 +75,35 @@ pub struct TowerLearner {
     rng: Pcg64Mcg,
     /// Examples learned so far.
     learned: u64,
+    idle: IdleRows,
+}
+
+/// When an online learner evicts its idle embedding rows: every minute (a scan of the whole
+/// table), those idle for `idle_ms`.
+#[derive(Debug, Clone)]
+pub(crate) struct IdleRows {
     /// Rows idle this long are evicted (`None`: kept forever).
     idle_ms: Option<i64>,
     /// When rows were last evicted.
     evicted_at: i64,
 }
 
-/// How often idle rows are looked for: a scan of the whole table.
+/// How often idle rows are looked for.
 const EVICTION_INTERVAL_MS: i64 = 60_000;
+
+impl IdleRows {
+    /// Evicting rows idle for `idle_ms`, from now on.
+    pub(crate) fn new(idle_ms: Option<i64>) -> IdleRows {
+        IdleRows { idle_ms, evicted_at: Timestamp::now().millis() }
+    }
+
+    /// The idle time to evict by when an eviction is due at `now_ms` (which counts as done).
+    pub(crate) fn due(&mut self, now_ms: i64) -> Option<i64> {
+        let idle_ms = self.idle_ms.filter(|_| now_ms - self.evicted_at >= EVICTION_INTERVAL_MS)?;
+        self.evicted_at = now_ms;
+        Some(idle_ms)
+    }
+}
 
 /// Weight of the newest gap in the frequency estimate (as in training).
 const FREQUENCY_DECAY: f32 = 0.05;
@@ -92,9 +113,8 @@ impl TowerLearner {
     /// idle clock starts now: rows are stamped with wall-clock time while learning online).
     pub fn new(serving: &Retrieval, catalog: &Catalog, idle_ms: Option<i64>) -> TowerLearner {
         let mut model = serving.model.clone();
-        let now = Timestamp::now().millis();
         if idle_ms.is_some() {
-            model.start_idle_clock(now);
+            model.start_idle_clock(Timestamp::now().millis());
         }
         TowerLearner {
             model,
@@ -102,8 +122,7 @@ impl TowerLearner {
             touched: FxHashSet::default(),
             rng: Pcg64Mcg::seed_from_u64(serving.model.config().seed),
             learned: 0,
-            idle_ms,
-            evicted_at: now,
+            idle: IdleRows::new(idle_ms),
         }
     }
 
@@ -180,10 +199,8 @@ impl TowerLearner {
             self.touched.extend(items);
             self.learned += batch.len() as u64;
         }
-        if let Some(idle_ms) = self.idle_ms.filter(|_| now.millis() - self.evicted_at >= EVICTION_INTERVAL_MS)
-        {
+        if let Some(idle_ms) = self.idle.due(now.millis()) {
             self.model.evict_idle(now.millis(), idle_ms);
-            self.evicted_at = now.millis();
         }
         Some(loss / batches as f32)
     }

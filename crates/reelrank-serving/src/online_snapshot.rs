@@ -1,5 +1,5 @@
-//! Snapshots of the two-tower model as it learns online, so that a restart resumes it: each one
-//! is a directory named by the last event sequence number it has learned, holding the model and
+//! Snapshots of a model as it learns online, so that a restart resumes it: each one is a
+//! directory named by the last event sequence number it has learned, holding the model and
 //! `online.json` (what it derives from, what it learned, which items have fresh vectors). It is
 //! written under a temporary name, synced and renamed into place, so a crash leaves either the
 //! whole snapshot or none; the newest few are kept. On restart the engine loads the newest one
@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 
 use reelrank_features::{read_manifest, write_manifest, PersistError};
-use reelrank_models::TwoTower;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `online.json` layout.
@@ -24,26 +23,31 @@ pub struct SnapshotMeta {
     pub format_version: u32,
     /// The version of the trained model it learned from (a retrained model starts over).
     pub base_version: String,
-    /// The last event sequence number whose positive it has learned.
+    /// The last event sequence number it has learned from (the two-tower model: a positive's;
+    /// the ranking model: the event that opened an impression).
     pub seq: i64,
-    /// Positives learned since the trained model.
+    /// Examples learned since the trained model.
     pub learned: u64,
     /// Times it was published to the feeds.
     pub publications: u64,
-    /// Items whose vectors the feeds read from this model rather than from the graph.
+    /// Items whose vectors the feeds read from this model rather than from the graph (two-tower).
     pub fresh_items: Vec<String>,
 }
 
-/// Writes `model` and `meta` as the snapshot for `meta.seq` under `root`, then removes all but the
-/// newest [`KEPT`].
-pub fn save(root: &Path, model: &TwoTower, meta: &SnapshotMeta) -> Result<PathBuf, PersistError> {
+/// Writes the model (`write` saves it into the directory it is given) and `meta` as the snapshot
+/// for `meta.seq` under `root`, then removes all but the newest [`KEPT`].
+pub fn save(
+    root: &Path,
+    meta: &SnapshotMeta,
+    write: impl FnOnce(&Path) -> Result<(), PersistError>,
+) -> Result<PathBuf, PersistError> {
     let dir = root.join(format!("{:020}", meta.seq));
     let partial = root.join(format!(".{:020}.partial", meta.seq));
     if partial.exists() {
         fs_err::remove_dir_all(&partial)?;
     }
     fs_err::create_dir_all(&partial)?;
-    model.save(&partial)?;
+    write(&partial)?;
     write_manifest(&partial.join("online.json"), meta)?;
     for entry in fs_err::read_dir(&partial)? {
         fs_err::File::open(entry?.path())?.sync_all()?;
@@ -117,7 +121,7 @@ impl SnapshotMeta {
 
 #[cfg(test)]
 mod tests {
-    use reelrank_models::{Interactions, TowerInputs, TwoTowerConfig};
+    use reelrank_models::{Interactions, TowerInputs, TwoTower, TwoTowerConfig};
 
     use super::*;
 
@@ -140,10 +144,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let model = model();
         for seq in [10, 20, 30, 40] {
-            save(root.path(), &model, &SnapshotMeta::new("base", seq, seq as u64, 1, vec!["a".into()]))
-                .unwrap();
+            let meta = SnapshotMeta::new("base", seq, seq as u64, 1, vec!["a".into()]);
+            save(root.path(), &meta, |dir| model.save(dir)).unwrap();
         }
-        save(root.path(), &model, &SnapshotMeta::new("other", 50, 0, 0, Vec::new())).unwrap();
+        save(root.path(), &SnapshotMeta::new("other", 50, 0, 0, Vec::new()), |dir| model.save(dir)).unwrap();
         // A crash mid-write leaves a partial directory, which is never read.
         fs_err::create_dir_all(root.path().join(".00000000000000000060.partial")).unwrap();
         let (dir, meta) = latest(root.path(), "base").unwrap();

@@ -2,6 +2,9 @@
 //! value `Σ P(action) × weight`. The request's share of the first layer is computed once per
 //! request and each item's share is cached across requests; the features come from
 //! [`reelrank_features::RequestFeatures`], the code training used.
+//!
+//! When the model learns online, the ranker also keeps what each impression's features were
+//! when it was shown until its outcomes are in ([`WaitingImpressions`]).
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -15,14 +18,16 @@ use reelrank_models::{Candidate as Scored, ValueWeights, Values, WideDeep};
 use rustc_hash::FxHashMap;
 
 use crate::catalog::{Catalog, ItemIndex};
+use crate::online_ranking::{ShownOutcome, WaitingConfig, WaitingImpressions, WaitingStatus};
 
 /// A trained ranking model with its features' state.
 pub struct Ranker {
     model: WideDeep,
     features: RankingFeatures,
     weights: ValueWeights,
-    /// The counters and histories the features read, as of the events observed so far.
-    live: RwLock<LiveState>,
+    /// The counters and histories the features read, as of the events observed so far; shared
+    /// with the rankers of the same model as learned online ([`Ranker::with_model`]).
+    live: Arc<RwLock<LiveState>>,
     /// Recently ranked items' bags and first-layer shares.
     sides: RwLock<FxHashMap<ItemIndex, Arc<ItemSide>>>,
 }
@@ -40,29 +45,90 @@ impl Ranker {
         let live = LiveState {
             state: FeatureState::new(features.prior.clone()),
             joiner: ImpressionJoiner::new(OUTCOME_WINDOW_MS),
+            waiting: None,
         };
-        let ranker = Ranker { model, features, weights, live: RwLock::new(live), sides: RwLock::default() };
+        let live = Arc::new(RwLock::new(live));
+        let ranker = Ranker { model, features, weights, live, sides: RwLock::default() };
         ranker.observe(catalog, events);
         ranker
     }
 
     /// Counts `events` (the log's next ones, in order) into the counters and histories, so the
-    /// next request's features see them.
+    /// next request's features see them. Events without their log positions are never learned
+    /// from online; see [`Ranker::follow`].
     pub fn observe<'a>(&self, catalog: &Catalog, events: impl IntoIterator<Item = &'a Event>) {
+        self.apply(catalog, events.into_iter().map(|event| (None, event)));
+    }
+
+    /// [`Ranker::observe`] for events with their log sequence numbers: once
+    /// [`Ranker::await_outcomes`] was called, the impressions they open after its `after_seq`
+    /// wait for their outcomes, to be learned from.
+    pub fn follow<'a>(&self, catalog: &Catalog, events: impl IntoIterator<Item = (i64, &'a Event)>) {
+        self.apply(catalog, events.into_iter().map(|(seq, event)| (Some(seq), event)));
+    }
+
+    fn apply<'a>(&self, catalog: &Catalog, events: impl Iterator<Item = (Option<i64>, &'a Event)>) {
         let mut live = self.live.write().expect("ranking state");
-        let LiveState { state, joiner } = &mut *live;
+        let LiveState { state, joiner, waiting } = &mut *live;
         let mut latest = None;
-        for event in events {
+        for (seq, event) in events {
             let duration = catalog.index(&event.item_id).and_then(|i| catalog.item(i).duration_s);
             let label = |impression: &mut _| self.features.watch.label(impression, duration);
             if let Some(joined) = joiner.push(event, label) {
+                if let (Some(waiting), Some(seq), true) = (waiting.as_mut(), seq, joined.opened) {
+                    waiting.shown(seq, joined.id, || state.moment(&event.user_id, &event.item_id, event.ts));
+                }
                 state.update(&joined, event.ts);
             }
             latest = Some(event.ts);
         }
         if let Some(now) = latest {
+            if let Some(waiting) = waiting {
+                waiting.close_before(now.millis(), joiner);
+            }
             joiner.close_before(now.millis());
         }
+    }
+
+    /// From now on, keeps the features of the impressions opened by events after `after_seq` until
+    /// their outcomes are in (see [`WaitingImpressions`]); [`Ranker::take_outcomes`] hands them on.
+    /// The wait is at most the join's window.
+    pub fn await_outcomes(&self, config: WaitingConfig, after_seq: i64) {
+        let config = WaitingConfig { wait_ms: config.wait_ms.min(OUTCOME_WINDOW_MS), ..config };
+        self.live.write().expect("ranking state").waiting = Some(WaitingImpressions::new(config, after_seq));
+    }
+
+    /// The impressions whose outcomes are in since the last call, in the order they were shown.
+    pub fn take_outcomes(&self) -> Vec<ShownOutcome> {
+        let mut live = self.live.write().expect("ranking state");
+        live.waiting.as_mut().map(WaitingImpressions::take).unwrap_or_default()
+    }
+
+    /// How many impressions wait for their outcomes, and how many were not kept.
+    pub fn waiting(&self) -> Option<WaitingStatus> {
+        self.live.read().expect("ranking state").waiting.as_ref().map(WaitingImpressions::status)
+    }
+
+    /// This ranker with `model` (the same model having learned online): the counters, histories
+    /// and waiting impressions are shared, the item cache starts empty.
+    pub fn with_model(&self, model: WideDeep) -> Ranker {
+        Ranker {
+            model,
+            features: self.features.clone(),
+            weights: self.weights.clone(),
+            live: self.live.clone(),
+            sides: RwLock::default(),
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &WideDeep {
+        &self.model
+    }
+
+    /// What turns the state into the model's features.
+    pub fn features(&self) -> &RankingFeatures {
+        &self.features
     }
 
     /// Reads the model and `features.json` that `reelrank train ranking` saved in `dir`; see
@@ -151,10 +217,11 @@ impl Ranker {
     }
 }
 
-/// The features' state and the join that feeds it.
+/// The features' state, the join that feeds it and the impressions waiting for their outcomes.
 struct LiveState {
     state: FeatureState,
     joiner: ImpressionJoiner,
+    waiting: Option<WaitingImpressions>,
 }
 
 /// How long an impression stays open to its outcomes: a later outcome counts as a new showing.

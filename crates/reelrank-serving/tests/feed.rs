@@ -10,8 +10,8 @@ use reelrank_eval::{tower_inputs, ImpressionConfig, ImpressionSet, Rating, Retri
 use reelrank_features::{item_id_key, join_impressions, PositiveRule, RankingFeatures, UserSchema, ACTIONS};
 use reelrank_models::{TwoTower, TwoTowerConfig, ValueWeights, WideDeep, WideDeepConfig};
 use reelrank_serving::{
-    recommend, Activity, Catalog, Filter, ItemIndex, Models, OnlinePositive, PipelineConfig, Ranker, Request,
-    Retrieval, Source, TowerLearner, UserActivity,
+    recommend, Activity, Catalog, Filter, ItemIndex, Models, OnlinePositive, PipelineConfig, Ranker,
+    RankingLearner, Request, Retrieval, Source, TowerLearner, UserActivity, WaitingConfig,
 };
 use reelrank_sim::{SimConfig, Simulation};
 
@@ -354,5 +354,71 @@ fn the_online_learner_publishes_a_model_moved_toward_the_new_positives() {
     // The items learned about have fresh vectors in the published retrieval only.
     let key = item_id_key(&catalog.item(liked[0]).item_id);
     assert_ne!(published.vector(key), serving.vector(key));
+    assert!(!learner.has_learned_since_publishing());
+}
+
+/// A user is shown one creator's items and likes every one: once the outcomes' wait is over, the
+/// impressions come out with the features they were shown with, and the learned model published
+/// from them values those items higher for the user than the served one does, while the served
+/// ranker is unchanged.
+#[test]
+fn the_online_ranking_learner_publishes_a_model_moved_toward_the_outcomes() {
+    let platform = platform();
+    let (model, features, events) = &platform.ranking;
+    let catalog = &platform.catalog;
+    let serving = Ranker::new(model.clone(), features.clone(), ValueWeights::default(), catalog, events);
+    let wait_ms = 60_000;
+    serving.await_outcomes(WaitingConfig { wait_ms, capacity: 1_000 }, 0);
+    let user = &platform.users[0];
+    let creator = (0..catalog.len() as u32)
+        .filter_map(|i| catalog.item(i).creator_id.clone())
+        .max_by_key(|c| catalog.by_creator(c).len())
+        .expect("creators");
+    let liked: Vec<ItemIndex> = catalog.by_creator(&creator).iter().copied().take(10).collect();
+    let start = platform.now.millis();
+    let shown: Vec<Event> = (0..20)
+        .flat_map(|round| liked.iter().map(move |&i| (round, i)))
+        .enumerate()
+        .flat_map(|(n, (round, i))| {
+            let ts = Timestamp(start + n as i64);
+            [EventKind::Impression, EventKind::Play, EventKind::Like].map(|kind| Event {
+                request_id: Some(format!("liked-{round}-{i}")),
+                ..Event::new(&user.user_id, &catalog.item(i).item_id, kind, ts)
+            })
+        })
+        .collect();
+    let logged = |events: &[Event], first: i64| -> Vec<(i64, Event)> {
+        events.iter().cloned().enumerate().map(|(n, e)| (first + n as i64, e)).collect()
+    };
+    let log = logged(&shown, 1);
+    serving.follow(catalog, log.iter().map(|(seq, e)| (*seq, e)));
+    assert!(serving.take_outcomes().is_empty(), "still within the wait");
+    assert_eq!(serving.waiting().map(|w| w.waiting), Some(200));
+    // Later events move the log's clock past the wait.
+    let later = [Event::new(
+        "someone",
+        &catalog.item(0).item_id,
+        EventKind::Impression,
+        Timestamp(start + wait_ms + 1_000),
+    )];
+    serving.follow(catalog, logged(&later, 1_000).iter().map(|(seq, e)| (*seq, e)));
+    let outcomes = serving.take_outcomes();
+    assert_eq!(outcomes.len(), 200);
+    assert!(outcomes.iter().all(|o| o.impression.did(ACTIONS.iter().position(|&a| a == "like").unwrap())));
+    assert!(outcomes.windows(2).all(|w| w[0].seq < w[1].seq), "in the order they were shown");
+
+    let value = |ranker: &Ranker| {
+        let values = ranker.values(catalog, &user.user_id, Some(user), None, platform.now, &liked);
+        values.scores.iter().sum::<f32>() / liked.len() as f32
+    };
+    let before = value(&serving);
+    let mut learner = RankingLearner::new(&serving, None);
+    let users = std::collections::HashMap::from([(user.user_id.clone(), user.clone())]);
+    assert!(learner.learn(&outcomes, &serving, catalog, &users, 32, true).is_some());
+    assert!(learner.has_learned_since_publishing());
+    let published = learner.publish(&serving);
+    let after = value(&published);
+    assert!(after > before * 1.05, "mean value of the liked items {before:.4} -> {after:.4}");
+    assert_eq!(value(&serving), before, "the served model is not the one learning");
     assert!(!learner.has_learned_since_publishing());
 }

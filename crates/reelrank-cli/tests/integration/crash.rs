@@ -87,12 +87,13 @@ async fn acknowledged_batches_survive_sigkill() {
     eprintln!("{} acknowledged batches all present; {} batches stored", acked.len(), per_batch.len());
 }
 
-/// A data directory with a small simulated platform (seeded by `seed`) and a two-tower model
-/// trained on it.
-fn trained_retrieval(seed: &str) -> tempfile::TempDir {
+/// A data directory with a small simulated platform (seeded by `seed`) and `models` trained on it.
+fn trained(seed: &str, models: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     crate::run(dir.path(), &["simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", seed]);
-    crate::run(dir.path(), &["train", "retrieval", "--epochs", "1"]);
+    for model in models {
+        crate::run(dir.path(), &["train", model, "--epochs", "1"]);
+    }
     dir
 }
 
@@ -111,13 +112,32 @@ fn positives(prefix: &str, n: usize) -> serde_json::Value {
     serde_json::Value::Array(events)
 }
 
-/// Polls `GET /v1/admin/online` until `done` accepts the status (10 s at most).
+/// `n` items `i0..` shown to users `{prefix}0..` ten minutes ago and finished (each a positive for
+/// the two-tower model and, its outcome wait over, an example for the ranking model), then a
+/// rating that moves the log's clock to now, as a JSON body.
+fn shown_and_finished(prefix: &str, n: usize) -> serde_json::Value {
+    let now = reelrank_core::Timestamp::now().millis();
+    let ago = now - 600_000;
+    let mut events: Vec<serde_json::Value> = (0..n)
+        .flat_map(|k| {
+            let (user, item, request) = (format!("{prefix}{}", k % 7), format!("i{k}"), format!("{prefix}-{k}"));
+            ["impression", "finish"].map(|kind| {
+                serde_json::json!({"user_id": user, "item_id": item, "kind": kind, "request_id": request, "ts": ago})
+            })
+        })
+        .collect();
+    events.push(serde_json::json!({"user_id": format!("{prefix}-clock"), "item_id": "i0", "kind": "rate", "value": 1, "ts": now}));
+    serde_json::Value::Array(events)
+}
+
+/// Polls `GET /v1/admin/online` until `done` accepts the status (30 s at most: CI's machines are
+/// busy with other tests).
 async fn online_status(
     client: &reqwest::Client,
     url: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let status: serde_json::Value =
             client.get(format!("{url}/v1/admin/online")).send().await.unwrap().json().await.unwrap();
@@ -130,38 +150,47 @@ async fn online_status(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_learning_resumes_from_its_snapshot_and_replays_the_rest_after_sigkill() {
-    let dir = trained_retrieval("3");
+async fn online_learning_resumes_from_its_snapshots_and_replays_the_rest_after_sigkill() {
+    let dir = trained("3", &["retrieval", "ranking"]);
     let env =
         [("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"), ("REELRANK__SERVING__ONLINE__SNAPSHOT_SECS", "1")];
     let client = reqwest::Client::new();
     let mut server = Server::start_with(dir.path(), &env);
+    let learned = |s: &serde_json::Value, model: &str| s[model]["learned"].as_u64().unwrap();
 
-    // Learned and snapshotted...
-    post(&client, format!("{}/v1/events", server.url), positives("early", 40)).await;
+    // Both models learned and snapshotted...
+    post(&client, format!("{}/v1/events", server.url), shown_and_finished("early", 40)).await;
     let snapshotted = online_status(&client, &server.url, |s| {
-        s["learned"].as_u64() >= Some(40)
-            && s["snapshot_seq"] == s["applied_seq"]
+        learned(s, "two_tower") >= 40
+            && learned(s, "ranking") >= 40
+            && s["two_tower"]["snapshot_seq"] == s["applied_seq"]
+            && s["ranking"]["snapshot_seq"].as_i64() > Some(0)
             && s["publications"].as_u64() >= Some(1)
     })
     .await;
     // ...then acknowledged while learning is paused, and lost with the process.
     post(&client, format!("{}/v1/admin/online", server.url), serde_json::json!({"paused": true})).await;
-    post(&client, format!("{}/v1/events", server.url), positives("late", 30)).await;
-    let paused = online_status(&client, &server.url, |s| s["queued"] == 30).await;
-    assert_eq!(
-        (paused["paused"].as_bool(), paused["learned"].clone()),
-        (Some(true), snapshotted["learned"].clone())
-    );
+    post(&client, format!("{}/v1/events", server.url), shown_and_finished("late", 30)).await;
+    let paused = online_status(&client, &server.url, |s| {
+        s["two_tower"]["queued"] == 30 && s["ranking"]["queued"] == 30
+    })
+    .await;
+    assert_eq!(paused["paused"].as_bool(), Some(true));
+    for model in ["two_tower", "ranking"] {
+        assert_eq!(learned(&paused, model), learned(&snapshotted, model), "{paused}");
+    }
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
 
-    // The restarted engine resumes from the snapshot and learns the 30 again, and only those.
+    // The restarted engine resumes both models from their snapshots and learns the 30 again, and
+    // only those.
     let server = Server::start_with(dir.path(), &env);
-    let learned = snapshotted["learned"].as_u64().unwrap() + 30;
-    let resumed =
-        online_status(&client, &server.url, |s| s["learned"].as_u64() == Some(learned) && s["queued"] == 0)
-            .await;
+    let resumed = online_status(&client, &server.url, |s| {
+        ["two_tower", "ranking"]
+            .iter()
+            .all(|&m| learned(s, m) == learned(&snapshotted, m) + 30 && s[m]["queued"] == 0)
+    })
+    .await;
     assert!(resumed["publications"].as_u64() >= snapshotted["publications"].as_u64(), "{resumed}");
     let feed: serde_json::Value = client
         .get(format!("{}/v1/recommend?user_id=late0&n=5", server.url))
@@ -179,7 +208,7 @@ async fn online_learning_resumes_from_its_snapshot_and_replays_the_rest_after_si
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_whose_loss_rises_past_the_guard_is_rolled_back() {
-    let dir = trained_retrieval("4");
+    let dir = trained("4", &["retrieval"]);
     // A guard so tight that the first step after the baseline trips it.
     let env = [
         ("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"),
@@ -201,7 +230,7 @@ async fn a_model_whose_loss_rises_past_the_guard_is_rolled_back() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     // Learning goes on from the model rolled back to.
-    let learned = status["learned"].as_u64().unwrap();
+    let learned = status["two_tower"]["learned"].as_u64().unwrap();
     post(&client, format!("{}/v1/events", server.url), positives("after-", 20)).await;
-    online_status(&client, &server.url, |s| s["learned"].as_u64() > Some(learned)).await;
+    online_status(&client, &server.url, |s| s["two_tower"]["learned"].as_u64() > Some(learned)).await;
 }
