@@ -17,7 +17,7 @@ mod towers;
 pub use chart::{svg, LineChart, Series};
 pub use impression_set::{HeadReport, ImpressionConfig, ImpressionSet, RankingEvaluation, ValueReport};
 pub use metrics::{auc, gauc, logloss, ndcg_at_k, recall_at_k};
-pub use progressive::{progressive, Progressive, ProgressiveConfig, ProgressiveWindow};
+pub use progressive::{progressive, windowed, Crash, Progressive, ProgressiveConfig, ProgressiveWindow};
 pub use progressive_retrieval::{progressive_retrieval, RetrievalDay, RetrievalLog};
 pub use ranking::{RankingReport, RankingSet};
 pub use retrieval::{evaluate_retrieval, CachedScores, RetrievalReport, RetrievalTask, TrainData};
