@@ -19,7 +19,7 @@ use reelrank_serving::{
     VariantConfig,
 };
 use reelrank_store::{ItemChange, Store, StoreError, StoredEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::online::{Online, OnlineConfig, OnlineModel, OnlineStatus};
@@ -144,8 +144,13 @@ impl Snapshot {
     }
 
     /// The last event sequence number the tail applied.
-    pub(crate) fn applied_seq(&self) -> i64 {
+    pub fn applied_seq(&self) -> i64 {
         self.state.applied.load(Ordering::Acquire)
+    }
+
+    /// The log's clock: the latest event time applied.
+    pub fn log_clock(&self) -> Timestamp {
+        Timestamp(self.state.log_clock.load(Ordering::Acquire))
     }
 
     /// This snapshot serving the models of `published` that are there in place of the ones
@@ -185,7 +190,24 @@ fn online_version(version: &str, publications: u64) -> String {
     }
 }
 
-/// How often idle users and items are looked for (a scan of all of them under the write lock).
+/// What [`Engine::stats`] reports.
+#[derive(Debug, Serialize)]
+pub struct EngineStats {
+    /// The last event applied.
+    pub applied_seq: i64,
+    /// The latest event time applied.
+    pub log_clock: Timestamp,
+    /// Items in the catalog (taken-down ones included: positions never move while serving).
+    pub catalog_items: usize,
+    /// Users whose activity is held (those not idle for `forget_idle_days`).
+    pub users: usize,
+    /// Online learning.
+    pub online: OnlineStatus,
+}
+
+/// How often idle users and items are looked for (a scan of all of them under the write lock), at
+/// the latest; also whenever the log's clock has moved on a day, for a log replayed faster than
+/// it was lived.
 const FORGET_INTERVAL: Duration = Duration::from_secs(600);
 
 /// How far back each catalog read reaches before the newest change it applied: a write stamped
@@ -313,6 +335,23 @@ impl Engine {
         }
     }
 
+    /// What the engine holds now: how far it got, the catalog, the users it remembers and online
+    /// learning's state.
+    pub fn stats(&self) -> EngineStats {
+        let snapshot = self.snapshot();
+        let (catalog_items, users) = {
+            let live = snapshot.live().read().expect("live state lock");
+            (live.catalog.len(), live.activity.users())
+        };
+        EngineStats {
+            applied_seq: snapshot.applied_seq(),
+            log_clock: snapshot.log_clock(),
+            catalog_items,
+            users,
+            online: self.online_status(),
+        }
+    }
+
     /// Pauses or resumes online learning; `false` when it is off altogether.
     pub(crate) fn pause_online(&self, paused: bool) -> bool {
         self.online.as_ref().map(|online| online.set_paused(paused)).is_some()
@@ -341,20 +380,23 @@ impl Engine {
     }
 
     /// Tails the catalog and the log every `tail_interval_ms` (re-sorting trending lists after
-    /// each batch of events), forgets idle users every 10 minutes, and reloads when the model
-    /// directories change.
+    /// each batch of events), forgets idle users every 10 minutes (or log day), and reloads when
+    /// the model directories change.
     pub fn spawn_background(self: &Arc<Self>) {
         crate::online::spawn_learning(self);
         let engine = self.clone();
         tokio::spawn(async move {
             let mut tick =
                 tokio::time::interval(Duration::from_millis(engine.config.tail_interval_ms.max(10)));
-            let mut swept = tokio::time::Instant::now();
+            let (mut swept, mut swept_clock) = (tokio::time::Instant::now(), engine.snapshot().log_clock());
             loop {
                 tick.tick().await;
-                if swept.elapsed() >= FORGET_INTERVAL {
+                let clock = engine.snapshot().log_clock();
+                if swept.elapsed() >= FORGET_INTERVAL
+                    || clock.millis() - swept_clock.millis() >= Timestamp::DAY_MS
+                {
                     engine.forget_idle();
-                    swept = tokio::time::Instant::now();
+                    (swept, swept_clock) = (tokio::time::Instant::now(), clock);
                 }
                 match engine.catch_up().await {
                     Ok((_, 0)) => {}

@@ -37,9 +37,10 @@ use reelrank_store::Store;
 use serde::Deserialize;
 
 pub use auth::{ApiKey, AuthConfig, Role};
-pub use engine::{Engine, EngineConfig, EngineError, ModelSource};
+pub use engine::{Engine, EngineConfig, EngineError, EngineStats, ModelSource};
 pub use error::HttpError;
 pub use online::OnlineConfig;
+pub use online::{ModelStatus, OnlineStatus};
 
 /// What the ingest endpoints accept.
 #[derive(Debug, Clone, Deserialize)]

@@ -161,33 +161,38 @@ pub(crate) struct Online {
 
 /// What `GET /v1/admin/online` reports.
 #[derive(Debug, Default, Serialize)]
-pub(crate) struct OnlineStatus {
-    enabled: bool,
-    paused: bool,
-    publications: u64,
+pub struct OnlineStatus {
+    /// Whether the models learn online.
+    pub enabled: bool,
+    /// Whether learning is paused.
+    pub paused: bool,
+    /// Times learned models were handed to the feeds (the `+N` of `model_version`).
+    pub publications: u64,
     /// The last event the feeds have applied.
-    applied_seq: i64,
+    pub applied_seq: i64,
     /// Times a model was rolled back since the server started.
-    rollbacks: u64,
-    two_tower: ModelStatus,
-    ranking: ModelStatus,
+    pub rollbacks: u64,
+    /// The two-tower model.
+    pub two_tower: ModelStatus,
+    /// The Wide&Deep model.
+    pub ranking: ModelStatus,
 }
 
 /// One model's part of [`OnlineStatus`].
 #[derive(Debug, Default, Serialize)]
-struct ModelStatus {
+pub struct ModelStatus {
     /// Examples learned since the trained model.
-    learned: u64,
+    pub learned: u64,
     /// Examples waiting: positives queued, or impressions waiting for their outcomes.
-    queued: usize,
+    pub queued: usize,
     /// Examples not learned: positives dropped from a full queue, or impressions not kept.
-    dropped: u64,
+    pub dropped: u64,
     /// The last event the newest snapshot covers.
-    snapshot_seq: i64,
+    pub snapshot_seq: i64,
     /// Rows of the learner's embedding table after its last step.
-    table_rows: u64,
+    pub table_rows: u64,
     /// Bytes the learner's embedding table holds.
-    table_bytes: u64,
+    pub table_bytes: u64,
 }
 
 /// Body of `POST /v1/admin/online`.
@@ -350,6 +355,8 @@ struct Step {
     seq: i64,
     catalog: Arc<Catalog>,
     users: HashMap<String, User>,
+    /// The log's clock.
+    now: Timestamp,
     batch_size: usize,
     publish: bool,
     /// Where to save snapshots, and how often.
@@ -381,12 +388,13 @@ fn learn_step(learning: &mut Learning, step: &Step) -> (Option<Stepped<Retrieval
         SnapshotMeta::new(&step.base_versions[model], seq, learned, publications, fresh_items)
     };
     let tower = learning.tower.as_mut().map(|track| {
+        let schema = &track.origin.user_schema;
         let loss = track.learner.learn(
             &step.positives,
             &step.catalog,
             &step.users,
-            &track.origin.user_schema,
-            step.batch_size,
+            (schema, step.batch_size),
+            step.now,
         );
         let learned = step.learned_before[0] + step.positives.len() as u64;
         let (tripped, healthy) = track.check(loss);
@@ -419,14 +427,9 @@ fn learn_step(learning: &mut Learning, step: &Step) -> (Option<Stepped<Retrieval
         Stepped { loss, learned, table: track.learner.model().table_memory(), tripped, published, saved }
     });
     let ranking = learning.ranking.as_mut().map(|track| {
-        let loss = track.learner.learn(
-            &step.outcomes,
-            &track.origin,
-            &step.catalog,
-            &step.users,
-            step.batch_size,
-            step.publish,
-        );
+        let shape = (step.batch_size, step.publish);
+        let loss =
+            track.learner.learn(&step.outcomes, (&track.origin, &step.catalog), &step.users, shape, step.now);
         let learned = step.learned_before[1] + step.outcomes.len() as u64;
         let (tripped, healthy) = track.check(loss);
         let published = (healthy && step.publish && track.learner.has_learned_since_publishing())
@@ -478,13 +481,14 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
                 (snapshot, positives, outcomes, seq)
             };
             let catalog = snapshot.catalog();
+            let now = snapshot.log_clock();
             // A track starts over from the served model the first time, and when a reload
             // replaced it.
             let models = &snapshot.models;
             learning.tower = match (learning.tower.take(), &models.retrieval) {
                 (Some(kept), serving) if kept.follows(serving.as_ref()) => Some(kept),
                 (_, Some(serving)) => {
-                    let learner = TowerLearner::new(serving, &catalog, config.idle_ms());
+                    let learner = TowerLearner::new(serving, &catalog, config.idle_ms(), now);
                     Some(Track::new(learner, serving.clone(), &config))
                 }
                 (_, None) => None,
@@ -492,7 +496,7 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
             learning.ranking = match (learning.ranking.take(), &models.ranker) {
                 (Some(kept), serving) if kept.follows(serving.as_ref()) => Some(kept),
                 (_, Some(serving)) => {
-                    let learner = RankingLearner::new(serving, config.idle_ms());
+                    let learner = RankingLearner::new(serving, config.idle_ms(), now);
                     Some(Track::new(learner, serving.clone(), &config))
                 }
                 (_, None) => None,
@@ -506,6 +510,7 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
                 outcomes,
                 seq,
                 catalog,
+                now,
                 batch_size: config.batch_size,
                 publish: last_publication.elapsed().as_secs() >= config.publish_secs.max(1),
                 online_dir: engine.models.online_dir.clone(),
@@ -668,7 +673,8 @@ async fn roll_back_tower(engine: &Engine, learning: &mut Learning) {
     publish(engine, learning, Some(restored.clone()), None, "online two-tower model rolled back").await;
     let config = &engine.online.as_ref().expect("rolling back implies online learning").config;
     if let Some(track) = learning.tower.as_mut() {
-        track.learner = TowerLearner::new(&restored, &engine.snapshot().catalog(), config.idle_ms());
+        let now = engine.snapshot().log_clock();
+        track.learner = TowerLearner::new(&restored, &engine.snapshot().catalog(), config.idle_ms(), now);
         track.guard = LossGuard::new(config.rollback_loss_ratio);
     }
 }
@@ -689,7 +695,7 @@ async fn roll_back_ranking(engine: &Engine, learning: &mut Learning) {
     publish(engine, learning, None, Some(restored.clone()), "online ranking model rolled back").await;
     let config = &engine.online.as_ref().expect("rolling back implies online learning").config;
     if let Some(track) = learning.ranking.as_mut() {
-        track.learner = RankingLearner::new(&restored, config.idle_ms());
+        track.learner = RankingLearner::new(&restored, config.idle_ms(), engine.snapshot().log_clock());
         track.guard = LossGuard::new(config.rollback_loss_ratio);
     }
 }

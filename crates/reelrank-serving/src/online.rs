@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -78,29 +79,31 @@ pub struct TowerLearner {
     idle: IdleRows,
 }
 
-/// When an online learner evicts its idle embedding rows: every minute (a scan of the whole
-/// table), those idle for `idle_ms`.
+/// When an online learner evicts its idle embedding rows: those idle for `idle_ms` by the log's
+/// clock (rows are stamped with the time of the examples that touch them, so a replayed or
+/// simulated log ages as it was lived), looked for once a minute of wall-clock time (a scan of
+/// the whole table).
 #[derive(Debug, Clone)]
 pub(crate) struct IdleRows {
     /// Rows idle this long are evicted (`None`: kept forever).
     idle_ms: Option<i64>,
-    /// When rows were last evicted.
-    evicted_at: i64,
+    /// When rows were last looked for.
+    evicted_at: Instant,
 }
 
 /// How often idle rows are looked for.
-const EVICTION_INTERVAL_MS: i64 = 60_000;
+const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 
 impl IdleRows {
     /// Evicting rows idle for `idle_ms`, from now on.
     pub(crate) fn new(idle_ms: Option<i64>) -> IdleRows {
-        IdleRows { idle_ms, evicted_at: Timestamp::now().millis() }
+        IdleRows { idle_ms, evicted_at: Instant::now() }
     }
 
-    /// The idle time to evict by when an eviction is due at `now_ms` (which counts as done).
-    pub(crate) fn due(&mut self, now_ms: i64) -> Option<i64> {
-        let idle_ms = self.idle_ms.filter(|_| now_ms - self.evicted_at >= EVICTION_INTERVAL_MS)?;
-        self.evicted_at = now_ms;
+    /// The idle time to evict by when an eviction is due (which then counts as done).
+    pub(crate) fn due(&mut self) -> Option<i64> {
+        let idle_ms = self.idle_ms.filter(|_| self.evicted_at.elapsed() >= EVICTION_INTERVAL)?;
+        self.evicted_at = Instant::now();
         Some(idle_ms)
     }
 }
@@ -109,12 +112,12 @@ impl IdleRows {
 const FREQUENCY_DECAY: f32 = 0.05;
 
 impl TowerLearner {
-    /// A learner starting from the served model, evicting embedding rows idle for `idle_ms` (the
-    /// idle clock starts now: rows are stamped with wall-clock time while learning online).
-    pub fn new(serving: &Retrieval, catalog: &Catalog, idle_ms: Option<i64>) -> TowerLearner {
+    /// A learner starting from the served model at `now` (the log's clock), evicting embedding
+    /// rows idle for `idle_ms` (the idle clock starts at `now`).
+    pub fn new(serving: &Retrieval, catalog: &Catalog, idle_ms: Option<i64>, now: Timestamp) -> TowerLearner {
         let mut model = serving.model.clone();
         if idle_ms.is_some() {
-            model.start_idle_clock(Timestamp::now().millis());
+            model.start_idle_clock(now.millis());
         }
         TowerLearner {
             model,
@@ -141,22 +144,21 @@ impl TowerLearner {
         !self.touched.is_empty()
     }
 
-    /// Learns `positives` (in log order) in batches of `batch_size`; `users` holds the records of
-    /// their users that exist, `schema` turns them into slots. Returns the mean loss (`None` for
-    /// no positives).
+    /// Learns `positives` (in log order, up to `now` by the log's clock) in batches of
+    /// `batch_size`; `users` holds the records of their users that exist, `schema` turns them into
+    /// slots. Returns the mean loss (`None` for no positives).
     pub fn learn(
         &mut self,
         positives: &[OnlinePositive],
         catalog: &Catalog,
         users: &HashMap<String, User>,
-        schema: &UserSchema,
-        batch_size: usize,
+        (schema, batch_size): (&UserSchema, usize),
+        now: Timestamp,
     ) -> Option<f32> {
         if positives.is_empty() {
             return None;
         }
         self.frequency.grow(catalog.len());
-        let now = Timestamp::now();
         let (mut loss, mut batches) = (0.0, 0);
         let uniform = self.model.config().uniform_negatives;
         for batch in positives.chunks(batch_size.max(1)) {
@@ -199,7 +201,7 @@ impl TowerLearner {
             self.touched.extend(items);
             self.learned += batch.len() as u64;
         }
-        if let Some(idle_ms) = self.idle.due(now.millis()) {
+        if let Some(idle_ms) = self.idle.due() {
             self.model.evict_idle(now.millis(), idle_ms);
         }
         Some(loss / batches as f32)

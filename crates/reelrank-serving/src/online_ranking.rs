@@ -119,13 +119,13 @@ pub struct RankingLearner {
 }
 
 impl RankingLearner {
-    /// A learner starting from the served model, evicting embedding rows idle for `idle_ms` (the
-    /// idle clock starts now).
-    pub fn new(serving: &Ranker, idle_ms: Option<i64>) -> RankingLearner {
+    /// A learner starting from the served model at `now` (the log's clock), evicting embedding
+    /// rows idle for `idle_ms` (the idle clock starts at `now`).
+    pub fn new(serving: &Ranker, idle_ms: Option<i64>, now: Timestamp) -> RankingLearner {
         let mut model = serving.model().clone();
         let idle = IdleRows::new(idle_ms);
         if idle_ms.is_some() {
-            model.start_idle_clock(Timestamp::now().millis());
+            model.start_idle_clock(now.millis());
         }
         RankingLearner { model, unpublished: false, idle }
     }
@@ -140,18 +140,18 @@ impl RankingLearner {
         self.unpublished
     }
 
-    /// Learns `outcomes` (in the order they were shown) in batches of `batch_size`, with the
-    /// features `serving` computes; `users` holds the records of their users that exist. The
-    /// MLP's gradients are applied after the last batch when `dense` is set. Impressions of items
-    /// the catalog no longer holds are skipped. Returns the mean loss (`None` for no examples).
+    /// Learns `outcomes` (in the order they were shown, up to `now` by the log's clock) in
+    /// batches of `batch_size`, with the features `serving` computes; `users` holds the records of
+    /// their users that exist. The MLP's gradients are applied after the last batch when `dense`
+    /// is set. Impressions of items the catalog no longer holds are skipped. Returns the mean
+    /// loss (`None` for no examples).
     pub fn learn(
         &mut self,
         outcomes: &[ShownOutcome],
-        serving: &Ranker,
-        catalog: &Catalog,
+        (serving, catalog): (&Ranker, &Catalog),
         users: &HashMap<String, User>,
-        batch_size: usize,
-        dense: bool,
+        (batch_size, dense): (usize, bool),
+        now: Timestamp,
     ) -> Option<f32> {
         let features = serving.features();
         let wide = &self.model.schema().wide;
@@ -177,7 +177,7 @@ impl RankingLearner {
         if examples.is_empty() {
             return None;
         }
-        let now = Timestamp::now().millis();
+        let now = now.millis();
         let batches: Vec<&[RankingExample]> = examples.chunks(batch_size.max(1)).collect();
         let mut loss = 0.0;
         for (n, batch) in batches.iter().enumerate() {
@@ -185,7 +185,7 @@ impl RankingLearner {
             loss += self.model.learn(&batch, now, dense && n + 1 == batches.len());
         }
         self.unpublished = true;
-        if let Some(idle_ms) = self.idle.due(now) {
+        if let Some(idle_ms) = self.idle.due() {
             self.model.evict_idle(now, idle_ms);
         }
         Some(loss / batches.len() as f32)

@@ -335,9 +335,9 @@ fn the_online_learner_publishes_a_model_moved_toward_the_new_positives() {
         })
         .collect();
     assert_eq!(positives.len(), 50);
-    let mut learner = TowerLearner::new(serving, catalog, None);
+    let mut learner = TowerLearner::new(serving, catalog, None, platform.now);
     let users = std::collections::HashMap::from([(user.user_id.clone(), user.clone())]);
-    assert!(learner.learn(&positives, catalog, &users, &serving.user_schema, 16).is_some());
+    assert!(learner.learn(&positives, catalog, &users, (&serving.user_schema, 16), platform.now).is_some());
     assert_eq!(learner.learned(), 50);
     let published = learner.publish(serving, catalog).unwrap();
 
@@ -412,9 +412,10 @@ fn the_online_ranking_learner_publishes_a_model_moved_toward_the_outcomes() {
         values.scores.iter().sum::<f32>() / liked.len() as f32
     };
     let before = value(&serving);
-    let mut learner = RankingLearner::new(&serving, None);
+    let mut learner = RankingLearner::new(&serving, None, platform.now);
     let users = std::collections::HashMap::from([(user.user_id.clone(), user.clone())]);
-    assert!(learner.learn(&outcomes, &serving, catalog, &users, 32, true).is_some());
+    let now = Timestamp(start + wait_ms + 1_000);
+    assert!(learner.learn(&outcomes, (&serving, catalog), &users, (32, true), now).is_some());
     assert!(learner.has_learned_since_publishing());
     let published = learner.publish(&serving);
     let after = value(&published);

@@ -14,6 +14,7 @@ use crate::settings::Settings;
 
 mod ann;
 mod freshness;
+mod memory;
 mod ranking;
 
 #[derive(Debug, clap::Subcommand)]
@@ -66,6 +67,9 @@ pub enum Bench {
     /// Freshness: users take to a category new to their feed; how often and how soon their next
     /// feed shows it, served from the store and models in --data-dir.
     Freshness(freshness::Args),
+    /// Memory of the running engine over a long stream of simulated events whose audience and
+    /// catalog churn, day by day, with the fitted cost per million users and items.
+    Memory(memory::Args),
     /// Simulator output rate: a platform written to CSV files in a temporary directory.
     Simulate {
         /// Users.
@@ -88,6 +92,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn run(data_dir: &std::path::Path, settings: &Settings, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Freshness(args) => freshness::run(data_dir, settings, args).await,
+        Bench::Memory(args) => memory::run(settings, args).await,
         Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,
         Bench::Simulate { users, items, days } => simulate(users, items, days),
         Bench::Ann(args) => tokio::task::block_in_place(|| ann::run(args)),
