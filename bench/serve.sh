@@ -26,6 +26,10 @@ if [ -z "${BIN:-}" ]; then
   BIN=target/release/reelrank
 fi
 export RUST_LOG=warn
+# The simulated log ends long before the bench's live impressions: by the log's clock every
+# simulated user would be idle for forget_idle_days at the first tick and be forgotten, and the
+# feeds measured would be cold-start ones.
+export REELRANK__SERVING__FORGET_IDLE_DAYS=${REELRANK__SERVING__FORGET_IDLE_DAYS:-0}
 BASE="$DIR/base"
 if [ ! -f "$BASE/ready" ]; then
   rm -rf "$BASE"

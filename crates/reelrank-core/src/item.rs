@@ -86,6 +86,13 @@ impl Item {
             flags: Vec::new(),
         }
     }
+
+    /// Whether it can no longer be served as it stands at `now`: taken down, refused in review, or
+    /// past the end of its licence. Only a new upsert brings it back.
+    pub fn is_gone(&self, now: Timestamp) -> bool {
+        matches!(self.status, Some(ModerationStatus::Removed | ModerationStatus::Rejected))
+            || self.available_until.is_some_and(|until| until < now)
+    }
 }
 
 impl Validate for Item {
@@ -258,6 +265,19 @@ mod tests {
 
     fn item(json: serde_json::Value) -> Item {
         from_json_value(json).unwrap()
+    }
+
+    #[test]
+    fn taken_down_refused_and_expired_items_are_gone() {
+        let now = Timestamp(1_000);
+        let with =
+            |status, until| Item { status, available_until: until, ..Item::new("i", Category::Series) };
+        assert!(!with(None, None).is_gone(now));
+        assert!(!with(Some(ModerationStatus::Pending), Some(Timestamp(1_000))).is_gone(now));
+        assert!(!with(Some(ModerationStatus::Approved), None).is_gone(now));
+        assert!(with(Some(ModerationStatus::Removed), None).is_gone(now));
+        assert!(with(Some(ModerationStatus::Rejected), None).is_gone(now));
+        assert!(with(Some(ModerationStatus::Approved), Some(Timestamp(999))).is_gone(now));
     }
 
     #[test]

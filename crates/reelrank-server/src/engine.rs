@@ -453,7 +453,7 @@ async fn load(
     models: &ModelSource,
 ) -> Result<(Arc<Snapshot>, Resumed), EngineError> {
     // Changes from here on are read again by the catalog tail.
-    let as_of = Timestamp::now().millis();
+    let as_of = Timestamp::now();
     let items = store.all_items().await?;
     let online = |model: OnlineModel, dir: &Option<PathBuf>| {
         let root =
@@ -464,7 +464,7 @@ async fn load(
     let ranking = online(OnlineModel::Ranking, &models.ranking_dir);
     let (owned_config, owned_models) = (config.clone(), models.clone());
     let (snapshot, resumed) = tokio::task::spawn_blocking(move || {
-        build(items, as_of, &owned_config, &owned_models, tower, ranking)
+        build(items, as_of.millis(), &owned_config, &owned_models, tower, ranking)
     })
     .await
     .expect("snapshot build panicked")?;
@@ -641,9 +641,10 @@ async fn apply_catalog_changes(store: &Store, snapshot: &Snapshot) -> Result<usi
     let started = std::time::Instant::now();
     let catalog = snapshot.catalog();
     let items = read.into_iter().map(|c| c.item).collect();
-    let (catalog, changes) = tokio::task::spawn_blocking(move || catalog.with_changes(items))
-        .await
-        .expect("catalog change panicked");
+    let (catalog, changes) =
+        tokio::task::spawn_blocking(move || catalog.with_changes(items, Timestamp::now()))
+            .await
+            .expect("catalog change panicked");
     if !changes.is_empty() {
         let touched: Vec<&Item> =
             changes.added.iter().chain(&changes.replaced).map(|&i| catalog.item(i)).collect();
@@ -673,7 +674,10 @@ fn rankers(snapshot: &Snapshot) -> impl Iterator<Item = &Arc<Ranker>> {
 }
 
 /// Applies the events after `snapshot`'s last applied one, page by page; returns how many, and
-/// the positives of those after `learn_after` (none without it) for the online learner.
+/// the positives of those after `learn_after` (none without it) for the online learner. A full
+/// page is a backlog (a load, or a tail that fell behind) and is applied on a blocking thread, so
+/// the runtime keeps serving; the few events of a tail tick are applied in place, which keeps the
+/// locks they take held for as short a time as possible.
 async fn apply_new_events(
     store: &Store,
     snapshot: &Arc<Snapshot>,
@@ -686,10 +690,14 @@ async fn apply_new_events(
             return Ok((applied, positives));
         }
         applied += page.len();
-        let snapshot = snapshot.clone();
-        let learned = tokio::task::spawn_blocking(move || apply_page(&snapshot, &page, learn_after))
-            .await
-            .expect("applying events panicked");
+        let learned = if page.len() < PAGE as usize {
+            apply_page(snapshot, &page, learn_after)
+        } else {
+            let snapshot = snapshot.clone();
+            tokio::task::spawn_blocking(move || apply_page(&snapshot, &page, learn_after))
+                .await
+                .expect("applying events panicked")
+        };
         positives.extend(learned);
     }
 }

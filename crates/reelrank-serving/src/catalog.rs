@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use reelrank_core::Item;
+use reelrank_core::{Item, Timestamp};
 use reelrank_features::item_id_key;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -97,8 +97,9 @@ impl Catalog {
 
     /// This catalog with `items` added or, where an item of the same id is held and differs,
     /// replaced in place; the items' lookups are updated, the rest is shared. Items equal to the
-    /// held ones change nothing, so a reader may pass items it has seen before.
-    pub fn with_changes(&self, items: Vec<Item>) -> (Catalog, CatalogChanges) {
+    /// held ones change nothing, so a reader may pass items it has seen before; new items that
+    /// are already gone at `now` ([`Item::is_gone`]) are not added.
+    pub fn with_changes(&self, items: Vec<Item>, now: Timestamp) -> (Catalog, CatalogChanges) {
         // The last version of each item, in order of first appearance.
         let mut latest: FxHashMap<String, usize> = FxHashMap::default();
         let mut unique: Vec<Item> = Vec::with_capacity(items.len());
@@ -113,7 +114,10 @@ impl Catalog {
         }
         let changed: Vec<Item> = unique
             .into_iter()
-            .filter(|item| self.index(&item.item_id).is_none_or(|i| *self.items[i as usize] != *item))
+            .filter(|item| match self.index(&item.item_id) {
+                Some(i) => *self.items[i as usize] != *item,
+                None => !item.is_gone(now),
+            })
             .collect();
         let mut catalog = self.clone();
         let changes = catalog.insert(changed);
@@ -262,7 +266,7 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
-    use reelrank_core::{Category, Timestamp};
+    use reelrank_core::{Category, ModerationStatus};
 
     use super::*;
 
@@ -299,12 +303,12 @@ mod tests {
         };
         let catalog = Catalog::new(vec![item("a", "c", 1), item("b", "c", 3), item("z", "d", 2)]);
         let moved = Item { creator_id: Some("d".into()), ..item("b", "c", 3) };
-        let (next, changes) = catalog.with_changes(vec![
-            item("a", "c", 1),
-            item("n", "c", 2),
-            moved.clone(),
-            item("n", "c", 4),
-        ]);
+        let gone = Item { status: Some(ModerationStatus::Removed), ..item("gone", "c", 2) };
+        let now = Timestamp(5 * Timestamp::DAY_MS);
+        let (next, changes) = catalog.with_changes(
+            vec![item("a", "c", 1), item("n", "c", 2), moved.clone(), item("n", "c", 4), gone],
+            now,
+        );
         assert_eq!((changes.added.as_slice(), changes.replaced.as_slice()), (&[3][..], &[1][..]));
         let ids = |c: &Catalog, list: &[ItemIndex]| {
             list.iter().map(|&i| c.item(i).item_id.clone()).collect::<Vec<_>>()
@@ -316,6 +320,10 @@ mod tests {
         assert_eq!((next.index("b"), next.item(1)), (Some(1), &moved));
         // The catalog changed from is untouched, and unchanged items change nothing.
         assert_eq!((catalog.len(), ids(&catalog, catalog.by_creator("c")).len()), (3, 2));
-        assert!(next.with_changes(vec![moved]).1.is_empty());
+        assert!(next.with_changes(vec![moved], now).1.is_empty());
+        assert_eq!(next.index("gone"), None, "a new item already taken down is not added");
+        // A held item taken down is replaced in place, so the filters see it.
+        let taken_down = Item { status: Some(ModerationStatus::Removed), ..item("a", "c", 1) };
+        assert_eq!(next.with_changes(vec![taken_down], now).1.replaced, [0]);
     }
 }

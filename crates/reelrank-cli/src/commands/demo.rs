@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use reelrank_core::Timestamp;
 use reelrank_sim::{SimConfig, Simulation};
 
 use super::train::Train;
@@ -45,10 +46,14 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
         args.days,
         demo_dir.display()
     );
+    // The simulated days end yesterday, so the feeds served next continue the log: by the log's
+    // clock, users of an older log would be idle past `forget_idle_days` at the first live event.
+    let today = Timestamp::now().millis().div_euclid(Timestamp::DAY_MS);
     let sim = Simulation::new(SimConfig {
         users: args.users,
         items: args.items,
         days: args.days,
+        start: Timestamp((today - i64::from(args.days)) * Timestamp::DAY_MS),
         ..SimConfig::default()
     });
     super::simulate::into_store(&sim, &store, &settings).await?;
