@@ -211,7 +211,9 @@ mod tests {
         assert_eq!(index.len(), 300);
         for (key, v) in vectors.chunks_exact(8).enumerate().step_by(37) {
             assert_eq!(index.vector(key as u64).as_deref(), Some(v));
-            assert_eq!(index.search(v, 1, &|_| true)[0].0, key as u64);
+            // The graph search is approximate: the vector's own key is among its nearest few.
+            let nearest = index.search(v, 5, &|_| true);
+            assert!(nearest.iter().any(|&(found, _)| found == key as u64), "{key}: {nearest:?}");
         }
         assert!(AdaptiveIndex::build(8, config(200), &[1, 2], &vectors[..16]).unwrap().is_exact());
     }

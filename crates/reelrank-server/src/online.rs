@@ -117,6 +117,8 @@ struct Counters {
     /// Rows of the learner's embedding table, and the bytes it holds, after its last step.
     table_rows: AtomicU64,
     table_bytes: AtomicU64,
+    /// Times the model was rolled back since the server started.
+    rollbacks: AtomicU64,
 }
 
 impl Counters {
@@ -139,6 +141,7 @@ impl Counters {
             snapshot_seq: self.snapshot_seq.load(Ordering::Acquire),
             table_rows: self.table_rows.load(Ordering::Acquire),
             table_bytes: self.table_bytes.load(Ordering::Acquire),
+            rollbacks: self.rollbacks.load(Ordering::Acquire),
         }
     }
 }
@@ -153,8 +156,6 @@ pub(crate) struct Online {
     paused: AtomicBool,
     /// Times learned models were published (across restarts).
     publications: AtomicU64,
-    /// Times a model was rolled back since the server started.
-    rollbacks: AtomicU64,
     tower: Counters,
     ranking: Counters,
 }
@@ -170,8 +171,6 @@ pub struct OnlineStatus {
     pub publications: u64,
     /// The last event the feeds have applied.
     pub applied_seq: i64,
-    /// Times a model was rolled back since the server started.
-    pub rollbacks: u64,
     /// The two-tower model.
     pub two_tower: ModelStatus,
     /// The Wide&Deep model.
@@ -193,6 +192,9 @@ pub struct ModelStatus {
     pub table_rows: u64,
     /// Bytes the learner's embedding table holds.
     pub table_bytes: u64,
+    /// Times the model's loss rose past the guard and it was rolled back, since the server
+    /// started.
+    pub rollbacks: u64,
 }
 
 /// Body of `POST /v1/admin/online`.
@@ -210,7 +212,6 @@ impl Online {
             dropped: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             publications: AtomicU64::new(0),
-            rollbacks: AtomicU64::new(0),
             tower: Counters::default(),
             ranking: Counters::default(),
         };
@@ -261,7 +262,6 @@ impl Online {
             paused: self.paused.load(Ordering::Acquire),
             publications: self.publications.load(Ordering::Acquire),
             applied_seq,
-            rollbacks: self.rollbacks.load(Ordering::Acquire),
             two_tower: self.tower.status(queued, self.dropped.load(Ordering::Acquire)),
             ranking: self.ranking.status(waiting.waiting, waiting.skipped),
         }
@@ -703,7 +703,7 @@ async fn roll_back_ranking(engine: &Engine, learning: &mut Learning) {
 /// Counts and logs a rollback of `model`.
 fn rolled_back(engine: &Engine, model: OnlineModel, guard: &LossGuard) {
     let online = engine.online.as_ref().expect("rolling back implies online learning");
-    online.rollbacks.fetch_add(1, Ordering::AcqRel);
+    online.counters(model).rollbacks.fetch_add(1, Ordering::AcqRel);
     let levels = guard.levels();
     tracing::warn!(?model, ?levels, "online model's loss rose past the guard; rolling back");
 }
