@@ -119,15 +119,17 @@ pub fn join_impressions<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<
 #[derive(Debug, Clone)]
 pub struct ImpressionJoiner {
     window_ms: i64,
-    /// Open impressions, each with the key of its (request id, item id) when it has one.
-    open: FxHashMap<u64, (Impression, Option<u64>)>,
+    /// Open impressions in the order they were opened (and are closed), numbered from `first`,
+    /// each with the key of its (request id, item id) when it has one. A queue rather than a map
+    /// keyed by number: growing it moves the impressions once, where a map would rehash them all
+    /// while the serving state's lock is held.
+    open: VecDeque<(Impression, Option<u64>)>,
+    /// The number of `open[0]`.
+    first: u64,
     /// Open impressions by the key of (request id, item id), and the latest of each (user id,
     /// item id) by its key: keys rather than strings, as every served impression passes here.
     by_request: FxHashMap<u64, u64>,
     latest: FxHashMap<u64, u64>,
-    /// Open impressions in the order they were opened, to close them.
-    opened: VecDeque<u64>,
-    next: u64,
 }
 
 /// What one event changed: the impression it opened or joined, as it is now, and what it had
@@ -152,11 +154,10 @@ impl ImpressionJoiner {
     pub fn new(window_ms: i64) -> ImpressionJoiner {
         ImpressionJoiner {
             window_ms,
-            open: FxHashMap::default(),
+            open: VecDeque::new(),
+            first: 0,
             by_request: FxHashMap::default(),
             latest: FxHashMap::default(),
-            opened: VecDeque::new(),
-            next: 0,
         }
     }
 
@@ -176,19 +177,18 @@ impl ImpressionJoiner {
         let (id, opened) = match joined {
             Some(id) => (id, false),
             None => {
-                let id = self.next;
-                self.next += 1;
+                let id = self.first + self.open.len() as u64;
                 let implicit = event.kind != EventKind::Impression;
-                self.opened.push_back(id);
                 if let Some(request) = request {
                     self.by_request.insert(request, id);
                 }
-                self.open.insert(id, (Impression::new(event, implicit), request));
+                self.open.push_back((Impression::new(event, implicit), request));
                 self.latest.insert(pair, id);
                 (id, true)
             }
         };
-        let impression = &mut self.open.get_mut(&id).expect("joined impressions are open").0;
+        let at = (id - self.first) as usize;
+        let impression = &mut self.open.get_mut(at).expect("joined impressions are open").0;
         let (played_before, actions_before) =
             if opened { (false, 0) } else { (impression.played, impression.actions) };
         impression.record(event);
@@ -198,7 +198,8 @@ impl ImpressionJoiner {
 
     /// The open impression numbered `id` ([`Joined::id`]) as it is now; `None` once closed.
     pub fn get(&self, id: u64) -> Option<&Impression> {
-        self.open.get(&id).map(|(impression, _)| impression)
+        let at = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        self.open.get(at).map(|(impression, _)| impression)
     }
 
     /// Closes the impressions shown before `now_ms - window`, returning them in the order they
@@ -206,24 +207,22 @@ impl ImpressionJoiner {
     pub fn close_before(&mut self, now_ms: i64) -> Vec<Impression> {
         let cutoff = now_ms.saturating_sub(self.window_ms);
         let mut closed = Vec::new();
-        while let Some(&id) = self.opened.front() {
-            if self.open[&id].0.ts.millis() >= cutoff {
-                break;
-            }
-            self.opened.pop_front();
-            closed.push(self.close(id));
+        while self.open.front().is_some_and(|(impression, _)| impression.ts.millis() < cutoff) {
+            closed.push(self.close_first());
         }
         closed
     }
 
     /// Closes every open impression, in the order they were opened.
     pub fn close_all(&mut self) -> Vec<Impression> {
-        let ids: Vec<u64> = self.opened.drain(..).collect();
-        ids.into_iter().map(|id| self.close(id)).collect()
+        (0..self.open.len()).map(|_| self.close_first()).collect()
     }
 
-    fn close(&mut self, id: u64) -> Impression {
-        let (impression, request) = self.open.remove(&id).expect("opened impressions are open");
+    /// Closes the first open impression.
+    fn close_first(&mut self) -> Impression {
+        let (impression, request) = self.open.pop_front().expect("called with impressions open");
+        let id = self.first;
+        self.first += 1;
         if let Some(request) = request {
             if self.by_request.get(&request) == Some(&id) {
                 self.by_request.remove(&request);
