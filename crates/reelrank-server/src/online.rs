@@ -311,21 +311,26 @@ impl<L, S> Track<L, S> {
         }
     }
 
-    /// Whether a snapshot is due under `root`: one every `snapshot_secs` while it has learned
-    /// something new and is healthy.
-    fn snapshot_due<'a>(
-        &self,
-        root: Option<&'a Path>,
-        snapshot_secs: u64,
-        healthy: bool,
-    ) -> Option<&'a Path> {
-        root.filter(|_| healthy && self.unsaved && self.saved_at.elapsed().as_secs() >= snapshot_secs.max(1))
-    }
-
-    /// Records a saved snapshot.
-    fn saved(&mut self) {
-        self.unsaved = false;
-        self.saved_at = std::time::Instant::now();
+    /// Saves a snapshot of `model` when one is due: every `snapshot_secs` of `step` while it has
+    /// learned something new and is healthy. `meta` makes its record from the last event covered;
+    /// `write` saves the learner's model into a directory.
+    fn save_when_due(
+        &mut self,
+        step: &Step,
+        (model, healthy): (OnlineModel, bool),
+        meta: impl FnOnce(i64) -> SnapshotMeta,
+        write: impl FnOnce(&L, &Path) -> Result<(), PersistError>,
+    ) -> Option<Result<SnapshotMeta, PersistError>> {
+        let due = healthy && self.unsaved && self.saved_at.elapsed().as_secs() >= step.snapshot_secs.max(1);
+        let root = step.online_dir.as_deref().filter(|_| due)?;
+        let meta = meta(self.covered);
+        let saved =
+            online_snapshot::save(&model.root(root), &meta, |dir| write(&self.learner, dir)).map(|_| meta);
+        if saved.is_ok() {
+            self.unsaved = false;
+            self.saved_at = std::time::Instant::now();
+        }
+        Some(saved)
     }
 
     /// Whether serving reads what this track published or started from.
@@ -403,12 +408,12 @@ fn learn_step(learning: &mut Learning, step: &Step) -> (Option<Stepped<Retrieval
         // Every positive up to `seq` was taken for this step.
         track.covered = step.seq;
         track.unsaved |= loss.is_some() || published.is_some();
-        let due = track.snapshot_due(step.online_dir.as_deref(), step.snapshot_secs, healthy);
-        let saved = due.map(|root| {
+        let origin = track.origin.clone();
+        let meta = |covered| {
             // Every item the feeds read a fresh vector of, so that a restart rebuilds them.
             let current = match &published {
-                Some(Ok(fresh)) => fresh.clone(),
-                _ => track.origin.clone(),
+                Some(Ok(fresh)) => fresh,
+                _ => &origin,
             };
             let fresh_items = current
                 .fresh_keys()
@@ -416,14 +421,10 @@ fn learn_step(learning: &mut Learning, step: &Step) -> (Option<Stepped<Retrieval
                 .filter_map(|key| step.catalog.index_of_key(key))
                 .map(|i| step.catalog.item(i).item_id.clone())
                 .collect();
-            let meta = snapshot_meta(0, track.covered, learned, fresh_items);
-            let model = track.learner.model();
-            online_snapshot::save(&OnlineModel::TwoTower.root(root), &meta, |dir| model.save(dir))
-                .map(|_| meta)
-        });
-        if matches!(saved, Some(Ok(_))) {
-            track.saved();
-        }
+            snapshot_meta(0, covered, learned, fresh_items)
+        };
+        let write = |learner: &TowerLearner, dir: &Path| learner.model().save(dir);
+        let saved = track.save_when_due(step, (OnlineModel::TwoTower, healthy), meta, write);
         Stepped { loss, learned, table: track.learner.model().table_memory(), tripped, published, saved }
     });
     let ranking = learning.ranking.as_mut().map(|track| {
@@ -438,16 +439,9 @@ fn learn_step(learning: &mut Learning, step: &Step) -> (Option<Stepped<Retrieval
         if let Some(last) = step.outcomes.last().filter(|_| loss.is_some()) {
             (track.covered, track.unsaved) = (last.seq, true);
         }
-        let due = track.snapshot_due(step.online_dir.as_deref(), step.snapshot_secs, healthy);
-        let saved = due.map(|root| {
-            let meta = snapshot_meta(1, track.covered, learned, Vec::new());
-            let model = track.learner.model();
-            online_snapshot::save(&OnlineModel::Ranking.root(root), &meta, |dir| model.save(dir))
-                .map(|_| meta)
-        });
-        if matches!(saved, Some(Ok(_))) {
-            track.saved();
-        }
+        let meta = |covered| snapshot_meta(1, covered, learned, Vec::new());
+        let write = |learner: &RankingLearner, dir: &Path| learner.model().save(dir);
+        let saved = track.save_when_due(step, (OnlineModel::Ranking, healthy), meta, write);
         Stepped { loss, learned, table: track.learner.model().table_memory(), tripped, published, saved }
     });
     (tower, ranking)

@@ -314,6 +314,15 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// Ten items of the creator with the most items: what a user takes to in the online tests.
+fn prolific_creators_items(catalog: &Catalog) -> Vec<ItemIndex> {
+    let creator = (0..catalog.len() as u32)
+        .filter_map(|i| catalog.item(i).creator_id.clone())
+        .max_by_key(|c| catalog.by_creator(c).len())
+        .expect("creators");
+    catalog.by_creator(&creator).iter().copied().take(10).collect()
+}
+
 #[test]
 fn the_online_learner_publishes_a_model_moved_toward_the_new_positives() {
     let platform = platform();
@@ -321,11 +330,7 @@ fn the_online_learner_publishes_a_model_moved_toward_the_new_positives() {
     let catalog = &platform.catalog;
     let user = &platform.users[0];
     // The user takes to the items of one creator, finishing each a few times over.
-    let creator = (0..catalog.len() as u32)
-        .filter_map(|i| catalog.item(i).creator_id.clone())
-        .max_by_key(|c| catalog.by_creator(c).len())
-        .expect("creators");
-    let liked: Vec<ItemIndex> = catalog.by_creator(&creator).iter().copied().take(10).collect();
+    let liked = prolific_creators_items(catalog);
     let (rule, nobody) = (PositiveRule::default(), UserActivity::default());
     let positives: Vec<OnlinePositive> = (0..5)
         .flat_map(|_| liked.clone())
@@ -370,11 +375,7 @@ fn the_online_ranking_learner_publishes_a_model_moved_toward_the_outcomes() {
     let wait_ms = 60_000;
     serving.await_outcomes(WaitingConfig { wait_ms, capacity: 1_000 }, 0);
     let user = &platform.users[0];
-    let creator = (0..catalog.len() as u32)
-        .filter_map(|i| catalog.item(i).creator_id.clone())
-        .max_by_key(|c| catalog.by_creator(c).len())
-        .expect("creators");
-    let liked: Vec<ItemIndex> = catalog.by_creator(&creator).iter().copied().take(10).collect();
+    let liked = prolific_creators_items(catalog);
     let start = platform.now.millis();
     let shown: Vec<Event> = (0..20)
         .flat_map(|round| liked.iter().map(move |&i| (round, i)))
