@@ -1,4 +1,4 @@
-//! `GET /v1/recommend`, `/v1/similar`, `/v1/explain`: parse, run the pipeline on the engine's
+//! `GET /v1/recommend`, `/v1/similar`, `/v1/explain`, `/v1/admin/candidates`: parse, run the pipeline on the engine's
 //! current snapshot, log what was served, convert.
 
 use std::collections::BTreeMap;
@@ -13,8 +13,8 @@ use reelrank_core::{Event, EventContext, EventKind, Timestamp, User, Validate};
 use reelrank_features::feature_key;
 use reelrank_models::HeadValue;
 use reelrank_serving::{
-    explain as explain_item, recommend as run_pipeline, Catalog, Filter, FilterInput, ItemIndex, Request,
-    Source, UserActivity, VariantStats,
+    candidates as propose, explain as explain_item, recommend as run_pipeline, Catalog, Filter, FilterInput,
+    ItemIndex, Request, Source, UserActivity, VariantStats,
 };
 use serde::{Deserialize, Serialize};
 
@@ -294,6 +294,80 @@ pub(crate) async fn explain(
         score: explanation.value.as_ref().map(|v| v.score),
         heads: explanation.value.map(|v| v.heads),
         item_engagement: explanation.engagement.map(|e| e.into_iter().collect()),
+    }))
+}
+
+/// Query of `GET /v1/admin/candidates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CandidatesQuery {
+    user_id: String,
+}
+
+/// One candidate in `GET /v1/admin/candidates`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProposedItem {
+    item_id: String,
+    category: String,
+    /// The most specific source that proposed it.
+    source: &'static str,
+    /// Every source that proposed it.
+    proposed_by: Vec<&'static str>,
+    /// The first filter that removes it (`null`: it goes on to ranking).
+    filtered_by: Option<&'static str>,
+}
+
+/// Answer of `GET /v1/admin/candidates`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Proposed {
+    user_id: String,
+    model_version: String,
+    personalised: bool,
+    candidates: Vec<ProposedItem>,
+}
+
+/// `GET /v1/admin/candidates`: what each source retrieves for a user now, before ranking (which
+/// a feed shows only a few of). Nothing is logged or marked as served.
+pub(crate) async fn candidates(
+    State(state): State<AppState>,
+    query: Result<Query<CandidatesQuery>, QueryRejection>,
+) -> Result<Json<Proposed>, HttpError> {
+    let Query(query) = query.map_err(bad_query)?;
+    check_user_id(&query.user_id)?;
+    let engine = engine(&state)?;
+    let user: Option<User> = state.store.user(&query.user_id).await?;
+    let snapshot = engine.snapshot();
+    let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
+    let request = Request {
+        request_id: "candidates",
+        user_id: &query.user_id,
+        user: user.as_ref(),
+        n: 1,
+        exclude: &[],
+        context: None,
+        now: Timestamp::now(),
+    };
+    let candidates = {
+        let live = snapshot.live().read().expect("live state lock");
+        propose(&live.catalog, &live.activity, models, pipeline, &request)
+            .into_iter()
+            .map(|(candidate, filter)| {
+                let item = live.catalog.item(candidate.index);
+                ProposedItem {
+                    item_id: item.item_id.clone(),
+                    category: item.category.as_str().to_owned(),
+                    source: candidate.source.as_str(),
+                    proposed_by: candidate.proposed_by.iter().map(Source::as_str).collect(),
+                    filtered_by: filter.map(Filter::as_str),
+                }
+            })
+            .collect()
+    };
+    Ok(Json(Proposed {
+        personalised: request.personalised(),
+        user_id: query.user_id,
+        model_version: models.version.clone(),
+        candidates,
     }))
 }
 

@@ -7,6 +7,7 @@
 //! | `GET /v1/similar?item_id&n` | items like an item (two-tower vectors) |
 //! | `GET /v1/explain?user_id&item_id` | why an item would or would not be in a user's feed |
 //! | `GET /v1/experiments` | each A/B variant's share, impressions and effective-play, finish and like rates |
+//! | `GET /v1/admin/candidates?user_id` | what each candidate source retrieves for a user now, and the filter that removes each (admin) |
 //! | `POST /v1/admin/reload` | rebuild the serving snapshot now (admin) |
 //! | `GET /v1/admin/online`, `POST /v1/admin/online {"paused"}` | online learning's progress per model (learned, queued, last snapshot); pause or resume it (admin) |
 //! | `GET /healthz` | liveness, with the store's reachability (no key needed) |
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/admin/reload", post(reload))
+        .route("/v1/admin/candidates", get(feed::candidates))
         .route("/v1/admin/online", get(online::status).post(online::switch));
     Router::new()
         .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)))

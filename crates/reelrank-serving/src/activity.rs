@@ -92,6 +92,8 @@ pub struct UserActivity {
     pub positives: Vec<(ItemIndex, EventKind)>,
     /// When the user was last active: their latest event or feed (Unix ms).
     pub active_ms: i64,
+    /// When their latest positive was made (Unix ms; 0: none yet).
+    pub positive_ms: i64,
 }
 
 /// Every user's [`UserActivity`] and every item's heat.
@@ -161,6 +163,7 @@ impl Activity {
                 user.positives.remove(0);
             }
             user.positives.push((index, event.kind));
+            user.positive_ms = user.positive_ms.max(event.ts.millis());
             self.trending.add(index, event.ts);
         }
     }

@@ -39,7 +39,7 @@ impl Default for FilterConfig {
 pub enum Filter {
     /// Not approved, or carrying a blocked moderation flag.
     Moderation,
-    /// Outside its licence window.
+    /// Outside its licence window, or scheduled to be published later.
     Licence,
     /// Not licensed in the user's region (a user of unknown region sees only unrestricted items).
     Region,
@@ -114,6 +114,7 @@ impl Filter {
             Filter::Licence => {
                 item.available_from.is_some_and(|t| input.now < t)
                     || item.available_until.is_some_and(|t| input.now >= t)
+                    || item.published_at.is_some_and(|t| input.now < t)
             }
             Filter::Region => {
                 !item.regions.is_empty()
@@ -199,6 +200,7 @@ mod tests {
             (Filter::Moderation, Item { flags: vec!["rumor".into()], ..item() }),
             (Filter::Licence, Item { available_from: day(7, 1), ..item() }),
             (Filter::Licence, Item { available_until: day(6, 1), ..item() }),
+            (Filter::Licence, Item { published_at: day(7, 1), ..item() }),
             (Filter::Region, Item { regions: vec!["FR".into()], ..item() }),
             (Filter::AgeRating, Item { age_rating: Some(16), ..item() }),
             (Filter::OwnItem, Item { creator_id: Some("u".into()), ..item() }),

@@ -37,9 +37,9 @@ pub use filters::{Filter, FilterConfig, FilterInput};
 pub use online::{LossGuard, OnlinePositive, TowerLearner};
 pub use online_ranking::{RankingLearner, ShownOutcome, WaitingConfig, WaitingImpressions, WaitingStatus};
 pub use pipeline::{
-    explain, recommend, Explanation, Models, PipelineConfig, Recommendation, Recommended, Request,
+    candidates, explain, recommend, Explanation, Models, PipelineConfig, Recommendation, Recommended, Request,
 };
 pub use rank::Ranker;
 pub use rerank::DiversityConfig;
 pub use retrieval::Retrieval;
-pub use sources::{Source, SourceConfig, Sources};
+pub use sources::{Candidate, Source, SourceConfig, Sources};

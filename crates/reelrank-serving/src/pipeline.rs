@@ -19,7 +19,7 @@ use crate::filters::{Filter, FilterConfig, FilterInput};
 use crate::rank::Ranker;
 use crate::rerank::{select, DiversityConfig, Ranked};
 use crate::retrieval::Retrieval;
-use crate::sources::{gather, Source, SourceConfig, SourceInput, Sources};
+use crate::sources::{gather, Candidate, Source, SourceConfig, SourceInput, Sources};
 
 /// Every stage's settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -139,19 +139,16 @@ pub fn recommend(
     for widen in [1, WIDER_ROUND] {
         proposed.clear();
         filtered.clear();
-        candidates = gather(&sources, &config.sources.widened(widen), personalised);
-        for candidate in &candidates {
+        candidates.clear();
+        for (candidate, rejected) in
+            propose(catalog, &sources, &input, &config.sources.widened(widen), &config.filters, personalised)
+        {
             *proposed.entry(candidate.source).or_default() += 1;
-        }
-        candidates.retain(|c| {
-            match Filter::first_rejecting(catalog.item(c.index), c.index, &input, &config.filters) {
-                Some(filter) => {
-                    *filtered.entry(filter).or_default() += 1;
-                    false
-                }
-                None => true,
+            match rejected {
+                Some(filter) => *filtered.entry(filter).or_default() += 1,
+                None => candidates.push(candidate),
             }
-        });
+        }
         if candidates.len() >= request.n {
             break;
         }
@@ -195,16 +192,30 @@ pub fn recommend(
         .iter()
         .map(|&i| models.retrieval.as_ref().and_then(|r| r.vector(item_id_key(&catalog.item(i).item_id))))
         .collect();
+    let follow_up_ms = (config.diversity.follow_up_minutes * 60_000.0) as i64;
+    let just_liked = user_activity
+        .positives
+        .last()
+        .map(|&(positive, _)| positive)
+        .filter(|_| personalised && request.now.millis() - user_activity.positive_ms <= follow_up_ms);
     let ranked: Vec<Ranked<'_>> = candidates
         .iter()
         .zip(&scores)
         .zip(&vectors)
-        .map(|((c, &score), vector)| Ranked {
-            score,
-            vector: vector.as_deref(),
-            facets: catalog.facets(c.index),
-            explorable: c.source == Source::Fresh || heat(c.index) < LONG_TAIL_HEAT,
-            impressions: activity.impressions(c.index),
+        .map(|((c, &score), vector)| {
+            let fresh = c.proposed_by.contains(Source::Fresh);
+            Ranked {
+                score,
+                vector: vector.as_deref(),
+                facets: catalog.facets(c.index),
+                explorable: fresh || heat(c.index) < LONG_TAIL_HEAT,
+                fresh,
+                impressions: activity.impressions(c.index),
+                follow_up: just_liked.is_some_and(|positive| {
+                    c.because == Some(positive)
+                        || c.trending_in.as_ref() == Some(&catalog.item(positive).category)
+                }),
+            }
         })
         .collect();
     let seed = feature_key("request", request.request_id);
@@ -224,6 +235,40 @@ pub fn recommend(
         })
         .collect();
     Recommendation { items, personalised, proposed, filtered }
+}
+
+/// What the sources propose for `request` (the first round of [`recommend`]), each candidate
+/// with the first filter that removes it (`None`: it goes on to ranking). For operators asking
+/// what a source retrieves for a user, before ranking and re-ranking pick a few of them.
+pub fn candidates(
+    catalog: &Catalog,
+    activity: &Activity,
+    models: &Models,
+    config: &PipelineConfig,
+    request: &Request<'_>,
+) -> Vec<(Candidate, Option<Filter>)> {
+    let exclude: FxHashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
+    let input = request.filter_input(activity.user(request.user_id), &exclude);
+    let sources = request.sources(catalog, activity, models);
+    propose(catalog, &sources, &input, &config.sources, &config.filters, request.personalised())
+}
+
+/// Every candidate of `sources`, with the first filter that removes it.
+fn propose(
+    catalog: &Catalog,
+    sources: &SourceInput<'_>,
+    input: &FilterInput<'_>,
+    proposing: &SourceConfig,
+    filters: &FilterConfig,
+    personalised: bool,
+) -> Vec<(Candidate, Option<Filter>)> {
+    gather(sources, proposing, personalised)
+        .into_iter()
+        .map(|c| {
+            let rejected = Filter::first_rejecting(catalog.item(c.index), c.index, input, filters);
+            (c, rejected)
+        })
+        .collect()
 }
 
 /// How much more each source proposes in the second round of a user who has seen most of the

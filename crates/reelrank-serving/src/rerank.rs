@@ -33,6 +33,14 @@ pub struct DiversityConfig {
     /// Impressions an explorable item is guaranteed before it competes on its value alone:
     /// exploration slots go to the least shown item below this.
     pub starting_impressions: u32,
+    /// Slots at the top of the feed for the best items like the user's latest positive (its
+    /// nearest items, or the hottest of its category), when
+    /// that positive is at most `follow_up_minutes` old: the next feed answers what was just
+    /// enjoyed, before the models have learned from it (they may rank a new interest low against
+    /// a long history).
+    pub follow_up_slots: usize,
+    /// How long a positive is followed up.
+    pub follow_up_minutes: f64,
 }
 
 impl Default for DiversityConfig {
@@ -46,6 +54,8 @@ impl Default for DiversityConfig {
             mmr_lambda: 0.9,
             exploration_share: 0.05,
             starting_impressions: 200,
+            follow_up_slots: 2,
+            follow_up_minutes: 30.0,
         }
     }
 }
@@ -61,8 +71,15 @@ pub struct Ranked<'a> {
     pub facets: Facets,
     /// Whether an exploration slot may take it (fresh or long-tail).
     pub explorable: bool,
+    /// Whether it is newly published: among equally shown items of the starting pool, the new
+    /// ones are explored first (a new upload has no other way in; a long-tail item was in the
+    /// catalog all along).
+    pub fresh: bool,
     /// How often it has been shown, to anyone.
     pub impressions: u32,
+    /// Whether it is like the positive the user has just made (see
+    /// [`DiversityConfig::follow_up_slots`]).
+    pub follow_up: bool,
 }
 
 /// One filled slot.
@@ -89,6 +106,7 @@ pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u
     let mut similarity = vec![0.0f32; ranked.len()];
     let mut taken = vec![false; ranked.len()];
     let mut slots: Vec<Slot> = Vec::with_capacity(n);
+    let mut followed_up = 0;
     while slots.len() < n.min(ranked.len()) {
         let explore = rng.random::<f32>() < config.exploration_share;
         let recent = &slots[slots.len().saturating_sub(config.window.saturating_sub(1))..];
@@ -105,13 +123,26 @@ pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u
         };
         let explorable = |i: usize| allowed(i) && ranked[i].explorable;
         let starting = |i: usize| explorable(i) && ranked[i].impressions < config.starting_impressions;
-        // The least shown first, and among equals the most valuable (`order` is by value).
-        let least_shown =
-            || order.iter().copied().filter(|&i| starting(i)).min_by_key(|&i| ranked[i].impressions);
+        // The least shown first, then the new, and among equals the most valuable (`order` is by
+        // value).
+        let least_shown = || {
+            order
+                .iter()
+                .copied()
+                .filter(|&i| starting(i))
+                .min_by_key(|&i| (ranked[i].impressions, !ranked[i].fresh))
+        };
         let explored = if explore { least_shown().or_else(|| best(&explorable)) } else { None };
-        let Some(chosen) = explored.or_else(|| best(&allowed)).or_else(|| best(&|i| !taken[i])) else {
+        let follow_up = || match followed_up < config.follow_up_slots {
+            true => best(&|i| allowed(i) && ranked[i].follow_up),
+            false => None,
+        };
+        let Some(chosen) =
+            explored.or_else(follow_up).or_else(|| best(&allowed)).or_else(|| best(&|i| !taken[i]))
+        else {
             break;
         };
+        followed_up += usize::from(ranked[chosen].follow_up);
         taken[chosen] = true;
         slots.push(Slot { candidate: chosen, explored: explored.is_some() });
         if let Some(v) = ranked[chosen].vector {
@@ -142,7 +173,15 @@ mod tests {
 
     fn ranked<'a>(score: f32, creator: u32, category: u32) -> Ranked<'a> {
         let facets = Facets { creator: Some(creator), category, series: None };
-        Ranked { score, vector: None, facets, explorable: false, impressions: 1000 }
+        Ranked {
+            score,
+            vector: None,
+            facets,
+            explorable: false,
+            fresh: false,
+            impressions: 1000,
+            follow_up: false,
+        }
     }
 
     const DRAMA: u32 = 0;
@@ -185,6 +224,22 @@ mod tests {
     }
 
     #[test]
+    fn items_like_the_latest_positive_take_the_first_slots_the_caps_allow() {
+        let mut candidates: Vec<Ranked<'_>> =
+            (0..10).map(|i| ranked(1.0 - i as f32 / 100.0, i, i % 3)).collect();
+        for i in [5, 6, 8] {
+            candidates[i].follow_up = true;
+            candidates[i].facets.category = 7;
+        }
+        candidates[6].facets.creator = Some(5);
+        let config = DiversityConfig { exploration_share: 0.0, max_per_creator: 1, ..Default::default() };
+        let order: Vec<usize> = select(&candidates, 5, &config, 1).iter().map(|s| s.candidate).collect();
+        assert_eq!(order, [5, 8, 0, 1, 2], "6 shares 5's creator; two follow-up slots");
+        let none = DiversityConfig { follow_up_slots: 0, ..config };
+        assert_eq!(select(&candidates, 1, &none, 1)[0].candidate, 0);
+    }
+
+    #[test]
     fn exploration_slots_are_reproducible_per_seed_and_take_explorable_items() {
         let mut candidates: Vec<Ranked<'_>> =
             (0..40).map(|i| ranked(1.0 - i as f32 / 100.0, 0, i % 2)).collect();
@@ -206,12 +261,18 @@ mod tests {
         for (i, c) in candidates.iter_mut().enumerate() {
             c.explorable = i >= 10;
         }
-        // Two new items, one shown a few times already; the other long-tail items are past their pool.
-        (candidates[18].impressions, candidates[19].impressions) = (3, 0);
+        // Two new items, one shown a few times already, and a long-tail item never shown; the
+        // other long-tail items are past their pool.
+        (candidates[18].impressions, candidates[19].impressions, candidates[17].impressions) = (3, 0, 0);
+        (candidates[18].fresh, candidates[19].fresh) = (true, true);
         let config = DiversityConfig { exploration_share: 1.0, ..Default::default() };
-        let slots = select(&candidates, 3, &config, 7);
+        let slots = select(&candidates, 4, &config, 7);
         let chosen: Vec<usize> = slots.iter().map(|s| s.candidate).collect();
-        assert_eq!(chosen, [19, 18, 10], "then the best explorable");
+        assert_eq!(
+            chosen,
+            [19, 17, 18, 10],
+            "the new before the long tail when equally shown, then the best explorable"
+        );
         assert!(slots.iter().all(|s| s.explored));
     }
 }

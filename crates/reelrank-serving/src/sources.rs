@@ -237,9 +237,12 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
             gathered.add(Some(index), Source::Trending, None, Some(hot_in));
         }
     }
+    // Newest first, from the last published by now (episodes are often scheduled ahead).
+    let published = |i: ItemIndex| input.catalog.item(i).published_at.map_or(i64::MIN, |t| t.millis());
+    let newest = input.catalog.newest();
+    let released = newest.partition_point(|&i| published(i) > input.now.millis());
     let oldest = input.now.millis() - (config.fresh_max_age_hours * 3_600_000.0) as i64;
-    let is_fresh = |i: &ItemIndex| input.catalog.item(*i).published_at.is_some_and(|t| t.millis() >= oldest);
-    for &index in input.catalog.newest().iter().take_while(|i| is_fresh(i)).take(config.fresh) {
+    for &index in newest[released..].iter().take_while(|&&i| published(i) >= oldest).take(config.fresh) {
         gathered.add(Some(index), Source::Fresh, None, None);
     }
     if personalised {
@@ -344,5 +347,38 @@ mod tests {
         assert_eq!(entry(&[]), (Some("e1".into()), Some(3)), "new viewers start at episode 1; films pass");
         assert_eq!(entry(&[("s", 1)]).0, Some("e2".into()));
         assert_eq!(entry(&[("s", 3)]).0, None, "a finished series is not proposed again");
+    }
+
+    #[test]
+    fn fresh_items_are_the_newest_already_published_within_the_age_limit() {
+        let hour = |h: i64| Some(Timestamp(h * 3_600_000));
+        let item = |id: &str, published_at| Item { published_at, ..Item::new(id, Category::ShortVideo) };
+        let catalog = Catalog::new(vec![
+            item("scheduled", hour(200)),
+            item("old", hour(10)),
+            item("new", hour(99)),
+            item("newer", hour(100)),
+            item("undated", None),
+            item("later", hour(150)),
+        ]);
+        let activity = Activity::new(catalog.len(), 24.0);
+        let user = UserActivity::default();
+        let input = SourceInput {
+            catalog: &catalog,
+            activity: &user,
+            trending: activity.trending(),
+            retrieval: None,
+            user_id: "u",
+            user: None,
+            context: None,
+            now: Timestamp(100 * 3_600_000),
+        };
+        let config = SourceConfig { fresh: 5, fresh_max_age_hours: 48.0, ..SourceConfig::default() };
+        let fresh: Vec<&str> = gather(&input, &config, false)
+            .into_iter()
+            .filter(|c| c.source == Source::Fresh)
+            .map(|c| catalog.item(c.index).item_id.as_str())
+            .collect();
+        assert_eq!(fresh, ["newer", "new"]);
     }
 }

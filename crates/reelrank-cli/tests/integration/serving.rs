@@ -90,6 +90,17 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
         assert!(next["items"].as_array().unwrap().iter().all(|i| i["item_id"] != rejected.as_str()));
     }
 
+    // Operators see what each source retrieves before ranking, and the filter removing each.
+    let (status, proposed) = get(&client, &format!("{}/v1/admin/candidates?user_id=u7", server.url)).await;
+    assert_eq!(status, 200);
+    let candidates = proposed["candidates"].as_array().unwrap();
+    assert!(
+        candidates.iter().any(|c| c["source"] == "two_tower" && c["filtered_by"].is_null()),
+        "{proposed}"
+    );
+    assert!(candidates.iter().all(|c| c["proposed_by"].as_array().unwrap().contains(&c["source"])));
+    assert!(candidates.len() > items.len(), "more candidates than a feed shows");
+
     // Engagement reaches the ranking features by the time the events are acknowledged.
     let liked = items[1]["item_id"].as_str().unwrap().to_owned();
     let explain_url = format!("{}/v1/explain?user_id=u7&item_id={liked}", server.url);

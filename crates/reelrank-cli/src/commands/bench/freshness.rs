@@ -4,7 +4,9 @@
 //! becomes theirs: they finish and like a few of its items, and their next feed is asked for as
 //! soon as the events are acknowledged. Counted: feeds that now hold the category, and those where
 //! the two-tower source (the user tower reading the new history) was among its proposers, at once
-//! and again once the online two-tower model that learned those events is published. Then
+//! and again once the online two-tower model that learned those events is published; and how soon
+//! the category is among the two-tower source's candidates (`GET /v1/admin/candidates`: before
+//! ranking, which shows only a few of them). Then
 //! `--new-items` items are published one at a time, each followed by feeds for one user after
 //! another until one serves it: timed from the item's acknowledgement. The data directory is
 //! served from a copy, so runs repeat and the original keeps no bench events.
@@ -65,20 +67,25 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
         let client = client.clone();
         async move { anyhow::Ok(client.get(url).send().await?.error_for_status()?.json::<Value>().await?) }
     };
+    let retrieved = |user: &str| {
+        let url = format!("{url}/v1/admin/candidates?user_id={user}");
+        let client = client.clone();
+        async move { anyhow::Ok(client.get(url).send().await?.error_for_status()?.json::<Value>().await?) }
+    };
     let (mut moved, mut by_two_tower, mut waits, mut acks) = (0, 0, Vec::new(), Vec::new());
-    let mut tried_users: Vec<(&str, &str)> = Vec::new();
+    let mut tried_users: Vec<Moved> = Vec::new();
     let mut version = String::new();
     for user in users.iter().take(args.users) {
         let user_id = user.user_id.as_str();
         let before = feed(user_id).await?;
         let shown: HashSet<&str> =
             before["items"].as_array().into_iter().flatten().filter_map(|i| i["category"].as_str()).collect();
-        let Some((category, candidates)) = categories.iter().find(|(name, _)| !shown.contains(name.as_str()))
+        let Some((category, liked)) = categories.iter().find(|(name, _)| !shown.contains(name.as_str()))
         else {
             continue;
         };
         let now = Timestamp::now().millis();
-        let events: Vec<Value> = candidates
+        let events: Vec<Value> = liked
             .iter()
             .take(args.liked)
             .enumerate()
@@ -98,6 +105,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
                 })
             })
             .collect();
+        let retrieved_before = two_tower_share(&retrieved(user_id).await?, category);
         let sent = Instant::now();
         client.post(format!("{url}/v1/events")).json(&events).send().await?.error_for_status()?;
         let acknowledged = Instant::now();
@@ -108,25 +116,53 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
         let (holds, by_tower) = holds_category(&after, category);
         moved += usize::from(holds);
         by_two_tower += usize::from(by_tower);
-        tried_users.push((user_id, category.as_str()));
+        let retrieved_at_once = two_tower_share(&retrieved(user_id).await?, category);
+        tried_users.push(Moved {
+            user_id,
+            category: category.as_str(),
+            acknowledged,
+            retrieved: [retrieved_before, retrieved_at_once, retrieved_at_once],
+            retrieved_after_s: (retrieved_at_once > 0.0).then(|| acknowledged.elapsed().as_secs_f64()),
+        });
     }
-    // The two-tower model learns those positives in the background and publishes within
-    // `publish_secs`: once it has (or after 60 s), the same users' feeds are asked for again.
+    // Meanwhile the two-tower model learns those positives in the background and publishes
+    // within `publish_secs`. Until it has (or for 60 s), and until 60 s after each user's events
+    // were acknowledged, the model version and the users' two-tower candidates (before ranking
+    // picks a few for the feed) are asked for again and again.
     let waiting = Instant::now();
     let mut published = None;
-    while waiting.elapsed().as_secs() < 60 {
-        let probe = feed(users[users.len() - 1].user_id.as_str()).await?;
-        if probe["model_version"].as_str().is_some_and(|v| v != version) {
-            published = Some(waiting.elapsed().as_secs_f64());
+    loop {
+        if published.is_none() {
+            let probe = feed(users[users.len() - 1].user_id.as_str()).await?;
+            if probe["model_version"].as_str().is_some_and(|v| v != version) {
+                published = Some(waiting.elapsed().as_secs_f64());
+            }
+        }
+        for moved in tried_users.iter_mut().filter(|m| m.acknowledged.elapsed().as_secs() < 60) {
+            let asked = moved.acknowledged.elapsed().as_secs_f64();
+            let share = two_tower_share(&retrieved(moved.user_id).await?, moved.category);
+            if moved.retrieved_after_s.is_none() && share > 0.0 {
+                moved.retrieved_after_s = Some(asked);
+            }
+            moved.retrieved[2] = share;
+        }
+        let retrieving = tried_users.iter().any(|m| m.acknowledged.elapsed().as_secs() < 60);
+        if !retrieving && (published.is_some() || waiting.elapsed().as_secs() >= 60) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     // Asked also when nothing was published (online learning off), as the control.
     let mut later_two_tower = 0;
-    for (user_id, category) in &tried_users {
-        later_two_tower += usize::from(holds_category(&feed(user_id).await?, category).1);
+    for moved in &tried_users {
+        later_two_tower += usize::from(holds_category(&feed(moved.user_id).await?, moved.category).1);
     }
+    // Of the users none of whose two-tower candidates were of the category before their events.
+    let lacking: Vec<&Moved> = tried_users.iter().filter(|m| m.retrieved[0] == 0.0).collect();
+    let mut retrieved_after: Vec<f64> = lacking.iter().filter_map(|m| m.retrieved_after_s).collect();
+    retrieved_after.sort_by(f64::total_cmp);
+    let retrieved_mean =
+        |at: usize| tried_users.iter().map(|m| m.retrieved[at]).sum::<f64>() / tried_users.len() as f64;
     let tried = waits.len();
     anyhow::ensure!(tried > 0, "no user had a category missing from their feed");
     waits.sort_by(f64::total_cmp);
@@ -152,6 +188,27 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
             100.0 * share(later_two_tower)
         ),
     }
+    let retrieved_at = |q: f64| {
+        if retrieved_after.is_empty() {
+            f64::NAN
+        } else {
+            super::percentile(&retrieved_after, q)
+        }
+    };
+    println!(
+        "the category's share of the users' two-tower candidates: {:.1} % before their events, {:.1} % just after them, {:.1} % 60 s after them",
+        100.0 * retrieved_mean(0),
+        100.0 * retrieved_mean(1),
+        100.0 * retrieved_mean(2)
+    );
+    println!(
+        "{} users' two-tower candidates held none of the category before; within 60 s {} did ({:.0} %), acknowledgement to the first ask holding it p50 {:.0} ms, max {:.0} ms",
+        lacking.len(),
+        retrieved_after.len(),
+        100.0 * retrieved_after.len() as f64 / lacking.len().max(1) as f64,
+        retrieved_at(0.5),
+        retrieved_at(1.0)
+    );
     let new_items = publish(&client, &url, &users, &categories, args.new_items).await?;
     let mut served = new_items.served_after_s.clone();
     served.sort_by(f64::total_cmp);
@@ -172,9 +229,39 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
                "ack_to_feed_p95_ms": super::percentile(&waits, 0.95), "ack_p50_ms": super::percentile(&acks, 0.5),
                "new_items": args.new_items, "new_items_served": served.len(), "new_item_served_p50_ms": at(0.5),
                "new_item_served_p95_ms": at(0.95), "new_item_served_max_ms": at(1.0), "new_item_feeds": new_items.feeds,
-               "online_published_after_s": published, "two_tower_share_later": share(later_two_tower)})
+               "online_published_after_s": published, "two_tower_share_later": share(later_two_tower),
+               "two_tower_candidates_category_share": [retrieved_mean(0), retrieved_mean(1), retrieved_mean(2)],
+               "two_tower_candidates_lacking": lacking.len(), "two_tower_candidates_within_60s": retrieved_after.len(),
+               "two_tower_candidates_after_p50_ms": retrieved_at(0.5), "two_tower_candidates_after_max_ms": retrieved_at(1.0)})
     );
     Ok(())
+}
+
+/// A user whose interest moved to `category`.
+struct Moved<'a> {
+    user_id: &'a str,
+    category: &'a str,
+    /// When their events were acknowledged.
+    acknowledged: Instant,
+    /// The category's share of their two-tower candidates: before the events, just after them,
+    /// and 60 s after them.
+    retrieved: [f64; 3],
+    /// Seconds from then until the category was first among their two-tower candidates.
+    retrieved_after_s: Option<f64>,
+}
+
+/// The share of `category` among the two-tower source's candidates that pass the filters (the
+/// items the user just watched do not), in an answer of `GET /v1/admin/candidates`.
+fn two_tower_share(answer: &Value, category: &str) -> f64 {
+    let two_tower: Vec<&Value> = answer["candidates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["filtered_by"].is_null())
+        .filter(|c| c["proposed_by"].as_array().is_some_and(|s| s.contains(&json!("two_tower"))))
+        .collect();
+    let of_category = two_tower.iter().filter(|c| c["category"].as_str() == Some(category)).count();
+    of_category as f64 / two_tower.len().max(1) as f64
 }
 
 /// Whether `feed` holds an item of `category`, and whether the two-tower source proposed one.
