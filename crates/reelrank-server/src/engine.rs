@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use reelrank_core::{Event, Item, Timestamp};
-use reelrank_features::{feature_key, PersistError, PositiveRule};
+use reelrank_features::{feature_key, item_id_key, PersistError, PositiveRule};
 use reelrank_models::{TwoTower, ValueWeights, WideDeep};
 use reelrank_serving::online_snapshot::{self, SnapshotMeta};
 use reelrank_serving::{
@@ -197,7 +197,8 @@ pub struct EngineStats {
     pub applied_seq: i64,
     /// The latest event time applied.
     pub log_clock: Timestamp,
-    /// Items in the catalog (taken-down ones included: positions never move while serving).
+    /// Items the catalog holds (gone ones are dropped at each sweep, see
+    /// [`Catalog::without_gone`]).
     pub catalog_items: usize,
     /// Users whose activity is held (those not idle for `forget_idle_days`).
     pub users: usize,
@@ -205,9 +206,9 @@ pub struct EngineStats {
     pub online: OnlineStatus,
 }
 
-/// How often idle users and items are looked for (a scan of all of them under the write lock), at
-/// the latest; also whenever the log's clock has moved on a day, for a log replayed faster than
-/// it was lived.
+/// How often idle users and items, and gone items, are looked for (a scan of all of them under
+/// the write lock), at the latest; also whenever the log's clock has moved on a day, for a log
+/// replayed faster than it was lived.
 const FORGET_INTERVAL: Duration = Duration::from_secs(600);
 
 /// How far back each catalog read reaches before the newest change it applied: a write stamped
@@ -341,7 +342,7 @@ impl Engine {
         let snapshot = self.snapshot();
         let (catalog_items, users) = {
             let live = snapshot.live().read().expect("live state lock");
-            (live.catalog.len(), live.activity.users())
+            (live.catalog.held(), live.activity.users())
         };
         EngineStats {
             applied_seq: snapshot.applied_seq(),
@@ -379,9 +380,41 @@ impl Engine {
         tracing::info!(users, ?counters, "idle users and items forgotten");
     }
 
+    /// Drops the items gone by now (taken down, refused, past their licence) from the catalog,
+    /// and what is held of them elsewhere (see [`Catalog::without_gone`]): what serving holds
+    /// follows the live catalog, not every item ever published.
+    async fn drop_gone_items(&self) {
+        let _updating = self.updating.lock().await;
+        let snapshot = self.snapshot();
+        let catalog = snapshot.catalog();
+        let dropping = tokio::task::spawn_blocking(move || {
+            let (dropped, gone) = catalog.without_gone(Timestamp::now())?;
+            let keys: Vec<u64> = gone.iter().map(|&i| item_id_key(&catalog.item(i).item_id)).collect();
+            Some((dropped, gone, keys))
+        })
+        .await
+        .expect("dropping gone items panicked");
+        let Some((dropped, gone, keys)) = dropping else { return };
+        // The experiment variants share this retrieval.
+        if let Some(retrieval) = &snapshot.models.retrieval {
+            retrieval.forget(&keys);
+        }
+        for ranker in rankers(&snapshot) {
+            ranker.forget(&gone);
+        }
+        let mut live = snapshot.live().write().expect("live state lock");
+        live.activity.forget_items(&gone);
+        live.catalog = Arc::new(dropped);
+        tracing::info!(
+            dropped = gone.len(),
+            held = live.catalog.held(),
+            "gone items dropped from the catalog"
+        );
+    }
+
     /// Tails the catalog and the log every `tail_interval_ms` (re-sorting trending lists after
-    /// each batch of events), forgets idle users every 10 minutes (or log day), and reloads when
-    /// the model directories change.
+    /// each batch of events), forgets idle users and drops gone items every 10 minutes (or log
+    /// day), and reloads when the model directories change.
     pub fn spawn_background(self: &Arc<Self>) {
         crate::online::spawn_learning(self);
         let engine = self.clone();
@@ -396,6 +429,7 @@ impl Engine {
                     || clock.millis() - swept_clock.millis() >= Timestamp::DAY_MS
                 {
                     engine.forget_idle();
+                    engine.drop_gone_items().await;
                     (swept, swept_clock) = (tokio::time::Instant::now(), clock);
                 }
                 match engine.catch_up().await {
@@ -454,7 +488,9 @@ async fn load(
 ) -> Result<(Arc<Snapshot>, Resumed), EngineError> {
     // Changes from here on are read again by the catalog tail.
     let as_of = Timestamp::now();
-    let items = store.all_items().await?;
+    let mut items = store.all_items().await?;
+    // Gone items are filtered out of every feed: holding them would only cost memory.
+    items.retain(|item| !item.is_gone(as_of));
     let online = |model: OnlineModel, dir: &Option<PathBuf>| {
         let root =
             models.online_dir.as_deref().filter(|_| config.online.enabled && existing(dir).is_some())?;

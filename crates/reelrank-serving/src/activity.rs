@@ -184,6 +184,30 @@ impl Activity {
         before - self.users.len()
     }
 
+    /// Forgets the items at `indices` (dropped from the catalog, see
+    /// [`Catalog::without_gone`]): their heat and impressions, and their place in the users'
+    /// positives, not-interested marks and the trending lists.
+    pub fn forget_items(&mut self, indices: &[ItemIndex]) {
+        let gone: FxHashSet<ItemIndex> = indices.iter().copied().collect();
+        for user in self.users.values_mut() {
+            user.positives.retain(|(i, _)| !gone.contains(i));
+            user.not_interested.retain(|i| !gone.contains(i));
+        }
+        for &index in indices {
+            if let Some(shown) = self.impressions.get_mut(index as usize) {
+                *shown = 0;
+            }
+            if let Some(heat) = self.trending.heat.get_mut(index as usize) {
+                *heat = 0.0;
+            }
+        }
+        let lists = &mut self.trending.lists;
+        lists.overall.retain(|i| !gone.contains(i));
+        for list in lists.by_category.values_mut() {
+            list.retain(|i| !gone.contains(i));
+        }
+    }
+
     /// Users remembered.
     pub fn users(&self) -> usize {
         self.users.len()
@@ -368,6 +392,22 @@ mod tests {
         assert!((trending.heat(b, Timestamp(48 * 3_600_000)) - 1.0).abs() < 1e-9);
         assert_eq!(trending.hottest(Some(&Category::Movie)), [b, a]);
         assert!(trending.hottest(Some(&Category::Documentary)).is_empty());
+    }
+
+    #[test]
+    fn forgotten_items_leave_the_positives_heat_and_lists() {
+        let catalog = catalog();
+        let mut activity = Activity::new(catalog.len(), 24.0);
+        let (a, b) = (catalog.index("a").unwrap(), catalog.index("b").unwrap());
+        for (item, kind) in [("a", EventKind::Impression), ("a", EventKind::Like), ("b", EventKind::Like)] {
+            activity.record(&catalog, &event("u", item, kind, 0));
+        }
+        activity.refresh_trending(&catalog);
+        activity.forget_items(&[a]);
+        assert_eq!(activity.user("u").positives, [(b, EventKind::Like)]);
+        assert_eq!((activity.impressions(a), activity.trending().heat(a, Timestamp(0))), (0, 0.0));
+        assert_eq!(activity.trending().hottest(None), [b]);
+        assert_eq!(activity.trending().hottest(Some(&Category::Movie)), [b]);
     }
 
     #[test]

@@ -52,8 +52,9 @@ impl FacetIds {
 }
 
 /// A catalog snapshot with its lookups. Items keep their position for the catalog's life (a
-/// changed item is replaced in place, a new one appended), so that positions held elsewhere
-/// (users' activity, item heat, caches) stay valid across [`Catalog::with_changes`].
+/// changed item is replaced in place, a new one appended, a gone one dropped to a tombstone), so
+/// that positions held elsewhere (users' activity, item heat, caches) stay valid across
+/// [`Catalog::with_changes`] and [`Catalog::without_gone`].
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     /// Shared with the catalogs derived from this one: a change copies pointers, not items.
@@ -69,6 +70,18 @@ pub struct Catalog {
     newest: Vec<ItemIndex>,
     facets: Vec<Facets>,
     facet_ids: FacetIds,
+    /// Positions dropped by [`Catalog::without_gone`].
+    dropped: usize,
+}
+
+/// What a dropped position holds: no id (no lookup finds it) and taken down (no filter lets it
+/// through), one allocation shared by all of them.
+fn tombstone() -> &'static Arc<Item> {
+    static TOMBSTONE: std::sync::OnceLock<Arc<Item>> = std::sync::OnceLock::new();
+    TOMBSTONE.get_or_init(|| {
+        let nothing = Item::new("", reelrank_core::Category::Other(String::new()));
+        Arc::new(Item { status: Some(reelrank_core::ModerationStatus::Removed), ..nothing })
+    })
 }
 
 /// What [`Catalog::with_changes`] did.
@@ -122,6 +135,40 @@ impl Catalog {
         let mut catalog = self.clone();
         let changes = catalog.insert(changed);
         (catalog, changes)
+    }
+
+    /// This catalog without the items gone at `now` ([`Item::is_gone`]: taken down, refused, past
+    /// their licence), and their positions. A gone item is filtered out of every feed anyway;
+    /// dropping it frees the item and its lookups, so that what serving holds follows the live
+    /// catalog rather than every item ever published. Its position stays taken (by a shared
+    /// tombstone), so positions held elsewhere never point at another item; the next load leaves
+    /// gone items out altogether. If the item comes back, it is added at a new position. `None`
+    /// when no item is gone (the catalog is not copied then).
+    pub fn without_gone(&self, now: Timestamp) -> Option<(Catalog, Vec<ItemIndex>)> {
+        let gone: Vec<ItemIndex> = (0..self.items.len() as ItemIndex)
+            .filter(|&i| !self.is_dropped(i) && self.items[i as usize].is_gone(now))
+            .collect();
+        if gone.is_empty() {
+            return None;
+        }
+        let mut catalog = self.clone();
+        catalog.unlist(&gone);
+        for &index in &gone {
+            catalog.by_key.remove(&item_id_key(&catalog.items[index as usize].item_id));
+            catalog.items[index as usize] = tombstone().clone();
+        }
+        catalog.dropped += gone.len();
+        Some((catalog, gone))
+    }
+
+    /// Whether the position was dropped by [`Catalog::without_gone`].
+    pub fn is_dropped(&self, index: ItemIndex) -> bool {
+        Arc::ptr_eq(&self.items[index as usize], tombstone())
+    }
+
+    /// Items held: positions less those dropped.
+    pub fn held(&self) -> usize {
+        self.items.len() - self.dropped
     }
 
     /// Adds or replaces `items` (ids unique) and updates the lookups they are in.
@@ -226,7 +273,7 @@ impl Catalog {
         &self.items[index as usize]
     }
 
-    /// Number of items.
+    /// Number of positions (dropped ones included: see [`Catalog::held`]).
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -325,5 +372,33 @@ mod tests {
         // A held item taken down is replaced in place, so the filters see it.
         let taken_down = Item { status: Some(ModerationStatus::Removed), ..item("a", "c", 1) };
         assert_eq!(next.with_changes(vec![taken_down], now).1.replaced, [0]);
+    }
+
+    #[test]
+    fn gone_items_are_dropped_to_a_tombstone_and_their_position_is_never_reused() {
+        let item = |id: &str, day: i64| Item {
+            creator_id: Some("c".into()),
+            published_at: Some(Timestamp(day * Timestamp::DAY_MS)),
+            ..Item::new(id, Category::ShortVideo)
+        };
+        let expiring =
+            Item { available_until: Some(Timestamp(4 * Timestamp::DAY_MS)), ..item("expiring", 2) };
+        let catalog = Catalog::new(vec![item("a", 1), expiring, item("b", 3)]);
+        let removed = Item { status: Some(ModerationStatus::Removed), ..item("a", 1) };
+        let now = Timestamp(5 * Timestamp::DAY_MS);
+        let (catalog, _) = catalog.with_changes(vec![removed], now);
+        let (dropped, gone) = catalog.without_gone(now).unwrap();
+        assert_eq!(gone, [0, 1]);
+        assert_eq!((dropped.len(), dropped.held()), (3, 1));
+        assert!(dropped.is_dropped(0) && dropped.is_dropped(1) && !dropped.is_dropped(2));
+        assert_eq!((dropped.index("a"), dropped.index("expiring")), (None, None));
+        assert_eq!(dropped.index_of_key(item_id_key("a")), None);
+        assert_eq!(dropped.item(0).status, Some(ModerationStatus::Removed));
+        assert_eq!(dropped.by_creator("c"), [2]);
+        assert_eq!(dropped.newest(), [2]);
+        assert!(dropped.without_gone(now).is_none(), "dropped once");
+        // An item that comes back takes a new position.
+        let (back, changes) = dropped.with_changes(vec![item("a", 6)], now);
+        assert_eq!((changes.added.as_slice(), back.index("a"), back.held()), (&[3][..], Some(3), 2));
     }
 }

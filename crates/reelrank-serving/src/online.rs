@@ -155,13 +155,15 @@ impl TowerLearner {
         (schema, batch_size): (&UserSchema, usize),
         now: Timestamp,
     ) -> Option<f32> {
-        if positives.is_empty() {
+        // Items dropped from the catalog since the positives were queued are not learned.
+        let held: Vec<&OnlinePositive> = positives.iter().filter(|p| !catalog.is_dropped(p.item)).collect();
+        if held.is_empty() {
             return None;
         }
         self.frequency.grow(catalog.len());
         let (mut loss, mut batches) = (0.0, 0);
         let uniform = self.model.config().uniform_negatives;
-        for batch in positives.chunks(batch_size.max(1)) {
+        for batch in held.chunks(batch_size.max(1)) {
             let items: Vec<u32> = batch.iter().map(|e| e.item).collect();
             self.frequency.observe_batch(&items);
             let slots: Vec<Vec<Bag>> = batch
@@ -173,7 +175,10 @@ impl TowerLearner {
                 .collect();
             let negatives: Vec<ItemIndex> = match catalog.len() {
                 0 => Vec::new(),
-                n => (0..uniform).map(|_| self.rng.random_range(0..n as ItemIndex)).collect(),
+                n => (0..uniform)
+                    .map(|_| self.rng.random_range(0..n as ItemIndex))
+                    .filter(|&i| !catalog.is_dropped(i))
+                    .collect(),
             };
             let bags: FxHashMap<ItemIndex, Vec<Bag>> =
                 items.iter().chain(&negatives).map(|&i| (i, item_bags(catalog.item(i), now))).collect();
@@ -214,7 +219,8 @@ impl TowerLearner {
         serving: &Retrieval,
         catalog: &Catalog,
     ) -> reelrank_ann::Result<Arc<Retrieval>> {
-        let touched: Vec<&reelrank_core::Item> = self.touched.drain().map(|i| catalog.item(i)).collect();
+        let touched: Vec<&reelrank_core::Item> =
+            self.touched.drain().filter(|&i| !catalog.is_dropped(i)).map(|i| catalog.item(i)).collect();
         Ok(Arc::new(serving.with_model(self.model.clone(), &touched, Timestamp::now())?))
     }
 }

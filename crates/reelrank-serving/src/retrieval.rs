@@ -153,6 +153,24 @@ impl Retrieval {
         Ok(())
     }
 
+    /// Forgets the fresh vectors and cached neighbours of the items `keys` (dropped from the
+    /// catalog). The graph keeps their vectors until the next training re-indexes; searches
+    /// step over them, as over any item the catalog does not serve.
+    pub fn forget(&self, keys: &[u64]) {
+        let held = self.fresh.load();
+        if keys.iter().any(|&key| held.get(key).is_some()) {
+            let mut fresh = FlatIndex::clone(&held);
+            for &key in keys {
+                fresh.remove(key);
+            }
+            self.fresh.store(Arc::new(fresh));
+        }
+        let mut cache = self.neighbours.write().expect("neighbour cache");
+        for key in keys {
+            cache.remove(key);
+        }
+    }
+
     /// Each item's key and vector from its content features at `now`.
     fn vectors(&self, items: &[&Item], now: Timestamp) -> Vec<(u64, Vec<f32>)> {
         const CHUNK: usize = 10_000;

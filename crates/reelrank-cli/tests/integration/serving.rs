@@ -258,4 +258,8 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
         trained_versions.contains(&version.as_str()) && trained_versions.iter().any(|v| *v != version),
         "the load spanned the swap"
     );
+
+    // The swap loaded the catalog again, without the item taken down: it is no longer held.
+    let (status, _) = get(&client, &explain(&taken_down)).await;
+    assert_eq!(status, 404, "a taken-down item is held after a reload");
 }
