@@ -103,21 +103,41 @@ async fn post(client: &reqwest::Client, url: String, body: serde_json::Value) {
     assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
 }
 
-/// `n` items `i0..` shown to users `{prefix}0..` ten minutes ago and finished (each a positive for
-/// the two-tower model and, its outcome wait over, an example for the ranking model), then a
-/// rating that moves the log's clock to now, as a JSON body.
-fn shown_and_finished(prefix: &str, n: usize) -> serde_json::Value {
+/// The first `n` simulated items (`i0`, `i1`, ...) that the engine at `url` holds: the simulated
+/// catalog also has items past their licence, which the engine leaves out.
+async fn held_items(client: &reqwest::Client, url: &str, n: usize) -> Vec<String> {
+    let mut held = Vec::new();
+    for k in 0..400 {
+        let item = format!("i{k}");
+        let explained =
+            client.get(format!("{url}/v1/explain?user_id=probe&item_id={item}")).send().await.unwrap();
+        if explained.status().is_success() {
+            held.push(item);
+        }
+        if held.len() == n {
+            return held;
+        }
+    }
+    panic!("fewer than {n} simulated items are held");
+}
+
+/// `items` shown to users `{prefix}0..` ten minutes ago and finished (each a positive for the
+/// two-tower model and, its outcome wait over, an example for the ranking model), then a rating
+/// that moves the log's clock to now, as a JSON body.
+fn shown_and_finished(prefix: &str, items: &[String]) -> serde_json::Value {
     let now = reelrank_core::Timestamp::now().millis();
     let ago = now - 600_000;
-    let mut events: Vec<serde_json::Value> = (0..n)
-        .flat_map(|k| {
-            let (user, item, request) = (format!("{prefix}{}", k % 7), format!("i{k}"), format!("{prefix}-{k}"));
+    let mut events: Vec<serde_json::Value> = items
+        .iter()
+        .enumerate()
+        .flat_map(|(k, item)| {
+            let (user, request) = (format!("{prefix}{}", k % 7), format!("{prefix}-{k}"));
             ["impression", "finish"].map(|kind| {
                 serde_json::json!({"user_id": user, "item_id": item, "kind": kind, "request_id": request, "ts": ago})
             })
         })
         .collect();
-    events.push(serde_json::json!({"user_id": format!("{prefix}-clock"), "item_id": "i0", "kind": "rate", "value": 1, "ts": now}));
+    events.push(serde_json::json!({"user_id": format!("{prefix}-clock"), "item_id": items[0], "kind": "rate", "value": 1, "ts": now}));
     serde_json::Value::Array(events)
 }
 
@@ -149,8 +169,10 @@ async fn online_learning_resumes_from_its_snapshots_and_replays_the_rest_after_s
     let mut server = Server::start_with(dir.path(), &env);
     let learned = |s: &serde_json::Value, model: &str| s[model]["learned"].as_u64().unwrap();
 
+    let items = held_items(&client, &server.url, 40).await;
+
     // Both models learned and snapshotted...
-    post(&client, format!("{}/v1/events", server.url), shown_and_finished("early", 40)).await;
+    post(&client, format!("{}/v1/events", server.url), shown_and_finished("early", &items)).await;
     let snapshotted = online_status(&client, &server.url, |s| {
         learned(s, "two_tower") >= 40
             && learned(s, "ranking") >= 40
@@ -161,7 +183,7 @@ async fn online_learning_resumes_from_its_snapshots_and_replays_the_rest_after_s
     .await;
     // ...then acknowledged while learning is paused, and lost with the process.
     post(&client, format!("{}/v1/admin/online", server.url), serde_json::json!({"paused": true})).await;
-    post(&client, format!("{}/v1/events", server.url), shown_and_finished("late", 30)).await;
+    post(&client, format!("{}/v1/events", server.url), shown_and_finished("late", &items[..30])).await;
     let paused = online_status(&client, &server.url, |s| {
         s["two_tower"]["queued"] == 30 && s["ranking"]["queued"] == 30
     })
@@ -207,6 +229,7 @@ async fn models_whose_loss_rises_past_the_guard_are_rolled_back() {
     ];
     let server = Server::start_with(dir.path(), &env);
     let client = reqwest::Client::new();
+    let items = held_items(&client, &server.url, 20).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let models = ["two_tower", "ranking"];
     let mut round = 0;
@@ -217,13 +240,13 @@ async fn models_whose_loss_rises_past_the_guard_are_rolled_back() {
             break status;
         }
         assert!(std::time::Instant::now() < deadline, "never rolled back: {status}");
-        let events = shown_and_finished(&format!("r{round}-"), 20);
+        let events = shown_and_finished(&format!("r{round}-"), &items);
         post(&client, format!("{}/v1/events", server.url), events).await;
         round += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     // Learning goes on from the models rolled back to.
-    post(&client, format!("{}/v1/events", server.url), shown_and_finished("after-", 20)).await;
+    post(&client, format!("{}/v1/events", server.url), shown_and_finished("after-", &items)).await;
     online_status(&client, &server.url, |s| {
         models.iter().all(|m| s[m]["learned"].as_u64() > status[m]["learned"].as_u64())
     })
