@@ -62,16 +62,8 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
 
     let url = serve(data_dir.to_owned(), settings.clone()).await?;
     let client = reqwest::Client::new();
-    let feed = |user: &str| {
-        let url = format!("{url}/v1/recommend?user_id={user}&n=20&explain=true");
-        let client = client.clone();
-        async move { anyhow::Ok(client.get(url).send().await?.error_for_status()?.json::<Value>().await?) }
-    };
-    let retrieved = |user: &str| {
-        let url = format!("{url}/v1/admin/candidates?user_id={user}");
-        let client = client.clone();
-        async move { anyhow::Ok(client.get(url).send().await?.error_for_status()?.json::<Value>().await?) }
-    };
+    let feed = |user: &str| get_json(&client, format!("{url}/v1/recommend?user_id={user}&n=20&explain=true"));
+    let retrieved = |user: &str| get_json(&client, format!("{url}/v1/admin/candidates?user_id={user}"));
     let (mut moved, mut by_two_tower, mut waits, mut acks) = (0, 0, Vec::new(), Vec::new());
     let mut tried_users: Vec<Moved> = Vec::new();
     let mut version = String::new();
@@ -257,8 +249,7 @@ fn two_tower_share(answer: &Value, category: &str) -> f64 {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|c| c["filtered_by"].is_null())
-        .filter(|c| c["proposed_by"].as_array().is_some_and(|s| s.contains(&json!("two_tower"))))
+        .filter(|c| c["filtered_by"].is_null() && proposed_by_two_tower(c))
         .collect();
     let of_category = two_tower.iter().filter(|c| c["category"].as_str() == Some(category)).count();
     of_category as f64 / two_tower.len().max(1) as f64
@@ -272,8 +263,12 @@ fn holds_category(feed: &Value, category: &str) -> (bool, bool) {
         .flatten()
         .filter(|i| i["category"].as_str() == Some(category))
         .collect();
-    let two_tower = |i: &&Value| i["proposed_by"].as_array().is_some_and(|s| s.contains(&json!("two_tower")));
-    (!of_category.is_empty(), of_category.iter().any(two_tower))
+    (!of_category.is_empty(), of_category.iter().any(|i| proposed_by_two_tower(i)))
+}
+
+/// Whether the two-tower source proposed a feed item or a candidate (its `proposed_by`).
+fn proposed_by_two_tower(item: &Value) -> bool {
+    item["proposed_by"].as_array().is_some_and(|s| s.contains(&json!("two_tower")))
 }
 
 /// What happened to the items [`publish`] published.
@@ -316,13 +311,7 @@ async fn publish(
         let acknowledged = Instant::now();
         while acknowledged.elapsed().as_secs_f64() < NEW_ITEM_GIVE_UP_S {
             let user = asker.next().expect("users is not empty");
-            let feed: Value = client
-                .get(format!("{url}/v1/recommend?user_id={}&n=20", user.user_id))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let feed = get_json(client, format!("{url}/v1/recommend?user_id={}&n=20", user.user_id)).await?;
             published.feeds += 1;
             let mut items = feed["items"].as_array().into_iter().flatten();
             if items.any(|i| i["item_id"].as_str() == Some(item.item_id.as_str())) {
@@ -332,6 +321,11 @@ async fn publish(
         }
     }
     Ok(published)
+}
+
+/// GETs `url` and reads its JSON answer.
+async fn get_json(client: &reqwest::Client, url: String) -> anyhow::Result<Value> {
+    Ok(client.get(url).send().await?.error_for_status()?.json().await?)
 }
 
 /// Serves `data_dir` in the background on a free loopback port; returns its URL.
