@@ -270,15 +270,7 @@ pub(crate) async fn explain(
     let user: Option<User> = state.store.user(&query.user_id).await?;
     let snapshot = engine.snapshot();
     let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
-    let request = Request {
-        request_id: "explain",
-        user_id: &query.user_id,
-        user: user.as_ref(),
-        n: 1,
-        exclude: &[],
-        context: None,
-        now: Timestamp::now(),
-    };
+    let request = probe("explain", &query.user_id, user.as_ref());
     let explanation = {
         let live = snapshot.live().read().expect("live state lock");
         let index = item_index(&live.catalog, &query.item_id)?;
@@ -338,15 +330,7 @@ pub(crate) async fn candidates(
     let user: Option<User> = state.store.user(&query.user_id).await?;
     let snapshot = engine.snapshot();
     let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
-    let request = Request {
-        request_id: "candidates",
-        user_id: &query.user_id,
-        user: user.as_ref(),
-        n: 1,
-        exclude: &[],
-        context: None,
-        now: Timestamp::now(),
-    };
+    let request = probe("candidates", &query.user_id, user.as_ref());
     let candidates = {
         let live = snapshot.live().read().expect("live state lock");
         propose(&live.catalog, &live.activity, models, pipeline, &request)
@@ -369,6 +353,12 @@ pub(crate) async fn candidates(
         model_version: models.version.clone(),
         candidates,
     }))
+}
+
+/// A request that asks about `user_id`'s feed now without serving one (nothing excluded, no
+/// context), named `request_id`.
+fn probe<'a>(request_id: &'a str, user_id: &'a str, user: Option<&'a User>) -> Request<'a> {
+    Request { request_id, user_id, user, n: 1, exclude: &[], context: None, now: Timestamp::now() }
 }
 
 fn engine(state: &AppState) -> Result<&Engine, HttpError> {

@@ -316,6 +316,25 @@ mod tests {
         assert_eq!(Sources::default().iter().count(), 0);
     }
 
+    /// The sources' input for user `u`, who has no record, without a retrieval model.
+    fn anonymous_input<'a>(
+        catalog: &'a Catalog,
+        user: &'a UserActivity,
+        activity: &'a Activity,
+        now: Timestamp,
+    ) -> SourceInput<'a> {
+        SourceInput {
+            catalog,
+            activity: user,
+            trending: activity.trending(),
+            retrieval: None,
+            user_id: "u",
+            user: None,
+            context: None,
+            now,
+        }
+    }
+
     #[test]
     fn a_series_is_entered_at_the_users_next_episode() {
         let episode = |n: u32| Item {
@@ -331,16 +350,7 @@ mod tests {
                 series: series.iter().map(|&(s, e)| (s.to_owned(), e)).collect(),
                 ..UserActivity::default()
             };
-            let input = SourceInput {
-                catalog: &catalog,
-                activity: &user,
-                trending: activity.trending(),
-                retrieval: None,
-                user_id: "u",
-                user: None,
-                context: None,
-                now: Timestamp(0),
-            };
+            let input = anonymous_input(&catalog, &user, &activity, Timestamp(0));
             let third = catalog.index("e3").unwrap();
             (input.entry_point(third).map(|i| catalog.item(i).item_id.clone()), input.entry_point(3))
         };
@@ -363,16 +373,7 @@ mod tests {
         ]);
         let activity = Activity::new(catalog.len(), 24.0);
         let user = UserActivity::default();
-        let input = SourceInput {
-            catalog: &catalog,
-            activity: &user,
-            trending: activity.trending(),
-            retrieval: None,
-            user_id: "u",
-            user: None,
-            context: None,
-            now: Timestamp(100 * 3_600_000),
-        };
+        let input = anonymous_input(&catalog, &user, &activity, Timestamp(100 * 3_600_000));
         let config = SourceConfig { fresh: 5, fresh_max_age_hours: 48.0, ..SourceConfig::default() };
         let fresh: Vec<&str> = gather(&input, &config, false)
             .into_iter()
