@@ -63,6 +63,7 @@
 
 mod affinity;
 mod behaviour;
+mod bots;
 mod catalog;
 mod csv_out;
 mod event;
@@ -84,6 +85,7 @@ use crate::event::SimEvent;
 use crate::users::{Audience, DEVICES};
 use crate::vocab::{REGIONS, TOPICS};
 
+pub use crate::bots::BotFarm;
 pub use crate::csv_out::{write_csv, SimSummary};
 
 /// What to simulate. Sizes and the seed are all most callers set.
