@@ -14,6 +14,7 @@ mod board;
 pub mod day;
 pub mod guard;
 pub mod ledger;
+mod request;
 mod tally;
 
 use reelrank_core::{Category, Event, Item};
@@ -25,6 +26,7 @@ pub use crate::day::{Day, Period, Span};
 use crate::guard::Guard;
 pub use crate::guard::{Exclusion, GuardConfig, Reason};
 use crate::ledger::{Ledger, Refusal};
+pub use crate::request::{ChartRequest, RequestError, DEFAULT_ROWS, MAX_ROWS};
 pub use crate::tally::{EffectiveRule, Tally};
 
 /// The `[serving.charts]` settings.
@@ -195,16 +197,21 @@ impl Charts {
         }
     }
 
-    /// Follows the log's next event, on `item`.
-    pub fn record(&mut self, event: &Event, item: &Item) {
+    /// Follows the log's next event, on `item` (`None`: an item no chart shows, whose events
+    /// still tell how the account behaves); returns whether the event counts, that is whether
+    /// its account is not excluded.
+    pub fn record(&mut self, event: &Event, item: Option<&Item>) -> bool {
         let (user, _) = self.users.key(&event.user_id);
         if self.guard.is_excluded(user) {
             self.guard.ignored(user);
-            return;
+            return false;
         }
         let day = Day::of(event.ts);
-        let tally = self.config.effective.tally(event, item.duration_s);
-        let key = tally.map(|_| self.item_key(item, day));
+        let tally = item.and_then(|item| Some((item, self.config.effective.tally(event, item.duration_s)?)));
+        let (tally, key) = match tally {
+            Some((item, tally)) => (Some(tally), Some(self.item_key(item, day))),
+            None => (None, None),
+        };
         let effective = key.filter(|_| tally == Some(Tally::EffectivePlay));
         for found in self.guard.observe(user, event, effective) {
             let retracted = self.ledger.retract(found);
@@ -212,7 +219,7 @@ impl Charts {
         }
         if self.guard.is_excluded(user) {
             self.guard.ignored(user);
-            return;
+            return false;
         }
         if let (Some(tally), Some(key)) = (tally, key) {
             match self.ledger.record(user, key, day, tally) {
@@ -222,6 +229,7 @@ impl Charts {
                 Err(Refusal::Closed) => self.refusals.closed += 1,
             }
         }
+        true
     }
 
     fn item_key(&mut self, item: &Item, day: Day) -> u32 {

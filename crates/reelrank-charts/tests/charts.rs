@@ -17,7 +17,7 @@ fn simulate(days: u32) -> (Simulation, Vec<Event>) {
 fn charts_of(config: ChartConfig, items: &HashMap<&str, &Item>, events: &[Event]) -> Charts {
     let mut charts = Charts::new(config);
     for event in events {
-        charts.record(event, items[event.item_id.as_str()]);
+        charts.record(event, Some(items[event.item_id.as_str()]));
     }
     charts
 }

@@ -52,6 +52,8 @@ enum Command {
     /// Offline evaluation on fixed rating splits.
     #[command(subcommand)]
     Eval(commands::eval::Eval),
+    /// A chart (effective-play market share, heat, rank change) or the accounts excluded as fake traffic.
+    Charts(commands::charts::Args),
     /// Measure throughput and latency (ingest, simulator, training, vector search).
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -88,6 +90,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Train(train) => commands::train::run(&data_dir, &settings, train).await,
         Command::Similar(args) => commands::similar::run(&data_dir, &settings, args).await,
         Command::Eval(eval) => commands::eval::run(&settings, eval).await,
+        Command::Charts(args) => commands::charts::run(&data_dir, &settings, args).await,
         Command::Bench(bench) => commands::bench::run(&data_dir, &settings, bench).await,
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use reelrank_charts::{ChartConfig, Charts};
 use reelrank_core::{Event, Item, Timestamp};
 use reelrank_features::{feature_key, item_id_key, PersistError, PositiveRule};
 use reelrank_models::{TwoTower, ValueWeights, WideDeep};
@@ -47,6 +48,8 @@ pub struct EngineConfig {
     /// serving (what they saw, their counters), and items whose counters were idle as long; 0
     /// keeps them forever.
     pub forget_idle_days: f64,
+    /// Charts and the exclusion of fake traffic.
+    pub charts: ChartConfig,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +61,7 @@ impl Default for EngineConfig {
             model_check_secs: 5,
             experiment: ExperimentConfig::default(),
             online: OnlineConfig::default(),
+            charts: ChartConfig::default(),
             forget_idle_days: 30.0,
         }
     }
@@ -121,6 +125,8 @@ struct TailState {
     /// The latest event time applied (Unix ms): the log's clock, which idleness is measured by,
     /// so that a replayed or simulated log ages as it was lived.
     log_clock: AtomicI64,
+    /// Charts, and the accounts excluded as fake traffic, kept from the same events.
+    charts: RwLock<Charts>,
 }
 
 /// The catalog and users' behaviour, changed together (under one lock) so that every item
@@ -141,6 +147,11 @@ impl Snapshot {
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.live().read().expect("live state lock").catalog.clone()
+    }
+
+    /// The charts as of the last event applied.
+    pub fn charts(&self) -> &RwLock<Charts> {
+        &self.state.charts
     }
 
     /// The last event sequence number the tail applied.
@@ -619,6 +630,7 @@ fn build(
             applied: AtomicI64::new(0),
             catalog_as_of: AtomicI64::new(catalog_as_of),
             log_clock: AtomicI64::new(0),
+            charts: RwLock::new(Charts::new(config.charts.clone())),
         }),
         models: Models { version, retrieval, ranker },
         variant_models,
@@ -738,15 +750,26 @@ async fn apply_new_events(
     }
 }
 
-/// Applies `page` (the log's next events) to the activity and the rankers' state; returns the
-/// positives of the events after `learn_after`.
+/// Applies `page` (the log's next events) to the charts, then, leaving out the events of accounts
+/// excluded as fake traffic, to the activity and the rankers' state; returns the positives of the
+/// events after `learn_after`.
 fn apply_page(snapshot: &Snapshot, page: &[StoredEvent], learn_after: Option<i64>) -> Vec<OnlinePositive> {
+    let counted: Vec<&StoredEvent> = {
+        let catalog = snapshot.catalog();
+        let mut charts = snapshot.charts().write().expect("charts lock");
+        page.iter()
+            .filter(|stored| {
+                let item = catalog.index(&stored.event.item_id).map(|index| catalog.item(index));
+                charts.record(&stored.event, item)
+            })
+            .collect()
+    };
     let rule = PositiveRule::default();
     let mut positives = Vec::new();
     let catalog = {
         let mut live = snapshot.live().write().expect("live state lock");
         let Live { catalog, activity } = &mut *live;
-        for stored in page {
+        for &stored in &counted {
             let event = &stored.event;
             if learn_after.is_some_and(|after| stored.seq > after) {
                 let before = || activity.user(&event.user_id);
@@ -757,7 +780,7 @@ fn apply_page(snapshot: &Snapshot, page: &[StoredEvent], learn_after: Option<i64
         catalog.clone()
     };
     for ranker in rankers(snapshot) {
-        ranker.follow(&catalog, page.iter().map(|stored| (stored.seq, &stored.event)));
+        ranker.follow(&catalog, counted.iter().map(|stored| (stored.seq, &stored.event)));
     }
     if let Some(latest) = page.iter().map(|stored| stored.event.ts.millis()).max() {
         snapshot.state.log_clock.fetch_max(latest, Ordering::AcqRel);

@@ -361,7 +361,7 @@ fn probe<'a>(request_id: &'a str, user_id: &'a str, user: Option<&'a User>) -> R
     Request { request_id, user_id, user, n: 1, exclude: &[], context: None, now: Timestamp::now() }
 }
 
-fn engine(state: &AppState) -> Result<&Engine, HttpError> {
+pub(crate) fn engine(state: &AppState) -> Result<&Engine, HttpError> {
     state
         .engine
         .as_deref()
@@ -385,7 +385,7 @@ fn check_user_id(user_id: &str) -> Result<(), HttpError> {
     }
 }
 
-fn bad_query(rejection: QueryRejection) -> HttpError {
+pub(crate) fn bad_query(rejection: QueryRejection) -> HttpError {
     HttpError::new(StatusCode::BAD_REQUEST, rejection.body_text())
 }
 

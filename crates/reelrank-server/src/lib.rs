@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod charts;
 pub mod engine;
 mod error;
 mod feed;
@@ -130,11 +131,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recommend", get(feed::recommend))
         .route("/v1/similar", get(feed::similar))
         .route("/v1/explain", get(feed::explain))
-        .route("/v1/experiments", get(feed::experiments));
+        .route("/v1/experiments", get(feed::experiments))
+        .route("/v1/charts", get(charts::chart))
+        .route("/charts", get(charts::page));
     let admin = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/admin/reload", post(reload))
         .route("/v1/admin/candidates", get(feed::candidates))
+        .route("/v1/charts/excluded", get(charts::excluded))
         .route("/v1/admin/online", get(online::status).post(online::switch));
     Router::new()
         .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)))

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use reelrank_ann::VectorIndex;
+use reelrank_charts::ChartConfig;
 use reelrank_core::{Event, Item, Timestamp, User};
 use reelrank_eval::{epochs_by_early_stopping, tower_inputs, Rating, RetrievalTask, Split};
 use reelrank_features::{PositiveRule, UserSchema};
@@ -52,7 +53,7 @@ async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) 
     let started = Instant::now();
     let store = super::open_store(data_dir, settings).await?;
     let (items, users) = catalog(&store).await?;
-    let positives = positives(&store, &items, &PositiveRule::default()).await?;
+    let positives = positives(&store, &items, &PositiveRule::default(), &settings.serving.charts).await?;
     anyhow::ensure!(!positives.is_empty(), "no positive events in the store: nothing to train on");
     let config = settings.retrieval.two_tower.clone();
     let epochs = match epochs {
@@ -114,19 +115,40 @@ pub async fn catalog(store: &Store) -> anyhow::Result<(Vec<Item>, Vec<User>)> {
 
 /// The positive events on catalog items, as ratings of 5 (every positive counts alike) with their
 /// context, in log order.
-async fn positives(store: &Store, items: &[Item], rule: &PositiveRule) -> anyhow::Result<Vec<Rating>> {
+async fn positives(
+    store: &Store,
+    items: &[Item],
+    rule: &PositiveRule,
+    charts: &ChartConfig,
+) -> anyhow::Result<Vec<Rating>> {
     let durations: HashMap<&str, Option<f64>> =
         items.iter().map(|i| (i.item_id.as_str(), i.duration_s)).collect();
-    let positives = events(store, |event| {
+    let positives = events(store, items, charts, |event| {
         durations.get(event.item_id.as_str()).is_some_and(|&duration| rule.is_positive(event, duration))
     })
     .await?;
     Ok(positives.iter().map(Rating::from_positive_event).collect())
 }
 
-/// The store's events that `keep` accepts, in log order.
-pub async fn events(store: &Store, keep: impl Fn(&Event) -> bool) -> anyhow::Result<Vec<Event>> {
-    Ok(store.all_events(keep).await?.0)
+/// The store's events that `keep` accepts, in log order, but for those of accounts excluded as
+/// fake traffic by the charts' guard (`charts`): no model learns from them.
+pub async fn events(
+    store: &Store,
+    items: &[Item],
+    charts: &ChartConfig,
+    keep: impl Fn(&Event) -> bool,
+) -> anyhow::Result<Vec<Event>> {
+    let (charts, mut events) = super::charts::replay(store, items, charts, keep).await?;
+    let before = events.len();
+    events.retain(|event| !charts.is_excluded(&event.user_id));
+    let excluded = charts.excluded().len();
+    if excluded > 0 {
+        eprintln!(
+            "left out {} events of {excluded} accounts excluded as fake traffic",
+            before - events.len()
+        );
+    }
+    Ok(events)
 }
 
 /// Each user's most recent positive held out (users with at least three), the rest for training.

@@ -29,7 +29,9 @@ pub async fn run(data_dir: &Path, settings: &Settings, epochs: Option<usize>) ->
     let started = Instant::now();
     let store = super::open_store(data_dir, settings).await?;
     let (items, users) = super::train::catalog(&store).await?;
-    let events = super::train::events(&store, |event| event.kind != EventKind::Rate).await?;
+    let events =
+        super::train::events(&store, &items, &settings.serving.charts, |event| event.kind != EventKind::Rate)
+            .await?;
     let impressions = join_impressions(&events);
     drop(events);
     anyhow::ensure!(!impressions.is_empty(), "no impressions or outcomes in the store: nothing to train on");

@@ -1,5 +1,6 @@
 //! Tests of the `reelrank` binary as a process: crash recovery and the commands' contracts.
 
+mod charts;
 mod cli;
 mod crash;
 mod serving;
