@@ -16,6 +16,7 @@
 
 mod event;
 mod item;
+mod moderation;
 mod time;
 mod top_k;
 mod user;
@@ -23,6 +24,7 @@ mod validate;
 
 pub use event::{Event, EventContext, EventKind};
 pub use item::{Category, Item, ModerationStatus};
+pub use moderation::{CreatorDecision, ItemDecision, CREATOR_BLOCKED, REVIEW_FLAGS};
 pub use time::Timestamp;
 pub use top_k::{by_score, top_k};
 pub use user::{AttributeValue, User};

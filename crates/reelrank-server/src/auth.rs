@@ -64,12 +64,9 @@ impl AuthConfig {
         Ok(())
     }
 
-    /// The roles of the key a request presents (`None`: no key, or one not configured).
-    fn roles(&self, presented: &str) -> Option<&[Role]> {
-        self.keys
-            .iter()
-            .find(|k| same_secret(k.key.as_bytes(), presented.as_bytes()))
-            .map(|k| k.roles.as_slice())
+    /// The key a request presents (`None`: no key, or one not configured).
+    fn key(&self, presented: &str) -> Option<&ApiKey> {
+        self.keys.iter().find(|k| same_secret(k.key.as_bytes(), presented.as_bytes()))
     }
 }
 
@@ -104,23 +101,30 @@ pub(crate) async fn admin(state: State<AppState>, request: Request, next: Next) 
     require(Role::Admin, state, request, next).await
 }
 
-/// Lets through requests whose key has `role` (or `admin`).
-async fn require(role: Role, State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Who made a request, for the audit log: the name of the API key it presented, or `local` on
+/// a keyless (loopback) server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+/// Lets through requests whose key has `role` (or `admin`), naming its holder as the [`Actor`].
+async fn require(role: Role, State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     if state.auth.keys.is_empty() {
+        request.extensions_mut().insert(Actor("local".to_owned()));
         return next.run(request).await;
     }
-    let Some(roles) = presented(&request).and_then(|key| state.auth.roles(key)) else {
+    let Some(key) = presented(&request).and_then(|key| state.auth.key(key)) else {
         return HttpError::new(
             StatusCode::UNAUTHORIZED,
             "a valid API key is required (Authorization: Bearer KEY)",
         )
         .into_response();
     };
-    if !roles.contains(&role) && !roles.contains(&Role::Admin) {
+    if !key.roles.contains(&role) && !key.roles.contains(&Role::Admin) {
         let needed = format!("{role:?}").to_lowercase();
         return HttpError::new(StatusCode::FORBIDDEN, format!("this API key lacks the `{needed}` role"))
             .into_response();
     }
+    request.extensions_mut().insert(Actor(key.name.clone()));
     next.run(request).await
 }
 

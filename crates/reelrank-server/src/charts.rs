@@ -7,22 +7,26 @@ use axum::http::StatusCode;
 use axum::response::Html;
 use axum::Json;
 use reelrank_charts::{Chart, ChartRequest, Day, ExcludedAccount, Refusals};
-use reelrank_core::{Category, Timestamp};
+use reelrank_core::{Category, Item, Timestamp};
 use serde::Serialize;
 
 use crate::feed::{bad_query, engine};
 use crate::{AppState, HttpError};
 
-/// The chart `request` asks for, of what the catalog shows now.
+/// The chart `request` asks for, of what the catalog shows now: items taken down, refused,
+/// past their licence or withheld by moderation are left out.
 fn chart_of(state: &AppState, request: &ChartRequest) -> Result<Chart, HttpError> {
-    let snapshot = engine(state)?.snapshot();
+    let engine = engine(state)?;
+    let snapshot = engine.snapshot();
     let catalog = snapshot.catalog();
+    let filters = &engine.pipeline().filters;
     let charts = snapshot.charts().read().expect("charts lock");
     let today = charts.newest_day().unwrap_or_else(|| Day::of(Timestamp::now()));
     let query =
         request.query(today).map_err(|err| HttpError::new(StatusCode::BAD_REQUEST, err.to_string()))?;
     let now = Timestamp::now();
-    Ok(charts.chart(&query, |item_id| catalog.index(item_id).is_some_and(|i| !catalog.item(i).is_gone(now))))
+    let shown = |item: &Item| !item.is_gone(now) && !filters.withholds(item);
+    Ok(charts.chart(&query, |item_id| catalog.index(item_id).is_some_and(|i| shown(catalog.item(i)))))
 }
 
 /// `GET /v1/charts`.

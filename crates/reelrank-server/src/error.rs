@@ -25,6 +25,14 @@ impl HttpError {
         HttpError { status, body: ErrorBody { error: message.into(), errors: Vec::new() } }
     }
 
+    /// `422` for a record with the fields at fault listed.
+    pub fn invalid(message: impl Into<String>, errors: Vec<RecordError>) -> HttpError {
+        HttpError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: ErrorBody { error: message.into(), errors },
+        }
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -37,10 +45,7 @@ impl From<BatchError> for HttpError {
         match err {
             BatchError::TooLarge { .. } => HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, message),
             BatchError::Empty => HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, message),
-            BatchError::Invalid(errors) => HttpError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                body: ErrorBody { error: message, errors },
-            },
+            BatchError::Invalid(errors) => HttpError::invalid(message, errors),
         }
     }
 }

@@ -25,6 +25,7 @@ mod error;
 mod feed;
 mod ingest;
 mod metrics_layer;
+mod moderation;
 mod online;
 
 use std::sync::Arc;
@@ -38,7 +39,7 @@ use reelrank_core::ModerationStatus;
 use reelrank_store::Store;
 use serde::Deserialize;
 
-pub use auth::{ApiKey, AuthConfig, Role};
+pub use auth::{Actor, ApiKey, AuthConfig, Role};
 pub use engine::{Engine, EngineConfig, EngineError, EngineStats, ModelSource};
 pub use error::HttpError;
 pub use online::OnlineConfig;
@@ -57,6 +58,8 @@ pub struct IngestConfig {
     pub default_item_status: ModerationStatus,
     /// Events naming an item the catalog does not hold yet.
     pub unknown_items: UnknownItems,
+    /// Distinct users whose `report` events send an approved item back to review (0: never).
+    pub review_after_reports: u32,
 }
 
 impl Default for IngestConfig {
@@ -66,6 +69,7 @@ impl Default for IngestConfig {
             max_batch_records: 10_000,
             default_item_status: ModerationStatus::Approved,
             unknown_items: UnknownItems::Accept,
+            review_after_reports: 3,
         }
     }
 }
@@ -139,6 +143,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/reload", post(reload))
         .route("/v1/admin/candidates", get(feed::candidates))
         .route("/v1/charts/excluded", get(charts::excluded))
+        .route("/v1/moderation/items/{item_id}", post(moderation::item))
+        .route("/v1/moderation/creators/{creator_id}", post(moderation::creator))
+        .route("/v1/moderation/audit", get(moderation::audit))
+        .route("/v1/moderation/queue", get(moderation::queue))
         .route("/v1/admin/online", get(online::status).post(online::switch));
     Router::new()
         .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)))

@@ -4,7 +4,7 @@
 
 use rustc_hash::FxHashSet;
 
-use reelrank_core::{Item, ModerationStatus, Timestamp, User};
+use reelrank_core::{Item, ModerationStatus, Timestamp, User, CREATOR_BLOCKED};
 use serde::{Deserialize, Serialize};
 
 use crate::activity::UserActivity;
@@ -30,6 +30,16 @@ impl Default for FilterConfig {
             age_when_unknown: 18,
             creator_block_after: 2,
         }
+    }
+}
+
+impl FilterConfig {
+    /// Whether moderation keeps `item` out of every response: not approved, flagged with a
+    /// blocked flag, or by a blocked creator. An item without a status predates moderation; the
+    /// store gives every item one.
+    pub fn withholds(&self, item: &Item) -> bool {
+        item.status.is_some_and(|s| s != ModerationStatus::Approved)
+            || item.flags.iter().any(|f| f == CREATOR_BLOCKED || self.blocked_flags.contains(f))
     }
 }
 
@@ -106,11 +116,7 @@ impl Filter {
         config: &FilterConfig,
     ) -> bool {
         match self {
-            // An item without a status predates moderation; the store gives every item one.
-            Filter::Moderation => {
-                item.status.is_some_and(|s| s != ModerationStatus::Approved)
-                    || item.flags.iter().any(|f| config.blocked_flags.contains(f))
-            }
+            Filter::Moderation => config.withholds(item),
             Filter::Licence => {
                 item.available_from.is_some_and(|t| input.now < t)
                     || item.available_until.is_some_and(|t| input.now >= t)
@@ -198,6 +204,7 @@ mod tests {
             (Filter::Moderation, Item { status: Some(ModerationStatus::Pending), ..item() }),
             (Filter::Moderation, Item { status: Some(ModerationStatus::Removed), ..item() }),
             (Filter::Moderation, Item { flags: vec!["rumor".into()], ..item() }),
+            (Filter::Moderation, Item { flags: vec![CREATOR_BLOCKED.into()], ..item() }),
             (Filter::Licence, Item { available_from: day(7, 1), ..item() }),
             (Filter::Licence, Item { available_until: day(6, 1), ..item() }),
             (Filter::Licence, Item { published_at: day(7, 1), ..item() }),

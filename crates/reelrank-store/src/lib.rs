@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod moderation;
 mod read;
 mod rows;
 #[cfg(feature = "testing")]
@@ -35,6 +36,7 @@ use sqlx::{AnyPool, ConnectOptions};
 use tokio::sync::Mutex;
 
 pub use error::{Result, StoreError};
+pub use moderation::{AuditEntry, Moderated, REPORTS_ACTOR};
 pub use read::{Counts, ItemChange, StoredEvent};
 pub use write::AppendOutcome;
 

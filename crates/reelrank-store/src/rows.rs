@@ -47,7 +47,7 @@ pub(crate) const EVENT_COLUMNS: &[&str] = &[
     "received_at",
 ];
 
-fn json<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serialises")
 }
 
@@ -55,6 +55,7 @@ pub(crate) fn bind_item<'q>(
     q: AnyQuery<'q>,
     item: &'q Item,
     status: ModerationStatus,
+    flags: &[String],
     now: i64,
 ) -> AnyQuery<'q> {
     q.bind(item.item_id.as_str())
@@ -72,7 +73,7 @@ pub(crate) fn bind_item<'q>(
         .bind(item.episode.map(i64::from))
         .bind(item.age_rating.map(i64::from))
         .bind(status.as_str())
-        .bind(json(&item.flags))
+        .bind(json(&flags))
         .bind(now)
 }
 
@@ -103,7 +104,7 @@ pub(crate) fn bind_event<'q>(q: AnyQuery<'q>, event: &'q Event, received_at: i64
 }
 
 /// Reads a JSON column, reporting the row and column when it does not parse.
-fn json_column<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
     row: &AnyRow,
     table: &'static str,
     id: &str,

@@ -84,7 +84,7 @@ impl Store {
         sqlx::query(sql).persistent(self.backend == Backend::Sqlite)
     }
 
-    async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match &self.sqlite_writer {
             Some(lock) => Some(lock.lock().await),
             None => None,
@@ -92,8 +92,10 @@ impl Store {
     }
 
     /// Inserts or replaces catalog items in one transaction. An item without `status` keeps its
-    /// stored moderation state (a catalog sync must not undo a takedown); a new one gets
-    /// `default_status`. Returns the number of distinct items written.
+    /// stored moderation state and review flags (a catalog sync must not undo a takedown or a
+    /// rumour flag); a new one gets `default_status`. An item of a blocked creator carries the
+    /// `creator_blocked` flag, whatever it was sent with. Returns the number of distinct items
+    /// written.
     pub async fn upsert_items(&self, items: &[Item], default_status: ModerationStatus) -> Result<u64> {
         let items = last_per_key(items, |i| &i.item_id);
         let written = items.len() as u64;
@@ -107,10 +109,11 @@ impl Store {
         for (group, skip) in [(with_status, &[][..]), (without_status, &["status"][..])] {
             let conflict = upsert_clause("item_id", ITEM_COLUMNS, skip);
             for chunk in group.chunks(CHUNK_ROWS) {
+                let flags = Store::settled_flags(&mut tx, chunk).await?;
                 let sql = insert_sql(self.backend, "items", ITEM_COLUMNS, chunk.len()) + &conflict;
                 let mut query = self.bulk_query(&sql);
-                for item in chunk {
-                    query = bind_item(query, item, item.status.unwrap_or(default_status), now);
+                for (item, flags) in chunk.iter().zip(&flags) {
+                    query = bind_item(query, item, item.status.unwrap_or(default_status), flags, now);
                 }
                 query.execute(&mut *tx).await?;
             }

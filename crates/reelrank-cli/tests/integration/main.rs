@@ -3,6 +3,7 @@
 mod charts;
 mod cli;
 mod crash;
+mod moderation;
 mod serving;
 
 use std::io::{BufRead, BufReader};

@@ -1,4 +1,5 @@
 //! Store integration tests, run against every available backend (SQLite always; PostgreSQL when
 //! `REELRANK_TEST_POSTGRES` is set, required in CI).
 
+mod moderation;
 mod round_trip;
