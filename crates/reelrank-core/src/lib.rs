@@ -27,5 +27,5 @@ pub use item::{Category, Item, ModerationStatus};
 pub use moderation::{CreatorDecision, ItemDecision, CREATOR_BLOCKED, REVIEW_FLAGS};
 pub use time::Timestamp;
 pub use top_k::{by_score, top_k};
-pub use user::{AttributeValue, User};
+pub use user::{AttributeValue, User, UserControls};
 pub use validate::{from_json_value, FieldError, Validate};

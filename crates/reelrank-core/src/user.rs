@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::validate::{check_id, check_labels, check_language, check_region};
-use crate::{FieldError, Timestamp, Validate};
+use crate::{FieldError, Item, Timestamp, Validate};
 
 /// A viewer of the platform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +30,43 @@ pub struct User {
     /// stored choice as it was (a catalog sync must not undo a user's opt-out); new users start on.
     #[serde(default)]
     pub personalization: Option<bool>,
+    /// A minor whatever `birth_year` says (`true`), for minor mode: age ratings capped below 18
+    /// and a daily watch-time cap. Absent leaves a stored mark as it was.
+    #[serde(default)]
+    pub minor: Option<bool>,
+    /// What the user asked of their feed through the user-control API; never set by ingest.
+    #[serde(default, skip_deserializing, skip_serializing_if = "UserControls::is_empty")]
+    pub controls: UserControls,
+}
+
+/// A user's own controls over their feed (`/v1/users/{user_id}/...`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserControls {
+    /// Interest tags the user deleted: items carrying one are not recommended to them, and past
+    /// positives on such items no longer shape their feed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden_tags: Vec<String>,
+    /// Creators the user is not interested in: none of their items is recommended to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_creators: Vec<String>,
+    /// When the user last reset their profile: what they did before no longer shapes the feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<Timestamp>,
+}
+
+impl UserControls {
+    /// Whether the user has set none.
+    pub fn is_empty(&self) -> bool {
+        self.hidden_tags.is_empty() && self.blocked_creators.is_empty() && self.reset_at.is_none()
+    }
+
+    /// Whether `item` is one the user asked not to see: it carries a hidden tag or is by a blocked
+    /// creator.
+    pub fn hides(&self, item: &Item) -> bool {
+        item.tags.iter().any(|tag| self.hidden_tags.contains(tag))
+            || item.creator_id.as_ref().is_some_and(|c| self.blocked_creators.contains(c))
+    }
 }
 
 impl User {
@@ -42,12 +79,24 @@ impl User {
             language: None,
             birth_year: None,
             personalization: None,
+            minor: None,
+            controls: UserControls::default(),
         }
     }
 
     /// Whether personalised recommendation is on (the default when never set).
     pub fn personalized(&self) -> bool {
         self.personalization.unwrap_or(true)
+    }
+
+    /// The user's age in whole years at `now`, from `birth_year` (at the youngest it could be).
+    pub fn age(&self, now: Timestamp) -> Option<i32> {
+        self.birth_year.map(|year| (now.year() - year - 1).max(0))
+    }
+
+    /// Whether minor mode applies: marked a minor, or younger than 18 by `birth_year`.
+    pub fn is_minor(&self, now: Timestamp) -> bool {
+        self.minor == Some(true) || self.age(now).is_some_and(|age| age < 18)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use reelrank_charts::{ChartConfig, Charts};
-use reelrank_core::{Event, Item, Timestamp};
+use reelrank_core::{Event, Item, Timestamp, User};
 use reelrank_features::{feature_key, item_id_key, PersistError, PositiveRule};
 use reelrank_models::{TwoTower, ValueWeights, WideDeep};
 use reelrank_serving::online_snapshot::{self, SnapshotMeta};
@@ -270,6 +270,11 @@ impl Engine {
         self.current.load_full()
     }
 
+    /// The serving settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
     /// The pipeline settings.
     pub fn pipeline(&self) -> &PipelineConfig {
         &self.config.pipeline
@@ -291,6 +296,17 @@ impl Engine {
         let models = variant.and_then(|v| snapshot.variant_models.get(&v.name)).unwrap_or(&snapshot.models);
         let pipeline = variant.and_then(|v| v.pipeline.as_ref()).unwrap_or(&self.config.pipeline);
         (variant, models, pipeline)
+    }
+
+    /// Applies `user`'s profile reset to the current snapshot unless it already has it (another
+    /// replica recorded it, or this one before a reload).
+    pub fn apply_reset(&self, user: &User) {
+        let Some(at) = user.controls.reset_at.map(Timestamp::millis) else { return };
+        let snapshot = self.snapshot();
+        let applied = snapshot.live().read().expect("live state lock").activity.reset_at(&user.user_id);
+        if applied.is_none_or(|applied| applied < at) {
+            snapshot.live().write().expect("live state lock").activity.reset(&user.user_id, at);
+        }
     }
 
     /// Applies the catalog changes and then the events stored since the last call to the current
@@ -516,6 +532,10 @@ async fn load(
     .await
     .expect("snapshot build panicked")?;
     let snapshot = Arc::new(snapshot);
+    // Profile resets first, so that replaying the log leaves out what users reset.
+    for (user_id, at) in store.profile_resets().await? {
+        snapshot.live().write().expect("live state lock").activity.reset(&user_id, at.millis());
+    }
     let learn_after = resumed.tower.as_ref().map(|meta| meta.seq);
     let (events, positives) = apply_new_events(store, &snapshot, learn_after).await?;
     if let Some(ranker) = snapshot.models.ranker.as_ref().filter(|_| config.online.enabled) {

@@ -70,6 +70,9 @@ pub(crate) struct Feed {
     /// With `explain=true`: candidates per source, and candidates each filter removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     candidates: Option<Candidates>,
+    /// Minor mode's daily watch cap is reached: no items until tomorrow (UTC).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    watch_capped: bool,
 }
 
 /// How a feed's candidates were found and thinned.
@@ -94,6 +97,9 @@ pub(crate) async fn recommend(
         return Err(HttpError::new(StatusCode::BAD_REQUEST, "hour: must be 0 to 23"));
     }
     let user = state.store.user(&query.user_id).await?;
+    if let Some(user) = &user {
+        engine.apply_reset(user);
+    }
     let exclude: Vec<String> = query.exclude.as_deref().map_or_else(Vec::new, |list| {
         list.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect()
     });
@@ -164,6 +170,7 @@ pub(crate) async fn recommend(
         personalised: feed.personalised,
         items,
         candidates,
+        watch_capped: feed.watch_capped,
     }))
 }
 
@@ -268,6 +275,9 @@ pub(crate) async fn explain(
     check_user_id(&query.user_id)?;
     let engine = engine(&state)?;
     let user: Option<User> = state.store.user(&query.user_id).await?;
+    if let Some(user) = &user {
+        engine.apply_reset(user);
+    }
     let snapshot = engine.snapshot();
     let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
     let request = probe("explain", &query.user_id, user.as_ref());
@@ -328,6 +338,9 @@ pub(crate) async fn candidates(
     check_user_id(&query.user_id)?;
     let engine = engine(&state)?;
     let user: Option<User> = state.store.user(&query.user_id).await?;
+    if let Some(user) = &user {
+        engine.apply_reset(user);
+    }
     let snapshot = engine.snapshot();
     let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
     let request = probe("candidates", &query.user_id, user.as_ref());

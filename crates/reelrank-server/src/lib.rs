@@ -20,6 +20,7 @@
 
 pub mod auth;
 mod charts;
+mod controls;
 pub mod engine;
 mod error;
 mod feed;
@@ -27,12 +28,13 @@ mod ingest;
 mod metrics_layer;
 mod moderation;
 mod online;
+mod transparency;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use reelrank_core::ModerationStatus;
@@ -130,12 +132,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/items", post(ingest::items))
         .route("/v1/users", post(ingest::users))
         .route("/v1/events", post(ingest::events))
+        .route("/v1/users/{user_id}/personalization", put(controls::personalization))
+        .route("/v1/users/{user_id}/tags/{tag}", delete(controls::delete_tag))
+        .route("/v1/users/{user_id}/not-interested", post(controls::not_interested))
+        .route("/v1/users/{user_id}/reset", post(controls::reset))
         .layer(DefaultBodyLimit::max(body_limit));
     let read = Router::new()
         .route("/v1/recommend", get(feed::recommend))
         .route("/v1/similar", get(feed::similar))
         .route("/v1/explain", get(feed::explain))
         .route("/v1/experiments", get(feed::experiments))
+        .route("/v1/users/{user_id}/tags", get(controls::tags))
         .route("/v1/charts", get(charts::chart))
         .route("/charts", get(charts::page));
     let admin = Router::new()
@@ -153,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .merge(read.route_layer(from_fn_with_state(state.clone(), auth::read)))
         .merge(admin.route_layer(from_fn_with_state(state.clone(), auth::admin)))
         .route("/healthz", get(health))
+        .route("/transparency", get(transparency::page))
         .route("/openapi.json", get(openapi))
         .layer(axum::middleware::from_fn(metrics_layer::track))
         .with_state(state)

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use reelrank_core::{Category, Event, EventKind, Timestamp};
+use reelrank_core::{Category, Event, EventKind, Timestamp, User};
 use reelrank_features::PositiveRule;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -94,6 +94,52 @@ pub struct UserActivity {
     pub active_ms: i64,
     /// When their latest positive was made (Unix ms; 0: none yet).
     pub positive_ms: i64,
+    /// The day (days since 1970, UTC) of `watch_ms_that_day`.
+    pub watch_day: i64,
+    /// Milliseconds watched on `watch_day` (minor mode caps it).
+    pub watch_ms_that_day: f64,
+}
+
+impl UserActivity {
+    /// Milliseconds watched on the day of `now`.
+    pub fn watched_on(&self, now: Timestamp) -> f64 {
+        if self.watch_day == now.millis().div_euclid(Timestamp::DAY_MS) {
+            self.watch_ms_that_day
+        } else {
+            0.0
+        }
+    }
+
+    /// The tags of the user's latest positives, the interests the engine associates with them,
+    /// strongest first: each positive adds to each of its item's tags a weight that halves every
+    /// ten positives back, scaled so the strongest is 1. With how many of those items carry each.
+    pub fn interest_tags(&self, catalog: &Catalog) -> Vec<(String, f32, usize)> {
+        let mut tags: FxHashMap<&str, (f32, usize)> = FxHashMap::default();
+        for (back, &(index, _)) in self.positives.iter().rev().enumerate() {
+            let weight = 0.5f32.powf(back as f32 / 10.0);
+            for tag in &catalog.item(index).tags {
+                let entry = tags.entry(tag.as_str()).or_default();
+                (entry.0, entry.1) = (entry.0 + weight, entry.1 + 1);
+            }
+        }
+        let strongest = tags.values().map(|t| t.0).fold(0.0, f32::max);
+        let mut listed: Vec<(String, f32, usize)> = tags
+            .into_iter()
+            .map(|(tag, (weight, items))| (tag.to_owned(), weight / strongest, items))
+            .collect();
+        listed.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        listed
+    }
+
+    /// This activity without what `user`'s controls hide: positives on items of a hidden tag or
+    /// a blocked creator, and follows of blocked creators.
+    pub fn without_hidden(&self, user: &User, catalog: &Catalog) -> UserActivity {
+        let controls = &user.controls;
+        let mut kept = self.clone();
+        kept.positives.retain(|&(index, _)| !controls.hides(catalog.item(index)));
+        kept.followed.retain(|creator| !controls.blocked_creators.contains(creator));
+        kept
+    }
 }
 
 /// Every user's [`UserActivity`] and every item's heat.
@@ -105,6 +151,9 @@ pub struct Activity {
     rule: PositiveRule,
     trending: Trending,
     experiments: ExperimentStats,
+    /// When users reset their profiles (Unix ms): their events until then are not theirs any
+    /// more.
+    resets: FxHashMap<String, i64>,
 }
 
 impl Activity {
@@ -116,6 +165,7 @@ impl Activity {
             rule: PositiveRule::default(),
             trending: Trending::new(items, heat_half_life_hours),
             experiments: ExperimentStats::default(),
+            resets: FxHashMap::default(),
         }
     }
 
@@ -130,8 +180,20 @@ impl Activity {
             }
             self.impressions[index as usize] += 1;
         }
+        if self.reset_at(&event.user_id).is_some_and(|at| event.ts.millis() <= at) {
+            return;
+        }
         let user = self.users.entry(event.user_id.clone()).or_default();
         user.active_ms = user.active_ms.max(event.ts.millis());
+        if let (EventKind::Watch, Some(ms)) = (event.kind, event.value) {
+            let day = event.ts.millis().div_euclid(Timestamp::DAY_MS);
+            if day > user.watch_day {
+                (user.watch_day, user.watch_ms_that_day) = (day, 0.0);
+            }
+            if day == user.watch_day {
+                user.watch_ms_that_day += ms;
+            }
+        }
         match event.kind {
             EventKind::Impression
             | EventKind::Play
@@ -166,6 +228,22 @@ impl Activity {
             user.positive_ms = user.positive_ms.max(event.ts.millis());
             self.trending.add(index, event.ts);
         }
+    }
+
+    /// When `user_id` last reset their profile, as applied here.
+    pub fn reset_at(&self, user_id: &str) -> Option<i64> {
+        self.resets.get(user_id).copied()
+    }
+
+    /// Forgets what `user_id` did until `at` (Unix ms), their profile reset: what they saw,
+    /// marked, followed and liked. Their events stamped until then are ignored from now on (a
+    /// load replaying the log after [`Activity::reset`] of every reset leaves them out too).
+    pub fn reset(&mut self, user_id: &str, at: i64) {
+        if self.reset_at(user_id).is_some_and(|applied| applied >= at) {
+            return;
+        }
+        self.resets.insert(user_id.to_owned(), at);
+        self.users.remove(user_id);
     }
 
     /// Marks items as served to `user_id` (a response's side effect).
@@ -375,6 +453,38 @@ mod tests {
         assert_eq!(user.disliked_creators.get("c2"), Some(&1));
         assert!(user.followed.contains("c2"));
         assert!(activity.user("nobody").seen.is_empty());
+    }
+
+    #[test]
+    fn a_reset_forgets_until_then_and_watch_time_counts_by_day() {
+        let catalog = catalog();
+        let mut activity = Activity::new(catalog.len(), 24.0);
+        let watch = |hours, ms| Event { value: Some(ms), ..event("u", "a", EventKind::Watch, hours) };
+        for e in [event("u", "a", EventKind::Finish, 1), watch(2, 60_000.0), watch(3, 30_000.0)] {
+            activity.record(&catalog, &e);
+        }
+        assert_eq!(activity.user("u").watched_on(Timestamp(5 * 3_600_000)), 90_000.0);
+        assert_eq!(activity.user("u").watched_on(Timestamp(25 * 3_600_000)), 0.0);
+        let tags = Catalog::new(vec![Item {
+            tags: vec!["x".into(), "y".into()],
+            ..Item::new("t", Category::Movie)
+        }]);
+        let mut tagged = Activity::new(1, 24.0);
+        tagged.record(&tags, &event("v", "t", EventKind::Like, 0));
+        assert_eq!(
+            tagged.user("v").interest_tags(&tags),
+            [("x".to_owned(), 1.0, 1), ("y".to_owned(), 1.0, 1)]
+        );
+
+        activity.reset("u", 3 * 3_600_000);
+        assert!(activity.user("u").positives.is_empty());
+        // The log replayed, or late, up to the reset: ignored; after it: recorded.
+        activity.record(&catalog, &event("u", "b", EventKind::Finish, 3));
+        assert!(activity.user("u").seen.is_empty());
+        activity.record(&catalog, &event("u", "b", EventKind::Finish, 4));
+        assert_eq!(activity.user("u").positives.len(), 1);
+        activity.reset("u", 2 * 3_600_000);
+        assert_eq!(activity.user("u").positives.len(), 1, "an older reset changes nothing");
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct FilterConfig {
     /// `not_interested` marks on a creator's items after which none of that creator's items is
     /// shown (below it, the creator is only ranked lower).
     pub creator_block_after: u32,
+    /// The age assumed for a user marked a minor without a birth year.
+    pub minor_age_when_unknown: u8,
 }
 
 impl Default for FilterConfig {
@@ -29,6 +31,7 @@ impl Default for FilterConfig {
             blocked_flags: vec!["rumor".into(), "abuse".into()],
             age_when_unknown: 18,
             creator_block_after: 2,
+            minor_age_when_unknown: 12,
         }
     }
 }
@@ -53,11 +56,12 @@ pub enum Filter {
     Licence,
     /// Not licensed in the user's region (a user of unknown region sees only unrestricted items).
     Region,
-    /// Rated above the user's age.
+    /// Rated above the user's age (minors: at most 17, or `minor_age_when_unknown`).
     AgeRating,
     /// Already served to or watched by the user.
     Seen,
-    /// Marked `not_interested`, or by a creator the user marked so often.
+    /// Marked `not_interested`, by a creator the user marked so often, or hidden by the user's
+    /// controls (a deleted interest tag, a creator they are not interested in).
     NotInterested,
     /// In the request's `exclude` list.
     Excluded,
@@ -127,15 +131,19 @@ impl Filter {
                     && !input.user.and_then(|u| u.region.as_ref()).is_some_and(|r| item.regions.contains(r))
             }
             Filter::AgeRating => {
-                let age = match input.user.and_then(|u| u.birth_year) {
-                    Some(year) => (input.now.year() - year - 1).max(0),
-                    None => i32::from(config.age_when_unknown),
+                let minor = input.user.is_some_and(|u| u.is_minor(input.now));
+                let age = match (input.user.and_then(|u| u.age(input.now)), minor) {
+                    (Some(age), true) => age.min(17),
+                    (Some(age), false) => age,
+                    (None, true) => i32::from(config.minor_age_when_unknown),
+                    (None, false) => i32::from(config.age_when_unknown),
                 };
                 item.age_rating.is_some_and(|rating| i32::from(rating) > age)
             }
             Filter::Seen => input.activity.seen.contains(&index),
             Filter::NotInterested => {
                 input.activity.not_interested.contains(&index)
+                    || input.user.is_some_and(|u| u.controls.hides(item))
                     || item.creator_id.as_ref().is_some_and(|c| {
                         input
                             .activity
@@ -240,6 +248,27 @@ mod tests {
         };
         assert!(!rejects(Filter::NotInterested, &by, &user, &once, &[]));
         assert!(rejects(Filter::NotInterested, &by, &user, &twice, &[]));
+    }
+
+    #[test]
+    fn users_controls_and_minor_mode_filter() {
+        let none = UserActivity::default();
+        let mut user = User::new("u");
+        user.controls.hidden_tags = vec!["horror".into()];
+        user.controls.blocked_creators = vec!["c9".into()];
+        let tagged = Item { tags: vec!["horror".into()], ..item() };
+        let by = Item { creator_id: Some("c9".into()), ..item() };
+        assert!(rejects(Filter::NotInterested, &tagged, &user, &none, &[]));
+        assert!(rejects(Filter::NotInterested, &by, &user, &none, &[]));
+        assert!(!rejects(Filter::NotInterested, &item(), &user, &none, &[]));
+        // Marked a minor: 12 without a birth year, at most 17 with one.
+        let rated = |age| Item { age_rating: Some(age), ..item() };
+        let minor = User { minor: Some(true), ..User::new("m") };
+        assert!(rejects(Filter::AgeRating, &rated(13), &minor, &none, &[]));
+        assert!(!rejects(Filter::AgeRating, &rated(12), &minor, &none, &[]));
+        let grown = User { birth_year: Some(1990), ..minor };
+        assert!(rejects(Filter::AgeRating, &rated(18), &grown, &none, &[]));
+        assert!(!rejects(Filter::AgeRating, &rated(17), &grown, &none, &[]));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! effects (the served set, the impression log), so the same request on the same state always
 //! gives the same feed.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -31,6 +32,24 @@ pub struct PipelineConfig {
     pub filters: FilterConfig,
     /// Caps, MMR and exploration.
     pub diversity: DiversityConfig,
+    /// Minor mode.
+    pub minors: MinorConfig,
+}
+
+/// Minor mode, for users marked minors or younger than 18 by birth year: besides age ratings
+/// capped below 18 (the age-rating filter), a daily watch-time cap after which their feed is
+/// empty until the next day (UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MinorConfig {
+    /// Minutes a minor may watch a day before their feed stops (0: no cap).
+    pub daily_watch_minutes: f64,
+}
+
+impl Default for MinorConfig {
+    fn default() -> MinorConfig {
+        MinorConfig { daily_watch_minutes: 60.0 }
+    }
 }
 
 /// The trained models a pipeline serves, swapped as one (shared between experiment variants).
@@ -69,10 +88,35 @@ impl<'a> Request<'a> {
         self.user.is_none_or(User::personalized)
     }
 
-    fn sources(&self, catalog: &'a Catalog, activity: &'a Activity, models: &'a Models) -> SourceInput<'a> {
+    /// The user's activity as their feed may use it: without what their controls hide.
+    fn activity(&self, activity: &'a Activity, catalog: &Catalog) -> Cow<'a, UserActivity> {
+        let of_user = activity.user(self.user_id);
+        match self
+            .user
+            .filter(|u| !u.controls.hidden_tags.is_empty() || !u.controls.blocked_creators.is_empty())
+        {
+            Some(user) => Cow::Owned(of_user.without_hidden(user, catalog)),
+            None => Cow::Borrowed(of_user),
+        }
+    }
+
+    /// Whether minor mode stops the feed: the user is a minor who has watched their daily cap.
+    fn watch_capped(&self, user_activity: &UserActivity, minors: &MinorConfig) -> bool {
+        minors.daily_watch_minutes > 0.0
+            && self.user.is_some_and(|u| u.is_minor(self.now))
+            && user_activity.watched_on(self.now) >= minors.daily_watch_minutes * 60_000.0
+    }
+
+    fn sources(
+        &self,
+        catalog: &'a Catalog,
+        activity: &'a Activity,
+        user_activity: &'a UserActivity,
+        models: &'a Models,
+    ) -> SourceInput<'a> {
         SourceInput {
             catalog,
-            activity: activity.user(self.user_id),
+            activity: user_activity,
             trending: activity.trending(),
             retrieval: models.retrieval.as_deref(),
             user_id: self.user_id,
@@ -117,6 +161,8 @@ pub struct Recommendation {
     pub proposed: BTreeMap<Source, usize>,
     /// Candidates each filter removed.
     pub filtered: BTreeMap<Filter, usize>,
+    /// Whether minor mode's daily watch cap left the feed empty.
+    pub watch_capped: bool,
 }
 
 /// Runs the pipeline for `request`.
@@ -127,12 +173,15 @@ pub fn recommend(
     config: &PipelineConfig,
     request: &Request<'_>,
 ) -> Recommendation {
-    let user_activity = activity.user(request.user_id);
+    let user_activity = &*request.activity(activity, catalog);
     let personalised = request.personalised();
-    let sources = request.sources(catalog, activity, models);
+    let (mut proposed, mut filtered) = (BTreeMap::new(), BTreeMap::new());
+    if request.watch_capped(user_activity, &config.minors) {
+        return Recommendation { items: Vec::new(), personalised, proposed, filtered, watch_capped: true };
+    }
+    let sources = request.sources(catalog, activity, user_activity, models);
     let exclude: FxHashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
     let input = request.filter_input(user_activity, &exclude);
-    let (mut proposed, mut filtered) = (BTreeMap::new(), BTreeMap::new());
     let mut candidates = Vec::new();
     // A user who has seen most of what the sources propose gets a second, wider round rather than
     // a short feed.
@@ -234,7 +283,7 @@ pub fn recommend(
             }
         })
         .collect();
-    Recommendation { items, personalised, proposed, filtered }
+    Recommendation { items, personalised, proposed, filtered, watch_capped: false }
 }
 
 /// What the sources propose for `request` (the first round of [`recommend`]), each candidate
@@ -248,8 +297,9 @@ pub fn candidates(
     request: &Request<'_>,
 ) -> Vec<(Candidate, Option<Filter>)> {
     let exclude: FxHashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
-    let input = request.filter_input(activity.user(request.user_id), &exclude);
-    let sources = request.sources(catalog, activity, models);
+    let user_activity = &*request.activity(activity, catalog);
+    let input = request.filter_input(user_activity, &exclude);
+    let sources = request.sources(catalog, activity, user_activity, models);
     propose(catalog, &sources, &input, &config.sources, &config.filters, request.personalised())
 }
 
@@ -304,9 +354,9 @@ pub fn explain(
     request: &Request<'_>,
     index: ItemIndex,
 ) -> Explanation {
-    let user_activity = activity.user(request.user_id);
+    let user_activity = &*request.activity(activity, catalog);
     let personalised = request.personalised();
-    let sources = request.sources(catalog, activity, models);
+    let sources = request.sources(catalog, activity, user_activity, models);
     let candidate = gather(&sources, &config.sources, personalised).into_iter().find(|c| c.index == index);
     let exclude = FxHashSet::default();
     let input = request.filter_input(user_activity, &exclude);

@@ -19,6 +19,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod controls;
 mod error;
 mod moderation;
 mod read;

@@ -1,6 +1,8 @@
 //! Conversions between the data model and table rows.
 
-use reelrank_core::{Category, Event, EventContext, EventKind, Item, ModerationStatus, Timestamp, User};
+use reelrank_core::{
+    Category, Event, EventContext, EventKind, Item, ModerationStatus, Timestamp, User, UserControls,
+};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Row};
@@ -30,7 +32,7 @@ pub(crate) const ITEM_COLUMNS: &[&str] = &[
 ];
 
 pub(crate) const USER_COLUMNS: &[&str] =
-    &["user_id", "attributes", "region", "language", "birth_year", "personalization", "updated_at"];
+    &["user_id", "attributes", "region", "language", "birth_year", "personalization", "minor", "updated_at"];
 
 pub(crate) const EVENT_COLUMNS: &[&str] = &[
     "event_id",
@@ -84,6 +86,7 @@ pub(crate) fn bind_user<'q>(q: AnyQuery<'q>, user: &'q User, now: i64) -> AnyQue
         .bind(user.language.as_deref())
         .bind(user.birth_year.map(i64::from))
         .bind(user.personalization.map(i64::from))
+        .bind(user.minor.map(i64::from))
         .bind(now)
 }
 
@@ -173,6 +176,16 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
             .map(|y| i32::try_from(y).map_err(|_| out_of_range("users", &id, "birth_year", y)))
             .transpose()?,
         personalization: row.try_get::<Option<i64>, _>("personalization")?.map(|p| p != 0),
+        minor: row.try_get::<Option<i64>, _>("minor")?.map(|m| m != 0),
+        controls: match row.try_get::<Option<String>, _>("controls")? {
+            Some(text) => serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
+                table: "users",
+                id: id.clone(),
+                column: "controls",
+                message: err.to_string(),
+            })?,
+            None => UserControls::default(),
+        },
         user_id: id,
     })
 }

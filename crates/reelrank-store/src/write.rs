@@ -122,13 +122,14 @@ impl Store {
         Ok(written)
     }
 
-    /// Inserts or replaces users in one transaction; an absent `personalization` keeps the stored
-    /// choice. Returns the number of distinct users written.
+    /// Inserts or replaces users in one transaction; an absent `personalization` or `minor` keeps
+    /// the stored one, and the user's own controls are never touched. Returns the number of distinct users written.
     pub async fn upsert_users(&self, users: &[User]) -> Result<u64> {
         let users = last_per_key(users, |u| &u.user_id);
         let now = Timestamp::now().millis();
-        let conflict = upsert_clause("user_id", USER_COLUMNS, &["personalization"])
-            + ", personalization = COALESCE(excluded.personalization, users.personalization)";
+        let conflict = upsert_clause("user_id", USER_COLUMNS, &["personalization", "minor"])
+            + ", personalization = COALESCE(excluded.personalization, users.personalization)"
+            + ", minor = COALESCE(excluded.minor, users.minor)";
         let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
         for chunk in users.chunks(CHUNK_ROWS) {

@@ -2,6 +2,7 @@
 
 mod charts;
 mod cli;
+mod controls;
 mod crash;
 mod moderation;
 mod serving;
