@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn ranks_shares_heat_and_changes() {
-        let mut ledger = Ledger::new(30, 100);
+        let mut ledger = Ledger::new(30, 400, 100);
         let mut user = 0;
         let mut plays = |ledger: &mut Ledger, item: u32, day: i32, n: u32| {
             for _ in 0..n {

@@ -86,6 +86,16 @@ pub enum Reason {
 
 /// An excluded account.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExcludedAccount {
+    /// The account.
+    pub user_id: String,
+    /// Why and what it cost it.
+    #[serde(flatten)]
+    pub exclusion: Exclusion,
+}
+
+/// Why and when an account was excluded, and what it cost it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Exclusion {
     /// Why.
     pub reason: Reason,
@@ -113,6 +123,7 @@ fn spread(gaps: &VecDeque<f32>) -> (f64, f64) {
 /// What the guard follows of one account.
 #[derive(Debug)]
 struct Conduct {
+    user_id: Box<str>,
     hour: i64,
     plays_in_hour: u32,
     last_play_ms: Option<i64>,
@@ -125,11 +136,11 @@ struct Conduct {
 #[derive(Debug)]
 pub struct Guard {
     config: GuardConfig,
-    conduct: FxHashMap<u32, Conduct>,
+    conduct: FxHashMap<u64, Conduct>,
     /// Accounts by (day, opening fingerprint).
-    openings: FxHashMap<(Day, u64), Vec<u32>>,
+    openings: FxHashMap<(Day, u64), Vec<u64>>,
     newest: Option<Day>,
-    excluded: FxHashMap<u32, Exclusion>,
+    excluded: FxHashMap<u64, ExcludedAccount>,
 }
 
 impl Guard {
@@ -145,32 +156,32 @@ impl Guard {
     }
 
     /// Whether account `user` is excluded.
-    pub fn is_excluded(&self, user: u32) -> bool {
+    pub fn is_excluded(&self, user: u64) -> bool {
         self.excluded.contains_key(&user)
     }
 
     /// Counts an event of an excluded account as ignored.
-    pub fn ignored(&mut self, user: u32) {
-        if let Some(exclusion) = self.excluded.get_mut(&user) {
-            exclusion.events_ignored += 1;
+    pub fn ignored(&mut self, user: u64) {
+        if let Some(account) = self.excluded.get_mut(&user) {
+            account.exclusion.events_ignored += 1;
         }
     }
 
     /// Records that `count` contributions of excluded account `user` were taken back.
-    pub fn retracted(&mut self, user: u32, count: u64) {
-        if let Some(exclusion) = self.excluded.get_mut(&user) {
-            exclusion.contributions_retracted += count;
+    pub fn retracted(&mut self, user: u64, count: u64) {
+        if let Some(account) = self.excluded.get_mut(&user) {
+            account.exclusion.contributions_retracted += count;
         }
     }
 
     /// The excluded accounts.
-    pub fn exclusions(&self) -> impl Iterator<Item = (u32, &Exclusion)> {
-        self.excluded.iter().map(|(&user, exclusion)| (user, exclusion))
+    pub fn exclusions(&self) -> impl Iterator<Item = &ExcludedAccount> {
+        self.excluded.values()
     }
 
-    /// Follows `event` of account `user` (not excluded), `effective` naming the item when the
-    /// event is an effective play of it; returns the accounts it shows to be machines.
-    pub fn observe(&mut self, user: u32, event: &Event, effective: Option<u32>) -> Vec<u32> {
+    /// Follows `event` of account `user` (its key; not excluded), `effective` naming the item
+    /// when the event is an effective play of it; returns the accounts it shows to be machines.
+    pub fn observe(&mut self, user: u64, event: &Event, effective: Option<u32>) -> Vec<u64> {
         if !self.config.enabled {
             return Vec::new();
         }
@@ -185,6 +196,7 @@ impl Guard {
         }
         let config = &self.config;
         let conduct = self.conduct.entry(user).or_insert_with(|| Conduct {
+            user_id: event.user_id.as_str().into(),
             hour: i64::MIN,
             plays_in_hour: 0,
             last_play_ms: None,
@@ -239,9 +251,11 @@ impl Guard {
                 if self.excluded.contains_key(&user) {
                     return None;
                 }
+                let user_id =
+                    self.conduct.get(&user).map_or_else(|| event.user_id.clone(), |c| c.user_id.to_string());
                 let exclusion =
                     Exclusion { reason, at: event.ts, events_ignored: 0, contributions_retracted: 0 };
-                self.excluded.insert(user, exclusion);
+                self.excluded.insert(user, ExcludedAccount { user_id, exclusion });
                 Some(user)
             })
             .collect()
@@ -273,7 +287,7 @@ mod tests {
             found.extend(guard.observe(1, &play("bot", "i", k * 300 + (k % 3) * 5), None));
         }
         assert_eq!(found, vec![1]);
-        assert!(matches!(guard.excluded[&1].reason, Reason::Regular { median_secs: 305.0, .. }));
+        assert!(matches!(guard.excluded[&1].exclusion.reason, Reason::Regular { median_secs: 305.0, .. }));
         // A viewer's plays: a session of short gaps, then hours apart.
         let mut t = 0;
         for k in 0..200 {
@@ -286,9 +300,10 @@ mod tests {
     fn too_many_plays_in_an_hour_is_a_machine() {
         let config = GuardConfig { max_plays_per_hour: 10, ..GuardConfig::default() };
         let mut guard = Guard::new(config);
-        let found: Vec<u32> = (0..11).flat_map(|k| guard.observe(1, &play("u", "i", k * k), None)).collect();
+        let found: Vec<u64> = (0..11).flat_map(|k| guard.observe(1, &play("u", "i", k * k), None)).collect();
         assert_eq!(found, vec![1]);
-        assert_eq!(guard.excluded[&1].reason, Reason::Rate { plays_in_hour: 11 });
+        assert_eq!(guard.excluded[&1].exclusion.reason, Reason::Rate { plays_in_hour: 11 });
+        assert_eq!(guard.excluded[&1].user_id, "u");
     }
 
     #[test]
@@ -297,7 +312,7 @@ mod tests {
         let mut guard = Guard::new(config);
         let finish = |user: &str, secs| Event::new(user, "i", EventKind::Finish, Timestamp::from_secs(secs));
         let mut found = Vec::new();
-        for user in 0..4u32 {
+        for user in 0..4u64 {
             // Each opens with items 1, 2, 3 in its own order; account 3 repeats item 1 first.
             let mut items = vec![1, 2, 3];
             items.rotate_left(user as usize % 3);
@@ -305,15 +320,11 @@ mod tests {
                 items.insert(0, 1);
             }
             for (k, item) in items.into_iter().enumerate() {
-                found.extend(guard.observe(
-                    user,
-                    &finish("u", k as i64 * 1000 + i64::from(user)),
-                    Some(item),
-                ));
+                found.extend(guard.observe(user, &finish("u", k as i64 * 1000 + user as i64), Some(item)));
             }
         }
         assert_eq!(found, vec![0, 1, 2, 3]);
-        assert_eq!(guard.excluded[&3].reason, Reason::Duplicate { accounts: 4 });
+        assert_eq!(guard.excluded[&3].exclusion.reason, Reason::Duplicate { accounts: 4 });
         // The same opening the next day starts a new count.
         assert!(guard.observe(9, &finish("u", 86_400), Some(1)).is_empty());
         let disabled = GuardConfig { enabled: false, max_plays_per_hour: 0, ..GuardConfig::default() };

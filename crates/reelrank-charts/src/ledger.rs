@@ -69,23 +69,25 @@ struct Trail {
 #[derive(Debug)]
 pub struct Ledger {
     days: BTreeMap<Day, FxHashMap<u32, Tallies>>,
-    counted: FxHashSet<(u32, u32, Day, Tally)>,
-    trails: FxHashMap<u32, Trail>,
+    counted: FxHashSet<(u64, u32, Day, Tally)>,
+    trails: FxHashMap<u64, Trail>,
     newest: Option<Day>,
     open_days: i32,
+    history_days: i32,
     max_per_user_day: u32,
 }
 
 impl Ledger {
-    /// An empty ledger keeping `open_days` days open, counting at most `max_per_user_day`
-    /// contributions of an account a day.
-    pub fn new(open_days: i32, max_per_user_day: u32) -> Ledger {
+    /// An empty ledger keeping `open_days` days open and `history_days` days of figures,
+    /// counting at most `max_per_user_day` contributions of an account a day.
+    pub fn new(open_days: i32, history_days: i32, max_per_user_day: u32) -> Ledger {
         Ledger {
             days: BTreeMap::new(),
             counted: FxHashSet::default(),
             trails: FxHashMap::default(),
             newest: None,
             open_days: open_days.max(1),
+            history_days: history_days.max(open_days.max(1)),
             max_per_user_day,
         }
     }
@@ -100,7 +102,7 @@ impl Ledger {
     }
 
     /// Counts `tally` by account `user` on `item` on `day`, unless it is refused.
-    pub fn record(&mut self, user: u32, item: u32, day: Day, tally: Tally) -> Result<(), Refusal> {
+    pub fn record(&mut self, user: u64, item: u32, day: Day, tally: Tally) -> Result<(), Refusal> {
         if self.first_open().is_some_and(|first| day < first) {
             return Err(Refusal::Closed);
         }
@@ -131,7 +133,7 @@ impl Ledger {
 
     /// Takes back everything `user` contributed in the open days; returns how many
     /// contributions that was.
-    pub fn retract(&mut self, user: u32) -> u64 {
+    pub fn retract(&mut self, user: u64) -> u64 {
         let Some(trail) = self.trails.remove(&user) else { return 0 };
         for &(day, item, tally) in &trail.contributions {
             self.counted.remove(&(user, item, day, tally));
@@ -142,9 +144,12 @@ impl Ledger {
         trail.contributions.len() as u64
     }
 
-    /// Forgets which account contributed what on days that are no longer open.
+    /// Forgets which account contributed what on days that are no longer open, and the figures of
+    /// days past the history kept.
     fn close_old_days(&mut self) {
         let Some(first) = self.first_open() else { return };
+        let kept_from = first.plus(self.open_days - self.history_days);
+        self.days = self.days.split_off(&kept_from);
         self.counted.retain(|&(_, _, day, _)| day >= first);
         self.trails.retain(|_, trail| {
             trail.contributions.retain(|&(day, _, _)| day >= first);
@@ -175,7 +180,7 @@ mod tests {
 
     #[test]
     fn an_account_counts_once_per_item_kind_and_day() {
-        let mut ledger = Ledger::new(14, 100);
+        let mut ledger = Ledger::new(14, 400, 100);
         assert_eq!(ledger.record(1, 7, Day(10), Tally::EffectivePlay), Ok(()));
         assert_eq!(ledger.record(1, 7, Day(10), Tally::EffectivePlay), Err(Refusal::Repeated));
         assert_eq!(ledger.record(1, 7, Day(10), Tally::Like), Ok(()));
@@ -189,7 +194,7 @@ mod tests {
 
     #[test]
     fn the_daily_cap_and_closed_days_refuse() {
-        let mut ledger = Ledger::new(3, 2);
+        let mut ledger = Ledger::new(3, 400, 2);
         assert_eq!(ledger.record(1, 1, Day(10), Tally::EffectivePlay), Ok(()));
         assert_eq!(ledger.record(1, 2, Day(10), Tally::EffectivePlay), Ok(()));
         assert_eq!(ledger.record(1, 3, Day(10), Tally::EffectivePlay), Err(Refusal::OverCap));
@@ -204,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_retraction_takes_back_the_open_days_only() {
-        let mut ledger = Ledger::new(2, 100);
+        let mut ledger = Ledger::new(2, 400, 100);
         ledger.record(1, 1, Day(10), Tally::EffectivePlay).unwrap();
         ledger.record(1, 1, Day(11), Tally::EffectivePlay).unwrap();
         ledger.record(1, 1, Day(12), Tally::Share).unwrap();
@@ -214,6 +219,12 @@ mod tests {
         assert_eq!(ledger.retract(1), 0);
         assert_eq!(plays(&ledger, Day(10), 1), 1);
         assert_eq!(plays(&ledger, Day(11), 1), 0);
+        // Figures are kept for the history's days only.
+        let mut short = Ledger::new(2, 3, 100);
+        for day in 10..14 {
+            short.record(1, 1, Day(day), Tally::EffectivePlay).unwrap();
+        }
+        assert_eq!(short.totals(Day(0), Day(20), |_| true)[&1].effective_plays, 3);
         let last = ledger.totals(Day(12), Day(12), |_| true);
         assert_eq!(last[&1], Tallies { effective_plays: 1, likes: 0, comments: 0, shares: 0 });
     }

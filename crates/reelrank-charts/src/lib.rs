@@ -17,6 +17,8 @@ pub mod ledger;
 mod request;
 mod tally;
 
+use std::hash::{Hash, Hasher};
+
 use reelrank_core::{Category, Event, Item};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -24,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::board::{change, HeatWeights};
 pub use crate::day::{Day, Period, Span};
 use crate::guard::Guard;
-pub use crate::guard::{Exclusion, GuardConfig, Reason};
+pub use crate::guard::{ExcludedAccount, Exclusion, GuardConfig, Reason};
 use crate::ledger::{Ledger, Refusal};
 pub use crate::request::{ChartRequest, RequestError, DEFAULT_ROWS, MAX_ROWS};
 pub use crate::tally::{EffectiveRule, Tally};
@@ -39,6 +41,8 @@ pub struct ChartConfig {
     pub max_counted_per_user_day: u32,
     /// Days back from the newest that late events still reach and exclusions still retract.
     pub open_days: i32,
+    /// Days back from the newest whose figures are kept (charts of older periods come out empty).
+    pub history_days: i32,
     /// The heat index's weights.
     pub heat: HeatWeights,
     /// How fake traffic is found.
@@ -51,6 +55,7 @@ impl Default for ChartConfig {
             effective: EffectiveRule::default(),
             max_counted_per_user_day: 200,
             open_days: 14,
+            history_days: 400,
             heat: HeatWeights::default(),
             guard: GuardConfig::default(),
         }
@@ -121,16 +126,6 @@ pub struct ChartRow {
     pub regions: Vec<String>,
 }
 
-/// An excluded account, for the exclusion report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExcludedAccount {
-    /// The account.
-    pub user_id: String,
-    /// Why and what it cost it.
-    #[serde(flatten)]
-    pub exclusion: Exclusion,
-}
-
 /// Contributions the ledger did not count, by cause.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Refusals {
@@ -152,11 +147,10 @@ struct Entry {
     regions: Vec<String>,
 }
 
-/// Strings numbered in the order they were first seen.
+/// Item ids numbered in the order they were first counted.
 #[derive(Debug, Default)]
 struct Names {
     keys: FxHashMap<Box<str>, u32>,
-    names: Vec<Box<str>>,
 }
 
 impl Names {
@@ -164,18 +158,24 @@ impl Names {
         if let Some(&key) = self.keys.get(name) {
             return (key, false);
         }
-        let key = self.names.len() as u32;
+        let key = self.keys.len() as u32;
         self.keys.insert(name.into(), key);
-        self.names.push(name.into());
         (key, true)
     }
+}
+
+/// An account's key: a 64-bit hash of its id, so that what is kept per account is dropped with
+/// it (an id table would grow with every account ever seen).
+fn user_key(user_id: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    user_id.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Every chart's figures, kept from the event log.
 #[derive(Debug)]
 pub struct Charts {
     config: ChartConfig,
-    users: Names,
     items: Names,
     entries: Vec<Entry>,
     ledger: Ledger,
@@ -187,10 +187,9 @@ impl Charts {
     /// Charts of no event yet.
     pub fn new(config: ChartConfig) -> Charts {
         Charts {
-            ledger: Ledger::new(config.open_days, config.max_counted_per_user_day),
+            ledger: Ledger::new(config.open_days, config.history_days, config.max_counted_per_user_day),
             guard: Guard::new(config.guard.clone()),
             config,
-            users: Names::default(),
             items: Names::default(),
             entries: Vec::new(),
             refusals: Refusals::default(),
@@ -201,7 +200,7 @@ impl Charts {
     /// still tell how the account behaves); returns whether the event counts, that is whether
     /// its account is not excluded.
     pub fn record(&mut self, event: &Event, item: Option<&Item>) -> bool {
-        let (user, _) = self.users.key(&event.user_id);
+        let user = user_key(&event.user_id);
         if self.guard.is_excluded(user) {
             self.guard.ignored(user);
             return false;
@@ -301,19 +300,12 @@ impl Charts {
 
     /// Whether `user_id`'s events are excluded.
     pub fn is_excluded(&self, user_id: &str) -> bool {
-        self.users.keys.get(user_id).is_some_and(|&user| self.guard.is_excluded(user))
+        self.guard.is_excluded(user_key(user_id))
     }
 
     /// The excluded accounts, in the order they were found.
     pub fn excluded(&self) -> Vec<ExcludedAccount> {
-        let mut accounts: Vec<ExcludedAccount> = self
-            .guard
-            .exclusions()
-            .map(|(user, exclusion)| ExcludedAccount {
-                user_id: self.users.names[user as usize].to_string(),
-                exclusion: exclusion.clone(),
-            })
-            .collect();
+        let mut accounts: Vec<ExcludedAccount> = self.guard.exclusions().cloned().collect();
         accounts.sort_by(|a, b| a.exclusion.at.cmp(&b.exclusion.at).then_with(|| a.user_id.cmp(&b.user_id)));
         accounts
     }
