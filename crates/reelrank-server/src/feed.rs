@@ -47,6 +47,10 @@ pub(crate) struct FeedItem {
     item_id: String,
     title: String,
     category: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    creator_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_s: Option<f64>,
     score: f32,
     source: &'static str,
     reasons: Vec<String>,
@@ -154,6 +158,8 @@ pub(crate) async fn recommend(
                 item_id: item.item_id.clone(),
                 title: item.title.clone(),
                 category: item.category.as_str().to_owned(),
+                creator_id: item.creator_id.clone(),
+                duration_s: item.duration_s,
                 score: r.score,
                 source: r.source.as_str(),
                 reasons: r.reasons,

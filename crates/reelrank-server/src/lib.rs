@@ -21,6 +21,7 @@
 pub mod auth;
 mod charts;
 mod controls;
+mod dashboard;
 pub mod engine;
 mod error;
 mod feed;
@@ -154,6 +155,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/moderation/creators/{creator_id}", post(moderation::creator))
         .route("/v1/moderation/audit", get(moderation::audit))
         .route("/v1/moderation/queue", get(moderation::queue))
+        .route("/v1/admin/overview", get(dashboard::overview))
+        .route("/v1/admin/users", get(dashboard::users))
         .route("/v1/admin/online", get(online::status).post(online::switch));
     Router::new()
         .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)))
@@ -161,6 +164,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin.route_layer(from_fn_with_state(state.clone(), auth::admin)))
         .route("/healthz", get(health))
         .route("/transparency", get(transparency::page))
+        .route("/", get(dashboard::home))
+        .route("/dashboard", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/style.css", get(dashboard::style))
         .route("/openapi.json", get(openapi))
         .layer(axum::middleware::from_fn(metrics_layer::track))
         .with_state(state)

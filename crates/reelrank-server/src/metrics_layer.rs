@@ -25,6 +25,40 @@ pub(crate) fn recorder() -> PrometheusHandle {
         .clone()
 }
 
+/// The latest feed latencies, for the dashboard's percentiles (Prometheus keeps buckets only).
+pub(crate) struct FeedLatencies {
+    latest: std::collections::VecDeque<f32>,
+}
+
+/// Feed requests the percentiles are taken over.
+const LATENCY_WINDOW: usize = 4096;
+
+impl FeedLatencies {
+    fn global() -> &'static std::sync::Mutex<FeedLatencies> {
+        static LATENCIES: OnceLock<std::sync::Mutex<FeedLatencies>> = OnceLock::new();
+        LATENCIES.get_or_init(|| std::sync::Mutex::new(FeedLatencies { latest: Default::default() }))
+    }
+
+    fn record(ms: f32) {
+        let mut latencies = FeedLatencies::global().lock().expect("latency lock");
+        if latencies.latest.len() == LATENCY_WINDOW {
+            latencies.latest.pop_front();
+        }
+        latencies.latest.push_back(ms);
+    }
+
+    /// How many of the latest feed requests there are (at most 4,096), and their p50, p95 and
+    /// p99 in milliseconds.
+    pub(crate) fn percentiles() -> (usize, [f32; 3]) {
+        let mut sorted: Vec<f32> =
+            FeedLatencies::global().lock().expect("latency lock").latest.iter().copied().collect();
+        sorted.sort_unstable_by(f32::total_cmp);
+        let at =
+            |q: f64| sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        (sorted.len(), [at(0.5), at(0.95), at(0.99)])
+    }
+}
+
 /// Counts requests and their latency per route and status, and logs each one.
 pub(crate) async fn track(request: Request, next: Next) -> Response {
     let start = Instant::now();
@@ -36,6 +70,9 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     let labels = [("method", method.to_string()), ("route", route.clone()), ("status", status)];
     metrics::counter!("reelrank_http_requests_total", &labels).increment(1);
     metrics::histogram!("reelrank_http_request_duration_seconds", &labels[..2]).record(seconds);
+    if route == "/v1/recommend" {
+        FeedLatencies::record((seconds * 1e3) as f32);
+    }
     tracing::debug!(%method, route, status = response.status().as_u16(), ms = seconds * 1e3, "request");
     response
 }

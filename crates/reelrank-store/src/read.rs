@@ -117,6 +117,24 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
+    /// Up to `limit` users whose id starts with `prefix`, by id.
+    pub async fn users_with_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<User>> {
+        let escaped: String = prefix
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let rows =
+            sqlx::query("SELECT * FROM users WHERE user_id LIKE $1 ESCAPE '\\' ORDER BY user_id LIMIT $2")
+                .bind(format!("{escaped}%"))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     /// Up to `limit` events with `seq > after`, in log order: the way consumers read the log.
     pub async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")

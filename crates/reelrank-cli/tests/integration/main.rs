@@ -4,6 +4,7 @@ mod charts;
 mod cli;
 mod controls;
 mod crash;
+mod dashboard;
 mod moderation;
 mod serving;
 

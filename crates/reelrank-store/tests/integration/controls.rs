@@ -29,3 +29,17 @@ async fn controls_survive_user_syncs() {
         assert_eq!(store.profile_resets().await.unwrap(), [("u1".to_owned(), Timestamp(5_000))]);
     }
 }
+
+#[tokio::test]
+async fn users_are_found_by_prefix() {
+    for t in testing::all().await {
+        let store = &t.store;
+        let users: Vec<User> = ["ab_1", "ab%2", "abc", "b", "aB"].into_iter().map(User::new).collect();
+        store.upsert_users(&users).await.unwrap();
+        let ids = |found: Vec<User>| found.into_iter().map(|u| u.user_id).collect::<Vec<_>>();
+        assert_eq!(ids(store.users_with_prefix("ab_", 10).await.unwrap()), ["ab_1"], "{}", t.name);
+        assert_eq!(ids(store.users_with_prefix("ab%", 10).await.unwrap()), ["ab%2"], "{}", t.name);
+        assert_eq!(ids(store.users_with_prefix("ab", 2).await.unwrap()).len(), 2, "{}", t.name);
+        assert_eq!(ids(store.users_with_prefix("", 10).await.unwrap()).len(), 5, "{}", t.name);
+    }
+}
