@@ -206,12 +206,11 @@ impl Charts {
             return false;
         }
         let day = Day::of(event.ts);
-        let tally = item.and_then(|item| Some((item, self.config.effective.tally(event, item.duration_s)?)));
-        let (tally, key) = match tally {
-            Some((item, tally)) => (Some(tally), Some(self.item_key(item, day))),
-            None => (None, None),
-        };
-        let effective = key.filter(|_| tally == Some(Tally::EffectivePlay));
+        let counted = item.and_then(|item| {
+            let tally = self.config.effective.tally(event, item.duration_s)?;
+            Some((tally, self.item_key(item, day)))
+        });
+        let effective = counted.filter(|&(tally, _)| tally == Tally::EffectivePlay).map(|(_, key)| key);
         for found in self.guard.observe(user, event, effective) {
             let retracted = self.ledger.retract(found);
             self.guard.retracted(found, retracted);
@@ -220,7 +219,7 @@ impl Charts {
             self.guard.ignored(user);
             return false;
         }
-        if let (Some(tally), Some(key)) = (tally, key) {
+        if let Some((tally, key)) = counted {
             match self.ledger.record(user, key, day, tally) {
                 Ok(()) => {}
                 Err(Refusal::Repeated) => self.refusals.repeated += 1,

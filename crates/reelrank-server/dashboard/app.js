@@ -183,6 +183,10 @@ async function charts() {
   const category = el("select", { "data-testid": "category" }, categories.map((c) => el("option", { value: c }, c.replace("_", " "))));
   const period = el("select", { "data-testid": "period" }, ["week", "day"].map((p) => el("option", { value: p }, p)));
   const date = el("input", { type: "date", "data-testid": "date" });
+  const asked = new URLSearchParams(location.hash.split("?")[1] || "");
+  if (categories.includes(asked.get("category"))) category.value = asked.get("category");
+  if (["week", "day"].includes(asked.get("period"))) period.value = asked.get("period");
+  if (asked.get("date")) date.value = asked.get("date");
   const table = el("div", {});
   const load = async () => {
     const query = new URLSearchParams({ category: category.value, period: period.value, limit: "50" });

@@ -11,13 +11,9 @@ use axum::Json;
 use reelrank_core::{Event, EventKind, Timestamp, UserControls};
 use serde::{Deserialize, Serialize};
 
-use crate::feed::engine;
+use crate::error::json_body;
+use crate::feed::{engine, user_record};
 use crate::{AppState, HttpError};
-
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, HttpError> {
-    body.map(|Json(value)| value)
-        .map_err(|rejection| HttpError::new(StatusCode::BAD_REQUEST, rejection.body_text()))
-}
 
 /// Body of `PUT /v1/users/{user_id}/personalization`.
 #[derive(Debug, Deserialize)]
@@ -33,7 +29,7 @@ pub(crate) async fn personalization(
     Path(user_id): Path<String>,
     request: Result<Json<Personalization>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, HttpError> {
-    let Personalization { enabled } = body(request)?;
+    let Personalization { enabled } = json_body(request)?;
     state.store.set_personalization(&user_id, enabled).await?;
     Ok(Json(serde_json::json!({"user_id": user_id, "personalization": enabled})))
 }
@@ -63,10 +59,7 @@ pub(crate) async fn tags(
     Path(user_id): Path<String>,
 ) -> Result<Json<Tags>, HttpError> {
     let engine = engine(&state)?;
-    let user = state.store.user(&user_id).await?;
-    if let Some(user) = &user {
-        engine.apply_reset(user);
-    }
+    let user = user_record(&state, engine, &user_id).await?;
     let snapshot = engine.snapshot();
     let live = snapshot.live().read().expect("live state lock");
     let activity = live.activity.user(&user_id);
@@ -125,7 +118,7 @@ pub(crate) async fn not_interested(
     Path(user_id): Path<String>,
     request: Result<Json<NotInterested>, JsonRejection>,
 ) -> Result<Json<Controls>, HttpError> {
-    let controls = match body(request)? {
+    let controls = match json_body(request)? {
         NotInterested { item_id: Some(item_id), creator_id: None, tag: None } => {
             if state.store.item(&item_id).await?.is_none() {
                 return Err(HttpError::new(StatusCode::NOT_FOUND, format!("no item `{item_id}`")));

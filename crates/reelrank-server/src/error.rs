@@ -39,6 +39,14 @@ impl HttpError {
     }
 }
 
+/// A JSON body, or `400` saying what is wrong with it.
+pub(crate) fn json_body<T>(
+    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, HttpError> {
+    body.map(|axum::Json(value)| value)
+        .map_err(|rejection| HttpError::new(StatusCode::BAD_REQUEST, rejection.body_text()))
+}
+
 impl From<BatchError> for HttpError {
     fn from(err: BatchError) -> HttpError {
         let message = err.to_string();

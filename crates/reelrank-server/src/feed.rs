@@ -100,10 +100,7 @@ pub(crate) async fn recommend(
     if query.hour.is_some_and(|h| h > 23) {
         return Err(HttpError::new(StatusCode::BAD_REQUEST, "hour: must be 0 to 23"));
     }
-    let user = state.store.user(&query.user_id).await?;
-    if let Some(user) = &user {
-        engine.apply_reset(user);
-    }
+    let user = user_record(&state, engine, &query.user_id).await?;
     let exclude: Vec<String> = query.exclude.as_deref().map_or_else(Vec::new, |list| {
         list.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect()
     });
@@ -280,10 +277,7 @@ pub(crate) async fn explain(
     let Query(query) = query.map_err(bad_query)?;
     check_user_id(&query.user_id)?;
     let engine = engine(&state)?;
-    let user: Option<User> = state.store.user(&query.user_id).await?;
-    if let Some(user) = &user {
-        engine.apply_reset(user);
-    }
+    let user = user_record(&state, engine, &query.user_id).await?;
     let snapshot = engine.snapshot();
     let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
     let request = probe("explain", &query.user_id, user.as_ref());
@@ -343,10 +337,7 @@ pub(crate) async fn candidates(
     let Query(query) = query.map_err(bad_query)?;
     check_user_id(&query.user_id)?;
     let engine = engine(&state)?;
-    let user: Option<User> = state.store.user(&query.user_id).await?;
-    if let Some(user) = &user {
-        engine.apply_reset(user);
-    }
+    let user = user_record(&state, engine, &query.user_id).await?;
     let snapshot = engine.snapshot();
     let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
     let request = probe("candidates", &query.user_id, user.as_ref());
@@ -378,6 +369,19 @@ pub(crate) async fn candidates(
 /// context), named `request_id`.
 fn probe<'a>(request_id: &'a str, user_id: &'a str, user: Option<&'a User>) -> Request<'a> {
     Request { request_id, user_id, user, n: 1, exclude: &[], context: None, now: Timestamp::now() }
+}
+
+/// `user_id`'s record, their profile reset applied to this replica first when it has not seen it.
+pub(crate) async fn user_record(
+    state: &AppState,
+    engine: &Engine,
+    user_id: &str,
+) -> Result<Option<User>, HttpError> {
+    let user = state.store.user(user_id).await?;
+    if let Some(user) = &user {
+        engine.apply_reset(user);
+    }
+    Ok(user)
 }
 
 pub(crate) fn engine(state: &AppState) -> Result<&Engine, HttpError> {

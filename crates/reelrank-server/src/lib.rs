@@ -144,8 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/explain", get(feed::explain))
         .route("/v1/experiments", get(feed::experiments))
         .route("/v1/users/{user_id}/tags", get(controls::tags))
-        .route("/v1/charts", get(charts::chart))
-        .route("/charts", get(charts::page));
+        .route("/v1/charts", get(charts::chart));
     let admin = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/admin/reload", post(reload))
@@ -166,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .route("/transparency", get(transparency::page))
         .route("/", get(dashboard::home))
         .route("/dashboard", get(dashboard::index))
+        .route("/charts", get(charts::page))
         .route("/dashboard/app.js", get(dashboard::script))
         .route("/dashboard/style.css", get(dashboard::style))
         .route("/openapi.json", get(openapi))

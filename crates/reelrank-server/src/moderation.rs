@@ -12,13 +12,13 @@ use reelrank_store::{AuditEntry, Moderated};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Actor;
+use crate::error::json_body;
 use crate::feed::bad_query;
 use crate::{AppState, HttpError};
 
 /// A decision's body, checked: a clear error naming the field, nothing written otherwise.
 fn checked<T: Validate>(body: Result<Json<T>, JsonRejection>) -> Result<T, HttpError> {
-    let Json(decision) =
-        body.map_err(|rejection| HttpError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let decision = json_body(body)?;
     let errors = decision.validate();
     if !errors.is_empty() {
         let errors = errors

@@ -11,8 +11,23 @@ use reelrank_features::PositiveRule;
 use reelrank_models::ValueWeights;
 use reelrank_serving::{ExperimentConfig, PipelineConfig};
 
-use crate::charts::escape;
 use crate::AppState;
+
+/// Escapes text for HTML.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// What the page is written from.
 pub(crate) struct Policy<'a> {
@@ -169,7 +184,7 @@ pub(crate) fn render(policy: &Policy<'_>) -> String {
     let c = policy.charts;
     let _ = write!(
         html,
-        "<h2>6. Charts</h2><p><a href=\"/charts\">Charts</a> rank items by their share of a category's effective \
+        "<h2>6. Charts</h2><p><a href=\"/dashboard#charts\">Charts</a> rank items by their share of a category's effective \
          plays: plays watched past {} of an item's length (or {} minutes). One account counts once per item and \
          day. Accounts behaving like machines (more than {} plays in an hour, plays on a timer, or several accounts \
          running one script) count neither in charts nor in what the models learn{}.</p>",
@@ -214,6 +229,14 @@ pub(crate) fn render(policy: &Policy<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            escape(r#"<b>"Tom" & 'Jerry'</b>"#),
+            "&lt;b&gt;&quot;Tom&quot; &amp; &#39;Jerry&#39;&lt;/b&gt;"
+        );
+    }
 
     #[test]
     fn the_page_follows_the_settings() {

@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::rows::{item_from_row, json, json_column};
+use crate::write::placeholders;
 use crate::{Result, Store};
 
 /// The actor the audit log names for a review that users' reports asked for.
@@ -316,50 +317,61 @@ impl Store {
 
     /// The flags to store for `items` about to be upserted: `creator_blocked` exactly for those
     /// whose creator is blocked, and, for a record without a status (a catalog sync, not a
-    /// moderation decision), the review flags already stored kept.
+    /// moderation decision), the review flags already stored kept. Two queries per batch.
     pub(crate) async fn settled_flags(
+        &self,
         tx: &mut Transaction<'_, Any>,
         items: &[&Item],
     ) -> Result<Vec<Vec<String>>> {
-        let mut blocked = BTreeSet::new();
-        for creator in items.iter().filter_map(|i| i.creator_id.as_deref()).collect::<BTreeSet<_>>() {
-            let row = sqlx::query("SELECT 1 AS b FROM creator_blocks WHERE creator_id = $1")
-                .bind(creator)
-                .fetch_optional(&mut **tx)
-                .await?;
-            if row.is_some() {
-                blocked.insert(creator);
-            }
-        }
-        let mut stored: HashMap<&str, Vec<String>> = HashMap::new();
-        for item in items.iter().filter(|i| i.status.is_none()) {
-            let row = sqlx::query("SELECT flags FROM items WHERE item_id = $1")
-                .bind(item.item_id.as_str())
-                .fetch_optional(&mut **tx)
-                .await?;
-            if let Some(row) = row {
-                let flags: Vec<String> = json_column(&row, "items", &item.item_id, "flags")?;
-                stored.insert(
-                    item.item_id.as_str(),
-                    flags.into_iter().filter(|f| REVIEW_FLAGS.contains(&f.as_str())).collect(),
-                );
-            }
+        let creators: Vec<&str> = items
+            .iter()
+            .filter_map(|i| i.creator_id.as_deref())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let blocked: BTreeSet<String> = self
+            .rows_in(tx, "SELECT creator_id FROM creator_blocks WHERE creator_id IN", &creators)
+            .await?
+            .iter()
+            .map(|row| row.try_get("creator_id"))
+            .collect::<sqlx::Result<_>>()?;
+        let synced: Vec<&str> =
+            items.iter().filter(|i| i.status.is_none()).map(|i| i.item_id.as_str()).collect();
+        let mut stored: HashMap<String, Vec<String>> = HashMap::new();
+        for row in self.rows_in(tx, "SELECT item_id, flags FROM items WHERE item_id IN", &synced).await? {
+            let item_id: String = row.try_get("item_id")?;
+            let flags: Vec<String> = json_column(&row, "items", &item_id, "flags")?;
+            stored
+                .insert(item_id, flags.into_iter().filter(|f| REVIEW_FLAGS.contains(&f.as_str())).collect());
         }
         Ok(items
             .iter()
             .map(|item| {
                 let mut flags = item.flags.clone();
-                flags.extend(
-                    stored
-                        .get(item.item_id.as_str())
-                        .into_iter()
-                        .flatten()
-                        .filter(|f| !item.flags.contains(f))
-                        .cloned(),
-                );
-                settle(&flags, None, item.creator_id.as_deref().is_some_and(|c| blocked.contains(c)))
+                let kept =
+                    stored.get(&item.item_id).into_iter().flatten().filter(|f| !item.flags.contains(f));
+                flags.extend(kept.cloned());
+                settle(&flags, None, item.creator_id.as_ref().is_some_and(|c| blocked.contains(c)))
             })
             .collect())
+    }
+
+    /// The rows of `select` (ending in `... IN`) for the values `keys`, none for none.
+    async fn rows_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        select: &str,
+        keys: &[&str],
+    ) -> Result<Vec<AnyRow>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("{select} ({})", placeholders(self.backend, 1, keys.len()));
+        let mut query = sqlx::query(&sql);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        Ok(query.fetch_all(&mut **tx).await?)
     }
 }
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::rows::{event_from_row, item_from_row, user_from_row};
+use crate::write::placeholders;
 use crate::{Result, Store};
 
 /// Sizes of the three tables.
@@ -204,8 +205,10 @@ impl Store {
     pub async fn missing_items(&self, item_ids: &[&str]) -> Result<Vec<String>> {
         let mut missing = Vec::new();
         for chunk in item_ids.chunks(1000) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT item_id FROM items WHERE item_id IN ({})", placeholders.join(", "));
+            let sql = format!(
+                "SELECT item_id FROM items WHERE item_id IN ({})",
+                placeholders(self.backend, 1, chunk.len())
+            );
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(*id);

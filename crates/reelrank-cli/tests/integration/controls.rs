@@ -157,7 +157,7 @@ async fn controls_and_minor_mode_act_on_the_next_request() {
         "How your feed is made",
         "<td>report</td><td>-10</td>",
         "after 60 minutes of watching",
-        "href=\"/charts\"",
+        "href=\"/dashboard#charts\"",
     ] {
         assert!(html.contains(expected), "{expected} missing from the page");
     }
