@@ -84,6 +84,13 @@ try {
   // Models and moderation.
   await page.goto(`${base}/dashboard#models`);
   await page.getByTestId("online").waitFor();
+  const logs = await api("/v1/admin/models");
+  const curves = await page.getByTestId("curve").count();
+  check(logs.retrieval && logs.ranking, "a model has no training log");
+  check(curves >= 4, `the models page draws ${curves} training curves`);
+  const polyline = await page.locator("[data-testid=curve] polyline").first().getAttribute("points");
+  check(polyline.split(" ").length === logs.retrieval.curves.filter((c) => c.stage === logs.retrieval.curves[0].stage).length,
+    "the first loss curve does not have a point per epoch");
   await shot("models");
   await page.goto(`${base}/dashboard#moderation`);
   await page.getByTestId("audit").waitFor();

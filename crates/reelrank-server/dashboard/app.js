@@ -214,14 +214,62 @@ async function charts() {
   await load();
 }
 
-// Models: what each model has learned while serving.
+// Models: how each was trained (its curves per epoch) and what it has learned while serving.
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const child of children.flat()) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+/** A line chart of `series` ([{name, points: [[x, y]...]}]) over epochs. */
+function lineChart(title, series) {
+  const [w, h, left, bottom] = [420, 220, 48, 28];
+  const points = series.flatMap((s) => s.points);
+  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  if (y1 - y0 < 1e-9) [y0, y1] = [y0 - 0.5, y1 + 0.5];
+  const x = (v) => left + ((v - x0) / (x1 - x0)) * (w - left - 10);
+  const y = (v) => 10 + (1 - (v - y0) / (y1 - y0)) * (h - bottom - 10);
+  const lines = series.map((s, i) => svg("polyline", {
+    points: s.points.map(([a, b]) => `${x(a)},${y(b)}`).join(" "), fill: "none", stroke: palette[i % palette.length], "stroke-width": 2,
+  }));
+  const labels = [y0, (y0 + y1) / 2, y1].map((v) => svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "#667085" }, v.toFixed(3)));
+  const axis = svg("text", { x: (left + w) / 2, y: h - 6, "text-anchor": "middle", "font-size": 11, fill: "#667085" }, "epoch");
+  const legend = el("div", { class: "note" }, series.map((s, i) => el("span", { style: `color:${palette[i % palette.length]};margin-right:1em` }, `■ ${s.name}`)));
+  return el("div", { class: "tile" }, el("div", { class: "label" }, title),
+    svg("svg", { viewBox: `0 0 ${w} ${h}`, width: "100%", "data-testid": "curve" },
+      svg("line", { x1: left, y1: h - bottom, x2: w - 10, y2: h - bottom, stroke: "#cfd4dc" }), lines, labels, axis),
+    legend);
+}
+
+/** The charts of one training log: the loss per stage, and each validation metric. */
+function trainingCharts(name, log) {
+  if (!log) return el("p", { class: "note" }, `${name}: not trained yet (reelrank train).`);
+  const stages = [...new Set(log.curves.map((c) => c.stage))];
+  const loss = stages.map((stage) => ({ name: stage, points: log.curves.filter((c) => c.stage === stage).map((c) => [c.epoch, c.loss]) }));
+  const metrics = [...new Set(log.curves.flatMap((c) => c.metrics.map(([m]) => m)))];
+  const charts = metrics.slice(0, 8).map((metric) => lineChart(metric, stages
+    .map((stage) => ({ name: stage, points: log.curves.filter((c) => c.stage === stage).flatMap((c) => c.metrics.filter(([m]) => m === metric).map(([, v]) => [c.epoch, v])) }))
+    .filter((s) => s.points.length > 0)));
+  return el("div", {},
+    el("h2", {}, `${name}: ${log.epochs} epochs on ${number(log.examples)} examples in ${number(log.seconds, 1)} s, ${new Date(log.trained_at).toLocaleString()}`),
+    el("div", { class: "charts" }, lineChart("loss", loss), charts));
+}
+
 async function models() {
   try {
-    const online = await api("/v1/admin/online");
+    const [logs, online] = await Promise.all([api("/v1/admin/models"), api("/v1/admin/online")]);
     const row = (name, m) => el("tr", {}, el("td", {}, name), el("td", {}, number(m.learned)), el("td", {}, number(m.queued)),
       el("td", {}, number(m.dropped)), el("td", {}, number(m.table_rows)), el("td", {}, `${number(m.table_bytes / 1048576, 1)} MB`),
       el("td", {}, number(m.rollbacks)));
     show(el("h1", {}, "Models"),
+      trainingCharts("Two-tower retrieval", logs.retrieval),
+      trainingCharts("Wide&Deep ranking", logs.ranking),
+      el("h2", {}, "Learning while serving"),
       el("p", {}, `Online learning is ${online.enabled ? (online.paused ? "paused" : "on") : "off"}; ${number(online.publications)} publications so far.`),
       el("table", { "data-testid": "online" },
         el("tr", {}, ...["Model", "Learned", "Queued", "Dropped", "Embedding rows", "Memory", "Rollbacks"].map((h) => el("th", {}, h))),

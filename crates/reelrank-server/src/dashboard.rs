@@ -156,3 +156,21 @@ pub(crate) async fn users(
         .collect();
     Ok(Json(serde_json::json!({ "users": users })))
 }
+
+/// A model's training log (`training.json`, written beside the model by `reelrank train`), if it
+/// has one.
+fn training_log(dir: Option<&std::path::Path>) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(dir?.join("training.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// `GET /v1/admin/models` (admin): the training logs of the models on disk: per epoch, the loss
+/// and the validation metrics (Recall@20 and NDCG@20 of the two-tower model on held-out
+/// positives, each head's AUC of the Wide&Deep model on held-out impressions).
+pub(crate) async fn models(State(state): State<AppState>) -> Result<Json<serde_json::Value>, HttpError> {
+    let engine = engine(&state)?;
+    Ok(Json(serde_json::json!({
+        "retrieval": training_log(engine.models.retrieval_dir.as_deref()),
+        "ranking": training_log(engine.models.ranking_dir.as_deref()),
+    })))
+}

@@ -156,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/moderation/queue", get(moderation::queue))
         .route("/v1/admin/overview", get(dashboard::overview))
         .route("/v1/admin/users", get(dashboard::users))
+        .route("/v1/admin/models", get(dashboard::models))
         .route("/v1/admin/online", get(online::status).post(online::switch));
     Router::new()
         .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)))

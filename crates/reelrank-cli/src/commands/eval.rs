@@ -189,7 +189,7 @@ async fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
                 &task.data.positives,
                 &TwoTowerConfig { max_epochs: epochs, ..config },
                 |epoch, loss, _| {
-                    progress.epoch(epoch, loss, "");
+                    progress.epoch(epoch, loss, Vec::new());
                     true
                 },
             );
@@ -295,7 +295,7 @@ fn tune_on_valid(
     let progress = super::EpochProgress::new("valid", config.max_epochs);
     let (epochs, tower) =
         epochs_by_early_stopping(&task, &inputs, config, PATIENCE, |epoch, loss, report| {
-            progress.epoch(epoch, loss, &super::retrieval_metrics(report));
+            progress.epoch(epoch, loss, super::retrieval_metrics(report));
         });
     progress.finish();
     let Some(parts) = blend else {

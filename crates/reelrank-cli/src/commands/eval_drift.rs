@@ -121,7 +121,7 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let epochs = args.model.epochs.unwrap_or(2);
-    let frozen = fit_epochs(&set.examples[..from], &set.schema, config, epochs);
+    let (frozen, _) = fit_epochs(&set.examples[..from], &set.schema, config, epochs);
     let train_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let progressive_config = ProgressiveConfig {
@@ -297,7 +297,7 @@ fn retrieval(
     let progress = super::EpochProgress::new("two-tower", config.max_epochs);
     let (epochs, _) =
         epochs_by_early_stopping(&valid, &inputs, &config, super::eval::PATIENCE, |epoch, loss, report| {
-            progress.epoch(epoch, loss, &super::retrieval_metrics(report));
+            progress.epoch(epoch, loss, super::retrieval_metrics(report));
         });
     progress.finish();
     let train = RetrievalTask::new(&Split {

@@ -12,6 +12,8 @@ use reelrank_core::{Item, User};
 use reelrank_eval::{RankingReport, RankingSet, Split};
 use reelrank_models::{RankingExample, RankingSchema, WideDeep, WideDeepConfig};
 
+use super::EpochRecord;
+
 /// Epochs without a better validation logloss before training stops.
 const PATIENCE: usize = 2;
 
@@ -97,7 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => tune_epochs(&args.split, &items, &users, &config)?.unwrap_or(config.max_epochs),
     };
     let set = RankingSet::new(&split, &items, &users);
-    let model = fit_epochs(&set.train, &set.schema, config, epochs);
+    let (model, _) = fit_epochs(&set.train, &set.schema, config, epochs);
     let report = RankingReport { train_seconds: started.elapsed().as_secs_f64(), ..set.evaluate(&model) };
     let optional = |auc: Option<f64>| auc.map_or("-".to_string(), |a| format!("{a:.4}"));
     println!(
@@ -128,52 +130,51 @@ fn tune_epochs(
     }
     let valid = Split::load(&valid_dir)?;
     let set = RankingSet::new(&valid, items, users);
-    Ok(Some(best_epochs(&set.train, &set.schema, config, |model| {
+    let (epochs, _) = best_epochs(&set.train, &set.schema, config, |model| {
         let report = set.evaluate(model);
-        (format!("AUC {:.4}  logloss {:.4}", report.auc, report.logloss), report.logloss)
-    })))
+        (vec![("AUC".to_owned(), report.auc), ("logloss".to_owned(), report.logloss)], report.logloss)
+    });
+    Ok(Some(epochs))
 }
 
-/// A model trained on `examples` for exactly `epochs` epochs, with a progress bar.
+/// A model trained on `examples` for exactly `epochs` epochs, with a progress bar, and its epochs.
 pub fn fit_epochs(
     examples: &[RankingExample],
     schema: &RankingSchema,
     config: WideDeepConfig,
     epochs: usize,
-) -> WideDeep {
+) -> (WideDeep, Vec<EpochRecord>) {
     let progress = super::EpochProgress::new("train", epochs);
     let model = WideDeep::fit(
         examples,
         schema,
         &WideDeepConfig { max_epochs: epochs, ..config },
         |epoch, loss, _| {
-            progress.epoch(epoch, loss, "");
+            progress.epoch(epoch, loss, Vec::new());
             true
         },
     );
-    progress.finish();
-    model
+    (model, progress.finish())
 }
 
-/// The number of epochs with the best validation logloss: trains on `train`, calling
-/// `validate(model)` → (metrics to show, logloss) after each epoch, until [`PATIENCE`] epochs
-/// bring no improvement of at least [`MIN_IMPROVEMENT`].
+/// The number of epochs with the best validation logloss, and the epochs trained: trains on
+/// `train`, calling `validate(model)` → (metrics, logloss) after each epoch, until [`PATIENCE`]
+/// epochs bring no improvement of at least [`MIN_IMPROVEMENT`].
 pub fn best_epochs(
     train: &[RankingExample],
     schema: &RankingSchema,
     config: &WideDeepConfig,
-    validate: impl Fn(&WideDeep) -> (String, f64),
-) -> usize {
+    validate: impl Fn(&WideDeep) -> (Vec<(String, f64)>, f64),
+) -> (usize, Vec<EpochRecord>) {
     let progress = super::EpochProgress::new("valid", config.max_epochs);
     let (mut best, mut best_epoch) = (f64::INFINITY, 0);
     WideDeep::fit(train, schema, config, |epoch, loss, model| {
         let (metrics, logloss) = validate(model);
-        progress.epoch(epoch, loss, &metrics);
+        progress.epoch(epoch, loss, metrics);
         if logloss < best - MIN_IMPROVEMENT {
             (best, best_epoch) = (logloss, epoch);
         }
         epoch < best_epoch + PATIENCE
     });
-    progress.finish();
-    best_epoch + 1
+    (best_epoch + 1, progress.finish())
 }

@@ -80,7 +80,7 @@ pub fn run(args: SimulationArgs) -> anyhow::Result<()> {
     let progress = super::EpochProgress::new("valid", config.max_epochs);
     let (epochs, _) =
         epochs_by_early_stopping(&valid, &inputs, &config, super::eval::PATIENCE, |epoch, loss, report| {
-            progress.epoch(epoch, loss, &super::retrieval_metrics(report));
+            progress.epoch(epoch, loss, super::retrieval_metrics(report));
         });
     progress.finish();
 

@@ -64,14 +64,12 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let epochs = match args.model.epochs {
         Some(epochs) => epochs,
-        None => best_epochs(
-            &set.examples[..valid_start],
-            &set.schema,
-            &config,
-            validate_heads(&set, valid_start..test_start, &settings.ranking.value),
-        ),
+        None => {
+            let validate = validate_heads(&set, valid_start..test_start, &settings.ranking.value);
+            best_epochs(&set.examples[..valid_start], &set.schema, &config, validate).0
+        }
     };
-    let model = fit_epochs(&set.examples[..test_start], &set.schema, config, epochs);
+    let (model, _) = fit_epochs(&set.examples[..test_start], &set.schema, config, epochs);
     let train_seconds = started.elapsed().as_secs_f64();
     let RankingEvaluation { heads, value } =
         set.evaluate(&model, test_start..set.examples.len(), &settings.ranking.value);
@@ -115,18 +113,20 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A validation for [`best_epochs`] on `set.examples[range]`: the heads' mean AUC to show, their
-/// mean logloss to minimise.
+/// A validation for [`best_epochs`] on `set.examples[range]`: the heads' mean AUC and logloss and
+/// each head's AUC to show, their mean logloss to minimise.
 pub fn validate_heads<'a>(
     set: &'a ImpressionSet,
     range: Range<usize>,
     weights: &'a ValueWeights,
-) -> impl Fn(&WideDeep) -> (String, f64) + 'a {
+) -> impl Fn(&WideDeep) -> (Vec<(String, f64)>, f64) + 'a {
     move |model| {
         let heads = set.evaluate(model, range.clone(), weights).heads;
         let (auc, _) = means(&heads);
         let logloss = heads.iter().map(|h| h.logloss).sum::<f64>() / heads.len() as f64;
-        (format!("mean AUC {auc:.4}  mean logloss {logloss:.4}"), logloss)
+        let mut metrics = vec![("mean AUC".to_owned(), auc), ("mean logloss".to_owned(), logloss)];
+        metrics.extend(heads.iter().filter_map(|h| Some((format!("AUC {}", h.head), h.auc?))));
+        (metrics, logloss)
     }
 }
 

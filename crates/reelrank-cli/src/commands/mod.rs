@@ -55,9 +55,21 @@ pub fn save_whole(dir: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -
 }
 
 /// Progress of epoch-wise training: on a terminal a bar whose message shows the latest loss and
-/// validation metrics; otherwise (logs, CI) one line per epoch.
+/// validation metrics; otherwise (logs, CI) one line per epoch. Every epoch is also recorded, for
+/// the training log saved beside a model.
 pub struct EpochProgress {
     bar: indicatif::ProgressBar,
+    epochs: std::cell::RefCell<Vec<EpochRecord>>,
+}
+
+/// One epoch as trained: its stage (the bar's label: `holdout`, `valid`, `train`), mean loss and
+/// validation metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EpochRecord {
+    pub stage: String,
+    pub epoch: usize,
+    pub loss: f32,
+    pub metrics: Vec<(String, f64)>,
 }
 
 impl EpochProgress {
@@ -65,29 +77,64 @@ impl EpochProgress {
     pub fn new(label: &str, epochs: usize) -> EpochProgress {
         let bar = progress_bar(label);
         bar.set_length(epochs as u64);
-        EpochProgress { bar }
+        EpochProgress { bar, epochs: Default::default() }
     }
 
-    /// Reports an epoch's mean loss and, when validated, its metrics (`""` when not).
-    pub fn epoch(&self, epoch: usize, loss: f32, metrics: &str) {
-        let message = format!("epoch {:>2}  loss {loss:.4}  {metrics}", epoch + 1);
+    /// Reports an epoch's mean loss and, when validated, its metrics (none when not).
+    pub fn epoch(&self, epoch: usize, loss: f32, metrics: Vec<(String, f64)>) {
+        let shown: Vec<String> = metrics.iter().map(|(name, value)| format!("{name} {value:.4}")).collect();
+        let message = format!("epoch {:>2}  loss {loss:.4}  {}", epoch + 1, shown.join("  "));
         if self.bar.is_hidden() {
             eprintln!("{:>10} {}", self.bar.prefix(), message.trim_end());
         } else {
             self.bar.set_message(message);
         }
         self.bar.inc(1);
+        let stage = self.bar.prefix().to_string();
+        self.epochs.borrow_mut().push(EpochRecord { stage, epoch: epoch + 1, loss, metrics });
     }
 
-    /// Removes the bar.
-    pub fn finish(&self) {
+    /// Removes the bar; returns the epochs reported.
+    pub fn finish(self) -> Vec<EpochRecord> {
         self.bar.finish_and_clear();
+        self.epochs.into_inner()
+    }
+}
+
+/// What training did, saved as `training.json` beside the model for the dashboard.
+#[derive(Debug, serde::Serialize)]
+pub struct TrainingLog {
+    pub model: &'static str,
+    pub trained_at: reelrank_core::Timestamp,
+    pub seconds: f64,
+    pub examples: usize,
+    pub epochs: usize,
+    pub curves: Vec<EpochRecord>,
+}
+
+impl TrainingLog {
+    /// The log of `model` trained now, since `started`, on `examples` for `epochs` epochs.
+    pub fn new(
+        model: &'static str,
+        started: std::time::Instant,
+        examples: usize,
+        epochs: usize,
+        curves: Vec<EpochRecord>,
+    ) -> TrainingLog {
+        let (trained_at, seconds) = (reelrank_core::Timestamp::now(), started.elapsed().as_secs_f64());
+        TrainingLog { model, trained_at, seconds, examples, epochs, curves }
+    }
+
+    /// Writes the log into the model directory `dir`.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        fs_err::write(dir.join("training.json"), serde_json::to_vec_pretty(self)?)?;
+        Ok(())
     }
 }
 
 /// Validation metrics of a retrieval epoch, for [`EpochProgress::epoch`].
-pub fn retrieval_metrics(report: &reelrank_eval::RetrievalReport) -> String {
-    format!("Recall@20 {:.4}  NDCG@20 {:.4}", report.recall_20, report.ndcg_20)
+pub fn retrieval_metrics(report: &reelrank_eval::RetrievalReport) -> Vec<(String, f64)> {
+    vec![("Recall@20".to_owned(), report.recall_20), ("NDCG@20".to_owned(), report.ndcg_20)]
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).

@@ -56,6 +56,7 @@ async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) 
     let positives = positives(&store, &items, &PositiveRule::default(), &settings.serving.charts).await?;
     anyhow::ensure!(!positives.is_empty(), "no positive events in the store: nothing to train on");
     let config = settings.retrieval.two_tower.clone();
+    let mut curves = Vec::new();
     let epochs = match epochs {
         Some(epochs) => epochs,
         None => {
@@ -69,10 +70,10 @@ async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) 
                 &config,
                 super::eval::PATIENCE,
                 |epoch, loss, report| {
-                    progress.epoch(epoch, loss, &super::retrieval_metrics(report));
+                    progress.epoch(epoch, loss, super::retrieval_metrics(report));
                 },
             );
-            progress.finish();
+            curves.extend(progress.finish());
             epochs
         }
     };
@@ -85,15 +86,19 @@ async fn retrieval(data_dir: &Path, settings: &Settings, epochs: Option<usize>) 
         &task.data.positives,
         &TwoTowerConfig { max_epochs: epochs, ..config },
         |epoch, loss, _| {
-            progress.epoch(epoch, loss, "");
+            progress.epoch(epoch, loss, Vec::new());
             true
         },
     );
-    progress.finish();
+    curves.extend(progress.finish());
     let dir = model_dir(data_dir);
     let schema = UserSchema::from_users(&users);
     let retrieval = Retrieval::build(model, schema, &items, &settings.retrieval.index, Timestamp::now())?;
-    super::save_whole(&dir, |fresh| Ok(retrieval.save(fresh)?))?;
+    let log = super::TrainingLog::new("two-tower", started, all.train.len(), epochs, curves);
+    super::save_whole(&dir, |fresh| {
+        retrieval.save(fresh)?;
+        log.save(fresh)
+    })?;
     let index = retrieval.index();
     println!(
         "trained the two-tower model on {} positives of {} users and {} items, {epochs} epochs, and indexed {} catalog items ({}), in {:.1} s; saved to {}",

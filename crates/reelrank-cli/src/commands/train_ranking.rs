@@ -46,21 +46,22 @@ pub async fn run(data_dir: &Path, settings: &Settings, epochs: Option<usize>) ->
     );
     let config = settings.ranking.wide_deep.clone();
     let held = set.shown_before(holdout_from);
-    let epochs = match epochs {
-        Some(epochs) => epochs,
-        None if held == 0 => EPOCHS_WITHOUT_HOLDOUT,
-        None => best_epochs(
-            &set.examples[..held],
-            &set.schema,
-            &config,
-            validate_heads(&set, held..set.examples.len(), &settings.ranking.value),
-        ),
+    let (epochs, mut curves) = match epochs {
+        Some(epochs) => (epochs, Vec::new()),
+        None if held == 0 => (EPOCHS_WITHOUT_HOLDOUT, Vec::new()),
+        None => {
+            let validate = validate_heads(&set, held..set.examples.len(), &settings.ranking.value);
+            best_epochs(&set.examples[..held], &set.schema, &config, validate)
+        }
     };
-    let model = fit_epochs(&set.examples, &set.schema, config, epochs);
+    let (model, trained) = fit_epochs(&set.examples, &set.schema, config, epochs);
+    curves.extend(trained);
     let dir = model_dir(data_dir);
+    let log = super::TrainingLog::new("wide-deep", started, set.examples.len(), epochs, curves);
     super::save_whole(&dir, |fresh| {
         model.save(fresh)?;
-        Ok(set.features.save(fresh)?)
+        set.features.save(fresh)?;
+        log.save(fresh)
     })?;
     let users = set.users.iter().max().map_or(0, |&u| u + 1);
     println!(
