@@ -1,6 +1,7 @@
 // End-to-end test of the reelrank dashboard in headless Chromium: every page loads and shows
 // what the API says; a "not interested" click removes the item from the next feed; deleting an
-// interest tag changes the feed. Screenshots of each page go to OUT_DIR.
+// interest tag changes the feed; an item reported by three users waits in the moderation queue,
+// and rejecting it there heads the audit log. Screenshots of each page go to OUT_DIR.
 //
 //   node dashboard.mjs http://127.0.0.1:PORT OUT_DIR
 import { mkdirSync } from "node:fs";
@@ -92,12 +93,24 @@ try {
   check(polyline.split(" ").length === logs.retrieval.curves.filter((c) => c.stage === logs.retrieval.curves[0].stage).length,
     "the first loss curve does not have a point per epoch");
   await shot("models");
+  // Moderation: three users' reports put an item in the queue; rejecting it there is audited.
+  const reported = rows[rows.length - 1];
+  const reports = ["u2", "u3", "u4"].map((u) => ({ event_id: `report-${u}`, user_id: u, item_id: reported, kind: "report", ts: Date.now() }));
+  await api("/v1/events", { method: "POST", body: JSON.stringify(reports) });
   await page.goto(`${base}/dashboard#moderation`);
-  await page.getByTestId("audit").waitFor();
+  await page.locator(`[data-testid=queue] tr[data-item="${reported}"]`).waitFor();
   await shot("moderation");
+  page.once("dialog", (dialog) => dialog.accept("misleading title"));
+  await page.locator(`[data-testid=queue] tr[data-item="${reported}"] button`, { hasText: "Reject" }).click();
+  await page.locator("[data-testid=audit] tr[data-seq]").first().waitFor();
+  const audit = await api("/v1/moderation/audit?latest=true&limit=1");
+  const newest = await page.locator("[data-testid=audit] tr[data-seq]").first().textContent();
+  check(audit.entries[0].target_id === reported && audit.entries[0].to_status === "rejected", "the rejection is not audited");
+  check(newest.includes(reported) && newest.includes("misleading title"), `the audit shows "${newest}" first`);
+  check((await page.locator(`[data-testid=queue] tr[data-item="${reported}"]`).count()) === 0, "the rejected item is still queued");
 
   check(problems.length === 0, `script errors: ${problems.join("; ")}`);
-  console.log(`dashboard ok: ${rows.length} chart rows, "${first}" dropped, tag "${tag}" deleted`);
+  console.log(`dashboard ok: ${rows.length} chart rows, "${first}" dropped, tag "${tag}" deleted, "${reported}" rejected`);
 } finally {
   await browser.close();
 }

@@ -10,7 +10,7 @@ use reelrank_core::{
 use reelrank_store::Store;
 
 use crate::table::{import_file, Format, Row};
-use crate::{ImportError, ImportSummary, IMPORT_BATCH_ROWS};
+use crate::{ArrivalPolicy, ImportError, ImportSummary, IMPORT_BATCH_ROWS};
 
 /// The files of one CSV import; any may be left out. Items and users are written before events.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +27,7 @@ pub struct CsvFiles {
 pub async fn import_csv(
     store: &Store,
     files: &CsvFiles,
-    default_status: ModerationStatus,
+    policy: ArrivalPolicy,
     progress: &ProgressBar,
 ) -> Result<ImportSummary, ImportError> {
     let mut summary = ImportSummary::default();
@@ -35,7 +35,7 @@ pub async fn import_csv(
     if let Some(path) = &files.items {
         summary.items =
             import_file(path, &format, &item_from_row, IMPORT_BATCH_ROWS, progress, async |batch| {
-                store.upsert_items(&batch, default_status).await.map(drop).map_err(Into::into)
+                store.upsert_items(&batch, policy.default_item_status).await.map(drop).map_err(Into::into)
             })
             .await?;
     }
@@ -49,7 +49,7 @@ pub async fn import_csv(
     if let Some(path) = &files.events {
         summary.events =
             import_file(path, &format, &event_from_row, IMPORT_BATCH_ROWS, progress, async |batch| {
-                store.append_events(&batch).await.map(drop).map_err(Into::into)
+                crate::append_events(store, &batch, policy).await.map(drop).map_err(Into::into)
             })
             .await?;
     }
@@ -184,7 +184,7 @@ mod tests {
             )),
         };
         let summary =
-            import_csv(&t.store, &files, ModerationStatus::Approved, &ProgressBar::hidden()).await.unwrap();
+            import_csv(&t.store, &files, ArrivalPolicy::default(), &ProgressBar::hidden()).await.unwrap();
         assert_eq!((summary.items, summary.users, summary.events), (1, 1, 2));
         let item = t.store.item("ep1").await.unwrap().unwrap();
         assert_eq!((item.title.as_str(), item.episode, item.regions.len()), ("Heiress, ep. 1", Some(1), 2));
@@ -206,9 +206,8 @@ mod tests {
         }
         text.push_str("u9,i1,dance,2026-01-02\n");
         let files = CsvFiles { events: Some(file(dir.path(), "events.csv", &text)), ..CsvFiles::default() };
-        let err = import_csv(&t.store, &files, ModerationStatus::Approved, &ProgressBar::hidden())
-            .await
-            .unwrap_err();
+        let err =
+            import_csv(&t.store, &files, ArrivalPolicy::default(), &ProgressBar::hidden()).await.unwrap_err();
         match err {
             ImportError::Row { line, field, .. } => assert_eq!((line, field.as_str()), (25_002, "kind")),
             other => panic!("{other}"),

@@ -1,5 +1,7 @@
 //! Getting data into reelrank.
 //!
+//! - [`append_events`]: events stored with their reports counted, under an [`ArrivalPolicy`]
+//!   shared by every way in.
 //! - [`decode_batch`]: HTTP ingest bodies (JSON array or NDJSON) decoded and validated as a whole.
 //! - [`import_csv`]: items, users and events from the documented CSV layout (`docs/CSV.md`).
 //! - [`import_movielens`]: the ml-100k layout (`u.data`, `u.user`, `u.item`) and the ml-latest layout
@@ -9,6 +11,7 @@
 //! bad row with its file, line and column.
 #![warn(missing_docs)]
 
+mod arrival;
 mod batch;
 mod csv_format;
 mod movielens;
@@ -16,6 +19,7 @@ mod table;
 
 use std::path::{Path, PathBuf};
 
+pub use arrival::{append_events, ArrivalPolicy};
 pub use batch::{decode_batch, BatchError, RecordError, MAX_REPORTED_ERRORS};
 pub use csv_format::{import_csv, CsvFiles};
 pub use movielens::{import_movielens, movielens_side_info, MovieLensLayout};

@@ -283,25 +283,30 @@ async function models() {
 // Moderation: the review queue with its decisions, and the audit log.
 async function moderation() {
   try {
-    const [queue, audit] = await Promise.all([api("/v1/moderation/queue?limit=50"), api("/v1/moderation/audit?limit=1000")]);
+    const [queue, audit] = await Promise.all([api("/v1/moderation/queue?limit=50"), api("/v1/moderation/audit?latest=true&limit=200")]);
     const decide = (item, status) => async () => {
       const reason = prompt(`Why ${status === "approved" ? "approve" : "reject"} ${item.item_id}?`);
       if (!reason) return;
-      await api(`/v1/moderation/items/${encodeURIComponent(item.item_id)}`, { method: "POST", body: JSON.stringify({ status, reason }) });
-      await moderation();
+      try {
+        await api(`/v1/moderation/items/${encodeURIComponent(item.item_id)}`, { method: "POST", body: JSON.stringify({ status, reason }) });
+        await moderation();
+      } catch (error) {
+        alert(`${item.item_id}: ${error.message}`);
+      }
     };
     show(el("h1", {}, "Moderation"),
       el("h2", {}, `Review queue (${queue.items.length})`),
       queue.items.length === 0 ? el("p", { class: "note" }, "Nothing waits for review.") :
         el("table", { "data-testid": "queue" },
           el("tr", {}, ...["Item", "Category", "Flags", ""].map((h) => el("th", {}, h))),
-          queue.items.map((item) => el("tr", {}, el("td", {}, item.title || item.item_id, el("br"), el("small", { class: "note" }, item.item_id)),
+          queue.items.map((item) => el("tr", { "data-item": item.item_id }, el("td", {}, item.title || item.item_id, el("br"), el("small", { class: "note" }, item.item_id)),
             el("td", {}, item.category), el("td", {}, (item.flags || []).join(", ")),
             el("td", {}, el("button", { onclick: decide(item, "approved") }, "Approve"), " ", el("button", { onclick: decide(item, "rejected") }, "Reject"))))),
-      el("h2", {}, "Audit log"),
+      el("h2", {}, "Audit log (latest first)"),
+      audit.entries.length === 0 ? el("p", { class: "note" }, "No decision yet.") :
       el("table", { "data-testid": "audit" },
         el("tr", {}, ...["When", "Who", "What", "Change", "Flags", "Why"].map((h) => el("th", {}, h))),
-        audit.entries.slice().reverse().map((e) => el("tr", {}, el("td", {}, new Date(e.at).toLocaleString()), el("td", {}, e.actor),
+        audit.entries.map((e) => el("tr", { "data-seq": e.seq }, el("td", {}, new Date(e.at).toLocaleString()), el("td", {}, e.actor),
           el("td", {}, `${e.target} ${e.target_id}`), el("td", {}, e.from_status ? `${e.from_status} → ${e.to_status}` : ""),
           el("td", {}, e.flags.join(", ")), el("td", {}, e.reason)))));
   } catch (error) {

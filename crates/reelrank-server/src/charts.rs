@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Redirect;
 use axum::Json;
 use reelrank_charts::{Chart, ChartRequest, Day, ExcludedAccount, Refusals};
-use reelrank_core::{Item, Timestamp};
+use reelrank_core::Timestamp;
 use serde::Serialize;
 
 use crate::feed::{bad_query, engine};
@@ -25,8 +25,9 @@ fn chart_of(state: &AppState, request: &ChartRequest) -> Result<Chart, HttpError
     let query =
         request.query(today).map_err(|err| HttpError::new(StatusCode::BAD_REQUEST, err.to_string()))?;
     let now = Timestamp::now();
-    let shown = |item: &Item| !item.is_gone(now) && !filters.withholds(item);
-    Ok(charts.chart(&query, |item_id| catalog.index(item_id).is_some_and(|i| shown(catalog.item(i)))))
+    Ok(charts.chart(&query, |item_id| {
+        catalog.index(item_id).is_some_and(|i| filters.charts(catalog.item(i), now))
+    }))
 }
 
 /// `GET /v1/charts`.

@@ -5,7 +5,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use reelrank_core::{Event, EventKind, Item, User};
+use reelrank_core::{Event, Item, User};
 use reelrank_ingest::{decode_batch, BatchError, RecordError};
 use serde::Serialize;
 
@@ -68,9 +68,12 @@ pub(crate) async fn events(
     if state.ingest.unknown_items == UnknownItems::Reject {
         reject_unknown_items(&state, &events).await?;
     }
-    let outcome = state.store.append_events(&events).await?;
+    let (outcome, reviewed) =
+        reelrank_ingest::append_events(&state.store, &events, state.ingest.arrival()).await?;
     record("events", outcome.inserted as usize);
-    review_reported(&state, &events).await?;
+    for item_id in reviewed {
+        tracing::info!(item_id, "reported by users: back to review");
+    }
     if let Some(engine) = &state.engine {
         // Acknowledged events shape the very next feed (a `not_interested` above all). They are
         // stored whatever happens here: on a failure the tail applies them on its next tick.
@@ -84,25 +87,6 @@ pub(crate) async fn events(
         duplicates: outcome.duplicates,
         users_created: outcome.users_created,
     }))
-}
-
-/// Counts the batch's reports; an item reported by enough users goes back to review. Run after
-/// the events are stored and before they are acknowledged: a failure here fails the post, whose
-/// retry finds its events stored (by `event_id`) and counts the reports again, once each.
-async fn review_reported(state: &AppState, events: &[Event]) -> Result<(), HttpError> {
-    let threshold = state.ingest.review_after_reports;
-    if threshold == 0 {
-        return Ok(());
-    }
-    let reports: Vec<(&str, &str)> = events
-        .iter()
-        .filter(|e| e.kind == EventKind::Report)
-        .map(|e| (e.item_id.as_str(), e.user_id.as_str()))
-        .collect();
-    for item_id in state.store.report_items(&reports, threshold).await? {
-        tracing::info!(item_id, "reported by users: back to review");
-    }
-    Ok(())
 }
 
 async fn reject_unknown_items(state: &AppState, events: &[Event]) -> Result<(), HttpError> {

@@ -65,6 +65,16 @@ pub struct IngestConfig {
     pub review_after_reports: u32,
 }
 
+impl IngestConfig {
+    /// The moderation applied to records on arrival, the same for every way in.
+    pub fn arrival(&self) -> reelrank_ingest::ArrivalPolicy {
+        reelrank_ingest::ArrivalPolicy {
+            default_item_status: self.default_item_status,
+            review_after_reports: self.review_after_reports,
+        }
+    }
+}
+
 impl Default for IngestConfig {
     fn default() -> IngestConfig {
         IngestConfig {

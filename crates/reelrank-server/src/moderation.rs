@@ -84,8 +84,11 @@ pub(crate) async fn creator(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
-    /// Entries after this one (default: from the first).
+    /// Entries after this one (default: from the first), oldest first.
     after: Option<i64>,
+    /// The latest entries instead, newest first.
+    #[serde(default)]
+    latest: bool,
     /// Entries at most (default 100, at most 1000).
     limit: Option<u32>,
 }
@@ -112,7 +115,15 @@ pub(crate) async fn audit(
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Audit>, HttpError> {
     let Query(query) = query.map_err(bad_query)?;
-    let entries = state.store.audit(query.after.unwrap_or(0), limit(query.limit)?).await?;
+    let limit = limit(query.limit)?;
+    let entries = match (query.latest, query.after) {
+        (false, after) => state.store.audit(after.unwrap_or(0), limit).await?,
+        (true, None) => state.store.audit_latest(limit).await?,
+        (true, Some(_)) => {
+            let message = "parameter `after`: pages from the oldest entry; `latest` reads the newest";
+            return Err(HttpError::new(StatusCode::BAD_REQUEST, message));
+        }
+    };
     Ok(Json(Audit { entries }))
 }
 

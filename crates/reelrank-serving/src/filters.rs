@@ -44,6 +44,12 @@ impl FilterConfig {
         item.status.is_some_and(|s| s != ModerationStatus::Approved)
             || item.flags.iter().any(|f| f == CREATOR_BLOCKED || self.blocked_flags.contains(f))
     }
+
+    /// Whether `item` may stand in a chart at `now`: neither gone (taken down, refused, past its
+    /// licence) nor withheld by moderation. The server's charts and `reelrank charts` agree on it.
+    pub fn charts(&self, item: &Item, now: Timestamp) -> bool {
+        !item.is_gone(now) && !self.withholds(item)
+    }
 }
 
 /// One filter; [`Filter::ALL`] is the order they are checked in.
@@ -248,6 +254,19 @@ mod tests {
         };
         assert!(!rejects(Filter::NotInterested, &by, &user, &once, &[]));
         assert!(rejects(Filter::NotInterested, &by, &user, &twice, &[]));
+    }
+
+    #[test]
+    fn charts_show_only_what_every_feed_may_serve() {
+        let config = FilterConfig::default();
+        let now = Timestamp::from_ymd(2026, 6, 1).unwrap();
+        assert!(config.charts(&item(), now));
+        let pending = Item { status: Some(ModerationStatus::Pending), ..item() };
+        let flagged = Item { flags: vec!["abuse".into()], ..item() };
+        let expired = Item { available_until: Timestamp::from_ymd(2026, 5, 1), ..item() };
+        for hidden in [pending, flagged, expired] {
+            assert!(!config.charts(&hidden, now), "{hidden:?} charted");
+        }
     }
 
     #[test]

@@ -305,6 +305,15 @@ impl Store {
         rows.iter().map(audit_from_row).collect()
     }
 
+    /// The latest `limit` entries of the audit log, newest first (what a moderator reads).
+    pub async fn audit_latest(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT * FROM moderation_audit ORDER BY seq DESC LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
     /// Items waiting for review, longest waiting first, at most `limit`.
     pub async fn review_queue(&self, limit: u32) -> Result<Vec<Item>> {
         let rows =

@@ -90,8 +90,9 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     let today = charts.newest_day().unwrap_or_else(|| Day::of(Timestamp::now()));
     let query = request.query(today)?;
     let now = Timestamp::now();
+    let filters = &settings.serving.pipeline.filters;
     let shown: HashMap<&str, bool> =
-        items.iter().map(|item| (item.item_id.as_str(), !item.is_gone(now))).collect();
+        items.iter().map(|item| (item.item_id.as_str(), filters.charts(item, now))).collect();
     let chart = charts.chart(&query, |item_id| shown.get(item_id).copied().unwrap_or(false));
     if args.json {
         println!("{}", serde_json::to_string(&chart)?);

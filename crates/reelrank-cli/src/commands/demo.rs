@@ -60,7 +60,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     sim.write_truth(&super::simulate::truth_dir(&demo_dir))?;
     let counts = store.counts().await?;
     println!(
-        "ready in {:.1} s: {} items, {} users, {} events",
+        "simulated in {:.1} s: {} items, {} users, {} events",
         start.elapsed().as_secs_f64(),
         counts.items,
         counts.users,
@@ -69,13 +69,14 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     store.close().await;
     super::train::run(&demo_dir, &settings, Train::Retrieval { epochs: None }).await?;
     super::train::run(&demo_dir, &settings, Train::Ranking { epochs: None }).await?;
-    println!("demo ready in {:.1} s", start.elapsed().as_secs_f64());
+    println!("data and models ready in {:.1} s", start.elapsed().as_secs_f64());
     if args.no_serve {
         return Ok(());
     }
     let user = sim.users().first().map_or("u0", |u| u.user_id.as_str()).to_owned();
     let item = sim.items().first().map_or("i0", |i| i.item_id.as_str()).to_owned();
     super::serve::run(&demo_dir, &settings, super::serve::Args { addr: Some(args.addr) }, move |url| {
+        println!("dashboard ready in {:.1} s from the start of the demo", start.elapsed().as_secs_f64());
         println!("dashboard: {url}/dashboard   (feed preview: {url}/dashboard#feed?user={user})");
         println!("try: curl '{url}/v1/recommend?user_id={user}&n=10'");
         println!("     curl '{url}/v1/explain?user_id={user}&item_id={item}'   curl '{url}/v1/similar?item_id={item}'");

@@ -39,8 +39,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, source: Source) -> anyhow
                 "name at least one of --items, --users, --events"
             );
             let files = CsvFiles { items, users, events };
-            reelrank_ingest::import_csv(&store, &files, settings.ingest.default_item_status, &progress)
-                .await?
+            reelrank_ingest::import_csv(&store, &files, settings.ingest.arrival(), &progress).await?
         }
     };
     progress.finish_and_clear();

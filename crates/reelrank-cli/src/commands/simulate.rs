@@ -92,7 +92,10 @@ pub async fn into_store(sim: &Simulation, store: &Store, settings: &Settings) ->
                 let mut written = 0u64;
                 while let Some(day) = days_rx.recv().await {
                     for chunk in day.chunks(reelrank_ingest::IMPORT_BATCH_ROWS) {
-                        written += store.append_events(chunk).await?.inserted;
+                        written += reelrank_ingest::append_events(store, chunk, settings.ingest.arrival())
+                            .await?
+                            .0
+                            .inserted;
                     }
                     progress.inc(1);
                 }

@@ -6,18 +6,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{reelrank, run, Server};
+use crate::{get, reelrank, run, Server};
 
 fn cli_json(dir: &std::path::Path, args: &[&str]) -> Value {
     let out = reelrank(dir).args(args).arg("--json").output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
-
-async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let response = client.get(url).send().await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
 }
 
 /// Polls `url` until `done` holds of its answer (the tail applies posts within a tick).

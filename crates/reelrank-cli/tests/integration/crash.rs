@@ -98,9 +98,10 @@ fn trained(seed: &str, models: &[&str]) -> tempfile::TempDir {
 }
 
 /// Posts `body` to `url` and fails the test unless it is accepted.
-async fn post(client: &reqwest::Client, url: String, body: serde_json::Value) {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+/// Posts and fails the test unless the server accepts.
+async fn post_ok(client: &reqwest::Client, url: String, body: serde_json::Value) {
+    let (status, answer) = crate::post(client, &url, body).await;
+    assert_eq!(status, 200, "{answer}");
 }
 
 /// The first `n` simulated items (`i0`, `i1`, ...) that the engine at `url` holds: the simulated
@@ -172,7 +173,7 @@ async fn online_learning_resumes_from_its_snapshots_and_replays_the_rest_after_s
     let items = held_items(&client, &server.url, 40).await;
 
     // Both models learned and snapshotted...
-    post(&client, format!("{}/v1/events", server.url), shown_and_finished("early", &items)).await;
+    post_ok(&client, format!("{}/v1/events", server.url), shown_and_finished("early", &items)).await;
     let snapshotted = online_status(&client, &server.url, |s| {
         learned(s, "two_tower") >= 40
             && learned(s, "ranking") >= 40
@@ -182,8 +183,8 @@ async fn online_learning_resumes_from_its_snapshots_and_replays_the_rest_after_s
     })
     .await;
     // ...then acknowledged while learning is paused, and lost with the process.
-    post(&client, format!("{}/v1/admin/online", server.url), serde_json::json!({"paused": true})).await;
-    post(&client, format!("{}/v1/events", server.url), shown_and_finished("late", &items[..30])).await;
+    post_ok(&client, format!("{}/v1/admin/online", server.url), serde_json::json!({"paused": true})).await;
+    post_ok(&client, format!("{}/v1/events", server.url), shown_and_finished("late", &items[..30])).await;
     let paused = online_status(&client, &server.url, |s| {
         s["two_tower"]["queued"] == 30 && s["ranking"]["queued"] == 30
     })
@@ -241,12 +242,12 @@ async fn models_whose_loss_rises_past_the_guard_are_rolled_back() {
         }
         assert!(std::time::Instant::now() < deadline, "never rolled back: {status}");
         let events = shown_and_finished(&format!("r{round}-"), &items);
-        post(&client, format!("{}/v1/events", server.url), events).await;
+        post_ok(&client, format!("{}/v1/events", server.url), events).await;
         round += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     // Learning goes on from the models rolled back to.
-    post(&client, format!("{}/v1/events", server.url), shown_and_finished("after-", &items)).await;
+    post_ok(&client, format!("{}/v1/events", server.url), shown_and_finished("after-", &items)).await;
     online_status(&client, &server.url, |s| {
         models.iter().all(|m| s[m]["learned"].as_u64() > status[m]["learned"].as_u64())
     })

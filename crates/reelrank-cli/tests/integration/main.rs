@@ -25,6 +25,18 @@ pub fn run(data_dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `GET url`: the status and the JSON answer (`null` when the body is not JSON).
+pub async fn get(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let response = client.get(url).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `POST url` with a JSON body: the status and the JSON answer (`null` when the body is not JSON).
+pub async fn post(client: &reqwest::Client, url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// A `reelrank serve` process on a free loopback port, with the base URL it announced.
 pub struct Server {
     pub child: Child,

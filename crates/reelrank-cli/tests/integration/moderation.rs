@@ -9,17 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{run, Server};
-
-async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let response = client.get(url).send().await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-}
+use crate::{get, post, run, Server};
 
 fn ids(feed: &Value) -> Vec<String> {
     feed["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap().to_owned()).collect()
@@ -157,6 +147,12 @@ async fn decisions_apply_at_once_and_are_audited() {
             ("local", "creator", "impersonation")
         ]
     );
+    let (_, latest) = get(&client, &format!("{base}/v1/moderation/audit?latest=true&limit=2")).await;
+    let newest_first: Vec<&serde_json::Value> = entries.iter().rev().take(2).collect();
+    assert_eq!(latest["entries"].as_array().unwrap().iter().collect::<Vec<_>>(), newest_first);
+    let (status, error) = get(&client, &format!("{base}/v1/moderation/audit?latest=true&after=1")).await;
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().unwrap().contains("`after`"), "{error}");
 }
 
 async fn futures_sum(tasks: Vec<tokio::task::JoinHandle<u32>>) -> u32 {

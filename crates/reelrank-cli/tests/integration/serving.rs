@@ -8,17 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{run, Server};
-
-async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let response = client.get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> u16 {
-    client.post(url).json(&body).send().await.unwrap().status().as_u16()
-}
+use crate::{get, post, run, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_explained_feeds_and_swaps_models_under_load() {
@@ -80,7 +70,7 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     // not_interested acts on the next request.
     let rejected = items[0]["item_id"].as_str().unwrap().to_owned();
     let event = json!([{"user_id": "u7", "item_id": rejected, "kind": "not_interested", "ts": "2026-11-30T12:00:00Z"}]);
-    assert_eq!(post(&client, &format!("{}/v1/events", server.url), event).await, 200);
+    assert_eq!(post(&client, &format!("{}/v1/events", server.url), event).await.0, 200);
     let (_, explanation) =
         get(&client, &format!("{}/v1/explain?user_id=u7&item_id={rejected}", server.url)).await;
     let filters = explanation["filtered_by"].as_array().unwrap();
@@ -115,7 +105,7 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
             })
         })
         .collect();
-    assert_eq!(post(&client, &format!("{}/v1/events", server.url), Value::Array(fans)).await, 200);
+    assert_eq!(post(&client, &format!("{}/v1/events", server.url), Value::Array(fans)).await.0, 200);
     let (_, after) = get(&client, &explain_url).await;
     let engagement = |e: &Value, name: &str| e["item_engagement"][name].as_f64().unwrap();
     assert!(
@@ -143,9 +133,9 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
     let taken_down = items[2]["item_id"].as_str().unwrap().to_owned();
     let new_item =
         json!([{"item_id": "just-published", "category": items[3]["category"], "published_at": now}]);
-    assert_eq!(post(&client, &format!("{}/v1/items", server.url), new_item).await, 200);
+    assert_eq!(post(&client, &format!("{}/v1/items", server.url), new_item).await.0, 200);
     let takedown = json!([{"item_id": taken_down, "category": items[2]["category"], "status": "removed"}]);
-    assert_eq!(post(&client, &format!("{}/v1/items", server.url), takedown).await, 200);
+    assert_eq!(post(&client, &format!("{}/v1/items", server.url), takedown).await.0, 200);
     let explain = |item: &str| format!("{}/v1/explain?user_id=u7&item_id={item}", server.url);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -166,7 +156,7 @@ async fn serves_explained_feeds_and_swaps_models_under_load() {
 
     // Turning personalisation off acts on the next request.
     let user = json!([{"user_id": "u9", "personalization": false}]);
-    assert_eq!(post(&client, &format!("{}/v1/users", server.url), user).await, 200);
+    assert_eq!(post(&client, &format!("{}/v1/users", server.url), user).await.0, 200);
     let (_, plain) = get(&client, &feed_url("u9")).await;
     assert!(!plain["personalised"].as_bool().unwrap());
     for item in plain["items"].as_array().unwrap() {

@@ -45,6 +45,8 @@ async fn every_transition_is_applied_or_refused_and_audited() {
         assert_eq!(audit.len(), expected_entries, "{}", t.name);
         assert!(audit.windows(2).all(|w| w[0].seq < w[1].seq && w[0].at <= w[1].at));
         assert_eq!(store.audit(audit[9].seq, 100).await.unwrap(), audit[10..].to_vec());
+        let latest: Vec<_> = audit[9..].iter().rev().cloned().collect();
+        assert_eq!(store.audit_latest(3).await.unwrap(), latest, "{}: the latest, newest first", t.name);
         assert_eq!(
             store.moderate_item("nope", &decision(Approved, "x"), "alice").await.unwrap(),
             Moderated::NotFound
