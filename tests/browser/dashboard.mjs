@@ -102,7 +102,7 @@ try {
   await shot("moderation");
   page.once("dialog", (dialog) => dialog.accept("misleading title"));
   await page.locator(`[data-testid=queue] tr[data-item="${reported}"] button`, { hasText: "Reject" }).click();
-  await page.locator("[data-testid=audit] tr[data-seq]").first().waitFor();
+  await page.locator("[data-testid=audit] tr[data-seq]", { hasText: "misleading title" }).waitFor();
   const audit = await api("/v1/moderation/audit?latest=true&limit=1");
   const newest = await page.locator("[data-testid=audit] tr[data-seq]").first().textContent();
   check(audit.entries[0].target_id === reported && audit.entries[0].to_status === "rejected", "the rejection is not audited");

@@ -222,11 +222,6 @@ pub struct EngineStats {
 /// replayed faster than it was lived.
 const FORGET_INTERVAL: Duration = Duration::from_secs(600);
 
-/// How far back each catalog read reaches before the newest change it applied: a write stamped
-/// earlier but committed later (concurrent writers on PostgreSQL) is still read. Items read
-/// again unchanged change nothing.
-const CATALOG_OVERLAP_MS: i64 = 5_000;
-
 /// The serving state and the tasks that keep it current.
 pub struct Engine {
     pub(crate) store: Arc<Store>,
@@ -513,7 +508,9 @@ async fn load(
     config: &EngineConfig,
     models: &ModelSource,
 ) -> Result<(Arc<Snapshot>, Resumed), EngineError> {
-    // Changes from here on are read again by the catalog tail.
+    // Changes stamped after this are read by the catalog tail (items changed while the catalog
+    // loads are read twice, which changes nothing).
+    let catalog_as_of = store.catalog_stamp().await?;
     let as_of = Timestamp::now();
     let mut items = store.all_items().await?;
     // Gone items are filtered out of every feed: holding them would only cost memory.
@@ -527,7 +524,7 @@ async fn load(
     let ranking = online(OnlineModel::Ranking, &models.ranking_dir);
     let (owned_config, owned_models) = (config.clone(), models.clone());
     let (snapshot, resumed) = tokio::task::spawn_blocking(move || {
-        build(items, as_of.millis(), &owned_config, &owned_models, tower, ranking)
+        build(items, catalog_as_of, &owned_config, &owned_models, tower, ranking)
     })
     .await
     .expect("snapshot build panicked")?;
@@ -696,7 +693,7 @@ fn models_version(dirs: &[&Option<PathBuf>]) -> String {
 /// appended (and embedded into the two-tower index), changed ones replaced in place (a takedown
 /// reaches the filters), and the new catalog is swapped in. Returns how many items changed.
 async fn apply_catalog_changes(store: &Store, snapshot: &Snapshot) -> Result<usize, EngineError> {
-    let since = snapshot.state.catalog_as_of.load(Ordering::Acquire) - CATALOG_OVERLAP_MS;
+    let since = snapshot.state.catalog_as_of.load(Ordering::Acquire);
     let mut read: Vec<ItemChange> = Vec::new();
     loop {
         let page = store.items_changed(since, read.last(), PAGE).await?;

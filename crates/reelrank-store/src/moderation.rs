@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::rows::{item_from_row, json, json_column};
-use crate::write::placeholders;
+use crate::write::{placeholders, Log};
 use crate::{Result, Store};
 
 /// The actor the audit log names for a review that users' reports asked for.
@@ -137,8 +137,7 @@ impl Store {
         actor: &str,
     ) -> Result<Moderated> {
         let _guard = self.write_guard().await;
-        let now = Timestamp::now().millis();
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, now) = self.begin_ordered(Log::Catalog).await?;
         let Some(row) = sqlx::query("SELECT * FROM items WHERE item_id = $1")
             .bind(item_id)
             .fetch_optional(&mut *tx)
@@ -196,8 +195,7 @@ impl Store {
         actor: &str,
     ) -> Result<AuditEntry> {
         let _guard = self.write_guard().await;
-        let now = Timestamp::now().millis();
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, now) = self.begin_ordered(Log::Catalog).await?;
         if decision.blocked {
             sqlx::query("INSERT INTO creator_blocks (creator_id, at) VALUES ($1, $2) ON CONFLICT (creator_id) DO NOTHING")
                 .bind(creator_id)
@@ -250,8 +248,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let _guard = self.write_guard().await;
-        let now = Timestamp::now().millis();
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, now) = self.begin_ordered(Log::Catalog).await?;
         for (item_id, user_id) in reports {
             sqlx::query("INSERT INTO item_reports (item_id, user_id, at) VALUES ($1, $2, $3) ON CONFLICT (item_id, user_id) DO NOTHING")
                 .bind(*item_id)

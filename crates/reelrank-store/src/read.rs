@@ -39,6 +39,9 @@ pub struct ItemChange {
     pub item: Item,
 }
 
+/// The newest catalog stamp, as `last`.
+pub(crate) const CATALOG_STAMP_SQL: &str = "SELECT COALESCE(MAX(updated_at), 0) AS last FROM items";
+
 /// Rows per query of the `all_*` readers.
 const PAGE: u32 = 10_000;
 
@@ -81,6 +84,14 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(item_from_row).collect()
+    }
+
+    /// The newest catalog change's stamp (0 for an empty catalog): a reader that loads the whole
+    /// catalog after asking this, then tails [`Store::items_changed`] from it, misses nothing,
+    /// since every later write is stamped after it.
+    pub async fn catalog_stamp(&self) -> Result<i64> {
+        let row = sqlx::query(CATALOG_STAMP_SQL).fetch_one(&self.pool).await?;
+        Ok(row.try_get("last")?)
     }
 
     /// Up to `limit` items written at or after `since_ms`, in order of `(updated_at, item_id)`

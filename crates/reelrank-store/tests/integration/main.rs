@@ -4,3 +4,4 @@
 mod controls;
 mod moderation;
 mod round_trip;
+mod tail;
