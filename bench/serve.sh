@@ -51,7 +51,7 @@ trap 'kill $SERVER 2> /dev/null; rm -f "$LOG"; rm -rf "$RUN"' EXIT
 URL=""
 for _ in $(seq 1 600); do
   URL=$(sed -n 's/^listening on //p' "$LOG")
-  if [ -n "$URL" ] && curl -sf "$URL/healthz" > /dev/null; then break; fi
+  if [ -n "$URL" ] && curl -sf "$URL/readyz" > /dev/null; then break; fi
   sleep 1
 done
 [ -n "$URL" ] || { cat "$LOG" >&2; exit 1; }

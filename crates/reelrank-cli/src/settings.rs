@@ -51,6 +51,7 @@ pub struct StoreSettings {
 pub struct ServerSettings {
     pub addr: String,
     pub api_keys: AuthConfig,
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,11 +4,15 @@
 //! loopback ([`AuthConfig::check_bind`]), so a keyless server is never reachable from outside.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
 use crate::{AppState, HttpError};
@@ -35,6 +39,10 @@ pub struct ApiKey {
     pub key: String,
     /// What it may do.
     pub roles: Vec<Role>,
+    /// Requests it may make per second, in bursts of up to a second's worth, on each replica;
+    /// more get `429` with `Retry-After`. None: unlimited.
+    #[serde(default)]
+    pub requests_per_second: Option<NonZeroU32>,
 }
 
 /// The configured keys (`[[server.api_keys]]`).
@@ -64,9 +72,26 @@ impl AuthConfig {
         Ok(())
     }
 
-    /// The key a request presents (`None`: no key, or one not configured).
-    fn key(&self, presented: &str) -> Option<&ApiKey> {
-        self.keys.iter().find(|k| same_secret(k.key.as_bytes(), presented.as_bytes()))
+    /// The key a request presents and its position (`None`: no key, or one not configured).
+    fn key(&self, presented: &str) -> Option<(usize, &ApiKey)> {
+        self.keys.iter().enumerate().find(|(_, k)| same_secret(k.key.as_bytes(), presented.as_bytes()))
+    }
+}
+
+/// Each key's request budget, in the order of the keys (`None`: unlimited).
+pub(crate) struct RateLimits(Vec<Option<DefaultDirectRateLimiter>>);
+
+impl RateLimits {
+    pub(crate) fn new(auth: &AuthConfig) -> RateLimits {
+        let limiter =
+            |key: &ApiKey| key.requests_per_second.map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+        RateLimits(auth.keys.iter().map(limiter).collect())
+    }
+
+    /// Spends one request of key `index`; when its budget is spent, how long until it is not.
+    fn spend(&self, index: usize) -> Result<(), Duration> {
+        let Some(Some(limiter)) = self.0.get(index) else { return Ok(()) };
+        limiter.check().map_err(|refused| refused.wait_time_from(limiter.clock().now()))
     }
 }
 
@@ -112,7 +137,7 @@ async fn require(role: Role, State(state): State<AppState>, mut request: Request
         request.extensions_mut().insert(Actor("local".to_owned()));
         return next.run(request).await;
     }
-    let Some(key) = presented(&request).and_then(|key| state.auth.key(key)) else {
+    let Some((index, key)) = presented(&request).and_then(|key| state.auth.key(key)) else {
         return HttpError::new(
             StatusCode::UNAUTHORIZED,
             "a valid API key is required (Authorization: Bearer KEY)",
@@ -123,6 +148,15 @@ async fn require(role: Role, State(state): State<AppState>, mut request: Request
         let needed = format!("{role:?}").to_lowercase();
         return HttpError::new(StatusCode::FORBIDDEN, format!("this API key lacks the `{needed}` role"))
             .into_response();
+    }
+    if let Err(wait) = state.limits.spend(index) {
+        metrics::counter!("reelrank_rate_limited_total", "key" => key.name.clone()).increment(1);
+        let rate = key.requests_per_second.map_or(0, NonZeroU32::get);
+        let message = format!("API key `{}` is over its {rate} requests per second", key.name);
+        let retry_after = wait.as_secs_f64().ceil().max(1.0).to_string();
+        let mut response = HttpError::new(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after.parse().expect("a number"));
+        return response;
     }
     request.extensions_mut().insert(Actor(key.name.clone()));
     next.run(request).await
@@ -140,7 +174,12 @@ mod tests {
         let refused = none.check_bind(&"0.0.0.0:8080".parse().unwrap()).unwrap_err();
         assert!(refused.contains("no API keys"), "{refused}");
         let short = AuthConfig {
-            keys: vec![ApiKey { name: "bot".into(), key: "abc".into(), roles: vec![Role::Read] }],
+            keys: vec![ApiKey {
+                name: "bot".into(),
+                key: "abc".into(),
+                roles: vec![Role::Read],
+                requests_per_second: None,
+            }],
         };
         assert!(short.check_bind(&"127.0.0.1:8080".parse().unwrap()).unwrap_err().contains("`bot`"));
     }

@@ -10,7 +10,8 @@
 //! | `GET /v1/admin/candidates?user_id` | what each candidate source retrieves for a user now, and the filter that removes each (admin) |
 //! | `POST /v1/admin/reload` | rebuild the serving snapshot now (admin) |
 //! | `GET /v1/admin/online`, `POST /v1/admin/online {"paused"}` | online learning's progress per model (learned, queued, last snapshot); pause or resume it (admin) |
-//! | `GET /healthz` | liveness, with the store's reachability (no key needed) |
+//! | `GET /livez` | liveness: the process answers (no key needed) |
+//! | `GET /readyz` (also `/healthz`) | readiness: the store answers and the server is not shutting down; `503` naming the failing check when not (no key needed) |
 //! | `GET /openapi.json` | this API as OpenAPI 3.1 (no key needed) |
 //! | `GET /metrics` | Prometheus text format (admin) |
 //!
@@ -25,15 +26,19 @@ mod dashboard;
 pub mod engine;
 mod error;
 mod feed;
+mod health;
 mod ingest;
 mod metrics_layer;
 mod moderation;
 mod online;
 mod transparency;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -41,6 +46,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use reelrank_core::ModerationStatus;
 use reelrank_store::Store;
 use serde::Deserialize;
+use tower_http::timeout::TimeoutLayer;
 
 pub use auth::{Actor, ApiKey, AuthConfig, Role};
 pub use engine::{Engine, EngineConfig, EngineError, EngineStats, ModelSource};
@@ -98,6 +104,9 @@ pub enum UnknownItems {
     Reject,
 }
 
+/// Longest an ingest or feed request may take unless configured (`[server] request_timeout_ms`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Shared state of all handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -111,6 +120,12 @@ pub struct AppState {
     pub engine: Option<Arc<Engine>>,
     /// API keys and their roles.
     pub auth: Arc<AuthConfig>,
+    /// The keys' request budgets.
+    limits: Arc<auth::RateLimits>,
+    /// Longest a request may take before it is answered `503`.
+    request_timeout: Duration,
+    /// Set once shutdown begins: readiness fails so that balancers stop sending traffic.
+    draining: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -122,12 +137,21 @@ impl AppState {
             metrics: metrics_layer::recorder(),
             engine: None,
             auth: Arc::default(),
+            limits: Arc::new(auth::RateLimits::new(&AuthConfig::default())),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            draining: Arc::default(),
         }
     }
 
-    /// The same state requiring the API keys of `auth`.
+    /// The same state requiring the API keys of `auth`, each within its request rate.
     pub fn with_auth(self, auth: AuthConfig) -> AppState {
-        AppState { auth: Arc::new(auth), ..self }
+        let limits = Arc::new(auth::RateLimits::new(&auth));
+        AppState { auth: Arc::new(auth), limits, ..self }
+    }
+
+    /// The same state answering `503` to requests that take longer than `timeout`.
+    pub fn with_request_timeout(self, timeout: Duration) -> AppState {
+        AppState { request_timeout: timeout, ..self }
     }
 
     /// The same state serving feeds from `engine`.
@@ -139,6 +163,7 @@ impl AppState {
 /// The application's routes, each group behind the role it needs.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.ingest.max_body_bytes;
+    let timeout = TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, state.request_timeout);
     let ingest = Router::new()
         .route("/v1/items", post(ingest::items))
         .route("/v1/users", post(ingest::users))
@@ -168,11 +193,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/users", get(dashboard::users))
         .route("/v1/admin/models", get(dashboard::models))
         .route("/v1/admin/online", get(online::status).post(online::switch));
+    // Admin routes (a reload, the candidates of every source) may take long; the rest is cut.
     Router::new()
-        .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)))
-        .merge(read.route_layer(from_fn_with_state(state.clone(), auth::read)))
+        .merge(ingest.route_layer(from_fn_with_state(state.clone(), auth::ingest)).layer(timeout))
+        .merge(read.route_layer(from_fn_with_state(state.clone(), auth::read)).layer(timeout))
         .merge(admin.route_layer(from_fn_with_state(state.clone(), auth::admin)))
-        .route("/healthz", get(health))
+        .route("/livez", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/healthz", get(health::ready))
         .route("/transparency", get(transparency::page))
         .route("/", get(dashboard::home))
         .route("/dashboard", get(dashboard::index))
@@ -184,20 +212,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then fails readiness and
+/// finishes in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let draining = state.draining.clone();
+    let shutdown = async move {
+        shutdown.await;
+        draining.store(true, Ordering::Release);
+    };
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
-}
-
-async fn health(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<&'static str, HttpError> {
-    state.store.counts().await?;
-    Ok("ok\n")
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {

@@ -46,6 +46,12 @@ pub(crate) const CATALOG_STAMP_SQL: &str = "SELECT COALESCE(MAX(updated_at), 0) 
 const PAGE: u32 = 10_000;
 
 impl Store {
+    /// Whether the database answers (a readiness probe: cheap, unlike [`Store::counts`]).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Counts of items, users and events.
     pub async fn counts(&self) -> Result<Counts> {
         let row = sqlx::query(

@@ -80,7 +80,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
         println!("dashboard: {url}/dashboard   (feed preview: {url}/dashboard#feed?user={user})");
         println!("try: curl '{url}/v1/recommend?user_id={user}&n=10'");
         println!("     curl '{url}/v1/explain?user_id={user}&item_id={item}'   curl '{url}/v1/similar?item_id={item}'");
-        println!("     curl {url}/healthz   curl {url}/metrics   (Ctrl-C stops)");
+        println!("     curl {url}/readyz   curl {url}/metrics   (Ctrl-C stops)");
     })
     .await
 }

@@ -41,7 +41,8 @@ pub async fn run(
     engine.spawn_background();
     let state = AppState::new(store.clone(), settings.ingest.clone())
         .with_engine(engine)
-        .with_auth(settings.server.api_keys.clone());
+        .with_auth(settings.server.api_keys.clone())
+        .with_request_timeout(std::time::Duration::from_millis(settings.server.request_timeout_ms));
     ready(&format!("http://{}", listener.local_addr()?));
     reelrank_server::serve(listener, state, shutdown_signal()).await?;
     store.close().await;

@@ -13,7 +13,12 @@ const ADMIN: &str = "admin-key-0123456789";
 #[tokio::test]
 async fn routes_answer_only_keys_with_their_role() {
     let t = testing::sqlite().await.unwrap();
-    let key = |name: &str, key: &str, role| ApiKey { name: name.into(), key: key.into(), roles: vec![role] };
+    let key = |name: &str, key: &str, role| ApiKey {
+        name: name.into(),
+        key: key.into(),
+        roles: vec![role],
+        requests_per_second: None,
+    };
     let auth = AuthConfig {
         keys: vec![
             key("bot", INGEST, Role::Ingest),

@@ -65,7 +65,7 @@ async fn health_and_metrics() {
     let t = testing::sqlite().await.unwrap();
     let app = app(&t, test_config()).await;
     let (status, body) = send(&app, "GET", "/healthz", vec![]).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, Some("ok\n")));
+    assert_eq!((status, &body["ready"]), (StatusCode::OK, &true.into()), "{body}");
     send(&app, "POST", "/v1/events", format!("[{EVENT}]").into()).await;
     let (status, body) = send(&app, "GET", "/metrics", vec![]).await;
     let text = body.as_str().unwrap();

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod hardening;
 mod ingest;
 
 use axum::body::Body;

@@ -1,0 +1,80 @@
+//! Probes, per-key rate limits and request timeouts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use reelrank_server::{router, ApiKey, AppState, AuthConfig, Role};
+use reelrank_store::{testing, Store};
+use tower::ServiceExt;
+
+use crate::{send, send_with_key, test_config};
+
+const LIMITED: &str = "limited-key-0123456789";
+const FREE: &str = "unlimited-key-0123456789";
+
+#[tokio::test]
+async fn liveness_and_readiness_tell_a_dead_store_apart() {
+    let t = testing::sqlite().await.unwrap();
+    let store = Arc::new(Store::open(&t.url).await.unwrap());
+    let app = router(AppState::new(store.clone(), test_config()));
+    assert_eq!(send(&app, "GET", "/livez", vec![]).await, (StatusCode::OK, "ok\n".into()));
+    for probe in ["/readyz", "/healthz"] {
+        let (status, body) = send(&app, "GET", probe, vec![]).await;
+        assert_eq!(
+            (status, &body["ready"], &body["store"]),
+            (StatusCode::OK, &true.into(), &"ok".into()),
+            "{body}"
+        );
+    }
+    store.close().await;
+    let (status, body) = send(&app, "GET", "/readyz", vec![]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["store"].as_str().unwrap().starts_with("unreachable"), "{body}");
+    assert_eq!(send(&app, "GET", "/livez", vec![]).await.0, StatusCode::OK, "the process still lives");
+    let (status, body) =
+        send(&app, "POST", "/v1/items", br#"[{"item_id":"i1","category":"movie"}]"#.to_vec()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("store unavailable"), "{body}");
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_waits_and_others_do_not() {
+    let t = testing::sqlite().await.unwrap();
+    let key = |name: &str, key: &str, rate| ApiKey {
+        name: name.into(),
+        key: key.into(),
+        roles: vec![Role::Ingest],
+        requests_per_second: std::num::NonZeroU32::new(rate),
+    };
+    let auth = AuthConfig { keys: vec![key("tight", LIMITED, 3), key("free", FREE, 0)] };
+    let store = Arc::new(Store::open(&t.url).await.unwrap());
+    let app = router(AppState::new(store, test_config()).with_auth(auth));
+    let item = br#"[{"item_id":"i1","category":"movie"}]"#;
+    let write = |key| send_with_key(&app, "POST", "/v1/items", item.to_vec(), Some(key));
+    for _ in 0..3 {
+        assert_eq!(write(LIMITED).await.0, StatusCode::OK, "a burst of a second's worth passes");
+    }
+    let request = Request::post("/v1/items").header("authorization", format!("Bearer {LIMITED}"));
+    let refused = app.clone().oneshot(request.body(Body::from(item.to_vec())).unwrap()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    for _ in 0..20 {
+        assert_eq!(write(FREE).await.0, StatusCode::OK, "another key is not held back");
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(write(LIMITED).await.0, StatusCode::OK, "the budget refills");
+}
+
+#[tokio::test]
+async fn slow_requests_are_cut_but_admin_ones_are_not() {
+    let t = testing::sqlite().await.unwrap();
+    let store = Arc::new(Store::open(&t.url).await.unwrap());
+    let app = router(AppState::new(store, test_config()).with_request_timeout(Duration::ZERO));
+    let (status, _) =
+        send(&app, "POST", "/v1/items", br#"[{"item_id":"i1","category":"movie"}]"#.to_vec()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(t.store.counts().await.unwrap().items, 0, "a cut request writes nothing");
+    assert_eq!(send(&app, "GET", "/metrics", vec![]).await.0, StatusCode::OK);
+}
