@@ -3,7 +3,7 @@
 //! reports send an item back to review.
 
 use reelrank_core::{Event, EventKind, ModerationStatus};
-use reelrank_store::{AppendOutcome, Result, Store};
+use reelrank_store::{Appended, BatchKey, Result, Store};
 
 /// The moderation policy applied on arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,18 +20,23 @@ impl Default for ArrivalPolicy {
     }
 }
 
-/// Appends `events` and counts their reports; returns the append's outcome and the items that
-/// went back to review. The reports are counted after the events are stored: a failure in between
-/// fails the call, and its retry finds the events stored (by `event_id`) and counts each report
-/// once (a user's report of an item is stored once).
+/// Appends `events` (under the client's idempotency key `batch`, if any) and counts their
+/// reports; returns what was appended and the items that went back to review. The reports are
+/// counted after the events are stored: a failure in between fails the call, and its retry finds
+/// the events stored (by `event_id` or by `batch`) and counts each report once (a user's report of
+/// an item is stored once). A replayed or refused batch counts nothing.
 pub async fn append_events(
     store: &Store,
     events: &[Event],
     policy: ArrivalPolicy,
-) -> Result<(AppendOutcome, Vec<String>)> {
-    let outcome = store.append_events(events).await?;
-    if policy.review_after_reports == 0 {
-        return Ok((outcome, Vec::new()));
+    batch: Option<BatchKey<'_>>,
+) -> Result<(Appended, Vec<String>)> {
+    let appended = match batch {
+        Some(batch) => store.append_keyed_events(&batch, events).await?,
+        None => Appended::Written(store.append_events(events).await?),
+    };
+    if policy.review_after_reports == 0 || !matches!(appended, Appended::Written(_)) {
+        return Ok((appended, Vec::new()));
     }
     let reports: Vec<(&str, &str)> = events
         .iter()
@@ -39,7 +44,7 @@ pub async fn append_events(
         .map(|e| (e.item_id.as_str(), e.user_id.as_str()))
         .collect();
     let sent = store.report_items(&reports, policy.review_after_reports).await?;
-    Ok((outcome, sent))
+    Ok((appended, sent))
 }
 
 #[cfg(test)]
@@ -63,12 +68,13 @@ mod tests {
                 .unwrap();
             let policy = ArrivalPolicy::default();
             let twice_and_once = [report("a", "e1"), report("a", "e2"), report("b", "e3")];
-            let (_, sent) = append_events(store, &twice_and_once, policy).await.unwrap();
+            let (_, sent) = append_events(store, &twice_and_once, policy, None).await.unwrap();
             assert!(sent.is_empty(), "{}: two distinct reporters are not enough", t.name);
-            let (outcome, sent) = append_events(store, &[report("c", "e4")], policy).await.unwrap();
+            let (appended, sent) = append_events(store, &[report("c", "e4")], policy, None).await.unwrap();
+            let Appended::Written(outcome) = appended else { panic!("{appended:?}") };
             assert_eq!((outcome.inserted, sent), (1, vec!["i1".to_owned()]), "{}", t.name);
             assert_eq!(store.item("i1").await.unwrap().unwrap().status, Some(ModerationStatus::Pending));
-            let (_, sent) = append_events(store, &[report("c", "e4")], policy).await.unwrap();
+            let (_, sent) = append_events(store, &[report("c", "e4")], policy, None).await.unwrap();
             assert!(sent.is_empty(), "{}: a retried batch sends nothing back twice", t.name);
         }
     }
@@ -82,6 +88,6 @@ mod tests {
             .unwrap();
         let policy = ArrivalPolicy { review_after_reports: 0, ..ArrivalPolicy::default() };
         let events: Vec<Event> = (0..5).map(|n| report(&format!("u{n}"), &format!("e{n}"))).collect();
-        assert!(append_events(&t.store, &events, policy).await.unwrap().1.is_empty());
+        assert!(append_events(&t.store, &events, policy, None).await.unwrap().1.is_empty());
     }
 }

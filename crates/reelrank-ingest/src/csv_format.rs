@@ -49,7 +49,7 @@ pub async fn import_csv(
     if let Some(path) = &files.events {
         summary.events =
             import_file(path, &format, &event_from_row, IMPORT_BATCH_ROWS, progress, async |batch| {
-                crate::append_events(store, &batch, policy).await.map(drop).map_err(Into::into)
+                crate::append_events(store, &batch, policy, None).await.map(drop).map_err(Into::into)
             })
             .await?;
     }

@@ -39,7 +39,7 @@ use tokio::sync::Mutex;
 pub use error::{Result, StoreError};
 pub use moderation::{AuditEntry, Moderated, REPORTS_ACTOR};
 pub use read::{Counts, ItemChange, StoredEvent};
-pub use write::AppendOutcome;
+pub use write::{AppendOutcome, Appended, BatchKey, BATCH_KEY_RETENTION_MS};
 
 /// File name of the embedded database inside the data directory.
 pub const SQLITE_FILE: &str = "reelrank.db";

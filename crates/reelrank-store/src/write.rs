@@ -29,6 +29,29 @@ impl Log {
     }
 }
 
+/// How long a batch's idempotency key is kept: a retry after it writes the batch again.
+pub const BATCH_KEY_RETENTION_MS: i64 = 24 * 3_600_000;
+
+/// A posted batch's idempotency key (the client's `Idempotency-Key`) and a digest of its content.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchKey<'a> {
+    /// The client's key.
+    pub key: &'a str,
+    /// A digest of the batch, which a retry repeats.
+    pub digest: &'a str,
+}
+
+/// What [`Store::append_keyed_events`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The batch was new and written.
+    Written(AppendOutcome),
+    /// The key was seen with this batch before: nothing written; the first post's outcome.
+    Replayed(AppendOutcome),
+    /// The key was seen with a different batch: nothing written.
+    KeyReused,
+}
+
 /// What [`Store::append_events`] did with a batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct AppendOutcome {
@@ -190,6 +213,68 @@ impl Store {
     /// Appends events in one transaction, creating the users they name that are not stored yet.
     /// Events whose `event_id` is already stored are skipped, so a retried batch is harmless.
     pub async fn append_events(&self, events: &[Event]) -> Result<AppendOutcome> {
+        let _guard = self.write_guard().await;
+        let (mut tx, received_at) = self.begin_ordered(Log::Events).await?;
+        let outcome = self.append_in(&mut tx, events, received_at).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// [`Store::append_events`] for a batch posted under an idempotency key: the first post is
+    /// written with its key in one transaction; a retry within [`BATCH_KEY_RETENTION_MS`] writes
+    /// nothing and gets the first post's outcome, even for events without `event_id`.
+    pub async fn append_keyed_events(&self, batch: &BatchKey<'_>, events: &[Event]) -> Result<Appended> {
+        let _guard = self.write_guard().await;
+        let (mut tx, received_at) = self.begin_ordered(Log::Events).await?;
+        sqlx::query("DELETE FROM ingest_batches WHERE at < $1")
+            .bind(received_at - BATCH_KEY_RETENTION_MS)
+            .execute(&mut *tx)
+            .await?;
+        let claimed = sqlx::query(
+            "INSERT INTO ingest_batches (batch_key, digest, at, inserted, duplicates, users_created) \
+             VALUES ($1, $2, $3, 0, 0, 0) ON CONFLICT (batch_key) DO NOTHING",
+        )
+        .bind(batch.key)
+        .bind(batch.digest)
+        .bind(received_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            let first = sqlx::query("SELECT * FROM ingest_batches WHERE batch_key = $1")
+                .bind(batch.key)
+                .fetch_one(&mut *tx)
+                .await?;
+            let count = |column: &str| -> Result<u64> { Ok(first.try_get::<i64, _>(column)?.max(0) as u64) };
+            if first.try_get::<String, _>("digest")? != batch.digest {
+                return Ok(Appended::KeyReused);
+            }
+            let outcome = AppendOutcome {
+                inserted: count("inserted")?,
+                duplicates: count("duplicates")?,
+                users_created: count("users_created")?,
+            };
+            return Ok(Appended::Replayed(outcome));
+        }
+        let outcome = self.append_in(&mut tx, events, received_at).await?;
+        sqlx::query("UPDATE ingest_batches SET inserted = $1, duplicates = $2, users_created = $3 WHERE batch_key = $4")
+            .bind(outcome.inserted as i64)
+            .bind(outcome.duplicates as i64)
+            .bind(outcome.users_created as i64)
+            .bind(batch.key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Appended::Written(outcome))
+    }
+
+    /// Writes `events` and the users they name first within `tx`.
+    async fn append_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        events: &[Event],
+        received_at: i64,
+    ) -> Result<AppendOutcome> {
         let user_ids: Vec<&str> =
             events.iter().map(|e| e.user_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
         let new_user_sql = |rows| {
@@ -200,15 +285,13 @@ impl Store {
             insert_sql(self.backend, "events", EVENT_COLUMNS, rows) + " ON CONFLICT (event_id) DO NOTHING"
         };
         let mut outcome = AppendOutcome::default();
-        let _guard = self.write_guard().await;
-        let (mut tx, received_at) = self.begin_ordered(Log::Events).await?;
         for chunk in user_ids.chunks(CHUNK_ROWS) {
             let sql = new_user_sql(chunk.len());
             let mut query = self.bulk_query(&sql);
             for user_id in chunk {
                 query = query.bind(*user_id).bind("{}").bind(received_at);
             }
-            outcome.users_created += query.execute(&mut *tx).await?.rows_affected();
+            outcome.users_created += query.execute(&mut **tx).await?.rows_affected();
         }
         for chunk in events.chunks(CHUNK_ROWS) {
             let sql = new_event_sql(chunk.len());
@@ -216,9 +299,8 @@ impl Store {
             for event in chunk {
                 query = bind_event(query, event, received_at);
             }
-            outcome.inserted += query.execute(&mut *tx).await?.rows_affected();
+            outcome.inserted += query.execute(&mut **tx).await?.rows_affected();
         }
-        tx.commit().await?;
         outcome.duplicates = events.len() as u64 - outcome.inserted;
         Ok(outcome)
     }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use reelrank_sim::{SimConfig, Simulation};
-use reelrank_store::Store;
+use reelrank_store::{Appended, Store};
 
 use crate::settings::Settings;
 
@@ -92,10 +92,12 @@ pub async fn into_store(sim: &Simulation, store: &Store, settings: &Settings) ->
                 let mut written = 0u64;
                 while let Some(day) = days_rx.recv().await {
                     for chunk in day.chunks(reelrank_ingest::IMPORT_BATCH_ROWS) {
-                        written += reelrank_ingest::append_events(store, chunk, settings.ingest.arrival())
-                            .await?
-                            .0
-                            .inserted;
+                        let arrival = settings.ingest.arrival();
+                        let (appended, _) =
+                            reelrank_ingest::append_events(store, chunk, arrival, None).await?;
+                        if let Appended::Written(outcome) = appended {
+                            written += outcome.inserted;
+                        }
                     }
                     progress.inc(1);
                 }

@@ -78,3 +78,44 @@ async fn slow_requests_are_cut_but_admin_ones_are_not() {
     assert_eq!(t.store.counts().await.unwrap().items, 0, "a cut request writes nothing");
     assert_eq!(send(&app, "GET", "/metrics", vec![]).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_retried_batch_without_event_ids_is_written_once() {
+    let t = testing::sqlite().await.unwrap();
+    let app = crate::app(&t, test_config()).await;
+    let post = |key: &str, body: &str| {
+        let request =
+            Request::post("/v1/events").header("idempotency-key", key).body(Body::from(body.to_owned()));
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request.unwrap()).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
+        }
+    };
+    let batch = r#"[{"user_id":"u1","item_id":"i1","kind":"play","ts":1767225600000},
+                    {"user_id":"u1","item_id":"i1","kind":"finish","ts":1767225601000}]"#;
+    let (status, first) = post("app-7:batch-1", batch).await;
+    assert_eq!(
+        (status, &first["inserted"], first.get("replayed")),
+        (StatusCode::OK, &2.into(), None),
+        "{first}"
+    );
+    let reformatted = batch.replace(['\n', ' '], "");
+    let (status, again) = post("app-7:batch-1", &reformatted).await;
+    assert_eq!(
+        (status, &again["inserted"], &again["replayed"]),
+        (StatusCode::OK, &2.into(), &true.into()),
+        "{again}"
+    );
+    assert_eq!(t.store.counts().await.unwrap().events, 2, "the retry wrote nothing");
+    let other = batch.replace("finish", "like");
+    let (status, reused) = post("app-7:batch-1", &other).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reused}");
+    assert!(reused["error"].as_str().unwrap().contains("different batch"), "{reused}");
+    let (status, bad) = post("bad key", batch).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad["error"].as_str().unwrap().contains("Idempotency-Key"), "{bad}");
+    assert_eq!(t.store.counts().await.unwrap().events, 2);
+}

@@ -162,3 +162,35 @@ async fn changed_items_are_read_in_pages_in_write_order() {
         assert!(rest.is_empty(), "{}", t.name);
     }
 }
+
+#[tokio::test]
+async fn a_keyed_batch_is_written_once_however_often_it_is_posted() {
+    use reelrank_store::{Appended, BatchKey};
+    for t in testing::all().await {
+        let store = std::sync::Arc::new(t.store);
+        let batch: Vec<Event> =
+            (0..3).map(|i| event(None, "u", "i", EventKind::Play, 1_767_225_700_000 + i)).collect();
+        let key = BatchKey { key: "client-7/batch-1", digest: "d1" };
+        let posts: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, batch) = (store.clone(), batch.clone());
+                tokio::spawn(async move { store.append_keyed_events(&key, &batch).await.unwrap() })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for post in posts {
+            answers.push(post.await.unwrap());
+        }
+        let written: Vec<&Appended> = answers.iter().filter(|a| matches!(a, Appended::Written(_))).collect();
+        assert_eq!(written.len(), 1, "{}: {answers:?}", t.name);
+        let Appended::Written(first) = *written[0] else { unreachable!() };
+        assert_eq!(first.inserted, 3);
+        assert!(answers.iter().all(|a| *a == Appended::Written(first) || *a == Appended::Replayed(first)));
+        assert_eq!(store.counts().await.unwrap().events, 3, "{}: events without ids, written once", t.name);
+        let other = BatchKey { key: "client-7/batch-1", digest: "d2" };
+        assert_eq!(store.append_keyed_events(&other, &batch).await.unwrap(), Appended::KeyReused);
+        let next = BatchKey { key: "client-7/batch-2", digest: "d1" };
+        assert!(matches!(store.append_keyed_events(&next, &batch).await.unwrap(), Appended::Written(_)));
+        assert_eq!(store.counts().await.unwrap().events, 6, "{}", t.name);
+    }
+}
