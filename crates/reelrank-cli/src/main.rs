@@ -35,9 +35,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (ingest, feeds, explanations, health, metrics) until Ctrl-C or SIGTERM.
     Serve(commands::serve::Args),
-    /// Import data from files into the store.
-    #[command(subcommand)]
-    Import(commands::import::Source),
+    /// Import data from files into the store (or only check them with --check).
+    Import(commands::import::Args),
     /// Generate a simulated platform (catalog, users, behaviour, ground truth) into the store or CSV.
     Simulate(commands::simulate::Args),
     /// Print the store's item, user and event counts.
@@ -83,7 +82,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     let data_dir = cli.data_dir;
     match cli.command {
         Command::Serve(args) => commands::serve::run(&data_dir, &settings, args, |_| {}).await,
-        Command::Import(source) => commands::import::run(&data_dir, &settings, source).await,
+        Command::Import(args) => commands::import::run(&data_dir, &settings, args).await,
         Command::Simulate(args) => commands::simulate::run(&data_dir, &settings, args).await,
         Command::Stats(args) => commands::stats::run(&data_dir, &settings, args).await,
         Command::Demo(args) => commands::demo::run(&data_dir, &settings, args).await,

@@ -7,10 +7,9 @@ use reelrank_core::{
     AttributeValue, Category, Event, EventContext, EventKind, FieldError, Item, ModerationStatus, Timestamp,
     User,
 };
-use reelrank_store::Store;
 
 use crate::table::{import_file, Format, Row};
-use crate::{ArrivalPolicy, ImportError, ImportSummary, IMPORT_BATCH_ROWS};
+use crate::{Destination, ImportError, ImportSummary, IMPORT_BATCH_ROWS};
 
 /// The files of one CSV import; any may be left out. Items and users are written before events.
 #[derive(Debug, Clone, Default)]
@@ -23,35 +22,30 @@ pub struct CsvFiles {
     pub events: Option<PathBuf>,
 }
 
-/// Imports the given CSV files into `store`.
+/// Imports the given CSV files into `destination`.
 pub async fn import_csv(
-    store: &Store,
+    destination: Destination<'_>,
     files: &CsvFiles,
-    policy: ArrivalPolicy,
     progress: &ProgressBar,
 ) -> Result<ImportSummary, ImportError> {
     let mut summary = ImportSummary::default();
     let format = Format::csv();
+    let batch = IMPORT_BATCH_ROWS;
     if let Some(path) = &files.items {
         summary.items =
-            import_file(path, &format, &item_from_row, IMPORT_BATCH_ROWS, progress, async |batch| {
-                store.upsert_items(&batch, policy.default_item_status).await.map(drop).map_err(Into::into)
-            })
-            .await?;
+            import_file(path, &format, &item_from_row, batch, progress, async |b| destination.items(b).await)
+                .await?;
     }
     if let Some(path) = &files.users {
         summary.users =
-            import_file(path, &format, &user_from_row, IMPORT_BATCH_ROWS, progress, async |batch| {
-                store.upsert_users(&batch).await.map(drop).map_err(Into::into)
-            })
-            .await?;
+            import_file(path, &format, &user_from_row, batch, progress, async |b| destination.users(b).await)
+                .await?;
     }
     if let Some(path) = &files.events {
-        summary.events =
-            import_file(path, &format, &event_from_row, IMPORT_BATCH_ROWS, progress, async |batch| {
-                crate::append_events(store, &batch, policy, None).await.map(drop).map_err(Into::into)
-            })
-            .await?;
+        summary.events = import_file(path, &format, &event_from_row, batch, progress, async |b| {
+            destination.events(b).await
+        })
+        .await?;
     }
     Ok(summary)
 }
@@ -183,8 +177,7 @@ mod tests {
                 e1,u1,ep1,watch,30000,2026-01-02T10:00:00Z,10\ne2,u2,ep1,like,,1767348000000,\n",
             )),
         };
-        let summary =
-            import_csv(&t.store, &files, ArrivalPolicy::default(), &ProgressBar::hidden()).await.unwrap();
+        let summary = import_csv(crate::into(&t.store), &files, &ProgressBar::hidden()).await.unwrap();
         assert_eq!((summary.items, summary.users, summary.events), (1, 1, 2));
         let item = t.store.item("ep1").await.unwrap().unwrap();
         assert_eq!((item.title.as_str(), item.episode, item.regions.len()), ("Heiress, ep. 1", Some(1), 2));
@@ -206,8 +199,7 @@ mod tests {
         }
         text.push_str("u9,i1,dance,2026-01-02\n");
         let files = CsvFiles { events: Some(file(dir.path(), "events.csv", &text)), ..CsvFiles::default() };
-        let err =
-            import_csv(&t.store, &files, ArrivalPolicy::default(), &ProgressBar::hidden()).await.unwrap_err();
+        let err = import_csv(crate::into(&t.store), &files, &ProgressBar::hidden()).await.unwrap_err();
         match err {
             ImportError::Row { line, field, .. } => assert_eq!((line, field.as_str()), (25_002, "kind")),
             other => panic!("{other}"),

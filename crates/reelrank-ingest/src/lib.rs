@@ -14,6 +14,7 @@
 mod arrival;
 mod batch;
 mod csv_format;
+mod destination;
 mod movielens;
 mod table;
 
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 pub use arrival::{append_events, ArrivalPolicy};
 pub use batch::{decode_batch, BatchError, RecordError, MAX_REPORTED_ERRORS};
 pub use csv_format::{import_csv, CsvFiles};
+pub use destination::Destination;
 pub use movielens::{import_movielens, movielens_side_info, MovieLensLayout};
 use reelrank_store::StoreError;
 use serde::Serialize;
@@ -74,6 +76,12 @@ pub enum ImportError {
     /// Writing to the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Tests' destination: `store` with the default policy.
+#[cfg(test)]
+pub(crate) fn into(store: &reelrank_store::Store) -> Destination<'_> {
+    Destination::Store { store, policy: ArrivalPolicy::default() }
 }
 
 impl ImportError {

@@ -11,13 +11,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
-use reelrank_core::{
-    AttributeValue, Category, Event, EventKind, FieldError, Item, ModerationStatus, Timestamp, User,
-};
-use reelrank_store::Store;
+use reelrank_core::{AttributeValue, Category, Event, EventKind, FieldError, Item, Timestamp, User};
 
 use crate::table::{import_file, Encoding, Format, Row};
-use crate::{ImportError, ImportSummary, IMPORT_BATCH_ROWS};
+use crate::{Destination, ImportError, ImportSummary, IMPORT_BATCH_ROWS};
 
 /// The ml-100k genre flags of `u.item`, in column order (also listed in `u.genre`).
 const ML100K_GENRES: [&str; 19] = [
@@ -179,26 +176,16 @@ impl MovieLensFiles {
     }
 }
 
-/// Imports a MovieLens directory into `store`.
+/// Imports a MovieLens directory into `destination`.
 pub async fn import_movielens(
-    store: &Store,
+    destination: Destination<'_>,
     dir: &Path,
     progress: &ProgressBar,
 ) -> Result<ImportSummary, ImportError> {
     let files = MovieLensFiles::open(dir)?;
-    let items = files
-        .items(progress, async |batch| {
-            store.upsert_items(&batch, ModerationStatus::Approved).await.map(drop).map_err(ImportError::from)
-        })
-        .await?;
-    let users = files
-        .users(progress, async |batch| store.upsert_users(&batch).await.map(drop).map_err(ImportError::from))
-        .await?;
-    let events = files
-        .ratings(progress, async |batch| {
-            store.append_events(&batch).await.map(drop).map_err(ImportError::from)
-        })
-        .await?;
+    let items = files.items(progress, async |batch| destination.items(batch).await).await?;
+    let users = files.users(progress, async |batch| destination.users(batch).await).await?;
+    let events = files.ratings(progress, async |batch| destination.events(batch).await).await?;
     Ok(ImportSummary { items, users, events })
 }
 
@@ -353,7 +340,8 @@ mod tests {
         item.extend_from_slice(b"11|Unknown (1990)|||http://y|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n");
         write(dir.path(), "u.item", &item);
         let t = reelrank_store::testing::sqlite().await.unwrap();
-        let summary = import_movielens(&t.store, dir.path(), &ProgressBar::hidden()).await.unwrap();
+        let summary =
+            import_movielens(crate::into(&t.store), dir.path(), &ProgressBar::hidden()).await.unwrap();
         assert_eq!((summary.items, summary.users, summary.events), (2, 2, 2));
         let movie = t.store.item("10").await.unwrap().unwrap();
         assert_eq!(movie.title, "Café Society (1995)");
@@ -369,7 +357,7 @@ mod tests {
         assert_eq!((items.len(), users.len()), (2, 2));
         assert_eq!(items[0].tags, ["action", "thriller"]);
         // Importing again stores no rating twice.
-        import_movielens(&t.store, dir.path(), &ProgressBar::hidden()).await.unwrap();
+        import_movielens(crate::into(&t.store), dir.path(), &ProgressBar::hidden()).await.unwrap();
         assert_eq!(t.store.counts().await.unwrap().events, 2);
     }
 
@@ -384,7 +372,8 @@ mod tests {
         );
         write(dir.path(), "tags.csv", b"userId,movieId,tag,timestamp\n1,1,pixar,1\n2,1,Pixar,2\n3,1,fun,3\n");
         let t = reelrank_store::testing::sqlite().await.unwrap();
-        let summary = import_movielens(&t.store, dir.path(), &ProgressBar::hidden()).await.unwrap();
+        let summary =
+            import_movielens(crate::into(&t.store), dir.path(), &ProgressBar::hidden()).await.unwrap();
         assert_eq!((summary.items, summary.users, summary.events), (2, 0, 1));
         let movie = t.store.item("1").await.unwrap().unwrap();
         assert_eq!(movie.tags, ["adventure", "animation", "pixar", "fun"]);

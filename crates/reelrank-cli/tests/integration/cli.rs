@@ -76,6 +76,18 @@ fn bad_csv_row_is_named_and_nothing_written() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("items.csv:3") && stderr.contains("duration_s"), "{stderr}");
     assert_eq!(stats(dir.path())["items"].as_u64(), Some(0));
+
+    let check = |path: &std::path::Path| {
+        reelrank(dir.path()).args(["import", "csv", "--check", "--items"]).arg(path).output().unwrap()
+    };
+    let out = check(&path);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("items.csv:3"));
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, "item_id,category,duration_s\na,movie,5400\n").unwrap();
+    let out = check(&good);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("checked 1 items"), "{stdout}");
+    assert_eq!(stats(dir.path())["items"].as_u64(), Some(0), "a check writes nothing");
 }
 
 /// The protocol is implemented exactly: most-popular reproduces the reference figures of
