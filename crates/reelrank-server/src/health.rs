@@ -1,6 +1,7 @@
 //! Probes for orchestrators and load balancers: `GET /livez` (the process answers; restart it
-//! when not) and `GET /readyz` (send it traffic: the store answers, the feeds are loaded and the
-//! server is not shutting down). `GET /healthz` is readiness, under its older name.
+//! when not) and `GET /readyz` (send it traffic: the store answers and the server is not shutting
+//! down; it also says whether this process serves feeds, which are loaded before it listens).
+//! `GET /healthz` is readiness, under its older name.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
