@@ -1,10 +1,10 @@
 //! API keys: each route group answers only keys with its role; health needs none.
 
 use axum::http::StatusCode;
-use reelrank_server::{router, ApiKey, AppState, AuthConfig, Role};
+use reelrank_server::{router, AppState, AuthConfig, Role};
 use reelrank_store::testing;
 
-use crate::{send_with_key, test_config};
+use crate::{api_key, send_with_key, test_config};
 
 const INGEST: &str = "ingest-key-0123456789";
 const READ: &str = "read-key-0123456789";
@@ -13,12 +13,7 @@ const ADMIN: &str = "admin-key-0123456789";
 #[tokio::test]
 async fn routes_answer_only_keys_with_their_role() {
     let t = testing::sqlite().await.unwrap();
-    let key = |name: &str, key: &str, role| ApiKey {
-        name: name.into(),
-        key: key.into(),
-        roles: vec![role],
-        requests_per_second: None,
-    };
+    let key = |name, key, role| api_key(name, key, role, 0);
     let auth = AuthConfig {
         keys: vec![
             key("bot", INGEST, Role::Ingest),

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use reelrank_server::{router, ApiKey, AppState, AuthConfig, Role};
+use reelrank_server::{router, AppState, AuthConfig, Role};
 use reelrank_store::{testing, Store};
 use tower::ServiceExt;
 
-use crate::{send, send_with_key, test_config};
+use crate::{api_key, send, send_with_key, test_config};
 
 const LIMITED: &str = "limited-key-0123456789";
 const FREE: &str = "unlimited-key-0123456789";
@@ -42,12 +42,7 @@ async fn liveness_and_readiness_tell_a_dead_store_apart() {
 #[tokio::test]
 async fn a_key_over_its_rate_waits_and_others_do_not() {
     let t = testing::sqlite().await.unwrap();
-    let key = |name: &str, key: &str, rate| ApiKey {
-        name: name.into(),
-        key: key.into(),
-        roles: vec![Role::Ingest],
-        requests_per_second: std::num::NonZeroU32::new(rate),
-    };
+    let key = |name, key, rate| api_key(name, key, Role::Ingest, rate);
     let auth = AuthConfig { keys: vec![key("tight", LIMITED, 3), key("free", FREE, 0)] };
     let store = Arc::new(Store::open(&t.url).await.unwrap());
     let app = router(AppState::new(store, test_config()).with_auth(auth));

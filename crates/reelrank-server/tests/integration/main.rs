@@ -24,6 +24,16 @@ pub async fn app(t: &TestStore, config: IngestConfig) -> Router {
     router(AppState::new(std::sync::Arc::new(store), config))
 }
 
+/// An API key named `name` with one role and at most `rate` requests per second (0: unlimited).
+pub fn api_key(name: &str, key: &str, role: reelrank_server::Role, rate: u32) -> reelrank_server::ApiKey {
+    reelrank_server::ApiKey {
+        name: name.into(),
+        key: key.into(),
+        roles: vec![role],
+        requests_per_second: std::num::NonZeroU32::new(rate),
+    }
+}
+
 /// Sends one request and returns the status and the body as JSON (or a JSON string for text).
 pub async fn send(app: &Router, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
     send_with_key(app, method, uri, body, None).await
