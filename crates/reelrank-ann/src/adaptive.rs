@@ -209,12 +209,14 @@ mod tests {
             assert_eq!(index.is_exact(), key + 1 < 200, "after {} inserts", key + 1);
         }
         assert_eq!(index.len(), 300);
-        for (key, v) in vectors.chunks_exact(8).enumerate().step_by(37) {
+        // The graph search is approximate (a graph built on several threads misses a vector now
+        // and then): nearly every vector's own key is among its nearest few.
+        let mut found = 0;
+        for (key, v) in vectors.chunks_exact(8).enumerate() {
             assert_eq!(index.vector(key as u64).as_deref(), Some(v));
-            // The graph search is approximate: the vector's own key is among its nearest few.
-            let nearest = index.search(v, 5, &|_| true);
-            assert!(nearest.iter().any(|&(found, _)| found == key as u64), "{key}: {nearest:?}");
+            found += usize::from(index.search(v, 5, &|_| true).iter().any(|&(k, _)| k == key as u64));
         }
+        assert!(found >= 290, "{found} of 300 vectors found among their own nearest five");
         assert!(AdaptiveIndex::build(8, config(200), &[1, 2], &vectors[..16]).unwrap().is_exact());
     }
 

@@ -60,9 +60,11 @@ pub(crate) async fn tags(
 ) -> Result<Json<Tags>, HttpError> {
     let engine = engine(&state)?;
     let user = user_record(&state, engine, &user_id).await?;
+    let shared = engine.shared_user(&user_id, user.as_ref()).await?;
     let snapshot = engine.snapshot();
     let live = snapshot.live().read().expect("live state lock");
-    let activity = live.activity.user(&user_id);
+    let shared = shared.map(|shared| shared.over(&live.catalog));
+    let activity = live.behaviour(&user_id, shared.as_ref()).user;
     let listed = match &user {
         Some(user) => activity.without_hidden(user, &live.catalog).interest_tags(&live.catalog),
         None => activity.interest_tags(&live.catalog),
@@ -159,7 +161,7 @@ pub(crate) async fn reset(
     let now = Timestamp::now();
     let controls = state.store.change_controls(&user_id, |c| c.reset_at = Some(now)).await?;
     if let (Some(engine), Some(user)) = (&state.engine, state.store.user(&user_id).await?) {
-        engine.apply_reset(&user);
+        engine.apply_reset(&user).await;
     }
     Ok(Json(Controls { user_id, controls }))
 }

@@ -16,14 +16,15 @@ use reelrank_features::{feature_key, item_id_key, PersistError, PositiveRule};
 use reelrank_models::{TwoTower, ValueWeights, WideDeep};
 use reelrank_serving::online_snapshot::{self, SnapshotMeta};
 use reelrank_serving::{
-    Activity, Catalog, ExperimentConfig, Models, OnlinePositive, PipelineConfig, Ranker, Retrieval,
-    VariantConfig,
+    Activity, Behaviour, Catalog, ExperimentConfig, ItemIndex, Models, OnlinePositive, PipelineConfig,
+    Ranker, Retrieval, UserActivity, VariantConfig,
 };
 use reelrank_store::{ItemChange, Store, StoreError, StoredEvent};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::online::{Online, OnlineConfig, OnlineModel, OnlineStatus};
+use crate::shared_state::{SharedStateConfig, SharedStateError, SharedUser, SharedUsers};
 
 /// Rows read from the store per query.
 const PAGE: u32 = 10_000;
@@ -50,6 +51,8 @@ pub struct EngineConfig {
     pub forget_idle_days: f64,
     /// Charts and the exclusion of fake traffic.
     pub charts: ChartConfig,
+    /// Where users' activity is kept: in this process, or in Redis shared by replicas.
+    pub shared_state: SharedStateConfig,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             online: OnlineConfig::default(),
             charts: ChartConfig::default(),
             forget_idle_days: 30.0,
+            shared_state: SharedStateConfig::default(),
         }
     }
 }
@@ -100,6 +104,9 @@ pub enum EngineError {
     /// New items could not be added to the vector index.
     #[error("indexing new items: {0}")]
     Index(#[from] reelrank_ann::IndexError),
+    /// The shared state did not answer or holds what this build cannot read.
+    #[error("shared state: {0}")]
+    SharedState(#[from] SharedStateError),
 }
 
 /// Everything a request reads, as of one load; replaced whole by a reload, and with new models
@@ -136,6 +143,17 @@ pub struct Live {
     pub catalog: Arc<Catalog>,
     /// Users' behaviour and item heat.
     pub activity: Activity,
+}
+
+impl Live {
+    /// `user_id`'s behaviour: `shared` (their activity as the shared state holds it, placed over
+    /// this catalog) when replicas share users' activity, else this replica's own.
+    pub fn behaviour<'a>(&'a self, user_id: &str, shared: Option<&'a UserActivity>) -> Behaviour<'a> {
+        match shared {
+            Some(user) => Behaviour { user, everyone: &self.activity },
+            None => Behaviour::of(&self.activity, user_id),
+        }
+    }
 }
 
 impl Snapshot {
@@ -234,18 +252,32 @@ pub struct Engine {
     impressions: mpsc::UnboundedSender<Event>,
     /// Present when the two-tower model learns online.
     pub(crate) online: Option<Online>,
+    /// Present when users' activity is shared by replicas (`[serving.shared_state]`).
+    shared: Option<SharedUsers>,
 }
 
 impl Engine {
-    /// Loads the catalog, the log and the models, and starts writing logged impressions to the
-    /// store. Call [`Engine::spawn_background`] to keep it current.
+    /// Loads the catalog, the log and the models, brings the shared state (when configured) up
+    /// to the log, and starts writing logged impressions to the store. Call
+    /// [`Engine::spawn_background`] to keep it current.
     pub async fn start(
         store: Arc<Store>,
         config: EngineConfig,
         models: ModelSource,
     ) -> Result<Arc<Engine>, EngineError> {
         config.experiment.validate().map_err(EngineError::Config)?;
+        let shared = match config.shared_state.redis_url.is_empty() {
+            true => None,
+            false => {
+                let idle_ms = (config.forget_idle_days * 86_400_000.0) as i64;
+                Some(SharedUsers::connect(&config.shared_state, idle_ms).await?)
+            }
+        };
         let (snapshot, resumed) = load(&store, &config, &models).await?;
+        if let Some(shared) = &shared {
+            let applied = shared.catch_up(&store, &snapshot.catalog()).await?;
+            tracing::info!(applied, "shared state brought up to the log");
+        }
         let (impressions, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_impressions(store.clone(), receiver));
         let online = config.online.enabled.then(|| Online::new(config.online.clone(), resumed));
@@ -257,6 +289,7 @@ impl Engine {
             updating: Mutex::new(()),
             impressions,
             online,
+            shared,
         }))
     }
 
@@ -294,23 +327,71 @@ impl Engine {
     }
 
     /// Applies `user`'s profile reset to the current snapshot unless it already has it (another
-    /// replica recorded it, or this one before a reload).
-    pub fn apply_reset(&self, user: &User) {
+    /// replica recorded it, or this one before a reload), and to the shared state. A shared state
+    /// that cannot take it gets it when the user's activity is next read from it.
+    pub async fn apply_reset(&self, user: &User) {
         let Some(at) = user.controls.reset_at.map(Timestamp::millis) else { return };
         let snapshot = self.snapshot();
         let applied = snapshot.live().read().expect("live state lock").activity.reset_at(&user.user_id);
         if applied.is_none_or(|applied| applied < at) {
             snapshot.live().write().expect("live state lock").activity.reset(&user.user_id, at);
         }
+        if let Some(shared) = &self.shared {
+            if let Err(err) = shared.reset(&user.user_id, at).await {
+                tracing::warn!(error = %err, user_id = %user.user_id, "writing a profile reset to the shared state failed; the next read writes it");
+            }
+        }
+    }
+
+    /// `user_id`'s activity read from the shared state, to be placed over the catalog a request
+    /// reads ([`Live::behaviour`]); `None` when this replica holds users' activity itself.
+    pub async fn shared_user(
+        &self,
+        user_id: &str,
+        user: Option<&User>,
+    ) -> Result<Option<SharedUser>, SharedStateError> {
+        match &self.shared {
+            Some(shared) => Ok(Some(shared.user(user_id, user).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks the items at `served` (in `catalog`) as served to `user_id`, in `snapshot` and in
+    /// the shared state. The impressions are logged anyway, so a shared state that cannot take
+    /// them gets them when it applies the log.
+    pub async fn mark_served(
+        &self,
+        snapshot: &Snapshot,
+        catalog: &Catalog,
+        user_id: &str,
+        served: &[ItemIndex],
+        now: Timestamp,
+    ) {
+        snapshot.live().write().expect("live state lock").activity.served(user_id, served, now);
+        if let Some(shared) = &self.shared {
+            let keys = served.iter().map(|&index| item_id_key(&catalog.item(index).item_id));
+            if let Err(err) = shared.served(user_id, keys).await {
+                tracing::warn!(error = %err, "marking a feed served in the shared state failed; its impressions will be");
+            }
+        }
+    }
+
+    /// Whether the shared state answers: `None` when there is none.
+    pub async fn ping_shared(&self) -> Option<Result<(), SharedStateError>> {
+        Some(self.shared.as_ref()?.ping().await)
     }
 
     /// Applies the catalog changes and then the events stored since the last call to the current
-    /// snapshot; returns how many of each.
+    /// snapshot, and the events not yet in the shared state to it; returns how many catalog
+    /// changes and events this snapshot took.
     pub async fn catch_up(&self) -> Result<(usize, usize), EngineError> {
         let _updating = self.updating.lock().await;
         let snapshot = self.snapshot();
         let items = apply_catalog_changes(&self.store, &snapshot).await?;
         let events = self.apply_new_events(&snapshot).await?;
+        if let Some(shared) = &self.shared {
+            shared.catch_up(&self.store, &snapshot.catalog()).await?;
+        }
         Ok((items, events))
     }
 
@@ -640,7 +721,11 @@ fn build(
         let ranker = load_ranker(&variant.ranking_dir)?;
         variant_models.insert(variant.name.clone(), Models { version, retrieval: retrieval.clone(), ranker });
     }
-    let activity = Activity::new(catalog.len(), config.heat_half_life_hours);
+    // Online learning reads each positive's history before it, so it keeps users' activity.
+    let activity = match config.shared_state.redis_url.is_empty() || config.online.enabled {
+        true => Activity::new(catalog.len(), config.heat_half_life_hours),
+        false => Activity::without_users(catalog.len(), config.heat_half_life_hours),
+    };
     let snapshot = Snapshot {
         state: Arc::new(TailState {
             live: RwLock::new(Live { catalog: Arc::new(catalog), activity }),

@@ -5,6 +5,8 @@ use reelrank_ingest::{BatchError, RecordError};
 use reelrank_store::StoreError;
 use serde::Serialize;
 
+use crate::shared_state::SharedStateError;
+
 /// An error answered to a client: a status and a JSON body `{"error", "errors"?}`.
 #[derive(Debug)]
 pub struct HttpError {
@@ -63,6 +65,13 @@ impl From<StoreError> for HttpError {
         // Every store error is ours or the database's, never the client's: the batch was validated.
         tracing::error!(error = %err, "store failure");
         HttpError::new(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {err}"))
+    }
+}
+
+impl From<SharedStateError> for HttpError {
+    fn from(err: SharedStateError) -> HttpError {
+        tracing::error!(error = %err, "shared state failure");
+        HttpError::new(StatusCode::SERVICE_UNAVAILABLE, format!("shared state unavailable: {err}"))
     }
 }
 

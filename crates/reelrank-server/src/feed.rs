@@ -120,12 +120,15 @@ pub(crate) async fn recommend(
         context: has_context.then_some(&context),
         now,
     };
+    let shared = engine.shared_user(&query.user_id, user.as_ref()).await?;
     let (catalog, feed) = {
         let live = snapshot.live().read().expect("live state lock");
-        (live.catalog.clone(), run_pipeline(&live.catalog, &live.activity, models, pipeline, &request))
+        let shared = shared.map(|user| user.over(&live.catalog));
+        let behaviour = live.behaviour(&query.user_id, shared.as_ref());
+        (live.catalog.clone(), run_pipeline(&live.catalog, behaviour, models, pipeline, &request))
     };
     let served: Vec<_> = feed.items.iter().map(|r| r.index).collect();
-    snapshot.live().write().expect("live state lock").activity.served(&query.user_id, &served, now);
+    engine.mark_served(&snapshot, &catalog, &query.user_id, &served, now).await;
     let impressions = served
         .iter()
         .map(|&index| {
@@ -281,10 +284,13 @@ pub(crate) async fn explain(
     let snapshot = engine.snapshot();
     let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
     let request = probe("explain", &query.user_id, user.as_ref());
+    let shared = engine.shared_user(&query.user_id, user.as_ref()).await?;
     let explanation = {
         let live = snapshot.live().read().expect("live state lock");
         let index = item_index(&live.catalog, &query.item_id)?;
-        explain_item(&live.catalog, &live.activity, models, pipeline, &request, index)
+        let shared = shared.map(|user| user.over(&live.catalog));
+        let behaviour = live.behaviour(&query.user_id, shared.as_ref());
+        explain_item(&live.catalog, behaviour, models, pipeline, &request, index)
     };
     Ok(Json(Explanation {
         user_id: query.user_id,
@@ -341,9 +347,12 @@ pub(crate) async fn candidates(
     let snapshot = engine.snapshot();
     let (_, models, pipeline) = engine.route(&snapshot, &query.user_id);
     let request = probe("candidates", &query.user_id, user.as_ref());
+    let shared = engine.shared_user(&query.user_id, user.as_ref()).await?;
     let candidates = {
         let live = snapshot.live().read().expect("live state lock");
-        propose(&live.catalog, &live.activity, models, pipeline, &request)
+        let shared = shared.map(|user| user.over(&live.catalog));
+        let behaviour = live.behaviour(&query.user_id, shared.as_ref());
+        propose(&live.catalog, behaviour, models, pipeline, &request)
             .into_iter()
             .map(|(candidate, filter)| {
                 let item = live.catalog.item(candidate.index);
@@ -379,7 +388,7 @@ pub(crate) async fn user_record(
 ) -> Result<Option<User>, HttpError> {
     let user = state.store.user(user_id).await?;
     if let Some(user) = &user {
-        engine.apply_reset(user);
+        engine.apply_reset(user).await;
     }
     Ok(user)
 }

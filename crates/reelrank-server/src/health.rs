@@ -1,6 +1,7 @@
 //! Probes for orchestrators and load balancers: `GET /livez` (the process answers; restart it
 //! when not) and `GET /readyz` (send it traffic: the store answers and the server is not shutting
-//! down; it also says whether this process serves feeds, which are loaded before it listens).
+//! down; Redis answers where replicas share users' activity in it; it also says whether this
+//! process serves feeds, which are loaded before it listens).
 //! `GET /healthz` is readiness, under its older name.
 
 use std::sync::atomic::Ordering;
@@ -27,6 +28,8 @@ pub(crate) struct Readiness {
     ready: bool,
     store: String,
     feeds: String,
+    /// Redis, where replicas share users' activity (`not used` without).
+    shared_state: String,
     shutdown: String,
 }
 
@@ -41,10 +44,20 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Re
         Some(_) => "ok".to_owned(),
         None => "not served by this process (ingest only)".to_owned(),
     };
+    let shared = match &state.engine {
+        Some(engine) => tokio::time::timeout(STORE_PROBE_TIMEOUT, engine.ping_shared()).await.ok(),
+        None => Some(None),
+    };
+    let shared_state = match shared {
+        Some(None) => "not used".to_owned(),
+        Some(Some(Ok(()))) => "ok".to_owned(),
+        Some(Some(Err(err))) => format!("unreachable: {err}"),
+        None => format!("no answer within {} s", STORE_PROBE_TIMEOUT.as_secs()),
+    };
     let draining = state.draining.load(Ordering::Acquire);
     let shutdown = if draining { "draining: finishing in-flight requests" } else { "ok" }.to_owned();
     // A server without feeds is still ready for what it serves (ingest).
-    let ready = store == "ok" && !draining;
+    let ready = store == "ok" && matches!(shared_state.as_str(), "ok" | "not used") && !draining;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { ready, store, feeds, shutdown }))
+    (status, Json(Readiness { ready, store, feeds, shared_state, shutdown }))
 }

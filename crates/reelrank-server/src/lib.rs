@@ -31,6 +31,7 @@ mod ingest;
 mod metrics_layer;
 mod moderation;
 mod online;
+pub mod shared_state;
 mod transparency;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +54,7 @@ pub use engine::{Engine, EngineConfig, EngineError, EngineStats, ModelSource};
 pub use error::HttpError;
 pub use online::OnlineConfig;
 pub use online::{ModelStatus, OnlineStatus};
+pub use shared_state::{SharedStateConfig, SharedStateError, SharedStateStats, SharedUser, SharedUsers};
 
 /// What the ingest endpoints accept.
 #[derive(Debug, Clone, Deserialize)]

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use reelrank_core::{Category, Event, EventKind, Timestamp, User};
+use reelrank_core::{Category, Event, EventKind, Item, Timestamp, User};
 use reelrank_features::PositiveRule;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -42,6 +42,11 @@ impl SeenItems {
     /// Whether the user saw `index` among their last [`SEEN_KEPT`] items.
     pub fn contains(&self, index: &ItemIndex) -> bool {
         self.set.contains(index)
+    }
+
+    /// The items remembered, in the order seen.
+    pub fn oldest_first(&self) -> impl Iterator<Item = ItemIndex> + '_ {
+        self.order.iter().copied()
     }
 
     /// Items remembered.
@@ -101,6 +106,56 @@ pub struct UserActivity {
 }
 
 impl UserActivity {
+    /// Counts `event` on `item` (at `index`) as this user's; returns whether it is a positive
+    /// by `rule`. Shared by the in-process state and the shared one, so both learn alike.
+    pub fn record(&mut self, rule: &PositiveRule, item: &Item, index: ItemIndex, event: &Event) -> bool {
+        self.active_ms = self.active_ms.max(event.ts.millis());
+        if let (EventKind::Watch, Some(ms)) = (event.kind, event.value) {
+            let day = event.ts.millis().div_euclid(Timestamp::DAY_MS);
+            if day > self.watch_day {
+                (self.watch_day, self.watch_ms_that_day) = (day, 0.0);
+            }
+            if day == self.watch_day {
+                self.watch_ms_that_day += ms;
+            }
+        }
+        match event.kind {
+            EventKind::Impression
+            | EventKind::Play
+            | EventKind::Watch
+            | EventKind::Finish
+            | EventKind::Skip
+            | EventKind::Rate => {
+                self.seen.insert(index);
+            }
+            EventKind::NotInterested => {
+                self.not_interested.insert(index);
+                if let Some(creator) = &item.creator_id {
+                    *self.disliked_creators.entry(creator.clone()).or_default() += 1;
+                }
+            }
+            EventKind::Follow => {
+                self.followed.extend(item.creator_id.clone());
+            }
+            EventKind::Like | EventKind::Share | EventKind::Comment | EventKind::Report => {}
+        }
+        let played = matches!(event.kind, EventKind::Play | EventKind::Watch | EventKind::Finish);
+        if let (true, Some(series), Some(episode)) = (played, &item.series_id, item.episode) {
+            let at = self.series.entry(series.clone()).or_default();
+            *at = (*at).max(episode);
+        }
+        let positive = rule.is_positive(event, item.duration_s);
+        if positive {
+            self.positives.retain(|&(i, _)| i != index);
+            if self.positives.len() == RECENT_POSITIVES {
+                self.positives.remove(0);
+            }
+            self.positives.push((index, event.kind));
+            self.positive_ms = self.positive_ms.max(event.ts.millis());
+        }
+        positive
+    }
+
     /// Milliseconds watched on the day of `now`.
     pub fn watched_on(&self, now: Timestamp) -> f64 {
         if self.watch_day == now.millis().div_euclid(Timestamp::DAY_MS) {
@@ -154,6 +209,9 @@ pub struct Activity {
     /// When users reset their profiles (Unix ms): their events until then are not theirs any
     /// more.
     resets: FxHashMap<String, i64>,
+    /// Whether each user's activity is held here; not where it is shared between replicas
+    /// (see [`Activity::without_users`]).
+    keeps_users: bool,
 }
 
 impl Activity {
@@ -166,7 +224,15 @@ impl Activity {
             trending: Trending::new(items, heat_half_life_hours),
             experiments: ExperimentStats::default(),
             resets: FxHashMap::default(),
+            keeps_users: true,
         }
+    }
+
+    /// Like [`Activity::new`], but holding only what concerns every user (item heat,
+    /// impressions, experiments): each user's activity is kept in the shared state that
+    /// replicas read per request, so a replica's memory does not grow with the users.
+    pub fn without_users(items: usize, heat_half_life_hours: f64) -> Activity {
+        Activity { keeps_users: false, ..Activity::new(items, heat_half_life_hours) }
     }
 
     /// Counts `event`; events on items outside `catalog` change nothing.
@@ -183,49 +249,13 @@ impl Activity {
         if self.reset_at(&event.user_id).is_some_and(|at| event.ts.millis() <= at) {
             return;
         }
-        let user = self.users.entry(event.user_id.clone()).or_default();
-        user.active_ms = user.active_ms.max(event.ts.millis());
-        if let (EventKind::Watch, Some(ms)) = (event.kind, event.value) {
-            let day = event.ts.millis().div_euclid(Timestamp::DAY_MS);
-            if day > user.watch_day {
-                (user.watch_day, user.watch_ms_that_day) = (day, 0.0);
+        let positive = match self.keeps_users {
+            true => {
+                self.users.entry(event.user_id.clone()).or_default().record(&self.rule, item, index, event)
             }
-            if day == user.watch_day {
-                user.watch_ms_that_day += ms;
-            }
-        }
-        match event.kind {
-            EventKind::Impression
-            | EventKind::Play
-            | EventKind::Watch
-            | EventKind::Finish
-            | EventKind::Skip
-            | EventKind::Rate => {
-                user.seen.insert(index);
-            }
-            EventKind::NotInterested => {
-                user.not_interested.insert(index);
-                if let Some(creator) = &item.creator_id {
-                    *user.disliked_creators.entry(creator.clone()).or_default() += 1;
-                }
-            }
-            EventKind::Follow => {
-                user.followed.extend(item.creator_id.clone());
-            }
-            EventKind::Like | EventKind::Share | EventKind::Comment | EventKind::Report => {}
-        }
-        let played = matches!(event.kind, EventKind::Play | EventKind::Watch | EventKind::Finish);
-        if let (true, Some(series), Some(episode)) = (played, &item.series_id, item.episode) {
-            let at = user.series.entry(series.clone()).or_default();
-            *at = (*at).max(episode);
-        }
-        if self.rule.is_positive(event, item.duration_s) {
-            user.positives.retain(|&(i, _)| i != index);
-            if user.positives.len() == RECENT_POSITIVES {
-                user.positives.remove(0);
-            }
-            user.positives.push((index, event.kind));
-            user.positive_ms = user.positive_ms.max(event.ts.millis());
+            false => self.rule.is_positive(event, item.duration_s),
+        };
+        if positive {
             self.trending.add(index, event.ts);
         }
     }
@@ -248,6 +278,9 @@ impl Activity {
 
     /// Marks items as served to `user_id` (a response's side effect).
     pub fn served(&mut self, user_id: &str, items: &[ItemIndex], now: Timestamp) {
+        if !self.keeps_users {
+            return;
+        }
         let user = self.users.entry(user_id.to_owned()).or_default();
         user.seen.extend(items);
         user.active_ms = user.active_ms.max(now.millis());
@@ -414,8 +447,6 @@ impl Trending {
 
 #[cfg(test)]
 mod tests {
-    use reelrank_core::Item;
-
     use super::*;
 
     fn event(user: &str, item: &str, kind: EventKind, hours: i64) -> Event {
@@ -453,6 +484,17 @@ mod tests {
         assert_eq!(user.disliked_creators.get("c2"), Some(&1));
         assert!(user.followed.contains("c2"));
         assert!(activity.user("nobody").seen.is_empty());
+    }
+
+    #[test]
+    fn without_users_only_item_heat_is_kept() {
+        let catalog = catalog();
+        let mut activity = Activity::without_users(catalog.len(), 24.0);
+        activity.record(&catalog, &event("u", "a", EventKind::Finish, 0));
+        activity.served("u", &[catalog.index("b").unwrap()], Timestamp(0));
+        assert_eq!(activity.users(), 0);
+        assert!(activity.user("u").seen.is_empty());
+        assert!(activity.trending().heat(catalog.index("a").unwrap(), Timestamp(0)) > 0.0);
     }
 
     #[test]

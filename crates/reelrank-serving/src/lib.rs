@@ -37,8 +37,8 @@ pub use filters::{Filter, FilterConfig, FilterInput};
 pub use online::{LossGuard, OnlinePositive, TowerLearner};
 pub use online_ranking::{RankingLearner, ShownOutcome, WaitingConfig, WaitingImpressions, WaitingStatus};
 pub use pipeline::{
-    candidates, explain, recommend, Explanation, MinorConfig, Models, PipelineConfig, Recommendation,
-    Recommended, Request,
+    candidates, explain, recommend, Behaviour, Explanation, MinorConfig, Models, PipelineConfig,
+    Recommendation, Recommended, Request,
 };
 pub use rank::Ranker;
 pub use rerank::DiversityConfig;

@@ -63,6 +63,23 @@ pub struct Models {
     pub ranker: Option<Arc<Ranker>>,
 }
 
+/// What the pipeline reads of behaviour: the asking user's own (held in process or fetched from
+/// the state replicas share) and everyone's (item heat and impressions).
+#[derive(Debug, Clone, Copy)]
+pub struct Behaviour<'a> {
+    /// The asking user's activity.
+    pub user: &'a UserActivity,
+    /// Every user's, as far as items are concerned.
+    pub everyone: &'a Activity,
+}
+
+impl<'a> Behaviour<'a> {
+    /// `user_id`'s behaviour as `activity` holds it.
+    pub fn of(activity: &'a Activity, user_id: &str) -> Behaviour<'a> {
+        Behaviour { user: activity.user(user_id), everyone: activity }
+    }
+}
+
 /// One feed request.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -89,8 +106,7 @@ impl<'a> Request<'a> {
     }
 
     /// The user's activity as their feed may use it: without what their controls hide.
-    fn activity(&self, activity: &'a Activity, catalog: &Catalog) -> Cow<'a, UserActivity> {
-        let of_user = activity.user(self.user_id);
+    fn activity(&self, of_user: &'a UserActivity, catalog: &Catalog) -> Cow<'a, UserActivity> {
         match self
             .user
             .filter(|u| !u.controls.hidden_tags.is_empty() || !u.controls.blocked_creators.is_empty())
@@ -110,14 +126,14 @@ impl<'a> Request<'a> {
     fn sources(
         &self,
         catalog: &'a Catalog,
-        activity: &'a Activity,
+        everyone: &'a Activity,
         user_activity: &'a UserActivity,
         models: &'a Models,
     ) -> SourceInput<'a> {
         SourceInput {
             catalog,
             activity: user_activity,
-            trending: activity.trending(),
+            trending: everyone.trending(),
             retrieval: models.retrieval.as_deref(),
             user_id: self.user_id,
             user: self.user,
@@ -168,18 +184,18 @@ pub struct Recommendation {
 /// Runs the pipeline for `request`.
 pub fn recommend(
     catalog: &Catalog,
-    activity: &Activity,
+    behaviour: Behaviour<'_>,
     models: &Models,
     config: &PipelineConfig,
     request: &Request<'_>,
 ) -> Recommendation {
-    let user_activity = &*request.activity(activity, catalog);
+    let user_activity = &*request.activity(behaviour.user, catalog);
     let personalised = request.personalised();
     let (mut proposed, mut filtered) = (BTreeMap::new(), BTreeMap::new());
     if request.watch_capped(user_activity, &config.minors) {
         return Recommendation { items: Vec::new(), personalised, proposed, filtered, watch_capped: true };
     }
-    let sources = request.sources(catalog, activity, user_activity, models);
+    let sources = request.sources(catalog, behaviour.everyone, user_activity, models);
     let exclude: FxHashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
     let input = request.filter_input(user_activity, &exclude);
     let mut candidates = Vec::new();
@@ -203,7 +219,7 @@ pub fn recommend(
         }
     }
 
-    let trending = activity.trending();
+    let trending = behaviour.everyone.trending();
     let heat = |i: ItemIndex| trending.heat(i, request.now);
     let indices: Vec<ItemIndex> = candidates.iter().map(|c| c.index).collect();
     let values = match (&models.ranker, personalised) {
@@ -259,7 +275,7 @@ pub fn recommend(
                 facets: catalog.facets(c.index),
                 explorable: fresh || heat(c.index) < LONG_TAIL_HEAT,
                 fresh,
-                impressions: activity.impressions(c.index),
+                impressions: behaviour.everyone.impressions(c.index),
                 follow_up: just_liked.is_some_and(|positive| {
                     c.because == Some(positive)
                         || c.trending_in.as_ref() == Some(&catalog.item(positive).category)
@@ -291,15 +307,15 @@ pub fn recommend(
 /// what a source retrieves for a user, before ranking and re-ranking pick a few of them.
 pub fn candidates(
     catalog: &Catalog,
-    activity: &Activity,
+    behaviour: Behaviour<'_>,
     models: &Models,
     config: &PipelineConfig,
     request: &Request<'_>,
 ) -> Vec<(Candidate, Option<Filter>)> {
     let exclude: FxHashSet<ItemIndex> = request.exclude.iter().filter_map(|id| catalog.index(id)).collect();
-    let user_activity = &*request.activity(activity, catalog);
+    let user_activity = &*request.activity(behaviour.user, catalog);
     let input = request.filter_input(user_activity, &exclude);
-    let sources = request.sources(catalog, activity, user_activity, models);
+    let sources = request.sources(catalog, behaviour.everyone, user_activity, models);
     propose(catalog, &sources, &input, &config.sources, &config.filters, request.personalised())
 }
 
@@ -348,15 +364,15 @@ pub struct Explanation {
 /// Explains the item at `index` for `request` (whose `n` and `exclude` are ignored).
 pub fn explain(
     catalog: &Catalog,
-    activity: &Activity,
+    behaviour: Behaviour<'_>,
     models: &Models,
     config: &PipelineConfig,
     request: &Request<'_>,
     index: ItemIndex,
 ) -> Explanation {
-    let user_activity = &*request.activity(activity, catalog);
+    let user_activity = &*request.activity(behaviour.user, catalog);
     let personalised = request.personalised();
-    let sources = request.sources(catalog, activity, user_activity, models);
+    let sources = request.sources(catalog, behaviour.everyone, user_activity, models);
     let candidate = gather(&sources, &config.sources, personalised).into_iter().find(|c| c.index == index);
     let exclude = FxHashSet::default();
     let input = request.filter_input(user_activity, &exclude);

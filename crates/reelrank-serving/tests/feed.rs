@@ -10,8 +10,8 @@ use reelrank_eval::{tower_inputs, ImpressionConfig, ImpressionSet, Rating, Retri
 use reelrank_features::{item_id_key, join_impressions, PositiveRule, RankingFeatures, UserSchema, ACTIONS};
 use reelrank_models::{TwoTower, TwoTowerConfig, ValueWeights, WideDeep, WideDeepConfig};
 use reelrank_serving::{
-    recommend, Activity, Catalog, Filter, ItemIndex, Models, OnlinePositive, PipelineConfig, Ranker,
-    RankingLearner, Request, Retrieval, Source, TowerLearner, UserActivity, WaitingConfig,
+    recommend, Activity, Behaviour, Catalog, Filter, ItemIndex, Models, OnlinePositive, PipelineConfig,
+    Ranker, RankingLearner, Request, Retrieval, Source, TowerLearner, UserActivity, WaitingConfig,
 };
 use reelrank_sim::{SimConfig, Simulation};
 
@@ -121,7 +121,7 @@ fn filtered_items_never_appear_and_every_item_is_explained() {
         let request_id = format!("r{n}");
         let feed = recommend(
             &platform.catalog,
-            &platform.activity,
+            Behaviour::of(&platform.activity, &user.user_id),
             &platform.models,
             &config,
             &request(platform, user, &request_id, 20),
@@ -151,7 +151,7 @@ fn fifty_refreshes_never_repeat_an_item() {
         let request_id = format!("refresh{refresh}");
         let feed = recommend(
             &platform.catalog,
-            &activity,
+            Behaviour::of(&activity, &user.user_id),
             &platform.models,
             &PipelineConfig::default(),
             &request(platform, user, &request_id, 10),
@@ -177,7 +177,7 @@ fn not_interested_removes_the_item_and_lowers_its_creator() {
     let config = PipelineConfig::default();
     let before = recommend(
         &platform.catalog,
-        &activity,
+        Behaviour::of(&activity, &user.user_id),
         &platform.models,
         &config,
         &request(platform, user, "same", 200),
@@ -200,7 +200,7 @@ fn not_interested_removes_the_item_and_lowers_its_creator() {
     activity.record(&platform.catalog, &event);
     let after = recommend(
         &platform.catalog,
-        &activity,
+        Behaviour::of(&activity, &user.user_id),
         &platform.models,
         &config,
         &request(platform, user, "same", 200),
@@ -225,7 +225,7 @@ fn personalisation_off_takes_effect_on_the_next_request() {
     let user = &platform.users[3];
     let on = recommend(
         &platform.catalog,
-        &platform.activity,
+        Behaviour::of(&platform.activity, &user.user_id),
         &platform.models,
         &PipelineConfig::default(),
         &request(platform, user, "a", 20),
@@ -234,7 +234,7 @@ fn personalisation_off_takes_effect_on_the_next_request() {
     let off_user = User { personalization: Some(false), ..user.clone() };
     let off = recommend(
         &platform.catalog,
-        &platform.activity,
+        Behaviour::of(&platform.activity, &user.user_id),
         &platform.models,
         &PipelineConfig::default(),
         &request(platform, &off_user, "a", 20),

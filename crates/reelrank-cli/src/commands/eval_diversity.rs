@@ -14,8 +14,8 @@ use reelrank_eval::{tower_inputs, ImpressionSet, Rating, RetrievalTask, Split};
 use reelrank_features::{item_id_key, join_impressions, PositiveRule, UserSchema};
 use reelrank_models::{TwoTower, TwoTowerConfig, WideDeep, WideDeepConfig};
 use reelrank_serving::{
-    recommend, Activity, Catalog, DiversityConfig, ItemIndex, Models, PipelineConfig, Ranker, Request,
-    Retrieval,
+    recommend, Activity, Behaviour, Catalog, DiversityConfig, ItemIndex, Models, PipelineConfig, Ranker,
+    Request, Retrieval,
 };
 use serde::Serialize;
 
@@ -99,11 +99,12 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
                 context: None,
                 now: morning,
             };
-            let feed: Vec<ItemIndex> = recommend(&catalog, &activity, &models, pipeline, &request)
-                .items
-                .iter()
-                .map(|r| r.index)
-                .collect();
+            let feed: Vec<ItemIndex> =
+                recommend(&catalog, Behaviour::of(&activity, user_id), &models, pipeline, &request)
+                    .items
+                    .iter()
+                    .map(|r| r.index)
+                    .collect();
             let hits = feed.iter().filter(|i| relevant[user_id].contains(i)).count();
             sums[0] += hits as f64 / relevant[user_id].len().min(20) as f64;
             let vectors: Vec<Vec<f32>> = feed.iter().filter_map(|&i| vector(i)).collect();

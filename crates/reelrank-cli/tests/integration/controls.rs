@@ -8,7 +8,7 @@ use reelrank_core::Timestamp;
 use reelrank_store::Store;
 use serde_json::{json, Value};
 
-use crate::{run, Server};
+use crate::{candidates, run, Server};
 
 async fn call(
     client: &reqwest::Client,
@@ -22,19 +22,6 @@ async fn call(
     }
     let response = request.send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-}
-
-/// The candidates proposed for `user`: item id to the filter removing it (`None`: kept).
-async fn candidates(client: &reqwest::Client, base: &str, user: &str) -> HashMap<String, Option<String>> {
-    let (status, body) =
-        call(client, reqwest::Method::GET, &format!("{base}/v1/admin/candidates?user_id={user}"), None).await;
-    assert_eq!(status, 200, "{body}");
-    body["candidates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["item_id"].as_str().unwrap().to_owned(), c["filtered_by"].as_str().map(str::to_owned)))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod controls;
 mod crash;
 mod dashboard;
 mod moderation;
+mod replicas;
 mod serving;
 
 use std::io::{BufRead, BufReader};
@@ -35,6 +36,23 @@ pub async fn get(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value
 pub async fn post(client: &reqwest::Client, url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let response = client.post(url).json(&body).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The candidates `GET /v1/admin/candidates` proposes for `user`: item id to the filter removing
+/// it (`None`: kept).
+pub async fn candidates(
+    client: &reqwest::Client,
+    base: &str,
+    user: &str,
+) -> std::collections::HashMap<String, Option<String>> {
+    let (status, body) = get(client, &format!("{base}/v1/admin/candidates?user_id={user}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["item_id"].as_str().unwrap().to_owned(), c["filtered_by"].as_str().map(str::to_owned)))
+        .collect()
 }
 
 /// A `reelrank serve` process on a free loopback port, with the base URL it announced.

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod hardening;
 mod ingest;
+mod shared_state;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

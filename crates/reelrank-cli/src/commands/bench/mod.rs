@@ -16,6 +16,7 @@ mod ann;
 mod freshness;
 mod memory;
 mod ranking;
+mod shared_state;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Bench {
@@ -70,6 +71,9 @@ pub enum Bench {
     /// Memory of the running engine over a long stream of simulated events whose audience and
     /// catalog churn, day by day, with the fitted cost per million users and items.
     Memory(memory::Args),
+    /// Users' activity in Redis, as replicas share it, against the in-process state: events
+    /// applied per second by each and Redis's bytes per user.
+    SharedState(shared_state::Args),
     /// Simulator output rate: a platform written to CSV files in a temporary directory.
     Simulate {
         /// Users.
@@ -93,6 +97,7 @@ pub async fn run(data_dir: &std::path::Path, settings: &Settings, bench: Bench) 
     match bench {
         Bench::Freshness(args) => freshness::run(data_dir, settings, args).await,
         Bench::Memory(args) => memory::run(settings, args).await,
+        Bench::SharedState(args) => shared_state::run(settings, args).await,
         Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,
         Bench::Simulate { users, items, days } => simulate(users, items, days),
         Bench::Ann(args) => tokio::task::block_in_place(|| ann::run(args)),

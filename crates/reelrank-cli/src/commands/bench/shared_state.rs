@@ -1,0 +1,100 @@
+//! `reelrank bench shared-state`: users' activity kept in Redis (`[serving.shared_state]
+//! redis_url`, as replicas share it) against the in-process state of a single replica, side by
+//! side on one simulated log in a fresh embedded store: events applied per second by each (both
+//! reading the log from the store), and what Redis holds per user (`used_memory` before and
+//! after, under a key prefix of the run's own, deleted at the end).
+
+use std::time::Instant;
+
+use reelrank_core::{Event, ModerationStatus, Timestamp};
+use reelrank_server::{SharedStateConfig, SharedUsers};
+use reelrank_serving::{Activity, Catalog};
+use reelrank_sim::{SimConfig, Simulation};
+use reelrank_store::Store;
+
+use crate::settings::Settings;
+
+/// Arguments of `bench shared-state`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Users.
+    #[arg(long, default_value_t = 5_000)]
+    users: usize,
+    /// Items.
+    #[arg(long, default_value_t = 20_000)]
+    items: usize,
+    /// Days simulated.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+}
+
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let redis_url = &settings.serving.shared_state.redis_url;
+    anyhow::ensure!(
+        !redis_url.is_empty(),
+        "set [serving.shared_state] redis_url (REELRANK__SERVING__SHARED_STATE__REDIS_URL)"
+    );
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_in_dir(dir.path()).await?;
+    let sim = Simulation::new(SimConfig {
+        users: args.users,
+        items: args.items,
+        days: args.days,
+        ..SimConfig::default()
+    });
+    store.upsert_items(sim.items(), ModerationStatus::Approved).await?;
+    let mut events: Vec<Event> = Vec::new();
+    tokio::task::block_in_place(|| {
+        sim.run(|_, day| {
+            events.extend_from_slice(day);
+            anyhow::Ok(())
+        })
+    })?;
+    for chunk in events.chunks(reelrank_ingest::IMPORT_BATCH_ROWS) {
+        store.append_events(chunk).await?;
+    }
+    let catalog = Catalog::new(store.all_items().await?);
+
+    let started = Instant::now();
+    let mut activity = Activity::new(catalog.len(), settings.serving.heat_half_life_hours);
+    let mut after = 0;
+    loop {
+        let page = store.events_after(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for stored in &page {
+            activity.record(&catalog, &stored.event);
+        }
+    }
+    let in_process_s = started.elapsed().as_secs_f64();
+
+    let config = SharedStateConfig {
+        redis_url: redis_url.clone(),
+        key_prefix: format!("reelrank_bench_{}_{}:", std::process::id(), Timestamp::now().millis()),
+    };
+    let shared = SharedUsers::connect(&config, 0).await?;
+    let before = shared.stats().await?.used_memory_bytes;
+    let started = Instant::now();
+    let applied = shared.catch_up(&store, &catalog).await?;
+    let redis_s = started.elapsed().as_secs_f64();
+    let used = shared.stats().await?.used_memory_bytes.saturating_sub(before);
+    let deleted = shared.clear().await?;
+    let users = activity.users();
+    anyhow::ensure!(applied == events.len(), "Redis took {applied} of {} events", events.len());
+    let (in_process_rate, redis_rate) = (events.len() as f64 / in_process_s, events.len() as f64 / redis_s);
+    let bytes_per_user = used as f64 / users as f64;
+    println!(
+        "shared state: {} events of {users} users applied in process at {in_process_rate:.0} events/s, \
+         to Redis at {redis_rate:.0} events/s ({:.2}x); Redis holds {bytes_per_user:.0} bytes per user \
+         ({deleted} keys, deleted)",
+        events.len(),
+        redis_rate / in_process_rate
+    );
+    println!(
+        "{}",
+        serde_json::json!({"bench": "shared-state", "events": events.len(), "users": users,
+            "in_process_events_per_s": in_process_rate, "redis_events_per_s": redis_rate,
+            "redis_bytes_per_user": bytes_per_user, "redis_keys": deleted})
+    );
+    Ok(())
+}

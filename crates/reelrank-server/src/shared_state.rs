@@ -1,0 +1,504 @@
+//! Users' activity shared by serving replicas through Redis, so that a replica holds nothing per
+//! user: what a user saw, marked, followed and liked is read per request from Redis, whichever
+//! replica took their events or served their last feed.
+//!
+//! The event log in the store stays the source of truth; Redis holds what is derived from it.
+//! Every replica may apply the log to Redis: a checkpoint (the last event applied) is written in
+//! the same transaction as the users it changes, and a transaction whose checkpoint or users
+//! moved meanwhile is dropped and redone, so each event is applied once however many replicas
+//! try. A Redis that lost its data (restarted without persistence) has no checkpoint, and the
+//! log is applied again from the start, resets first.
+//!
+//! Per user there are two keys, both expiring after `forget_idle_days` without a write:
+//! - `{prefix}u:{user}`, the activity (a version byte, then postcard): latest positives,
+//!   not-interested items, disliked and followed creators, series progress, watch time and the
+//!   profile reset it reflects. Items are named by their id's 64-bit key, which every replica's
+//!   catalog resolves alike, not by catalog position.
+//! - `{prefix}s:{user}`, the items seen, eight bytes each (little-endian keys) appended in the
+//!   order seen by a script that trims to the newest [`SEEN_KEPT`] once a quarter over it.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use reelrank_core::{Event, EventKind, Timestamp, User};
+use reelrank_features::{item_id_key, PositiveRule};
+use reelrank_serving::activity::SEEN_KEPT;
+use reelrank_serving::{Catalog, ItemIndex, SeenItems, UserActivity};
+use reelrank_store::{Store, StoreError, StoredEvent};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// Events read from the store per transaction.
+const PAGE: u32 = 2_000;
+
+/// The format of the activity value; a value of another format is refused, not misread.
+const FORMAT: u8 = 1;
+
+/// Appends to a seen list: `KEYS[1]` the list, `ARGV[1]` the bytes, `ARGV[2]` the bytes kept,
+/// `ARGV[3]` the expiry in ms (0: none).
+const APPEND_SEEN: &str = r"
+local len = redis.call('APPEND', KEYS[1], ARGV[1])
+local kept = tonumber(ARGV[2])
+if len > kept + kept / 4 then
+  redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], len - kept, -1))
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return len
+";
+
+/// The `[serving.shared_state]` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharedStateConfig {
+    /// The Redis server replicas share users' activity in (`redis://host:6379/0`); empty: each
+    /// process holds it in memory (one replica).
+    pub redis_url: String,
+    /// Prefix of every key written, so that deployments can share a server.
+    pub key_prefix: String,
+}
+
+impl Default for SharedStateConfig {
+    fn default() -> SharedStateConfig {
+        SharedStateConfig { redis_url: String::new(), key_prefix: "reelrank:".to_owned() }
+    }
+}
+
+/// Why the shared state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedStateError {
+    /// Redis did not answer or refused.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Reading the event log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored value does not decode.
+    #[error("the shared state of user `{user_id}` is unreadable: {reason}")]
+    Corrupt {
+        /// Whose.
+        user_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What Redis holds, for operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedStateStats {
+    /// Keys in the database (two per user, and the checkpoint).
+    pub keys: u64,
+    /// Memory Redis uses (`used_memory`).
+    pub used_memory_bytes: u64,
+    /// The last event applied to it.
+    pub applied_seq: i64,
+}
+
+/// One user's activity as stored, items by key.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredUser {
+    /// The profile reset it reflects (Unix ms; 0: none): events until then are not applied.
+    reset_at: i64,
+    active_ms: i64,
+    positive_ms: i64,
+    watch_day: i64,
+    watch_ms_that_day: f64,
+    positives: Vec<(u64, EventKind)>,
+    not_interested: Vec<u64>,
+    disliked_creators: Vec<(String, u32)>,
+    followed: Vec<String>,
+    series: Vec<(String, u32)>,
+}
+
+impl StoredUser {
+    fn of(activity: &UserActivity, reset_at: i64, catalog: &Catalog) -> StoredUser {
+        let key = |index: ItemIndex| item_id_key(&catalog.item(index).item_id);
+        StoredUser {
+            reset_at,
+            active_ms: activity.active_ms,
+            positive_ms: activity.positive_ms,
+            watch_day: activity.watch_day,
+            watch_ms_that_day: activity.watch_ms_that_day,
+            positives: activity.positives.iter().map(|&(index, kind)| (key(index), kind)).collect(),
+            not_interested: activity.not_interested.iter().map(|&index| key(index)).collect(),
+            disliked_creators: activity.disliked_creators.iter().map(|(c, n)| (c.clone(), *n)).collect(),
+            followed: activity.followed.iter().cloned().collect(),
+            series: activity.series.iter().map(|(s, e)| (s.clone(), *e)).collect(),
+        }
+    }
+
+    /// The activity over `catalog` (items it does not hold are left out), having seen `seen`.
+    fn activity(self, seen: SeenItems, catalog: &Catalog) -> UserActivity {
+        let index = |key: u64| catalog.index_of_key(key);
+        UserActivity {
+            seen,
+            not_interested: self.not_interested.into_iter().filter_map(index).collect(),
+            disliked_creators: self.disliked_creators.into_iter().collect(),
+            followed: self.followed.into_iter().collect(),
+            series: self.series.into_iter().collect(),
+            positives: self
+                .positives
+                .into_iter()
+                .filter_map(|(key, kind)| Some((index(key)?, kind)))
+                .collect(),
+            active_ms: self.active_ms,
+            positive_ms: self.positive_ms,
+            watch_day: self.watch_day,
+            watch_ms_that_day: self.watch_ms_that_day,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = vec![FORMAT];
+        bytes.extend(postcard::to_stdvec(self).expect("plain data always serialises"));
+        bytes
+    }
+
+    fn decode(user_id: &str, bytes: Option<Vec<u8>>) -> Result<StoredUser, SharedStateError> {
+        let corrupt = |reason: String| SharedStateError::Corrupt { user_id: user_id.to_owned(), reason };
+        match bytes.as_deref() {
+            None | Some([]) => Ok(StoredUser::default()),
+            Some([FORMAT, rest @ ..]) => postcard::from_bytes(rest).map_err(|err| corrupt(err.to_string())),
+            Some([format, ..]) => Err(corrupt(format!("format {format}, this build reads {FORMAT}"))),
+        }
+    }
+}
+
+/// A user's activity as read from Redis, items by key.
+#[derive(Debug, Default)]
+pub struct SharedUser {
+    stored: StoredUser,
+    /// Eight-byte keys, oldest first.
+    seen: Vec<u8>,
+}
+
+impl SharedUser {
+    /// The activity over `catalog`: the items it does not hold are left out.
+    pub fn over(self, catalog: &Catalog) -> UserActivity {
+        self.stored.activity(decode_seen(&self.seen, catalog), catalog)
+    }
+}
+
+/// The seen items among `bytes` (eight-byte keys, oldest first) that `catalog` holds.
+fn decode_seen(bytes: &[u8], catalog: &Catalog) -> SeenItems {
+    bytes
+        .chunks_exact(8)
+        .filter_map(|chunk| catalog.index_of_key(u64::from_le_bytes(chunk.try_into().expect("eight bytes"))))
+        .collect()
+}
+
+fn encode_seen(keys: impl IntoIterator<Item = u64>) -> Vec<u8> {
+    keys.into_iter().flat_map(u64::to_le_bytes).collect()
+}
+
+/// Users' activity in Redis.
+pub struct SharedUsers {
+    /// Requests' connection (multiplexed: requests share it).
+    requests: ConnectionManager,
+    /// The applier's own connection: a transaction watches keys on its connection, which no
+    /// other command may use meanwhile.
+    applier: tokio::sync::Mutex<ConnectionManager>,
+    prefix: String,
+    /// Expiry of a user's keys after their last write (ms; 0: never).
+    idle_ms: i64,
+    rule: PositiveRule,
+}
+
+impl SharedUsers {
+    /// Connects to `config.redis_url`; users' keys expire `idle_ms` after their last write
+    /// (0: never).
+    pub async fn connect(config: &SharedStateConfig, idle_ms: i64) -> Result<SharedUsers, SharedStateError> {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        // Bounded waits: a Redis that is down or stalled fails requests within seconds (503)
+        // rather than holding them, and reconnection is retried in the background.
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(1));
+        let requests = ConnectionManager::new_with_config(client.clone(), manager.clone()).await?;
+        let applier = ConnectionManager::new_with_config(client, manager).await?;
+        Ok(SharedUsers {
+            requests,
+            applier: tokio::sync::Mutex::new(applier),
+            prefix: config.key_prefix.clone(),
+            idle_ms: idle_ms.max(0),
+            rule: PositiveRule::default(),
+        })
+    }
+
+    fn activity_key(&self, user_id: &str) -> String {
+        format!("{}u:{user_id}", self.prefix)
+    }
+
+    fn seen_key(&self, user_id: &str) -> String {
+        format!("{}s:{user_id}", self.prefix)
+    }
+
+    fn checkpoint_key(&self) -> String {
+        format!("{}applied", self.prefix)
+    }
+
+    /// `user_id`'s activity as Redis holds it, to be placed over the catalog a request reads
+    /// ([`SharedUser::over`]); empty when `user`'s profile was reset after what Redis holds, and
+    /// the reset is then written there (the replica that took it could not).
+    pub async fn user(&self, user_id: &str, user: Option<&User>) -> Result<SharedUser, SharedStateError> {
+        let mut conn = self.requests.clone();
+        let (activity, seen): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+            .get(self.activity_key(user_id))
+            .get(self.seen_key(user_id))
+            .query_async(&mut conn)
+            .await?;
+        let stored = StoredUser::decode(user_id, activity)?;
+        let reset = user.and_then(|u| u.controls.reset_at).map_or(0, Timestamp::millis);
+        if reset > stored.reset_at {
+            self.reset(user_id, reset).await?;
+            return Ok(SharedUser::default());
+        }
+        Ok(SharedUser { stored, seen: seen.unwrap_or_default() })
+    }
+
+    /// Records that the items of `keys` were served to `user_id`.
+    pub async fn served(
+        &self,
+        user_id: &str,
+        keys: impl IntoIterator<Item = u64>,
+    ) -> Result<(), SharedStateError> {
+        let mut conn = self.requests.clone();
+        self.append_seen(&mut redis::pipe(), user_id, keys).query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Adds to `pipe` the appending of `keys` to `user_id`'s seen items.
+    fn append_seen<'p>(
+        &self,
+        pipe: &'p mut redis::Pipeline,
+        user_id: &str,
+        keys: impl IntoIterator<Item = u64>,
+    ) -> &'p mut redis::Pipeline {
+        pipe.cmd("EVAL")
+            .arg(APPEND_SEEN)
+            .arg(1)
+            .arg(self.seen_key(user_id))
+            .arg(encode_seen(keys))
+            .arg(SEEN_KEPT * 8)
+            .arg(self.idle_ms)
+            .ignore()
+    }
+
+    /// Forgets what `user_id` did until `at` (Unix ms), unless a later reset is already there.
+    pub async fn reset(&self, user_id: &str, at: i64) -> Result<(), SharedStateError> {
+        let mut conn = self.applier.lock().await;
+        let key = self.activity_key(user_id);
+        loop {
+            redis::cmd("WATCH").arg(&key).query_async::<()>(&mut *conn).await?;
+            let bytes: Option<Vec<u8>> = conn.get(&key).await?;
+            if StoredUser::decode(user_id, bytes)?.reset_at >= at {
+                redis::cmd("UNWATCH").query_async::<()>(&mut *conn).await?;
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic().del(self.seen_key(user_id)).ignore();
+            self.set_user(&mut pipe, &key, &StoredUser { reset_at: at, ..StoredUser::default() });
+            let done: Option<()> = pipe.query_async(&mut *conn).await?;
+            if done.is_some() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn set_user(&self, pipe: &mut redis::Pipeline, key: &str, user: &StoredUser) {
+        match self.idle_ms {
+            0 => pipe.set(key, user.encode()).ignore(),
+            ms => pipe.pset_ex(key, user.encode(), ms as u64).ignore(),
+        };
+    }
+
+    /// Applies the events `store` logged after the checkpoint to the users they concern, a page
+    /// per transaction, until the log is read through; events on items `catalog` does not hold
+    /// are skipped, as in the in-process state. Returns how many events this call applied
+    /// (others may have been applied by another replica meanwhile).
+    pub async fn catch_up(&self, store: &Store, catalog: &Catalog) -> Result<usize, SharedStateError> {
+        let mut conn = self.applier.lock().await;
+        let checkpoint_key = self.checkpoint_key();
+        let mut applied = 0;
+        loop {
+            let checkpoint: Option<i64> = conn.get(&checkpoint_key).await?;
+            if checkpoint.is_none() {
+                // A fresh (or emptied) Redis: resets first, so that the log leaves out what
+                // users reset.
+                drop(conn);
+                for (user_id, at) in store.profile_resets().await? {
+                    self.reset(&user_id, at.millis()).await?;
+                }
+                conn = self.applier.lock().await;
+            }
+            let after = checkpoint.unwrap_or(0);
+            let page = store.events_after(after, PAGE).await?;
+            let Some(last) = page.last().map(|stored| stored.seq) else { return Ok(applied) };
+            let mut users: Vec<&str> = page.iter().map(|stored| stored.event.user_id.as_str()).collect();
+            users.sort_unstable();
+            users.dedup();
+            let keys: Vec<String> = users.iter().map(|user_id| self.activity_key(user_id)).collect();
+            redis::cmd("WATCH").arg(&checkpoint_key).arg(&keys).query_async::<()>(&mut *conn).await?;
+            let now: Option<i64> = conn.get(&checkpoint_key).await?;
+            if now != checkpoint {
+                redis::cmd("UNWATCH").query_async::<()>(&mut *conn).await?;
+                continue;
+            }
+            let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut *conn).await?;
+            let mut pipe = self.applied_page(&users, values, &page, catalog)?;
+            pipe.set(&checkpoint_key, last).ignore();
+            let done: Option<()> = pipe.query_async(&mut *conn).await?;
+            if done.is_some() {
+                applied += page.len();
+            }
+        }
+    }
+
+    /// The transaction writing what `page` changes of `users` (whose stored values are
+    /// `values`).
+    fn applied_page(
+        &self,
+        users: &[&str],
+        values: Vec<Option<Vec<u8>>>,
+        page: &[StoredEvent],
+        catalog: &Catalog,
+    ) -> Result<redis::Pipeline, SharedStateError> {
+        let mut changed: FxHashMap<&str, (i64, UserActivity, bool)> = FxHashMap::default();
+        for (&user_id, value) in users.iter().zip(values) {
+            let stored = StoredUser::decode(user_id, value)?;
+            let reset_at = stored.reset_at;
+            changed.insert(user_id, (reset_at, stored.activity(SeenItems::default(), catalog), false));
+        }
+        for stored in page {
+            let Event { user_id, item_id, ts, .. } = &stored.event;
+            let Some(index) = catalog.index(item_id) else { continue };
+            let (reset_at, activity, touched) =
+                changed.get_mut(user_id.as_str()).expect("every user of the page was read");
+            if ts.millis() <= *reset_at {
+                continue;
+            }
+            activity.record(&self.rule, catalog.item(index), index, &stored.event);
+            *touched = true;
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (user_id, (reset_at, activity, touched)) in &changed {
+            if !touched {
+                continue;
+            }
+            self.set_user(
+                &mut pipe,
+                &self.activity_key(user_id),
+                &StoredUser::of(activity, *reset_at, catalog),
+            );
+            if !activity.seen.is_empty() {
+                let keys =
+                    activity.seen.oldest_first().map(|index| item_id_key(&catalog.item(index).item_id));
+                self.append_seen(&mut pipe, user_id, keys);
+            }
+        }
+        Ok(pipe)
+    }
+
+    /// Deletes every key under the prefix (the next [`SharedUsers::catch_up`] rebuilds them from
+    /// the log); returns how many.
+    pub async fn clear(&self) -> Result<u64, SharedStateError> {
+        let mut conn = self.requests.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut iter = conn.scan_match::<_, String>(format!("{}*", self.prefix)).await?;
+        while let Some(key) = iter.next_item().await {
+            keys.push(key?);
+        }
+        drop(iter);
+        let mut deleted = 0;
+        for chunk in keys.chunks(1_000) {
+            deleted += conn.del::<_, u64>(chunk).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> Result<(), SharedStateError> {
+        let mut conn = self.requests.clone();
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// What Redis holds now.
+    pub async fn stats(&self) -> Result<SharedStateStats, SharedStateError> {
+        let mut conn = self.requests.clone();
+        let (keys, info, applied): (u64, String, Option<i64>) = redis::pipe()
+            .cmd("DBSIZE")
+            .cmd("INFO")
+            .arg("memory")
+            .get(self.checkpoint_key())
+            .query_async(&mut conn)
+            .await?;
+        let used_memory_bytes = info
+            .lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .and_then(|bytes| bytes.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(SharedStateStats { keys, used_memory_bytes, applied_seq: applied.unwrap_or(0) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reelrank_core::{Category, Item};
+
+    use super::*;
+
+    fn catalog(ids: &[&str]) -> Catalog {
+        Catalog::new(
+            ids.iter()
+                .map(|id| Item {
+                    creator_id: Some(format!("c-{id}")),
+                    ..Item::new(*id, Category::MicroDrama)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn activity_round_trips_by_item_key_whatever_the_positions() {
+        let before = catalog(&["a", "b", "c"]);
+        let mut activity = UserActivity::default();
+        let rule = PositiveRule::default();
+        for (item, kind) in
+            [("a", EventKind::Like), ("b", EventKind::NotInterested), ("c", EventKind::Follow)]
+        {
+            let index = before.index(item).unwrap();
+            let event = Event::new("u", item, kind, Timestamp(1_000));
+            activity.record(&rule, before.item(index), index, &event);
+        }
+        let bytes = StoredUser::of(&activity, 7, &before).encode();
+        // Another replica's catalog holds the items at other positions, and one more.
+        let after = catalog(&["z", "c", "b", "a"]);
+        let stored = StoredUser::decode("u", Some(bytes)).unwrap();
+        assert_eq!(stored.reset_at, 7);
+        let seen = decode_seen(&encode_seen([item_id_key("a"), item_id_key("gone")]), &after);
+        let read = stored.activity(seen, &after);
+        assert_eq!(read.positives, vec![(after.index("a").unwrap(), EventKind::Like)]);
+        assert!(read.not_interested.contains(&after.index("b").unwrap()));
+        assert_eq!(read.disliked_creators.get("c-b"), Some(&1));
+        assert!(read.followed.contains("c-c"));
+        assert!(
+            read.seen.contains(&after.index("a").unwrap()) && read.seen.len() == 1,
+            "unknown items dropped"
+        );
+        assert_eq!(read.active_ms, 1_000);
+    }
+
+    #[test]
+    fn a_value_of_another_format_is_refused() {
+        assert!(StoredUser::decode("u", None).unwrap().positives.is_empty());
+        let err = StoredUser::decode("u", Some(vec![9, 1, 2])).unwrap_err().to_string();
+        assert!(err.contains("user `u`") && err.contains("format 9"), "{err}");
+        let err = StoredUser::decode("u", Some(vec![FORMAT, 200])).unwrap_err().to_string();
+        assert!(err.contains("unreadable"), "{err}");
+    }
+}

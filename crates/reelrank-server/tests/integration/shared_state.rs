@@ -1,0 +1,111 @@
+//! Users' activity shared through Redis (run when `REELRANK_TEST_REDIS` is set, required in CI):
+//! replicas applying the log together apply each event once; a feed served by one is seen by the
+//! other; a reset reaches Redis even when only the store took it; an emptied Redis is rebuilt
+//! from the log as it was.
+
+use reelrank_core::{Category, Event, EventKind, Item, ModerationStatus, Timestamp};
+use reelrank_features::item_id_key;
+use reelrank_server::{SharedStateConfig, SharedUsers};
+use reelrank_serving::{Catalog, UserActivity};
+use reelrank_store::{testing, Store};
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn items() -> Vec<Item> {
+    (0..10)
+        .map(|i| Item {
+            creator_id: Some(format!("c{i}")),
+            ..Item::new(format!("i{i}"), Category::MicroDrama)
+        })
+        .collect()
+}
+
+/// What a test compares of an activity.
+fn summary(
+    activity: &UserActivity,
+    catalog: &Catalog,
+    day: Timestamp,
+) -> (Vec<String>, Vec<String>, usize, f64) {
+    let id = |index: &u32| catalog.item(*index).item_id.clone();
+    let mut not_interested: Vec<String> = activity.not_interested.iter().map(id).collect();
+    not_interested.sort();
+    let positives = activity.positives.iter().map(|(index, _)| id(index)).collect();
+    (positives, not_interested, activity.seen.len(), activity.watched_on(day))
+}
+
+/// `user_id`'s activity as `users` reads it for a request.
+async fn read(users: &SharedUsers, store: &Store, catalog: &Catalog, user_id: &str) -> UserActivity {
+    let user = store.user(user_id).await.unwrap();
+    users.user(user_id, user.as_ref()).await.unwrap().over(catalog)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_users_activity_through_redis() {
+    let Some((url, prefix)) = testing::redis() else { return };
+    for t in testing::all().await {
+        let config = SharedStateConfig { redis_url: url.clone(), key_prefix: format!("{prefix}{}:", t.name) };
+        let (a, b) = (
+            SharedUsers::connect(&config, 0).await.unwrap(),
+            SharedUsers::connect(&config, 0).await.unwrap(),
+        );
+        t.store.upsert_items(&items(), ModerationStatus::Approved).await.unwrap();
+        let catalog = Catalog::new(t.store.all_items().await.unwrap());
+        let before = Timestamp(Timestamp::now().millis() - HOUR_MS);
+        let mut events: Vec<Event> = (0..50)
+            .map(|i| Event {
+                value: Some(1_000.0),
+                ..Event::new("u1", format!("i{}", i % 10), EventKind::Watch, Timestamp(before.millis() + i))
+            })
+            .collect();
+        events.push(Event::new("u1", "i3", EventKind::NotInterested, before));
+        events.push(Event::new("u1", "i5", EventKind::Like, before));
+        events.push(Event::new("u2", "i1", EventKind::Like, before));
+        t.store.append_events(&events).await.unwrap();
+
+        // Both replicas apply the log at once: each event is applied by one of them.
+        let (by_a, by_b) = tokio::join!(a.catch_up(&t.store, &catalog), b.catch_up(&t.store, &catalog));
+        assert_eq!(by_a.unwrap() + by_b.unwrap(), events.len(), "{}", t.name);
+        let u1 = read(&b, &t.store, &catalog, "u1").await;
+        assert_eq!(
+            summary(&u1, &catalog, before),
+            (vec!["i5".into()], vec!["i3".into()], 10, 50_000.0),
+            "{}",
+            t.name
+        );
+        assert_eq!(read(&b, &t.store, &catalog, "u2").await.positives.len(), 1, "{}", t.name);
+
+        // A feed served by one replica is seen by the other at once.
+        assert!(read(&a, &t.store, &catalog, "u3").await.seen.is_empty());
+        b.served("u3", [item_id_key("i9")]).await.unwrap();
+        let u3 = read(&a, &t.store, &catalog, "u3").await;
+        assert!(u3.seen.contains(&catalog.index("i9").unwrap()) && u3.seen.len() == 1, "{}", t.name);
+
+        // A reset only the store took reaches Redis on the next read; later events count again.
+        t.store.change_controls("u1", |c| c.reset_at = Some(Timestamp::now())).await.unwrap();
+        assert_eq!(
+            summary(&read(&a, &t.store, &catalog, "u1").await, &catalog, before),
+            (vec![], vec![], 0, 0.0),
+            "{}",
+            t.name
+        );
+        let after = Timestamp(Timestamp::now().millis() + 1_000);
+        t.store.append_events(&[Event::new("u1", "i7", EventKind::Like, after)]).await.unwrap();
+        a.catch_up(&t.store, &catalog).await.unwrap();
+        let expected = summary(&read(&b, &t.store, &catalog, "u1").await, &catalog, before);
+        assert_eq!(expected, (vec!["i7".into()], vec![], 0, 0.0), "{}", t.name);
+
+        // An emptied Redis is rebuilt from the log, resets first.
+        assert!(a.clear().await.unwrap() >= 4, "{}", t.name);
+        assert!(read(&a, &t.store, &catalog, "u2").await.positives.is_empty(), "{}", t.name);
+        assert_eq!(b.catch_up(&t.store, &catalog).await.unwrap(), events.len() + 1, "{}", t.name);
+        assert_eq!(
+            summary(&read(&a, &t.store, &catalog, "u1").await, &catalog, before),
+            expected,
+            "{}",
+            t.name
+        );
+        assert_eq!(read(&a, &t.store, &catalog, "u2").await.positives.len(), 1, "{}", t.name);
+        let stats = a.stats().await.unwrap();
+        assert!(stats.applied_seq > 0 && stats.used_memory_bytes > 0, "{stats:?}");
+    }
+}
