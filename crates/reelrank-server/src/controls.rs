@@ -161,7 +161,8 @@ pub(crate) async fn reset(
     let now = Timestamp::now();
     let controls = state.store.change_controls(&user_id, |c| c.reset_at = Some(now)).await?;
     if let (Some(engine), Some(user)) = (&state.engine, state.store.user(&user_id).await?) {
-        engine.apply_reset(&user).await;
+        engine.apply_reset(&user);
+        engine.reset_shared(&user).await;
     }
     Ok(Json(Controls { user_id, controls }))
 }

@@ -327,19 +327,23 @@ impl Engine {
     }
 
     /// Applies `user`'s profile reset to the current snapshot unless it already has it (another
-    /// replica recorded it, or this one before a reload), and to the shared state. A shared state
-    /// that cannot take it gets it when the user's activity is next read from it.
-    pub async fn apply_reset(&self, user: &User) {
+    /// replica recorded it, or this one before a reload). The shared state takes a reset when it
+    /// is made ([`Engine::reset_shared`]), or else when the user is next read from it.
+    pub fn apply_reset(&self, user: &User) {
         let Some(at) = user.controls.reset_at.map(Timestamp::millis) else { return };
         let snapshot = self.snapshot();
         let applied = snapshot.live().read().expect("live state lock").activity.reset_at(&user.user_id);
         if applied.is_none_or(|applied| applied < at) {
             snapshot.live().write().expect("live state lock").activity.reset(&user.user_id, at);
         }
-        if let Some(shared) = &self.shared {
-            if let Err(err) = shared.reset(&user.user_id, at).await {
-                tracing::warn!(error = %err, user_id = %user.user_id, "writing a profile reset to the shared state failed; the next read writes it");
-            }
+    }
+
+    /// Writes `user`'s profile reset, just made, to the shared state; one that cannot take it
+    /// now gets it when the user is next read from it.
+    pub async fn reset_shared(&self, user: &User) {
+        let (Some(shared), Some(at)) = (&self.shared, user.controls.reset_at) else { return };
+        if let Err(err) = shared.reset(&user.user_id, at.millis()).await {
+            tracing::warn!(error = %err, user_id = %user.user_id, "writing a profile reset to the shared state failed; the next read writes it");
         }
     }
 

@@ -388,7 +388,7 @@ pub(crate) async fn user_record(
 ) -> Result<Option<User>, HttpError> {
     let user = state.store.user(user_id).await?;
     if let Some(user) = &user {
-        engine.apply_reset(user).await;
+        engine.apply_reset(user);
     }
     Ok(user)
 }
