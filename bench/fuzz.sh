@@ -15,8 +15,12 @@ TARGETS=("$@")
 # Seeds: a small simulated platform as CSV, and the same records as JSON bodies.
 SEEDS=$(mktemp -d)
 trap 'rm -rf "$SEEDS"' EXIT
-cargo build --release --quiet
-target/release/reelrank --data-dir "$SEEDS/data" simulate --users 5 --items 20 --days 1 --out "$SEEDS/csv" > /dev/null
+# BIN=path/to/reelrank seeds from an existing build.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/reelrank
+fi
+"$BIN" --data-dir "$SEEDS/data" simulate --users 5 --items 20 --days 1 --out "$SEEDS/csv" > /dev/null
 seed() { mkdir -p "fuzz/corpus/$1"; cat > "fuzz/corpus/$1/$2"; }
 { printf '\0'; head -5 "$SEEDS/csv/items.csv"; } | seed csv_import items
 { printf '\1'; head -5 "$SEEDS/csv/users.csv"; } | seed csv_import users

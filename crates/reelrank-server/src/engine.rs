@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::online::{Online, OnlineConfig, OnlineModel, OnlineStatus};
+use crate::roles::{self, Followed, ProcessRole};
 use crate::shared_state::{SharedStateConfig, SharedStateError, SharedUser, SharedUsers};
 
 /// Rows read from the store per query.
@@ -53,6 +54,8 @@ pub struct EngineConfig {
     pub charts: ChartConfig,
     /// Where users' activity is kept: in this process, or in Redis shared by replicas.
     pub shared_state: SharedStateConfig,
+    /// What this process does when serving is scaled out (`reelrank serve --role`).
+    pub role: ProcessRole,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +70,7 @@ impl Default for EngineConfig {
             charts: ChartConfig::default(),
             forget_idle_days: 30.0,
             shared_state: SharedStateConfig::default(),
+            role: ProcessRole::default(),
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Snapshot {
     pub variant_models: BTreeMap<String, Models>,
     /// The model directories' version as loaded: a change on disk triggers a reload.
     disk_version: String,
+    /// The online snapshots the models were loaded from.
+    pub(crate) followed: Followed,
 }
 
 /// What the tail keeps current, shared by the snapshots online learning publishes.
@@ -206,6 +212,7 @@ impl Snapshot {
                 .map(|(name, models)| (name.clone(), swap(models, None)))
                 .collect(),
             disk_version: self.disk_version.clone(),
+            followed: self.followed,
         }
     }
 }
@@ -254,6 +261,8 @@ pub struct Engine {
     pub(crate) online: Option<Online>,
     /// Present when users' activity is shared by replicas (`[serving.shared_state]`).
     shared: Option<SharedUsers>,
+    /// A trainer's lease when it took it at start, until the background tasks keep it.
+    lease: std::sync::Mutex<Option<reelrank_store::Lease>>,
 }
 
 impl Engine {
@@ -266,6 +275,17 @@ impl Engine {
         models: ModelSource,
     ) -> Result<Arc<Engine>, EngineError> {
         config.experiment.validate().map_err(EngineError::Config)?;
+        let trainer = config.role == ProcessRole::Trainer;
+        if trainer && !config.online.enabled {
+            return Err(EngineError::Config(
+                "the trainer role learns online: [serving.online] enabled must be true".to_owned(),
+            ));
+        }
+        // Taken before loading, so that a trainer that gets it learns from what it loads.
+        let lease = match trainer {
+            true => roles::take_trainer_lease(&store).await,
+            false => None,
+        };
         let shared = match config.shared_state.redis_url.is_empty() {
             true => None,
             false => {
@@ -280,7 +300,11 @@ impl Engine {
         }
         let (impressions, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_impressions(store.clone(), receiver));
-        let online = config.online.enabled.then(|| Online::new(config.online.clone(), resumed));
+        let online = config.role.learns(config.online.enabled).then(|| {
+            let online = Online::new(config.online.clone(), resumed);
+            online.set_standby(trainer && lease.is_none());
+            online
+        });
         Ok(Arc::new(Engine {
             store,
             config,
@@ -290,6 +314,7 @@ impl Engine {
             impressions,
             online,
             shared,
+            lease: std::sync::Mutex::new(lease),
         }))
     }
 
@@ -402,7 +427,8 @@ impl Engine {
     /// Applies the events after `snapshot`'s last applied one, queueing their positives for the
     /// online learner when there is one; returns how many.
     async fn apply_new_events(&self, snapshot: &Arc<Snapshot>) -> Result<usize, StoreError> {
-        let online = self.online.as_ref().filter(|_| snapshot.models.retrieval.is_some());
+        // A standing-by trainer's reload on taking the lease replays what it did not queue.
+        let online = self.online.as_ref().filter(|o| snapshot.models.retrieval.is_some() && !o.standby());
         let (events, positives) = apply_new_events(&self.store, snapshot, online.map(|_| i64::MIN)).await?;
         if let Some(online) = online {
             online.enqueue(positives);
@@ -524,6 +550,10 @@ impl Engine {
     /// day), and reloads when the model directories change.
     pub fn spawn_background(self: &Arc<Self>) {
         crate::online::spawn_learning(self);
+        if self.config.role == ProcessRole::Trainer {
+            let lease = self.lease.lock().expect("lease lock").take();
+            roles::spawn_lease_keeper(self, lease);
+        }
         let engine = self.clone();
         tokio::spawn(async move {
             let mut tick =
@@ -577,6 +607,10 @@ impl Engine {
                     if let Err(err) = engine.reload().await {
                         tracing::error!(error = %err, "loading the new models failed; serving the previous ones");
                     }
+                } else if engine.config.role == ProcessRole::Api {
+                    if let Err(err) = roles::follow_snapshots(&engine).await {
+                        tracing::error!(error = %err, "loading the trainer's online models failed; serving the previous ones");
+                    }
                 }
             }
         });
@@ -601,8 +635,8 @@ async fn load(
     // Gone items are filtered out of every feed: holding them would only cost memory.
     items.retain(|item| !item.is_gone(as_of));
     let online = |model: OnlineModel, dir: &Option<PathBuf>| {
-        let root =
-            models.online_dir.as_deref().filter(|_| config.online.enabled && existing(dir).is_some())?;
+        let reads = config.role.reads_snapshots(config.online.enabled);
+        let root = models.online_dir.as_deref().filter(|_| reads && existing(dir).is_some())?;
         online_snapshot::latest(&model.root(root), &models_version(&[dir]))
     };
     let tower = online(OnlineModel::TwoTower, &models.retrieval_dir);
@@ -620,7 +654,8 @@ async fn load(
     }
     let learn_after = resumed.tower.as_ref().map(|meta| meta.seq);
     let (events, positives) = apply_new_events(store, &snapshot, learn_after).await?;
-    if let Some(ranker) = snapshot.models.ranker.as_ref().filter(|_| config.online.enabled) {
+    let learns = config.role.learns(config.online.enabled);
+    if let Some(ranker) = snapshot.models.ranker.as_ref().filter(|_| learns) {
         if ranker.waiting().is_none() {
             ranker.await_outcomes(config.online.waiting(), snapshot.applied_seq());
         }
@@ -699,7 +734,9 @@ fn build(
         match WideDeep::load(&snapshot) {
             Ok(model) => {
                 let resumed_ranker = trained.with_model(model);
-                resumed_ranker.await_outcomes(config.online.waiting(), meta.seq);
+                if config.role.learns(config.online.enabled) {
+                    resumed_ranker.await_outcomes(config.online.waiting(), meta.seq);
+                }
                 tracing::info!(
                     seq = meta.seq,
                     learned = meta.learned,
@@ -726,10 +763,12 @@ fn build(
         variant_models.insert(variant.name.clone(), Models { version, retrieval: retrieval.clone(), ranker });
     }
     // Online learning reads each positive's history before it, so it keeps users' activity.
-    let activity = match config.shared_state.redis_url.is_empty() || config.online.enabled {
+    let activity = match config.shared_state.redis_url.is_empty() || config.role.learns(config.online.enabled)
+    {
         true => Activity::new(catalog.len(), config.heat_half_life_hours),
         false => Activity::without_users(catalog.len(), config.heat_half_life_hours),
     };
+    let followed = Followed::of(resumed.tower.as_ref(), resumed.ranking.as_ref());
     let snapshot = Snapshot {
         state: Arc::new(TailState {
             live: RwLock::new(Live { catalog: Arc::new(catalog), activity }),
@@ -741,6 +780,7 @@ fn build(
         models: Models { version, retrieval, ranker },
         variant_models,
         disk_version,
+        followed,
     };
     Ok((snapshot, resumed))
 }

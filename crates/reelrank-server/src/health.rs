@@ -31,6 +31,8 @@ pub(crate) struct Readiness {
     /// Redis, where replicas share users' activity (`not used` without).
     shared_state: String,
     shutdown: String,
+    /// What this process does in a scaled-out deployment (`reelrank serve --role`).
+    role: String,
 }
 
 /// `GET /readyz`: `200` when ready, `503` with the failing checks when not.
@@ -54,10 +56,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Re
         Some(Some(Err(err))) => format!("unreachable: {err}"),
         None => format!("no answer within {} s", STORE_PROBE_TIMEOUT.as_secs()),
     };
+    let role = state.engine.as_ref().map_or("ingest", |engine| engine.role_status()).to_owned();
     let draining = state.draining.load(Ordering::Acquire);
     let shutdown = if draining { "draining: finishing in-flight requests" } else { "ok" }.to_owned();
     // A server without feeds is still ready for what it serves (ingest).
     let ready = store == "ok" && matches!(shared_state.as_str(), "ok" | "not used") && !draining;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { ready, store, feeds, shared_state, shutdown }))
+    (status, Json(Readiness { ready, store, feeds, shared_state, shutdown, role }))
 }

@@ -31,6 +31,7 @@ mod ingest;
 mod metrics_layer;
 mod moderation;
 mod online;
+mod roles;
 pub mod shared_state;
 mod transparency;
 
@@ -54,6 +55,7 @@ pub use engine::{Engine, EngineConfig, EngineError, EngineStats, ModelSource};
 pub use error::HttpError;
 pub use online::OnlineConfig;
 pub use online::{ModelStatus, OnlineStatus};
+pub use roles::ProcessRole;
 pub use shared_state::{SharedStateConfig, SharedStateError, SharedStateStats, SharedUser, SharedUsers};
 
 /// What the ingest endpoints accept.

@@ -154,6 +154,8 @@ pub(crate) struct Online {
     /// Positives dropped from a full queue.
     dropped: AtomicU64,
     paused: AtomicBool,
+    /// A trainer without the trainer lease: it learns nothing until it takes it.
+    standby: AtomicBool,
     /// Times learned models were published (across restarts).
     publications: AtomicU64,
     tower: Counters,
@@ -167,6 +169,8 @@ pub struct OnlineStatus {
     pub enabled: bool,
     /// Whether learning is paused.
     pub paused: bool,
+    /// Whether this trainer stands by, another one holding the trainer lease.
+    pub standby: bool,
     /// Times learned models were handed to the feeds (the `+N` of `model_version`).
     pub publications: u64,
     /// The last event the feeds have applied.
@@ -211,6 +215,7 @@ impl Online {
             queue: Mutex::default(),
             dropped: AtomicU64::new(0),
             paused: AtomicBool::new(false),
+            standby: AtomicBool::new(false),
             publications: AtomicU64::new(0),
             tower: Counters::default(),
             ranking: Counters::default(),
@@ -253,6 +258,16 @@ impl Online {
         tracing::info!(paused, "online learning switched");
     }
 
+    /// Stands learning by (a trainer without the lease), or lets it go on.
+    pub(crate) fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Release);
+    }
+
+    /// Whether learning stands by.
+    pub(crate) fn standby(&self) -> bool {
+        self.standby.load(Ordering::Acquire)
+    }
+
     /// The status, with the ranker's waiting impressions when it has some.
     pub(crate) fn status(&self, applied_seq: i64, waiting: Option<WaitingStatus>) -> OnlineStatus {
         let waiting = waiting.unwrap_or(WaitingStatus { waiting: 0, skipped: 0 });
@@ -260,6 +275,7 @@ impl Online {
         OnlineStatus {
             enabled: true,
             paused: self.paused.load(Ordering::Acquire),
+            standby: self.standby(),
             publications: self.publications.load(Ordering::Acquire),
             applied_seq,
             two_tower: self.tower.status(queued, self.dropped.load(Ordering::Acquire)),
@@ -461,7 +477,7 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
         let mut last_publication = Instant::now();
         loop {
             tick.tick().await;
-            if online.paused.load(Ordering::Acquire) {
+            if online.paused.load(Ordering::Acquire) || online.standby() {
                 continue;
             }
             // Taken with the tail stopped: the positives are exactly those of the events up to

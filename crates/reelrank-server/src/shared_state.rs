@@ -244,12 +244,8 @@ impl SharedUsers {
     /// ([`SharedUser::over`]); empty when `user`'s profile was reset after what Redis holds, and
     /// the reset is then written there (the replica that took it could not).
     pub async fn user(&self, user_id: &str, user: Option<&User>) -> Result<SharedUser, SharedStateError> {
-        let mut conn = self.requests.clone();
-        let (activity, seen): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
-            .get(self.activity_key(user_id))
-            .get(self.seen_key(user_id))
-            .query_async(&mut conn)
-            .await?;
+        let (activity, seen): (Option<Vec<u8>>, Option<Vec<u8>>) =
+            self.read(redis::pipe().get(self.activity_key(user_id)).get(self.seen_key(user_id))).await?;
         let stored = StoredUser::decode(user_id, activity)?;
         let reset = user.and_then(|u| u.controls.reset_at).map_or(0, Timestamp::millis);
         if reset > stored.reset_at {
@@ -422,9 +418,21 @@ impl SharedUsers {
 
     /// Whether Redis answers.
     pub async fn ping(&self) -> Result<(), SharedStateError> {
-        let mut conn = self.requests.clone();
-        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        self.read::<()>(redis::pipe().cmd("PING").ignore()).await?;
         Ok(())
+    }
+
+    /// Runs the reads of `query`, and once more when they found the connection dropped: a
+    /// connection learns it broke only when used (Redis restarted while this process sent it
+    /// nothing), and reconnects for the next command.
+    async fn read<T: redis::FromRedisValue>(&self, query: &redis::Pipeline) -> redis::RedisResult<T> {
+        let mut conn = self.requests.clone();
+        match query.query_async(&mut conn).await {
+            Err(err) if err.is_connection_dropped() || err.is_io_error() => {
+                query.query_async(&mut conn).await
+            }
+            answer => answer,
+        }
     }
 
     /// What Redis holds now.

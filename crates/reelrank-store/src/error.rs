@@ -10,8 +10,8 @@ pub enum StoreError {
         /// The URL as given.
         url: String,
     },
-    /// Creating the data directory failed.
-    #[error("cannot create data directory: {0}")]
+    /// Creating the data directory, or a lease's lock file beside the database, failed.
+    #[error("file system error: {0}")]
     Io(Arc<std::io::Error>),
     /// Applying the schema migrations failed.
     #[error("migrating the database schema failed: {0}")]

@@ -21,6 +21,7 @@
 
 mod controls;
 mod error;
+mod lease;
 mod moderation;
 mod read;
 mod rows;
@@ -37,6 +38,7 @@ use sqlx::{AnyPool, ConnectOptions};
 use tokio::sync::Mutex;
 
 pub use error::{Result, StoreError};
+pub use lease::Lease;
 pub use moderation::{AuditEntry, Moderated, REPORTS_ACTOR};
 pub use read::{Counts, ItemChange, StoredEvent};
 pub use write::{AppendOutcome, Appended, BatchKey, BATCH_KEY_RETENTION_MS};
@@ -60,6 +62,14 @@ pub struct Store {
     /// SQLite allows one writer at a time; queueing writers here instead of in SQLite's busy loop
     /// keeps latency predictable. PostgreSQL writers run concurrently.
     sqlite_writer: Option<Mutex<()>>,
+    /// The SQLite database file (leases lock files beside it).
+    sqlite_path: Option<std::path::PathBuf>,
+}
+
+/// The database file an `sqlite:` URL names.
+fn sqlite_file(url: &str) -> std::path::PathBuf {
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    path.split('?').next().unwrap_or(path).into()
 }
 
 /// Durable commits (an acknowledged write survives power loss and kill -9) with WAL so readers never
@@ -107,9 +117,11 @@ impl Store {
                     .await?
             }
             Backend::Postgres => {
+                // A server down fails requests within seconds (503 with the reason) rather
+                // than holding them past clients' own timeouts.
                 AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(Duration::from_secs(3))
                     .connect_with(options)
                     .await?
             }
@@ -119,7 +131,8 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         let sqlite_writer = (backend == Backend::Sqlite).then(|| Mutex::new(()));
-        Ok(Store { pool, backend, sqlite_writer })
+        let sqlite_path = (backend == Backend::Sqlite).then(|| sqlite_file(&url));
+        Ok(Store { pool, backend, sqlite_writer, sqlite_path })
     }
 
     /// The engine behind this store.

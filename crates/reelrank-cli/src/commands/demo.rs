@@ -75,7 +75,7 @@ pub async fn run(data_dir: &Path, settings: &Settings, args: Args) -> anyhow::Re
     }
     let user = sim.users().first().map_or("u0", |u| u.user_id.as_str()).to_owned();
     let item = sim.items().first().map_or("i0", |i| i.item_id.as_str()).to_owned();
-    super::serve::run(&demo_dir, &settings, super::serve::Args { addr: Some(args.addr) }, move |url| {
+    super::serve::run(&demo_dir, &settings, super::serve::Args { addr: Some(args.addr), role: None }, move |url| {
         println!("dashboard ready in {:.1} s from the start of the demo", start.elapsed().as_secs_f64());
         println!("dashboard: {url}/dashboard   (feed preview: {url}/dashboard#feed?user={user})");
         println!("try: curl '{url}/v1/recommend?user_id={user}&n=10'");

@@ -13,6 +13,11 @@ pub struct Args {
     /// Address to bind (`127.0.0.1:0` picks a free port); default from config, 127.0.0.1:8080.
     #[arg(long)]
     pub addr: Option<String>,
+    /// What this process does when serving is scaled out: `all` (serve and learn; one process),
+    /// `api` (serve, follow the trainer's models; any number) or `trainer` (learn while holding
+    /// the trainer lease, stand by otherwise; see docs/DEPLOY.md). Default from config, `all`.
+    #[arg(long)]
+    pub role: Option<reelrank_server::ProcessRole>,
 }
 
 /// Serves the store in `data_dir` with the models trained there; `ready(url)` runs once the
@@ -37,7 +42,9 @@ pub async fn run(
         value: settings.ranking.value.clone(),
         online_dir: Some(data_dir.join("models").join("online")),
     };
-    let engine = Engine::start(store.clone(), settings.serving.clone(), models).await?;
+    let mut serving = settings.serving.clone();
+    serving.role = args.role.unwrap_or(serving.role);
+    let engine = Engine::start(store.clone(), serving, models).await?;
     engine.spawn_background();
     let state = AppState::new(store.clone(), settings.ingest.clone())
         .with_engine(engine)

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use crate::Server;
+use crate::{held_items, online_status, post_ok, shown_and_finished, trained, Server};
 
 const CLIENTS: usize = 4;
 const BATCH: usize = 200;
@@ -87,83 +87,9 @@ async fn acknowledged_batches_survive_sigkill() {
     eprintln!("{} acknowledged batches all present; {} batches stored", acked.len(), per_batch.len());
 }
 
-/// A data directory with a small simulated platform (seeded by `seed`) and `models` trained on it.
-fn trained(seed: &str, models: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    crate::run(dir.path(), &["simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", seed]);
-    for model in models {
-        crate::run(dir.path(), &["train", model, "--epochs", "1"]);
-    }
-    dir
-}
-
-/// Posts `body` to `url` and fails the test unless it is accepted.
-/// Posts and fails the test unless the server accepts.
-async fn post_ok(client: &reqwest::Client, url: String, body: serde_json::Value) {
-    let (status, answer) = crate::post(client, &url, body).await;
-    assert_eq!(status, 200, "{answer}");
-}
-
-/// The first `n` simulated items (`i0`, `i1`, ...) that the engine at `url` holds: the simulated
-/// catalog also has items past their licence, which the engine leaves out.
-async fn held_items(client: &reqwest::Client, url: &str, n: usize) -> Vec<String> {
-    let mut held = Vec::new();
-    for k in 0..400 {
-        let item = format!("i{k}");
-        let explained =
-            client.get(format!("{url}/v1/explain?user_id=probe&item_id={item}")).send().await.unwrap();
-        if explained.status().is_success() {
-            held.push(item);
-        }
-        if held.len() == n {
-            return held;
-        }
-    }
-    panic!("fewer than {n} simulated items are held");
-}
-
-/// `items` shown to users `{prefix}0..` ten minutes ago and finished (each a positive for the
-/// two-tower model and, its outcome wait over, an example for the ranking model), then a rating
-/// that moves the log's clock to now, as a JSON body.
-fn shown_and_finished(prefix: &str, items: &[String]) -> serde_json::Value {
-    let now = reelrank_core::Timestamp::now().millis();
-    let ago = now - 600_000;
-    let mut events: Vec<serde_json::Value> = items
-        .iter()
-        .enumerate()
-        .flat_map(|(k, item)| {
-            let (user, request) = (format!("{prefix}{}", k % 7), format!("{prefix}-{k}"));
-            ["impression", "finish"].map(|kind| {
-                serde_json::json!({"user_id": user, "item_id": item, "kind": kind, "request_id": request, "ts": ago})
-            })
-        })
-        .collect();
-    events.push(serde_json::json!({"user_id": format!("{prefix}-clock"), "item_id": items[0], "kind": "rate", "value": 1, "ts": now}));
-    serde_json::Value::Array(events)
-}
-
-/// Polls `GET /v1/admin/online` until `done` accepts the status (30 s at most: CI's machines are
-/// busy with other tests).
-async fn online_status(
-    client: &reqwest::Client,
-    url: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let status: serde_json::Value =
-            client.get(format!("{url}/v1/admin/online")).send().await.unwrap().json().await.unwrap();
-        if done(&status) {
-            return status;
-        }
-        assert!(std::time::Instant::now() < deadline, "online learning never got there: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_learning_resumes_from_its_snapshots_and_replays_the_rest_after_sigkill() {
-    let dir = trained("3", &["retrieval", "ranking"]);
+    let dir = trained("3", &["retrieval", "ranking"], &[]);
     let env =
         [("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"), ("REELRANK__SERVING__ONLINE__SNAPSHOT_SECS", "1")];
     let client = reqwest::Client::new();
@@ -222,7 +148,7 @@ async fn online_learning_resumes_from_its_snapshots_and_replays_the_rest_after_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_whose_loss_rises_past_the_guard_are_rolled_back() {
-    let dir = trained("4", &["retrieval", "ranking"]);
+    let dir = trained("4", &["retrieval", "ranking"], &[]);
     // A guard so tight that the first step after the baseline trips it.
     let env = [
         ("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"),

@@ -91,3 +91,79 @@ impl Drop for Server {
         self.child.wait().ok();
     }
 }
+
+/// A data directory with a small simulated platform (seeded by `seed`) and `models` trained on it,
+/// in the store the settings in `env` name.
+pub fn trained(seed: &str, models: &[&str], env: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let simulate = ["simulate", "--users", "60", "--items", "400", "--days", "2", "--seed", seed];
+    let train = models.iter().map(|model| vec!["train", model, "--epochs", "1"]);
+    for args in std::iter::once(simulate.to_vec()).chain(train) {
+        let out = reelrank(dir.path()).args(&args).envs(env.iter().copied()).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    dir
+}
+
+/// Posts `body` to `url` and fails the test unless it is accepted.
+pub async fn post_ok(client: &reqwest::Client, url: String, body: serde_json::Value) {
+    let (status, answer) = crate::post(client, &url, body).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// The first `n` simulated items (`i0`, `i1`, ...) that the engine at `url` holds: the simulated
+/// catalog also has items past their licence, which the engine leaves out.
+pub async fn held_items(client: &reqwest::Client, url: &str, n: usize) -> Vec<String> {
+    let mut held = Vec::new();
+    for k in 0..400 {
+        let item = format!("i{k}");
+        let explained =
+            client.get(format!("{url}/v1/explain?user_id=probe&item_id={item}")).send().await.unwrap();
+        if explained.status().is_success() {
+            held.push(item);
+        }
+        if held.len() == n {
+            return held;
+        }
+    }
+    panic!("fewer than {n} simulated items are held");
+}
+
+/// `items` shown to users `{prefix}0..` ten minutes ago and finished (each a positive for the
+/// two-tower model and, its outcome wait over, an example for the ranking model), then a rating
+/// that moves the log's clock to now, as a JSON body.
+pub fn shown_and_finished(prefix: &str, items: &[String]) -> serde_json::Value {
+    let now = reelrank_core::Timestamp::now().millis();
+    let ago = now - 600_000;
+    let mut events: Vec<serde_json::Value> = items
+        .iter()
+        .enumerate()
+        .flat_map(|(k, item)| {
+            let (user, request) = (format!("{prefix}{}", k % 7), format!("{prefix}-{k}"));
+            ["impression", "finish"].map(|kind| {
+                serde_json::json!({"user_id": user, "item_id": item, "kind": kind, "request_id": request, "ts": ago})
+            })
+        })
+        .collect();
+    events.push(serde_json::json!({"user_id": format!("{prefix}-clock"), "item_id": items[0], "kind": "rate", "value": 1, "ts": now}));
+    serde_json::Value::Array(events)
+}
+
+/// Polls `GET /v1/admin/online` until `done` accepts the status (30 s at most: CI's machines are
+/// busy with other tests).
+pub async fn online_status(
+    client: &reqwest::Client,
+    url: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status: serde_json::Value =
+            client.get(format!("{url}/v1/admin/online")).send().await.unwrap().json().await.unwrap();
+        if done(&status) {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "online learning never got there: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -1,13 +1,16 @@
 //! Two `reelrank serve` replicas over one store (PostgreSQL when configured) sharing users'
 //! activity through Redis (run when `REELRANK_TEST_REDIS` is set, required in CI): what one
-//! replica takes or serves shapes the user's very next feed from the other.
+//! replica takes or serves shapes the user's very next feed from the other; API replicas serve
+//! what the trainer learned, and a standby trainer takes over when the trainer dies.
 
 use std::collections::HashSet;
 
 use reelrank_store::testing;
 use serde_json::{json, Value};
 
-use crate::{candidates, get, post, reelrank, Server};
+use crate::{
+    candidates, get, held_items, online_status, post, post_ok, reelrank, shown_and_finished, trained, Server,
+};
 
 async fn feed(client: &reqwest::Client, base: &str, user: &str) -> HashSet<String> {
     let (status, body) = get(client, &format!("{base}/v1/recommend?user_id={user}&n=10")).await;
@@ -163,4 +166,96 @@ async fn a_replica_outlives_redis_and_rebuilds_it_from_the_log() {
     }
     assert!(rebuilt, "the event taken during the outage never reached the shared state");
     assert!(first.is_disjoint(&feed(&client, &server.url, "u0").await), "the feed served before the outage");
+}
+
+/// Polls `GET url` until `done` accepts the answer (30 s at most).
+async fn until(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, answer) = get(client, url).await;
+        if done(&answer) {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} never got there: {answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_replicas_follow_the_trainer_and_a_standby_trainer_takes_over_when_it_dies() {
+    let Some((redis, prefix)) = testing::redis() else { return };
+    let database = testing::postgres_url().await.unwrap_or_default();
+    let store = ("REELRANK__STORE__DATABASE", database.as_str());
+    let dir = trained("6", &["retrieval", "ranking"], &[store]);
+    let with_role = |role| {
+        [
+            store,
+            ("REELRANK__SERVING__SHARED_STATE__REDIS_URL", redis.as_str()),
+            ("REELRANK__SERVING__SHARED_STATE__KEY_PREFIX", prefix.as_str()),
+            ("REELRANK__SERVING__ONLINE__PUBLISH_SECS", "1"),
+            ("REELRANK__SERVING__ONLINE__SNAPSHOT_SECS", "1"),
+            ("REELRANK__SERVING__MODEL_CHECK_SECS", "1"),
+            ("REELRANK__SERVING__ROLE", role),
+        ]
+    };
+    let mut trainer = Server::start_with(dir.path(), &with_role("trainer"));
+    let (a, b) = (
+        Server::start_with(dir.path(), &with_role("api")),
+        Server::start_with(dir.path(), &with_role("api")),
+    );
+    let standby = Server::start_with(dir.path(), &with_role("trainer"));
+    let client = reqwest::Client::new();
+    let role = |server: &Server| {
+        let (client, url) = (client.clone(), format!("{}/readyz", server.url));
+        async move { get(&client, &url).await.1["role"].as_str().unwrap_or_default().to_owned() }
+    };
+    assert_eq!(role(&trainer).await, "trainer: holds the lease, learning");
+    assert_eq!(role(&standby).await, "trainer: standing by, another holds the lease");
+    assert_eq!(role(&a).await, "api");
+
+    // Events sent to A: the trainer learns from them and snapshots what it learned, B swaps to
+    // it, and B's feeds leave out what the user finished.
+    let items = held_items(&client, &a.url, 40).await;
+    post_ok(&client, format!("{}/v1/events", a.url), shown_and_finished("early", &items)).await;
+    let learned = |s: &Value| s["two_tower"]["learned"].as_u64().unwrap();
+    let first = online_status(&client, &trainer.url, |s| {
+        learned(s) >= 40 && s["two_tower"]["snapshot_seq"].as_i64() > Some(0)
+    })
+    .await;
+    let version = |feed: &Value| feed["model_version"].as_str().unwrap_or_default().to_owned();
+    let on_b = until(&client, &format!("{}/v1/recommend?user_id=early0&n=10", b.url), |feed| {
+        version(feed).contains('+')
+    })
+    .await;
+    let finished: Vec<&String> = items.iter().step_by(7).collect();
+    let candidates = candidates(&client, &b.url, "early0").await;
+    for item in &finished {
+        assert!(
+            matches!(candidates.get(*item), None | Some(Some(_))),
+            "{item} finished, still a candidate on B"
+        );
+    }
+
+    // The trainer killed: the standby takes the lease, resumes from the newest snapshot and
+    // learns on from events sent to B; A swaps to what it publishes.
+    trainer.child.kill().unwrap(); // SIGKILL
+    trainer.child.wait().unwrap();
+    until(&client, &format!("{}/readyz", standby.url), |ready| {
+        ready["role"] == "trainer: holds the lease, learning"
+    })
+    .await;
+    let resumed = online_status(&client, &standby.url, |s| learned(s) >= learned(&first)).await;
+    post_ok(&client, format!("{}/v1/events", b.url), shown_and_finished("late", &items)).await;
+    let after = online_status(&client, &standby.url, |s| {
+        learned(s) >= learned(&resumed) + 40
+            && s["two_tower"]["snapshot_seq"].as_i64() > first["two_tower"]["snapshot_seq"].as_i64()
+    })
+    .await;
+    // The standby published past anything the dead trainer did: `+N` counts publications.
+    let publications = |feed: &Value| version(feed).split('+').nth(1).and_then(|n| n.parse::<u64>().ok());
+    until(&client, &format!("{}/v1/recommend?user_id=late0&n=10", a.url), |feed| {
+        publications(feed) >= after["publications"].as_u64()
+    })
+    .await;
+    assert!(publications(&on_b) < after["publications"].as_u64(), "{on_b} {after}");
 }

@@ -332,7 +332,7 @@ async fn get_json(client: &reqwest::Client, url: String) -> anyhow::Result<Value
 async fn serve(data_dir: PathBuf, settings: Settings) -> anyhow::Result<String> {
     let (ready, url) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let args = crate::commands::serve::Args { addr: Some("127.0.0.1:0".into()) };
+        let args = crate::commands::serve::Args { addr: Some("127.0.0.1:0".into()), role: None };
         let served = crate::commands::serve::run(&data_dir, &settings, args, move |url| {
             let _ = ready.send(url.to_owned());
         })

@@ -17,6 +17,7 @@ mod freshness;
 mod memory;
 mod ranking;
 mod shared_state;
+mod soak;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Bench {
@@ -74,6 +75,10 @@ pub enum Bench {
     /// Users' activity in Redis, as replicas share it, against the in-process state: events
     /// applied per second by each and Redis's bytes per user.
     SharedState(shared_state::Args),
+    /// A fixed request rate of feed reads and event writes against running replicas for a
+    /// bounded time: what clients saw (5xx, failures, p99), the replicas' memory, and whether
+    /// every acknowledged event is in the store at the end (see bench/soak.sh).
+    Soak(soak::Args),
     /// Simulator output rate: a platform written to CSV files in a temporary directory.
     Simulate {
         /// Users.
@@ -98,6 +103,7 @@ pub async fn run(data_dir: &std::path::Path, settings: &Settings, bench: Bench) 
         Bench::Freshness(args) => freshness::run(data_dir, settings, args).await,
         Bench::Memory(args) => memory::run(settings, args).await,
         Bench::SharedState(args) => shared_state::run(settings, args).await,
+        Bench::Soak(args) => soak::run(data_dir, settings, args).await,
         Bench::Ingest { events, batch, concurrency } => ingest(settings, events, batch, concurrency).await,
         Bench::Simulate { users, items, days } => simulate(users, items, days),
         Bench::Ann(args) => tokio::task::block_in_place(|| ann::run(args)),
