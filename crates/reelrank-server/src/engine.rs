@@ -58,6 +58,13 @@ pub struct EngineConfig {
     pub role: ProcessRole,
 }
 
+impl EngineConfig {
+    /// Whether this process learns online (its role and `[serving.online] enabled`).
+    fn learns(&self) -> bool {
+        self.role.learns(self.online.enabled)
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
         EngineConfig {
@@ -300,7 +307,7 @@ impl Engine {
         }
         let (impressions, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_impressions(store.clone(), receiver));
-        let online = config.role.learns(config.online.enabled).then(|| {
+        let online = config.learns().then(|| {
             let online = Online::new(config.online.clone(), resumed);
             online.set_standby(trainer && lease.is_none());
             online
@@ -417,7 +424,9 @@ impl Engine {
         let _updating = self.updating.lock().await;
         let snapshot = self.snapshot();
         let items = apply_catalog_changes(&self.store, &snapshot).await?;
-        let events = self.apply_new_events(&snapshot).await?;
+        // A standing-by trainer queues nothing: taking the lease, it reloads, which replays.
+        let standby = self.online.as_ref().is_some_and(Online::standby);
+        let events = self.apply_new_events(&snapshot, !standby).await?;
         if let Some(shared) = &self.shared {
             shared.catch_up(&self.store, &snapshot.catalog()).await?;
         }
@@ -425,10 +434,9 @@ impl Engine {
     }
 
     /// Applies the events after `snapshot`'s last applied one, queueing their positives for the
-    /// online learner when there is one; returns how many.
-    async fn apply_new_events(&self, snapshot: &Arc<Snapshot>) -> Result<usize, StoreError> {
-        // A standing-by trainer's reload on taking the lease replays what it did not queue.
-        let online = self.online.as_ref().filter(|o| snapshot.models.retrieval.is_some() && !o.standby());
+    /// online learner when there is one and `queue` says so; returns how many.
+    async fn apply_new_events(&self, snapshot: &Arc<Snapshot>, queue: bool) -> Result<usize, StoreError> {
+        let online = self.online.as_ref().filter(|_| queue && snapshot.models.retrieval.is_some());
         let (events, positives) = apply_new_events(&self.store, snapshot, online.map(|_| i64::MIN)).await?;
         if let Some(online) = online {
             online.enqueue(positives);
@@ -445,7 +453,7 @@ impl Engine {
             online.resume(resumed);
         }
         apply_catalog_changes(&self.store, &fresh).await?;
-        self.apply_new_events(&fresh).await?;
+        self.apply_new_events(&fresh, true).await?;
         self.current.store(fresh);
         tracing::info!(version = %self.snapshot().models.version, "models swapped in");
         Ok(())
@@ -654,8 +662,7 @@ async fn load(
     }
     let learn_after = resumed.tower.as_ref().map(|meta| meta.seq);
     let (events, positives) = apply_new_events(store, &snapshot, learn_after).await?;
-    let learns = config.role.learns(config.online.enabled);
-    if let Some(ranker) = snapshot.models.ranker.as_ref().filter(|_| learns) {
+    if let Some(ranker) = snapshot.models.ranker.as_ref().filter(|_| config.learns()) {
         if ranker.waiting().is_none() {
             ranker.await_outcomes(config.online.waiting(), snapshot.applied_seq());
         }
@@ -734,7 +741,7 @@ fn build(
         match WideDeep::load(&snapshot) {
             Ok(model) => {
                 let resumed_ranker = trained.with_model(model);
-                if config.role.learns(config.online.enabled) {
+                if config.learns() {
                     resumed_ranker.await_outcomes(config.online.waiting(), meta.seq);
                 }
                 tracing::info!(
@@ -763,8 +770,7 @@ fn build(
         variant_models.insert(variant.name.clone(), Models { version, retrieval: retrieval.clone(), ranker });
     }
     // Online learning reads each positive's history before it, so it keeps users' activity.
-    let activity = match config.shared_state.redis_url.is_empty() || config.role.learns(config.online.enabled)
-    {
+    let activity = match config.shared_state.redis_url.is_empty() || config.learns() {
         true => Activity::new(catalog.len(), config.heat_half_life_hours),
         false => Activity::without_users(catalog.len(), config.heat_half_life_hours),
     };

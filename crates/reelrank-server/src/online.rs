@@ -477,7 +477,13 @@ pub(crate) fn spawn_learning(engine: &Arc<Engine>) {
         let mut last_publication = Instant::now();
         loop {
             tick.tick().await;
-            if online.paused.load(Ordering::Acquire) || online.standby() {
+            if online.standby() {
+                // What a standby would learn is replayed when it takes the lease: the outcomes
+                // that came in meanwhile are dropped rather than held.
+                drop(engine.snapshot().models.ranker.as_ref().map(|ranker| ranker.take_outcomes()));
+                continue;
+            }
+            if online.paused.load(Ordering::Acquire) {
                 continue;
             }
             // Taken with the tail stopped: the positives are exactly those of the events up to

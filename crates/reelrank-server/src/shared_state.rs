@@ -32,6 +32,10 @@ use serde::{Deserialize, Serialize};
 /// Events read from the store per transaction.
 const PAGE: u32 = 2_000;
 
+/// How long a request waits for Redis in all: past it, it is refused (503) rather than held
+/// while the connection is re-established.
+const REQUEST_WAIT: Duration = Duration::from_secs(2);
+
 /// The format of the activity value; a value of another format is refused, not misread.
 const FORMAT: u8 = 1;
 
@@ -75,6 +79,9 @@ pub enum SharedStateError {
     /// Reading the event log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Redis did not answer a request in time (it is down, or being reconnected to).
+    #[error("redis: no answer within {} s", REQUEST_WAIT.as_secs())]
+    NoAnswer,
     /// A stored value does not decode.
     #[error("the shared state of user `{user_id}` is unreadable: {reason}")]
     Corrupt {
@@ -262,7 +269,9 @@ impl SharedUsers {
         keys: impl IntoIterator<Item = u64>,
     ) -> Result<(), SharedStateError> {
         let mut conn = self.requests.clone();
-        self.append_seen(&mut redis::pipe(), user_id, keys).query_async::<()>(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        let appending = self.append_seen(&mut pipe, user_id, keys).query_async::<()>(&mut conn);
+        tokio::time::timeout(REQUEST_WAIT, appending).await.map_err(|_| SharedStateError::NoAnswer)??;
         Ok(())
     }
 
@@ -422,17 +431,20 @@ impl SharedUsers {
         Ok(())
     }
 
-    /// Runs the reads of `query`, and once more when they found the connection dropped: a
-    /// connection learns it broke only when used (Redis restarted while this process sent it
-    /// nothing), and reconnects for the next command.
-    async fn read<T: redis::FromRedisValue>(&self, query: &redis::Pipeline) -> redis::RedisResult<T> {
+    /// Runs the reads of `query`, and once more when they found the connection dropped (a
+    /// connection learns it broke only when used: Redis restarted while this process sent it
+    /// nothing), within [`REQUEST_WAIT`] in all.
+    async fn read<T: redis::FromRedisValue>(&self, query: &redis::Pipeline) -> Result<T, SharedStateError> {
         let mut conn = self.requests.clone();
-        match query.query_async(&mut conn).await {
-            Err(err) if err.is_connection_dropped() || err.is_io_error() => {
-                query.query_async(&mut conn).await
+        let reading = async {
+            match query.query_async(&mut conn).await {
+                Err(err) if err.is_connection_dropped() || err.is_io_error() => {
+                    query.query_async(&mut conn).await
+                }
+                answer => answer,
             }
-            answer => answer,
-        }
+        };
+        Ok(tokio::time::timeout(REQUEST_WAIT, reading).await.map_err(|_| SharedStateError::NoAnswer)??)
     }
 
     /// What Redis holds now.

@@ -35,7 +35,6 @@ pub async fn run(
     if settings.server.api_keys.keys.is_empty() {
         tracing::warn!("no API keys configured: serving without authentication on loopback only");
     }
-    let listener = bind(&addr).await?;
     let models = ModelSource {
         retrieval_dir: Some(super::train::model_dir(data_dir)),
         ranking_dir: Some(super::train_ranking::model_dir(data_dir)),
@@ -46,6 +45,9 @@ pub async fn run(
     serving.role = args.role.unwrap_or(serving.role);
     let engine = Engine::start(store.clone(), serving, models).await?;
     engine.spawn_background();
+    // Bound once the feeds are loaded: until then the port refuses connections, so that a load
+    // balancer or client moves on at once instead of queueing requests behind the load.
+    let listener = bind(&addr).await?;
     let state = AppState::new(store.clone(), settings.ingest.clone())
         .with_engine(engine)
         .with_auth(settings.server.api_keys.clone())
