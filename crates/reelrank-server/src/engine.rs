@@ -293,6 +293,9 @@ impl Engine {
             true => roles::take_trainer_lease(&store).await,
             false => None,
         };
+        if trainer && lease.is_none() {
+            tracing::info!("another trainer holds the lease (or the store did not answer): standing by");
+        }
         let shared = match config.shared_state.redis_url.is_empty() {
             true => None,
             false => {

@@ -107,7 +107,8 @@ pub(crate) async fn take_trainer_lease(store: &reelrank_store::Store) -> Option<
             Some(lease)
         }
         Ok(None) => {
-            tracing::info!("another trainer holds the lease: standing by");
+            // Asked every 2 s while standing by: said once, at start (`Engine::start`).
+            tracing::debug!("another trainer holds the lease");
             None
         }
         Err(err) => {

@@ -11,7 +11,6 @@ use crate::{Backend, Result, Store};
 
 /// A held lease; dropping it releases it.
 pub struct Lease {
-    name: String,
     hold: Hold,
 }
 
@@ -51,16 +50,11 @@ impl Store {
                 }
             }
         };
-        Ok(Some(Lease { name: name.to_owned(), hold }))
+        Ok(Some(Lease { hold }))
     }
 }
 
 impl Lease {
-    /// The lease's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Whether the lease is still held. A PostgreSQL lease is lost with its connection (the
     /// server restarted or the network cut it), and another process may hold it by now.
     pub async fn held(&mut self) -> bool {
