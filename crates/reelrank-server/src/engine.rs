@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::online::{Online, OnlineConfig, OnlineModel, OnlineStatus};
 use crate::roles::{self, Followed, ProcessRole};
-use crate::shared_state::{SharedStateConfig, SharedStateError, SharedUser, SharedUsers};
+use crate::shared_state::{SharedState, SharedStateConfig, SharedStateError, SharedUser};
 
 /// Rows read from the store per query.
 const PAGE: u32 = 10_000;
@@ -267,7 +267,7 @@ pub struct Engine {
     /// Present when the two-tower model learns online.
     pub(crate) online: Option<Online>,
     /// Present when users' activity is shared by replicas (`[serving.shared_state]`).
-    shared: Option<SharedUsers>,
+    shared: Option<SharedState>,
     /// A trainer's lease when it took it at start, until the background tasks keep it.
     lease: std::sync::Mutex<Option<reelrank_store::Lease>>,
 }
@@ -300,13 +300,14 @@ impl Engine {
             true => None,
             false => {
                 let idle_ms = (config.forget_idle_days * 86_400_000.0) as i64;
-                Some(SharedUsers::connect(&config.shared_state, idle_ms).await?)
+                Some(SharedState::connect(&config.shared_state, idle_ms, config.heat_half_life_hours).await?)
             }
         };
         let (snapshot, resumed) = load(&store, &config, &models).await?;
         if let Some(shared) = &shared {
-            let applied = shared.catch_up(&store, &snapshot.catalog()).await?;
+            let applied = shared.catch_up(&store, &snapshot.catalog(), &fake_traffic(&snapshot)).await?;
             tracing::info!(applied, "shared state brought up to the log");
+            install_shared_items(shared, &snapshot, config.heat_half_life_hours).await?;
         }
         let (impressions, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_impressions(store.clone(), receiver));
@@ -431,7 +432,8 @@ impl Engine {
         let standby = self.online.as_ref().is_some_and(Online::standby);
         let events = self.apply_new_events(&snapshot, !standby).await?;
         if let Some(shared) = &self.shared {
-            shared.catch_up(&self.store, &snapshot.catalog()).await?;
+            shared.catch_up(&self.store, &snapshot.catalog(), &fake_traffic(&snapshot)).await?;
+            install_shared_items(shared, &snapshot, self.config.heat_half_life_hours).await?;
         }
         Ok((items, events))
     }
@@ -457,6 +459,12 @@ impl Engine {
         }
         apply_catalog_changes(&self.store, &fresh).await?;
         self.apply_new_events(&fresh, true).await?;
+        if let Some(shared) = &self.shared {
+            // New models are not held back by Redis: the tail installs the counters when it answers.
+            if let Err(err) = install_shared_items(shared, &fresh, self.config.heat_half_life_hours).await {
+                tracing::warn!(error = %err, "reading the item counters from the shared state failed; the tail reads them");
+            }
+        }
         self.current.store(fresh);
         tracing::info!(version = %self.snapshot().models.version, "models swapped in");
         Ok(())
@@ -539,6 +547,11 @@ impl Engine {
         .await
         .expect("dropping gone items panicked");
         let Some((dropped, gone, keys)) = dropping else { return };
+        if let Some(shared) = &self.shared {
+            if let Err(err) = shared.forget_items(&keys).await {
+                tracing::warn!(error = %err, "deleting gone items' counters from the shared state failed; the next sweep tries again");
+            }
+        }
         // The experiment variants share this retrieval.
         if let Some(retrieval) = &snapshot.models.retrieval {
             retrieval.forget(&keys);
@@ -679,6 +692,26 @@ async fn load(
     Ok((snapshot, Resumed { positives, ..resumed }))
 }
 
+/// Whether a user's events are left out as fake traffic, as the charts of `snapshot` judge (see
+/// [`apply_page`]).
+fn fake_traffic(snapshot: &Snapshot) -> impl Fn(&str) -> bool + Sync + '_ {
+    |user_id| snapshot.charts().read().expect("charts lock").is_excluded(user_id)
+}
+
+/// Installs the item counters of the shared state in `snapshot` when events were counted there
+/// since it took them last (sorted before its write lock is taken).
+async fn install_shared_items(
+    shared: &SharedState,
+    snapshot: &Snapshot,
+    heat_half_life_hours: f64,
+) -> Result<(), SharedStateError> {
+    let as_of = snapshot.live().read().expect("live state lock").activity.items_as_of();
+    let Some(counts) = shared.item_counts(as_of).await? else { return Ok(()) };
+    let placed = counts.place(&snapshot.catalog(), heat_half_life_hours);
+    snapshot.live().write().expect("live state lock").activity.install_items(placed);
+    Ok(())
+}
+
 /// What online learning resumes from: its snapshots' records and the positives after the
 /// two-tower one.
 #[derive(Debug, Default)]
@@ -773,9 +806,9 @@ fn build(
         variant_models.insert(variant.name.clone(), Models { version, retrieval: retrieval.clone(), ranker });
     }
     // Online learning reads each positive's history before it, so it keeps users' activity.
-    let activity = match config.shared_state.redis_url.is_empty() || config.learns() {
+    let activity = match config.shared_state.redis_url.is_empty() {
         true => Activity::new(catalog.len(), config.heat_half_life_hours),
-        false => Activity::without_users(catalog.len(), config.heat_half_life_hours),
+        false => Activity::sharing(catalog.len(), config.heat_half_life_hours, config.learns()),
     };
     let followed = Followed::of(resumed.tower.as_ref(), resumed.ranking.as_ref());
     let snapshot = Snapshot {

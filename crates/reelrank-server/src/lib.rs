@@ -56,7 +56,7 @@ pub use error::HttpError;
 pub use online::OnlineConfig;
 pub use online::{ModelStatus, OnlineStatus};
 pub use roles::ProcessRole;
-pub use shared_state::{SharedStateConfig, SharedStateError, SharedStateStats, SharedUser, SharedUsers};
+pub use shared_state::{SharedState, SharedStateConfig, SharedStateError, SharedStateStats, SharedUser};
 
 /// What the ingest endpoints accept.
 #[derive(Debug, Clone, Deserialize)]

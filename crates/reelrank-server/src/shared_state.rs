@@ -16,14 +16,21 @@
 //!   catalog resolves alike, not by catalog position.
 //! - `{prefix}s:{user}`, the items seen, eight bytes each (little-endian keys) appended in the
 //!   order seen by a script that trims to the newest [`SEEN_KEPT`] once a quarter over it.
+//!
+//! Item counters are counted by the same transactions, so once for all replicas, which read them
+//! whole when the checkpoint moved ([`SharedState::item_counts`]): `{prefix}heat` and
+//! `{prefix}shown`, hashes of item key (decimal) to heat and to impressions, and
+//! `{prefix}heat_origin`, the time heats are kept as of ([`heat_growth`]). Items dropped from the
+//! catalog are deleted from them ([`SharedState::forget_items`]), so they follow the live catalog.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use reelrank_core::{Event, EventKind, Timestamp, User};
 use reelrank_features::{item_id_key, PositiveRule};
-use reelrank_serving::activity::SEEN_KEPT;
+use reelrank_serving::activity::{heat_growth, ItemCounts, SEEN_KEPT};
 use reelrank_serving::{Catalog, ItemIndex, SeenItems, UserActivity};
 use reelrank_store::{Store, StoreError, StoredEvent};
 use rustc_hash::FxHashMap;
@@ -95,8 +102,10 @@ pub enum SharedStateError {
 /// What Redis holds, for operators.
 #[derive(Debug, Clone, Serialize)]
 pub struct SharedStateStats {
-    /// Keys in the database (two per user, and the checkpoint).
+    /// Keys in the database (two per user, the checkpoint and the item counters).
     pub keys: u64,
+    /// Memory the item counters take (`MEMORY USAGE` of their hashes).
+    pub item_counter_bytes: u64,
     /// Memory Redis uses (`used_memory`).
     pub used_memory_bytes: u64,
     /// The last event applied to it.
@@ -200,8 +209,12 @@ fn encode_seen(keys: impl IntoIterator<Item = u64>) -> Vec<u8> {
     keys.into_iter().flat_map(u64::to_le_bytes).collect()
 }
 
-/// Users' activity in Redis.
-pub struct SharedUsers {
+/// What [`SharedState::item_counts`] reads at once: the checkpoint, the heats' origin, heat and
+/// impressions by item key.
+type CountsRead = (Option<i64>, Option<i64>, HashMap<u64, f64>, HashMap<u64, u32>);
+
+/// Users' activity and item counters in Redis.
+pub struct SharedState {
     /// Requests' connection (multiplexed: requests share it).
     requests: ConnectionManager,
     /// The applier's own connection: a transaction watches keys on its connection, which no
@@ -210,13 +223,19 @@ pub struct SharedUsers {
     prefix: String,
     /// Expiry of a user's keys after their last write (ms; 0: never).
     idle_ms: i64,
+    /// Heat halves every so many ms.
+    heat_half_life_ms: f64,
     rule: PositiveRule,
 }
 
-impl SharedUsers {
+impl SharedState {
     /// Connects to `config.redis_url`; users' keys expire `idle_ms` after their last write
-    /// (0: never).
-    pub async fn connect(config: &SharedStateConfig, idle_ms: i64) -> Result<SharedUsers, SharedStateError> {
+    /// (0: never); item heat halves every `heat_half_life_hours`.
+    pub async fn connect(
+        config: &SharedStateConfig,
+        idle_ms: i64,
+        heat_half_life_hours: f64,
+    ) -> Result<SharedState, SharedStateError> {
         let client = redis::Client::open(config.redis_url.as_str())?;
         // Bounded waits: a Redis that is down or stalled fails requests within seconds (503)
         // rather than holding them, and reconnection is retried in the background.
@@ -226,11 +245,12 @@ impl SharedUsers {
             .set_max_delay(Duration::from_secs(1));
         let requests = ConnectionManager::new_with_config(client.clone(), manager.clone()).await?;
         let applier = ConnectionManager::new_with_config(client, manager).await?;
-        Ok(SharedUsers {
+        Ok(SharedState {
             requests,
             applier: tokio::sync::Mutex::new(applier),
             prefix: config.key_prefix.clone(),
             idle_ms: idle_ms.max(0),
+            heat_half_life_ms: heat_half_life_hours * 3_600_000.0,
             rule: PositiveRule::default(),
         })
     }
@@ -245,6 +265,18 @@ impl SharedUsers {
 
     fn checkpoint_key(&self) -> String {
         format!("{}applied", self.prefix)
+    }
+
+    fn heat_key(&self) -> String {
+        format!("{}heat", self.prefix)
+    }
+
+    fn shown_key(&self) -> String {
+        format!("{}shown", self.prefix)
+    }
+
+    fn origin_key(&self) -> String {
+        format!("{}heat_origin", self.prefix)
     }
 
     /// `user_id`'s activity as Redis holds it, to be placed over the catalog a request reads
@@ -320,11 +352,17 @@ impl SharedUsers {
         };
     }
 
-    /// Applies the events `store` logged after the checkpoint to the users they concern, a page
-    /// per transaction, until the log is read through; events on items `catalog` does not hold
-    /// are skipped, as in the in-process state. Returns how many events this call applied
-    /// (others may have been applied by another replica meanwhile).
-    pub async fn catch_up(&self, store: &Store, catalog: &Catalog) -> Result<usize, SharedStateError> {
+    /// Applies the events `store` logged after the checkpoint to the users and items they
+    /// concern, a page per transaction, until the log is read through; events on items `catalog`
+    /// does not hold, and those of the accounts `excluded` (as fake traffic) are skipped, as in
+    /// the in-process state. Returns how many events this call applied (others may have been
+    /// applied by another replica meanwhile).
+    pub async fn catch_up(
+        &self,
+        store: &Store,
+        catalog: &Catalog,
+        excluded: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<usize, SharedStateError> {
         let mut conn = self.applier.lock().await;
         let checkpoint_key = self.checkpoint_key();
         let mut applied = 0;
@@ -353,7 +391,9 @@ impl SharedUsers {
                 continue;
             }
             let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut *conn).await?;
-            let mut pipe = self.applied_page(&users, values, &page, catalog)?;
+            // Written only with the checkpoint, so the watch covers it.
+            let origin: Option<i64> = conn.get(self.origin_key()).await?;
+            let mut pipe = self.applied_page(&users, values, origin, &page, catalog, excluded)?;
             pipe.set(&checkpoint_key, last).ignore();
             let done: Option<()> = pipe.query_async(&mut *conn).await?;
             if done.is_some() {
@@ -363,14 +403,19 @@ impl SharedUsers {
     }
 
     /// The transaction writing what `page` changes of `users` (whose stored values are
-    /// `values`).
+    /// `values`) and of the items' counters (heats kept as of `origin`, if any yet), counted as
+    /// [`reelrank_serving::Activity::record`] counts them.
     fn applied_page(
         &self,
         users: &[&str],
         values: Vec<Option<Vec<u8>>>,
+        mut origin: Option<i64>,
         page: &[StoredEvent],
         catalog: &Catalog,
+        excluded: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<redis::Pipeline, SharedStateError> {
+        let had_origin = origin.is_some();
+        let (mut heat, mut shown): (FxHashMap<u64, f64>, FxHashMap<u64, i64>) = Default::default();
         let mut changed: FxHashMap<&str, (i64, UserActivity, bool)> = FxHashMap::default();
         for (&user_id, value) in users.iter().zip(values) {
             let stored = StoredUser::decode(user_id, value)?;
@@ -380,16 +425,35 @@ impl SharedUsers {
         for stored in page {
             let Event { user_id, item_id, ts, .. } = &stored.event;
             let Some(index) = catalog.index(item_id) else { continue };
+            if excluded(user_id) {
+                continue;
+            }
+            let key = item_id_key(item_id);
+            if stored.event.kind == EventKind::Impression {
+                *shown.entry(key).or_default() += 1;
+            }
             let (reset_at, activity, touched) =
                 changed.get_mut(user_id.as_str()).expect("every user of the page was read");
             if ts.millis() <= *reset_at {
                 continue;
             }
-            activity.record(&self.rule, catalog.item(index), index, &stored.event);
+            if activity.record(&self.rule, catalog.item(index), index, &stored.event) {
+                let origin = *origin.get_or_insert(ts.millis());
+                *heat.entry(key).or_default() += heat_growth(origin, *ts, self.heat_half_life_ms);
+            }
             *touched = true;
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
+        if let (false, Some(origin)) = (had_origin, origin) {
+            pipe.set(self.origin_key(), origin).ignore();
+        }
+        for (key, growth) in heat {
+            pipe.cmd("HINCRBYFLOAT").arg(self.heat_key()).arg(key).arg(growth).ignore();
+        }
+        for (key, count) in shown {
+            pipe.hincr(self.shown_key(), key, count).ignore();
+        }
         for (user_id, (reset_at, activity, touched)) in &changed {
             if !touched {
                 continue;
@@ -408,7 +472,47 @@ impl SharedUsers {
         Ok(pipe)
     }
 
-    /// Deletes every key under the prefix (the next [`SharedUsers::catch_up`] rebuilds them from
+    /// Every item's heat and impressions, when events after `after` were counted since (`None`
+    /// otherwise: nothing to read again).
+    pub async fn item_counts(&self, after: i64) -> Result<Option<ItemCounts>, SharedStateError> {
+        let mut conn = self.requests.clone();
+        let applied: Option<i64> = conn.get(self.checkpoint_key()).await?;
+        if applied.is_none_or(|applied| applied <= after) {
+            return Ok(None);
+        }
+        let (as_of, origin_ms, heat, shown): CountsRead = redis::pipe()
+            .atomic()
+            .get(self.checkpoint_key())
+            .get(self.origin_key())
+            .hgetall(self.heat_key())
+            .hgetall(self.shown_key())
+            .query_async(&mut conn)
+            .await?;
+        Ok(Some(ItemCounts {
+            as_of: as_of.unwrap_or(0),
+            origin_ms,
+            heat: heat.into_iter().collect(),
+            impressions: shown.into_iter().collect(),
+        }))
+    }
+
+    /// Deletes the counters of the items of `keys` (dropped from the catalog).
+    pub async fn forget_items(&self, keys: &[u64]) -> Result<(), SharedStateError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.requests.clone();
+        redis::pipe()
+            .hdel(self.heat_key(), keys)
+            .ignore()
+            .hdel(self.shown_key(), keys)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every key under the prefix (the next [`SharedState::catch_up`] rebuilds them from
     /// the log); returns how many.
     pub async fn clear(&self) -> Result<u64, SharedStateError> {
         let mut conn = self.requests.clone();
@@ -450,11 +554,23 @@ impl SharedUsers {
     /// What Redis holds now.
     pub async fn stats(&self) -> Result<SharedStateStats, SharedStateError> {
         let mut conn = self.requests.clone();
-        let (keys, info, applied): (u64, String, Option<i64>) = redis::pipe()
+        let (keys, info, applied, heat_bytes, shown_bytes): (
+            u64,
+            String,
+            Option<i64>,
+            Option<u64>,
+            Option<u64>,
+        ) = redis::pipe()
             .cmd("DBSIZE")
             .cmd("INFO")
             .arg("memory")
             .get(self.checkpoint_key())
+            .cmd("MEMORY")
+            .arg("USAGE")
+            .arg(self.heat_key())
+            .cmd("MEMORY")
+            .arg("USAGE")
+            .arg(self.shown_key())
             .query_async(&mut conn)
             .await?;
         let used_memory_bytes = info
@@ -462,7 +578,12 @@ impl SharedUsers {
             .find_map(|line| line.strip_prefix("used_memory:"))
             .and_then(|bytes| bytes.trim().parse().ok())
             .unwrap_or(0);
-        Ok(SharedStateStats { keys, used_memory_bytes, applied_seq: applied.unwrap_or(0) })
+        Ok(SharedStateStats {
+            keys,
+            used_memory_bytes,
+            item_counter_bytes: heat_bytes.unwrap_or(0) + shown_bytes.unwrap_or(0),
+            applied_seq: applied.unwrap_or(0),
+        })
     }
 }
 

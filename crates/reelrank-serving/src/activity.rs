@@ -209,9 +209,11 @@ pub struct Activity {
     /// When users reset their profiles (Unix ms): their events until then are not theirs any
     /// more.
     resets: FxHashMap<String, i64>,
-    /// Whether each user's activity is held here; not where it is shared between replicas
-    /// (see [`Activity::without_users`]).
+    /// Whether each user's activity is held here (see [`Activity::sharing`]).
     keeps_users: bool,
+    /// Whether item heat and impressions are counted here from the events, rather than
+    /// installed from the shared state (see [`Activity::sharing`]).
+    counts_items: bool,
 }
 
 impl Activity {
@@ -225,14 +227,22 @@ impl Activity {
             experiments: ExperimentStats::default(),
             resets: FxHashMap::default(),
             keeps_users: true,
+            counts_items: true,
         }
     }
 
-    /// Like [`Activity::new`], but holding only what concerns every user (item heat,
-    /// impressions, experiments): each user's activity is kept in the shared state that
-    /// replicas read per request, so a replica's memory does not grow with the users.
-    pub fn without_users(items: usize, heat_half_life_hours: f64) -> Activity {
-        Activity { keeps_users: false, ..Activity::new(items, heat_half_life_hours) }
+    /// Like [`Activity::new`], for a replica that shares state with others: item heat and
+    /// impressions are counted once for all replicas in the shared state and installed here
+    /// ([`Activity::install_items`]) rather than counted from the events, so that every replica
+    /// ranks trending items alike. Users' activity is held here only when `keep_users` (online
+    /// learning reads it); otherwise replicas read it per request from the shared state, and a
+    /// replica's memory does not grow with the users.
+    pub fn sharing(items: usize, heat_half_life_hours: f64, keep_users: bool) -> Activity {
+        Activity {
+            keeps_users: keep_users,
+            counts_items: false,
+            ..Activity::new(items, heat_half_life_hours)
+        }
     }
 
     /// Counts `event`; events on items outside `catalog` change nothing.
@@ -240,7 +250,7 @@ impl Activity {
         let Some(index) = catalog.index(&event.item_id) else { return };
         let item = catalog.item(index);
         self.experiments.record(event, item.duration_s);
-        if event.kind == EventKind::Impression {
+        if self.counts_items && event.kind == EventKind::Impression {
             if self.impressions.len() <= index as usize {
                 self.impressions.resize(index as usize + 1, 0);
             }
@@ -255,7 +265,7 @@ impl Activity {
             }
             false => self.rule.is_positive(event, item.duration_s),
         };
-        if positive {
+        if positive && self.counts_items {
             self.trending.add(index, event.ts);
         }
     }
@@ -359,6 +369,73 @@ impl Activity {
             self.trending.lists = lists;
         }
     }
+
+    /// The last event of the item counts installed from the shared state (0: none yet).
+    pub fn items_as_of(&self) -> i64 {
+        self.trending.positives as i64
+    }
+
+    /// Puts item counts read from the shared state in place of the ones held (unless these are
+    /// as new): heat, trending lists and impressions.
+    pub fn install_items(&mut self, items: PlacedItemCounts) {
+        if items.trending.positives > self.trending.positives {
+            self.trending = items.trending;
+            self.impressions = items.impressions;
+        }
+    }
+}
+
+/// Every item's heat and impressions as the shared state counted them, once for all replicas,
+/// items by their id's key ([`reelrank_features::item_id_key`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemCounts {
+    /// The last event counted.
+    pub as_of: i64,
+    /// Where heats are kept as of (see [`heat_growth`]); `None` before the first positive.
+    pub origin_ms: Option<i64>,
+    /// Heat by item key, as of `origin_ms`.
+    pub heat: Vec<(u64, f64)>,
+    /// Impressions by item key.
+    pub impressions: Vec<(u64, u32)>,
+}
+
+impl ItemCounts {
+    /// The counts over `catalog` (items it does not hold are left out) with the trending lists
+    /// sorted, ready for [`Activity::install_items`]: sorted before the write lock is taken.
+    pub fn place(self, catalog: &Catalog, heat_half_life_hours: f64) -> PlacedItemCounts {
+        let mut trending = Trending::new(catalog.len(), heat_half_life_hours);
+        trending.origin_ms = self.origin_ms;
+        trending.positives = self.as_of.max(0) as u64;
+        for (key, heat) in self.heat {
+            if let Some(index) = catalog.index_of_key(key) {
+                trending.heat[index as usize] = heat;
+            }
+        }
+        let mut impressions = vec![0; catalog.len()];
+        for (key, shown) in self.impressions {
+            if let Some(index) = catalog.index_of_key(key) {
+                impressions[index as usize] = shown;
+            }
+        }
+        if let Some(lists) = trending.sorted(catalog) {
+            trending.lists = lists;
+        }
+        PlacedItemCounts { trending, impressions }
+    }
+}
+
+/// [`ItemCounts`] placed over a catalog.
+#[derive(Debug)]
+pub struct PlacedItemCounts {
+    trending: Trending,
+    impressions: Vec<u32>,
+}
+
+/// What a positive at `ts` adds to its item's heat kept as of `origin_ms`, heat halving every
+/// `half_life_ms`: `2^((ts − origin) / half-life)`, so that heats never need decaying and stay
+/// comparable with one another.
+pub fn heat_growth(origin_ms: i64, ts: Timestamp, half_life_ms: f64) -> f64 {
+    ((ts.millis() - origin_ms) as f64 / half_life_ms).exp2()
 }
 
 /// The hottest items of each category and of all, hottest first, as of a count of positives.
@@ -399,7 +476,7 @@ impl Trending {
 
     fn add(&mut self, index: ItemIndex, ts: Timestamp) {
         let origin = *self.origin_ms.get_or_insert(ts.millis());
-        let growth = ((ts.millis() - origin) as f64 / self.half_life_ms).exp2();
+        let growth = heat_growth(origin, ts, self.half_life_ms);
         // Items added to the catalog after this was sized get their heat on their first positive.
         if self.heat.len() <= index as usize {
             self.heat.resize(index as usize + 1, 0.0);
@@ -487,14 +564,32 @@ mod tests {
     }
 
     #[test]
-    fn without_users_only_item_heat_is_kept() {
+    fn a_sharing_replica_serves_the_item_counts_installed_not_its_own() {
         let catalog = catalog();
-        let mut activity = Activity::without_users(catalog.len(), 24.0);
+        let (a, c) = (catalog.index("a").unwrap(), catalog.index("c").unwrap());
+        let mut activity = Activity::sharing(catalog.len(), 24.0, false);
         activity.record(&catalog, &event("u", "a", EventKind::Finish, 0));
+        activity.record(&catalog, &event("u", "a", EventKind::Impression, 0));
         activity.served("u", &[catalog.index("b").unwrap()], Timestamp(0));
         assert_eq!(activity.users(), 0);
         assert!(activity.user("u").seen.is_empty());
-        assert!(activity.trending().heat(catalog.index("a").unwrap(), Timestamp(0)) > 0.0);
+        assert_eq!((activity.impressions(a), activity.trending().heat(a, Timestamp(0))), (0, 0.0));
+
+        let key = reelrank_features::item_id_key;
+        let counts = ItemCounts {
+            as_of: 7,
+            origin_ms: Some(0),
+            heat: vec![(key("c"), 2.0), (key("a"), 1.0), (key("not in the catalog"), 9.0)],
+            impressions: vec![(key("a"), 3)],
+        };
+        activity.install_items(counts.place(&catalog, 24.0));
+        assert_eq!((activity.items_as_of(), activity.impressions(a)), (7, 3));
+        assert!((activity.trending().heat(a, Timestamp(24 * 3_600_000)) - 0.5).abs() < 1e-9);
+        assert_eq!(activity.trending().hottest(None), [c, a]);
+        assert_eq!(activity.trending().hottest(Some(&Category::Movie)), [a]);
+        // Counts older than those held are not installed.
+        activity.install_items(ItemCounts { as_of: 6, ..ItemCounts::default() }.place(&catalog, 24.0));
+        assert_eq!(activity.impressions(a), 3);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Two `reelrank serve` replicas over one store (PostgreSQL when configured) sharing users'
-//! activity through Redis (run when `REELRANK_TEST_REDIS` is set, required in CI): what one
-//! replica takes or serves shapes the user's very next feed from the other; API replicas serve
-//! what the trainer learned, and a standby trainer takes over when the trainer dies.
+//! activity and item counters through Redis (run when `REELRANK_TEST_REDIS` is set, required in
+//! CI): what one replica takes or serves shapes the user's very next feed from the other; API
+//! replicas serve what the trainer learned, and a standby trainer takes over when the trainer
+//! dies.
 
 use std::collections::HashSet;
 
@@ -69,6 +70,20 @@ async fn a_replica_serves_what_another_took() {
             candidates.get(played)
         );
     }
+
+    // Item heat is counted in Redis for both (neither counts it itself): a feed without
+    // personalisation, scored by heat, has hot trending items.
+    let user = json!([{"user_id": "u9", "personalization": false}]);
+    assert_eq!(post(&client, &format!("{}/v1/users", a.url), user).await.0, 200);
+    let (_, plain) = get(&client, &format!("{}/v1/recommend?user_id=u9&n=10", b.url)).await;
+    let trending: Vec<f64> = plain["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["source"] == "trending")
+        .map(|i| i["score"].as_f64().unwrap())
+        .collect();
+    assert!(!trending.is_empty() && trending.iter().all(|&heat| heat > 0.0), "{plain}");
 
     // A profile reset on A: B no longer holds what u0 liked.
     let tags = |base: &str| format!("{base}/v1/users/u0/tags");

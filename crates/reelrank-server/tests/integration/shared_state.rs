@@ -1,12 +1,13 @@
-//! Users' activity shared through Redis (run when `REELRANK_TEST_REDIS` is set, required in CI):
-//! replicas applying the log together apply each event once; a feed served by one is seen by the
-//! other; a reset reaches Redis even when only the store took it; an emptied Redis is rebuilt
-//! from the log as it was.
+//! Users' activity and item counters shared through Redis (run when `REELRANK_TEST_REDIS` is set,
+//! required in CI): replicas applying the log together apply each event once, and count items as
+//! a replica counting the log itself does; a feed served by one is seen by the other; a reset
+//! reaches Redis even when only the store took it; an emptied Redis is rebuilt from the log as it
+//! was.
 
 use reelrank_core::{Category, Event, EventKind, Item, ModerationStatus, Timestamp};
 use reelrank_features::item_id_key;
-use reelrank_server::{SharedStateConfig, SharedUsers};
-use reelrank_serving::{Catalog, UserActivity};
+use reelrank_server::{SharedState, SharedStateConfig};
+use reelrank_serving::{Activity, Catalog, UserActivity};
 use reelrank_store::{testing, Store};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -34,7 +35,7 @@ fn summary(
 }
 
 /// `user_id`'s activity as `users` reads it for a request.
-async fn read(users: &SharedUsers, store: &Store, catalog: &Catalog, user_id: &str) -> UserActivity {
+async fn read(users: &SharedState, store: &Store, catalog: &Catalog, user_id: &str) -> UserActivity {
     let user = store.user(user_id).await.unwrap();
     users.user(user_id, user.as_ref()).await.unwrap().over(catalog)
 }
@@ -45,8 +46,8 @@ async fn replicas_share_users_activity_through_redis() {
     for t in testing::all().await {
         let config = SharedStateConfig { redis_url: url.clone(), key_prefix: format!("{prefix}{}:", t.name) };
         let (a, b) = (
-            SharedUsers::connect(&config, 0).await.unwrap(),
-            SharedUsers::connect(&config, 0).await.unwrap(),
+            SharedState::connect(&config, 0, 24.0).await.unwrap(),
+            SharedState::connect(&config, 0, 24.0).await.unwrap(),
         );
         t.store.upsert_items(&items(), ModerationStatus::Approved).await.unwrap();
         let catalog = Catalog::new(t.store.all_items().await.unwrap());
@@ -60,10 +61,17 @@ async fn replicas_share_users_activity_through_redis() {
         events.push(Event::new("u1", "i3", EventKind::NotInterested, before));
         events.push(Event::new("u1", "i5", EventKind::Like, before));
         events.push(Event::new("u2", "i1", EventKind::Like, before));
+        events.extend(
+            (0..3).map(|i| Event::new("u4", "i2", EventKind::Impression, Timestamp(before.millis() + i))),
+        );
+        // Events of an account the charts' guard excluded as fake traffic count nowhere.
+        events.push(Event::new("bot", "i9", EventKind::Like, before));
+        let bots = |user_id: &str| user_id == "bot";
         t.store.append_events(&events).await.unwrap();
 
         // Both replicas apply the log at once: each event is applied by one of them.
-        let (by_a, by_b) = tokio::join!(a.catch_up(&t.store, &catalog), b.catch_up(&t.store, &catalog));
+        let (by_a, by_b) =
+            tokio::join!(a.catch_up(&t.store, &catalog, &bots), b.catch_up(&t.store, &catalog, &bots));
         assert_eq!(by_a.unwrap() + by_b.unwrap(), events.len(), "{}", t.name);
         let u1 = read(&b, &t.store, &catalog, "u1").await;
         assert_eq!(
@@ -73,6 +81,38 @@ async fn replicas_share_users_activity_through_redis() {
             t.name
         );
         assert_eq!(read(&b, &t.store, &catalog, "u2").await.positives.len(), 1, "{}", t.name);
+
+        // Item counters: counted once, as a replica counting the log itself counts them.
+        let mut own = Activity::new(catalog.len(), 24.0);
+        for event in events.iter().filter(|event| !bots(&event.user_id)) {
+            own.record(&catalog, event);
+        }
+        assert!(read(&a, &t.store, &catalog, "bot").await.positives.is_empty(), "{}", t.name);
+        let counts = a.item_counts(0).await.unwrap().expect("events were counted");
+        assert_eq!(b.item_counts(counts.as_of).await.unwrap(), None, "nothing counted since");
+        let mut shared = Activity::sharing(catalog.len(), 24.0, false);
+        shared.install_items(counts.place(&catalog, 24.0));
+        for index in 0..catalog.len() as u32 {
+            let (heat, own_heat) =
+                (shared.trending().heat(index, before), own.trending().heat(index, before));
+            assert!((heat - own_heat).abs() <= 1e-9 * own_heat, "{}: {heat} against {own_heat}", t.name);
+            assert_eq!(shared.impressions(index), own.impressions(index), "{}", t.name);
+        }
+        assert_eq!(shared.impressions(catalog.index("i2").unwrap()), 3, "{}", t.name);
+        own.refresh_trending(&catalog);
+        let hottest = |activity: &Activity| {
+            let mut hottest = activity.trending().hottest(None).to_vec();
+            hottest.sort_unstable();
+            hottest
+        };
+        assert!(!hottest(&own).is_empty() && hottest(&shared) == hottest(&own), "{}", t.name);
+        a.forget_items(&[item_id_key("i2")]).await.unwrap();
+        t.store.append_events(&[Event::new("u5", "i0", EventKind::Impression, before)]).await.unwrap();
+        b.catch_up(&t.store, &catalog, &bots).await.unwrap();
+        let counts = a.item_counts(0).await.unwrap().unwrap();
+        assert!(counts.heat.iter().all(|&(key, _)| key != item_id_key("i2")), "{}", t.name);
+        assert!(counts.impressions.iter().all(|&(key, _)| key != item_id_key("i2")), "{}", t.name);
+        events.push(Event::new("u5", "i0", EventKind::Impression, before));
 
         // A feed served by one replica is seen by the other at once.
         assert!(read(&a, &t.store, &catalog, "u3").await.seen.is_empty());
@@ -90,14 +130,14 @@ async fn replicas_share_users_activity_through_redis() {
         );
         let after = Timestamp(Timestamp::now().millis() + 1_000);
         t.store.append_events(&[Event::new("u1", "i7", EventKind::Like, after)]).await.unwrap();
-        a.catch_up(&t.store, &catalog).await.unwrap();
+        a.catch_up(&t.store, &catalog, &bots).await.unwrap();
         let expected = summary(&read(&b, &t.store, &catalog, "u1").await, &catalog, before);
         assert_eq!(expected, (vec!["i7".into()], vec![], 0, 0.0), "{}", t.name);
 
         // An emptied Redis is rebuilt from the log, resets first.
         assert!(a.clear().await.unwrap() >= 4, "{}", t.name);
         assert!(read(&a, &t.store, &catalog, "u2").await.positives.is_empty(), "{}", t.name);
-        assert_eq!(b.catch_up(&t.store, &catalog).await.unwrap(), events.len() + 1, "{}", t.name);
+        assert_eq!(b.catch_up(&t.store, &catalog, &bots).await.unwrap(), events.len() + 1, "{}", t.name);
         assert_eq!(
             summary(&read(&a, &t.store, &catalog, "u1").await, &catalog, before),
             expected,

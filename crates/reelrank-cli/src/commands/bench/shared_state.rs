@@ -1,13 +1,14 @@
-//! `reelrank bench shared-state`: users' activity kept in Redis (`[serving.shared_state]
-//! redis_url`, as replicas share it) against the in-process state of a single replica, side by
-//! side on one simulated log in a fresh embedded store: events applied per second by each (both
-//! reading the log from the store), and what Redis holds per user (`used_memory` before and
-//! after, under a key prefix of the run's own, deleted at the end).
+//! `reelrank bench shared-state`: users' activity and item counters kept in Redis
+//! (`[serving.shared_state] redis_url`, as replicas share them) against the in-process state of a
+//! single replica, side by side on one simulated log in a fresh embedded store: events applied
+//! per second by each (both reading the log from the store), and what Redis holds per user
+//! (`used_memory` before and after, less the item counters) and per item (`MEMORY USAGE` of the
+//! counters' hashes), under a key prefix of the run's own, deleted at the end.
 
 use std::time::Instant;
 
 use reelrank_core::{Event, ModerationStatus, Timestamp};
-use reelrank_server::{SharedStateConfig, SharedUsers};
+use reelrank_server::{SharedState, SharedStateConfig};
 use reelrank_serving::{Activity, Catalog};
 use reelrank_sim::{SimConfig, Simulation};
 use reelrank_store::Store;
@@ -72,29 +73,40 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         redis_url: redis_url.clone(),
         key_prefix: format!("reelrank_bench_{}_{}:", std::process::id(), Timestamp::now().millis()),
     };
-    let shared = SharedUsers::connect(&config, 0).await?;
+    let shared = SharedState::connect(&config, 0, settings.serving.heat_half_life_hours).await?;
     let before = shared.stats().await?.used_memory_bytes;
     let started = Instant::now();
-    let applied = shared.catch_up(&store, &catalog).await?;
+    let applied = shared.catch_up(&store, &catalog, &|_| false).await?;
     let redis_s = started.elapsed().as_secs_f64();
-    let used = shared.stats().await?.used_memory_bytes.saturating_sub(before);
+    let stats = shared.stats().await?;
+    let used = stats.used_memory_bytes.saturating_sub(before);
+    let counts = shared.item_counts(0).await?.unwrap_or_default();
+    let counted: std::collections::HashSet<u64> = counts
+        .heat
+        .iter()
+        .map(|&(key, _)| key)
+        .chain(counts.impressions.iter().map(|&(key, _)| key))
+        .collect();
+    let bytes_per_item = stats.item_counter_bytes as f64 / counted.len().max(1) as f64;
     let deleted = shared.clear().await?;
     let users = activity.users();
     anyhow::ensure!(applied == events.len(), "Redis took {applied} of {} events", events.len());
     let (in_process_rate, redis_rate) = (events.len() as f64 / in_process_s, events.len() as f64 / redis_s);
-    let bytes_per_user = used as f64 / users as f64;
+    let bytes_per_user = used.saturating_sub(stats.item_counter_bytes) as f64 / users as f64;
     println!(
         "shared state: {} events of {users} users applied in process at {in_process_rate:.0} events/s, \
          to Redis at {redis_rate:.0} events/s ({:.2}x); Redis holds {bytes_per_user:.0} bytes per user \
-         ({deleted} keys, deleted)",
+         and {bytes_per_item:.0} bytes per item counted ({} items; {deleted} keys, deleted)",
         events.len(),
-        redis_rate / in_process_rate
+        redis_rate / in_process_rate,
+        counted.len()
     );
     println!(
         "{}",
         serde_json::json!({"bench": "shared-state", "events": events.len(), "users": users,
             "in_process_events_per_s": in_process_rate, "redis_events_per_s": redis_rate,
-            "redis_bytes_per_user": bytes_per_user, "redis_keys": deleted})
+            "redis_bytes_per_user": bytes_per_user, "redis_bytes_per_item": bytes_per_item,
+            "items_counted": counted.len(), "redis_keys": deleted})
     );
     Ok(())
 }
