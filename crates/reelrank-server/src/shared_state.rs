@@ -15,7 +15,8 @@
 //!   profile reset it reflects. Items are named by their id's 64-bit key, which every replica's
 //!   catalog resolves alike, not by catalog position.
 //! - `{prefix}s:{user}`, the items seen, eight bytes each (little-endian keys) appended in the
-//!   order seen by a script that trims to the newest [`SEEN_KEPT`] once a quarter over it.
+//!   order seen by a script that trims to the newest [`SEEN_KEPT`] distinct items once a quarter
+//!   over it.
 //!
 //! Item counters are counted by the same transactions, so once for all replicas, which read them
 //! whole when the checkpoint moved ([`SharedState::item_counts`]): `{prefix}heat` and
@@ -47,12 +48,26 @@ const REQUEST_WAIT: Duration = Duration::from_secs(2);
 const FORMAT: u8 = 1;
 
 /// Appends to a seen list: `KEYS[1]` the list, `ARGV[1]` the bytes, `ARGV[2]` the bytes kept,
-/// `ARGV[3]` the expiry in ms (0: none).
+/// `ARGV[3]` the expiry in ms (0: none). A list a quarter over is trimmed to its newest distinct
+/// items: an item is appended twice when served (at once) and when its logged impression is
+/// applied, and the bound is on items, not on showings.
 const APPEND_SEEN: &str = r"
 local len = redis.call('APPEND', KEYS[1], ARGV[1])
 local kept = tonumber(ARGV[2])
 if len > kept + kept / 4 then
-  redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], len - kept, -1))
+  local all = redis.call('GET', KEYS[1])
+  local newest, taken = {}, {}
+  for at = len - 7, 1, -8 do
+    local key = string.sub(all, at, at + 7)
+    if not taken[key] then
+      taken[key] = true
+      newest[#newest + 1] = key
+      if #newest * 8 >= kept then break end
+    end
+  end
+  local oldest_first = {}
+  for i = #newest, 1, -1 do oldest_first[#oldest_first + 1] = newest[i] end
+  redis.call('SET', KEYS[1], table.concat(oldest_first))
 end
 if tonumber(ARGV[3]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])

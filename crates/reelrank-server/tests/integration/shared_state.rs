@@ -149,3 +149,30 @@ async fn replicas_share_users_activity_through_redis() {
         assert!(stats.applied_seq > 0 && stats.used_memory_bytes > 0, "{stats:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seen_list_keeps_the_newest_distinct_items() {
+    let Some((url, prefix)) = testing::redis() else { return };
+    let config = SharedStateConfig { redis_url: url, key_prefix: format!("{prefix}seen:") };
+    let shared = SharedState::connect(&config, 0, 24.0).await.unwrap();
+    let ids: Vec<String> = (0..18_000).map(|i| format!("s{i}")).collect();
+    let catalog = Catalog::new(ids.iter().map(|id| Item::new(id.as_str(), Category::MicroDrama)).collect());
+    let keys = |range: std::ops::Range<usize>| range.map(|i| item_id_key(&ids[i])).collect::<Vec<_>>();
+    let seen = || async { shared.user("u", None).await.unwrap().over(&catalog).seen };
+
+    // 5,000 items seen once and 3,000 more three times (served, then logged): 14,000 appended, a
+    // quarter over the bound, trimmed to 8,000 distinct items, none lost to the repeats.
+    shared.served("u", keys(0..5_000)).await.unwrap();
+    for _ in 0..3 {
+        shared.served("u", keys(5_000..8_000)).await.unwrap();
+    }
+    assert_eq!(seen().await.len(), 8_000);
+    // 10,000 more: the oldest go.
+    shared.served("u", keys(8_000..18_000)).await.unwrap();
+    let last = seen().await;
+    assert_eq!(last.len(), 10_000);
+    assert!(
+        last.contains(&catalog.index("s17999").unwrap()) && !last.contains(&catalog.index("s0").unwrap())
+    );
+    shared.clear().await.unwrap();
+}
