@@ -44,6 +44,9 @@ const PAGE: u32 = 2_000;
 /// while the connection is re-established.
 const REQUEST_WAIT: Duration = Duration::from_secs(2);
 
+/// How long requests are refused at once after Redis failed to answer one (see [`Breaker`]).
+const BACK_OFF: Duration = Duration::from_secs(1);
+
 /// The format of the activity value; a value of another format is refused, not misread.
 const FORMAT: u8 = 1;
 
@@ -104,6 +107,10 @@ pub enum SharedStateError {
     /// Redis did not answer a request in time (it is down, or being reconnected to).
     #[error("redis: no answer within {} s", REQUEST_WAIT.as_secs())]
     NoAnswer,
+    /// Redis failed to answer a request just now; requests are refused at once until it is
+    /// tried again.
+    #[error("redis: not answering (tried again every {} s)", BACK_OFF.as_secs())]
+    Down,
     /// A stored value does not decode.
     #[error("the shared state of user `{user_id}` is unreadable: {reason}")]
     Corrupt {
@@ -228,6 +235,51 @@ fn encode_seen(keys: impl IntoIterator<Item = u64>) -> Vec<u8> {
 /// impressions by item key.
 type CountsRead = (Option<i64>, Option<i64>, HashMap<u64, f64>, HashMap<u64, u32>);
 
+/// Refuses requests' calls at once for [`BACK_OFF`] after Redis failed to answer one, and lets
+/// one through each such period to find out whether it is back: during an outage a client gets a
+/// quick 503 rather than one after [`REQUEST_WAIT`], which a load balancer retrying on another
+/// replica waited twice, past clients' timeouts.
+#[derive(Debug, Default)]
+struct Breaker {
+    /// Until when calls are refused; `None` while Redis answers.
+    refusing_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Breaker {
+    /// Whether a call may go to Redis: always while it answers; once per [`BACK_OFF`] after it
+    /// failed (the call that goes then is the probe, the others are refused until it is known).
+    fn admit(&self) -> Result<(), SharedStateError> {
+        let mut until = self.refusing_until.lock().expect("breaker lock");
+        let now = tokio::time::Instant::now();
+        match *until {
+            Some(at) if now < at => Err(SharedStateError::Down),
+            Some(_) => {
+                *until = Some(now + BACK_OFF);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Takes a call's answer: one that got through closes the breaker, one that found Redis
+    /// unreachable opens it.
+    fn record<T>(&self, answer: &Result<T, SharedStateError>) {
+        let unreachable = match answer {
+            Ok(_) => false,
+            Err(SharedStateError::NoAnswer) => true,
+            Err(SharedStateError::Redis(err)) => {
+                err.is_io_error()
+                    || err.is_connection_dropped()
+                    || err.is_connection_refusal()
+                    || err.is_timeout()
+            }
+            Err(_) => return,
+        };
+        let mut until = self.refusing_until.lock().expect("breaker lock");
+        *until = unreachable.then(|| tokio::time::Instant::now() + BACK_OFF);
+    }
+}
+
 /// Users' activity and item counters in Redis.
 pub struct SharedState {
     /// Requests' connection (multiplexed: requests share it).
@@ -240,6 +292,8 @@ pub struct SharedState {
     idle_ms: i64,
     /// Heat halves every so many ms.
     heat_half_life_ms: f64,
+    /// Requests' calls are refused at once while Redis does not answer.
+    breaker: Breaker,
     rule: PositiveRule,
 }
 
@@ -266,6 +320,7 @@ impl SharedState {
             prefix: config.key_prefix.clone(),
             idle_ms: idle_ms.max(0),
             heat_half_life_ms: heat_half_life_hours * 3_600_000.0,
+            breaker: Breaker::default(),
             rule: PositiveRule::default(),
         })
     }
@@ -317,9 +372,7 @@ impl SharedState {
     ) -> Result<(), SharedStateError> {
         let mut conn = self.requests.clone();
         let mut pipe = redis::pipe();
-        let appending = self.append_seen(&mut pipe, user_id, keys).query_async::<()>(&mut conn);
-        tokio::time::timeout(REQUEST_WAIT, appending).await.map_err(|_| SharedStateError::NoAnswer)??;
-        Ok(())
+        self.on_request(self.append_seen(&mut pipe, user_id, keys).query_async::<()>(&mut conn)).await
     }
 
     /// Adds to `pipe` the appending of `keys` to `user_id`'s seen items.
@@ -552,18 +605,32 @@ impl SharedState {
 
     /// Runs the reads of `query`, and once more when they found the connection dropped (a
     /// connection learns it broke only when used: Redis restarted while this process sent it
-    /// nothing), within [`REQUEST_WAIT`] in all.
+    /// nothing), as a request's call ([`SharedState::on_request`]).
     async fn read<T: redis::FromRedisValue>(&self, query: &redis::Pipeline) -> Result<T, SharedStateError> {
         let mut conn = self.requests.clone();
-        let reading = async {
+        self.on_request(async {
             match query.query_async(&mut conn).await {
                 Err(err) if err.is_connection_dropped() || err.is_io_error() => {
                     query.query_async(&mut conn).await
                 }
                 answer => answer,
             }
+        })
+        .await
+    }
+
+    /// Runs a request's `call` within [`REQUEST_WAIT`] in all, through the [`Breaker`].
+    async fn on_request<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, SharedStateError> {
+        self.breaker.admit()?;
+        let answer = match tokio::time::timeout(REQUEST_WAIT, call).await {
+            Ok(answer) => answer.map_err(SharedStateError::Redis),
+            Err(_) => Err(SharedStateError::NoAnswer),
         };
-        Ok(tokio::time::timeout(REQUEST_WAIT, reading).await.map_err(|_| SharedStateError::NoAnswer)??)
+        self.breaker.record(&answer);
+        answer
     }
 
     /// What Redis holds now.
@@ -647,6 +714,25 @@ mod tests {
             "unknown items dropped"
         );
         assert_eq!(read.active_ms, 1_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_breaker_refuses_at_once_after_a_failure_and_lets_one_probe_through_a_period() {
+        let breaker = Breaker::default();
+        assert!(breaker.admit().is_ok());
+        breaker.record::<()>(&Err(SharedStateError::NoAnswer));
+        assert!(matches!(breaker.admit(), Err(SharedStateError::Down)));
+        tokio::time::advance(BACK_OFF).await;
+        assert!(breaker.admit().is_ok(), "the probe");
+        assert!(matches!(breaker.admit(), Err(SharedStateError::Down)), "the others wait for it");
+        breaker.record(&Ok(()));
+        assert!(breaker.admit().is_ok() && breaker.admit().is_ok());
+        // An error Redis answered with says it is up.
+        breaker.record::<()>(&Err(SharedStateError::Redis(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "wrong type",
+        )))));
+        assert!(breaker.admit().is_ok());
     }
 
     #[test]
