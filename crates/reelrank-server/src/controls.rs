@@ -130,7 +130,7 @@ pub(crate) async fn not_interested(
                 .append_events(&[Event::new(&user_id, item_id, EventKind::NotInterested, Timestamp::now())])
                 .await?;
             if let Some(engine) = &state.engine {
-                if let Err(err) = engine.catch_up().await {
+                if let Err(err) = engine.apply_written().await {
                     tracing::warn!(error = %err, "applying a not_interested mark failed; the tail retries");
                 }
             }

@@ -118,7 +118,13 @@ pub enum EngineError {
     /// The shared state did not answer or holds what this build cannot read.
     #[error("shared state: {0}")]
     SharedState(#[from] SharedStateError),
+    /// Applying what a request wrote took longer than it waits; it goes on in the background.
+    #[error("still applying after {} s; going on in the background", .0.as_secs())]
+    Slow(Duration),
 }
+
+/// How long a request that wrote waits for what it wrote to be applied ([`Engine::apply_written`]).
+const WRITE_APPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// Everything a request reads, as of one load; replaced whole by a reload, and with new models
 /// (the state kept) when online learning publishes.
@@ -425,17 +431,34 @@ impl Engine {
     /// snapshot, and the events not yet in the shared state to it; returns how many catalog
     /// changes and events this snapshot took.
     pub async fn catch_up(&self) -> Result<(usize, usize), EngineError> {
-        let _updating = self.updating.lock().await;
-        let snapshot = self.snapshot();
-        let items = apply_catalog_changes(&self.store, &snapshot).await?;
-        // A standing-by trainer queues nothing: taking the lease, it reloads, which replays.
-        let standby = self.online.as_ref().is_some_and(Online::standby);
-        let events = self.apply_new_events(&snapshot, !standby).await?;
+        let (snapshot, items, events) = {
+            let _updating = self.updating.lock().await;
+            let snapshot = self.snapshot();
+            let items = apply_catalog_changes(&self.store, &snapshot).await?;
+            // A standing-by trainer queues nothing: taking the lease, it reloads, which replays.
+            let standby = self.online.as_ref().is_some_and(Online::standby);
+            let events = self.apply_new_events(&snapshot, !standby).await?;
+            (snapshot, items, events)
+        };
+        // Not under the lock: Redis has its own order, and one that does not answer must not
+        // hold up the snapshot's tail.
         if let Some(shared) = &self.shared {
             shared.catch_up(&self.store, &snapshot.catalog(), &fake_traffic(&snapshot)).await?;
             install_shared_items(shared, &snapshot, self.config.heat_half_life_hours).await?;
         }
         Ok((items, events))
+    }
+
+    /// [`Engine::catch_up`] for a request that just wrote, so that what it wrote shapes the next
+    /// feed of any replica; it waits at most [`WRITE_APPLY_WAIT`], and the catching up goes on in
+    /// the background past it (a Redis rebuilt from the log takes longer than a client waits).
+    pub async fn apply_written(self: &Arc<Self>) -> Result<(), EngineError> {
+        let engine = self.clone();
+        let applying = tokio::spawn(async move { engine.catch_up().await });
+        match tokio::time::timeout(WRITE_APPLY_WAIT, applying).await {
+            Ok(applied) => applied.expect("catching up panicked").map(drop),
+            Err(_) => Err(EngineError::Slow(WRITE_APPLY_WAIT)),
+        }
     }
 
     /// Applies the events after `snapshot`'s last applied one, queueing their positives for the

@@ -95,7 +95,7 @@ pub(crate) async fn events(
     if let Some(engine) = &state.engine {
         // Acknowledged events shape the very next feed (a `not_interested` above all). They are
         // stored whatever happens here: on a failure the tail applies them on its next tick.
-        if let Err(err) = engine.catch_up().await {
+        if let Err(err) = engine.apply_written().await {
             tracing::warn!(error = %err, "applying acknowledged events failed");
         }
     }

@@ -33,7 +33,7 @@ fn checked<T: Validate>(body: Result<Json<T>, JsonRejection>) -> Result<T, HttpE
 /// Applies what was just written to this replica's serving state.
 async fn apply_now(state: &AppState) {
     if let Some(engine) = &state.engine {
-        if let Err(err) = engine.catch_up().await {
+        if let Err(err) = engine.apply_written().await {
             tracing::warn!(error = %err, "applying a moderation decision failed; the tail retries");
         }
     }

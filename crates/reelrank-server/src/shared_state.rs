@@ -431,6 +431,19 @@ impl SharedState {
         catalog: &Catalog,
         excluded: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<usize, SharedStateError> {
+        // Behind the breaker too: requests that wrote wait for this.
+        self.breaker.admit()?;
+        let applied = self.apply_log(store, catalog, excluded).await;
+        self.breaker.record(&applied);
+        applied
+    }
+
+    async fn apply_log(
+        &self,
+        store: &Store,
+        catalog: &Catalog,
+        excluded: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<usize, SharedStateError> {
         let mut conn = self.applier.lock().await;
         let checkpoint_key = self.checkpoint_key();
         let mut applied = 0;
