@@ -52,7 +52,8 @@ pub struct EngineConfig {
     pub forget_idle_days: f64,
     /// Charts and the exclusion of fake traffic.
     pub charts: ChartConfig,
-    /// Where users' activity is kept: in this process, or in Redis shared by replicas.
+    /// Where users' activity and item counters are kept: in this process, or in Redis shared by
+    /// replicas.
     pub shared_state: SharedStateConfig,
     /// What this process does when serving is scaled out (`reelrank serve --role`).
     pub role: ProcessRole,
@@ -272,7 +273,8 @@ pub struct Engine {
     impressions: mpsc::UnboundedSender<Event>,
     /// Present when the two-tower model learns online.
     pub(crate) online: Option<Online>,
-    /// Present when users' activity is shared by replicas (`[serving.shared_state]`).
+    /// Present when users' activity and item counters are shared by replicas
+    /// (`[serving.shared_state]`).
     shared: Option<SharedState>,
     /// A trainer's lease when it took it at start, until the background tasks keep it.
     lease: std::sync::Mutex<Option<reelrank_store::Lease>>,

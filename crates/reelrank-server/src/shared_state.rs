@@ -82,8 +82,8 @@ return len
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SharedStateConfig {
-    /// The Redis server replicas share users' activity in (`redis://host:6379/0`); empty: each
-    /// process holds it in memory (one replica).
+    /// The Redis server replicas share users' activity and item counters in
+    /// (`redis://host:6379/0`); empty: each process holds them in memory (one replica).
     pub redis_url: String,
     /// Prefix of every key written, so that deployments can share a server.
     pub key_prefix: String,
