@@ -454,7 +454,8 @@ pub struct Trending {
     heat: Vec<f64>,
     origin_ms: Option<i64>,
     half_life_ms: f64,
-    /// Positives counted so far.
+    /// Positives counted so far; where the counts are installed from the shared state, the last
+    /// event they counted. Either way it tells lists sorted since from older ones.
     positives: u64,
     /// The lists as last sorted.
     lists: TrendingLists,
