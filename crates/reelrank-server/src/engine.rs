@@ -446,9 +446,33 @@ impl Engine {
         // hold up the snapshot's tail.
         if let Some(shared) = &self.shared {
             shared.catch_up(&self.store, &snapshot.catalog(), &fake_traffic(&snapshot)).await?;
-            install_shared_items(shared, &snapshot, self.config.heat_half_life_hours).await?;
         }
         Ok((items, events))
+    }
+
+    /// Re-sorts the trending lists, once per tail tick rather than per write: from the shared
+    /// state's item counts when replicas share them (read only when they moved on), else from
+    /// this process's own counts when `new_events` were applied. Sorted before the write lock is
+    /// taken, so requests wait only for the swap.
+    async fn refresh_trending(&self, new_events: bool) {
+        let snapshot = self.snapshot();
+        if let Some(shared) = &self.shared {
+            if let Err(err) = install_shared_items(shared, &snapshot, self.config.heat_half_life_hours).await
+            {
+                tracing::warn!(error = %err, "reading the item counters from the shared state failed");
+            }
+            return;
+        }
+        if !new_events {
+            return;
+        }
+        let lists = {
+            let live = snapshot.live().read().expect("live state lock");
+            live.activity.trending().sorted(&live.catalog)
+        };
+        if let Some(lists) = lists {
+            snapshot.live().write().expect("live state lock").activity.install_trending(lists);
+        }
     }
 
     /// [`Engine::catch_up`] for a request that just wrote, so that what it wrote shapes the next
@@ -619,23 +643,7 @@ impl Engine {
                     (swept, swept_clock) = (tokio::time::Instant::now(), clock);
                 }
                 match engine.catch_up().await {
-                    Ok((_, 0)) => {}
-                    Ok(_) => {
-                        // Sorted under the read lock, so requests wait only for the swap.
-                        let snapshot = engine.snapshot();
-                        let lists = {
-                            let live = snapshot.live().read().expect("live state lock");
-                            live.activity.trending().sorted(&live.catalog)
-                        };
-                        if let Some(lists) = lists {
-                            snapshot
-                                .live()
-                                .write()
-                                .expect("live state lock")
-                                .activity
-                                .install_trending(lists);
-                        }
-                    }
+                    Ok((_, events)) => engine.refresh_trending(events > 0).await,
                     Err(err) => tracing::warn!(error = %err, "applying catalog changes or new events failed"),
                 }
             }
