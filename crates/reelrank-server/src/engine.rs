@@ -311,7 +311,9 @@ impl Engine {
                 Some(SharedState::connect(&config.shared_state, idle_ms, config.heat_half_life_hours).await?)
             }
         };
-        let (snapshot, resumed) = load(&store, &config, &models).await?;
+        // A trainer standing by learns nothing, so its ranker keeps no impressions for outcomes.
+        let learning = config.learns() && !(trainer && lease.is_none());
+        let (snapshot, resumed) = load(&store, &config, &models, learning).await?;
         if let Some(shared) = &shared {
             let applied = shared.catch_up(&store, &snapshot.catalog(), &fake_traffic(&snapshot)).await?;
             tracing::info!(applied, "shared state brought up to the log");
@@ -501,7 +503,14 @@ impl Engine {
     /// Builds a new snapshot from the store and the model directories and swaps it in; requests
     /// in flight finish on the old one.
     pub async fn reload(&self) -> Result<(), EngineError> {
-        let (fresh, resumed) = load(&self.store, &self.config, &self.models).await?;
+        self.reload_for(self.online.as_ref().is_some_and(|online| !online.standby())).await
+    }
+
+    /// [`Engine::reload`] for a process that learns from the new snapshot on (`learning`: its
+    /// ranker keeps impressions for their outcomes) or not: a trainer taking the lease reloads
+    /// while it still stands by.
+    pub(crate) async fn reload_for(&self, learning: bool) -> Result<(), EngineError> {
+        let (fresh, resumed) = load(&self.store, &self.config, &self.models, learning).await?;
         let _updating = self.updating.lock().await;
         if let Some(online) = &self.online {
             online.resume(resumed);
@@ -677,12 +686,14 @@ impl Engine {
 /// Builds a snapshot: the whole catalog from `store`, the models from their directories (each
 /// from its newest online snapshot when there is one), then the log read through page by page as
 /// the tail reads it. What online learning resumes is returned: the snapshots' records and the
-/// positives of the events after the two-tower one, to be learned again; the ranker keeps the
-/// impressions after the ranking one waiting for their outcomes.
+/// positives of the events after the two-tower one, to be learned again. With `learning`, the
+/// ranker keeps the impressions after the ranking one waiting for their outcomes, to learn from
+/// them; a process that learns nothing keeps none.
 async fn load(
     store: &Store,
     config: &EngineConfig,
     models: &ModelSource,
+    learning: bool,
 ) -> Result<(Arc<Snapshot>, Resumed), EngineError> {
     // Changes stamped after this are read by the catalog tail (items changed while the catalog
     // loads are read twice, which changes nothing).
@@ -700,7 +711,7 @@ async fn load(
     let ranking = online(OnlineModel::Ranking, &models.ranking_dir);
     let (owned_config, owned_models) = (config.clone(), models.clone());
     let (snapshot, resumed) = tokio::task::spawn_blocking(move || {
-        build(items, catalog_as_of, &owned_config, &owned_models, tower, ranking)
+        build(items, catalog_as_of, &owned_config, &owned_models, tower, ranking, learning)
     })
     .await
     .expect("snapshot build panicked")?;
@@ -711,7 +722,7 @@ async fn load(
     }
     let learn_after = resumed.tower.as_ref().map(|meta| meta.seq);
     let (events, positives) = apply_new_events(store, &snapshot, learn_after).await?;
-    if let Some(ranker) = snapshot.models.ranker.as_ref().filter(|_| config.learns()) {
+    if let Some(ranker) = snapshot.models.ranker.as_ref().filter(|_| learning) {
         if ranker.waiting().is_none() {
             ranker.await_outcomes(config.online.waiting(), snapshot.applied_seq());
         }
@@ -765,6 +776,7 @@ fn build(
     models: &ModelSource,
     tower: Option<(PathBuf, SnapshotMeta)>,
     ranking: Option<(PathBuf, SnapshotMeta)>,
+    learning: bool,
 ) -> Result<(Snapshot, Resumed), EngineError> {
     let now = Timestamp::now();
     let disk_version = models_version(&model_dirs(config, models));
@@ -810,7 +822,7 @@ fn build(
         match WideDeep::load(&snapshot) {
             Ok(model) => {
                 let resumed_ranker = trained.with_model(model);
-                if config.learns() {
+                if learning {
                     resumed_ranker.await_outcomes(config.online.waiting(), meta.seq);
                 }
                 tracing::info!(

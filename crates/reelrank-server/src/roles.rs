@@ -141,7 +141,7 @@ pub(crate) fn spawn_lease_keeper(engine: &Arc<Engine>, mut lease: Option<Lease>)
                 continue;
             }
             let Some(taken) = take_trainer_lease(&engine.store).await else { continue };
-            if let Err(err) = engine.reload().await {
+            if let Err(err) = engine.reload_for(true).await {
                 tracing::error!(error = %err, "reloading on taking the trainer lease failed; releasing it");
                 continue;
             }

@@ -250,6 +250,14 @@ async fn api_replicas_follow_the_trainer_and_a_standby_trainer_takes_over_when_i
             "{item} finished, still a candidate on B"
         );
     }
+    // The impressions of B's feeds wait for their outcomes in the trainer, which learns from
+    // them; the standby, which learns nothing, keeps none.
+    let waiting = online_status(&client, &trainer.url, |s| s["ranking"]["queued"].as_u64() > Some(0)).await;
+    let standing_by = online_status(&client, &standby.url, |s| {
+        s["applied_seq"].as_i64() >= waiting["applied_seq"].as_i64()
+    })
+    .await;
+    assert_eq!(standing_by["ranking"]["queued"], 0, "{standing_by}");
 
     // The trainer killed: the standby takes the lease, resumes from the newest snapshot and
     // learns on from events sent to B; A swaps to what it publishes.
