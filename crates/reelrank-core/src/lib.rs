@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod breaker;
 mod event;
 mod item;
 mod moderation;
@@ -22,6 +23,7 @@ mod top_k;
 mod user;
 mod validate;
 
+pub use breaker::Breaker;
 pub use event::{Event, EventContext, EventKind};
 pub use item::{Category, Item, ModerationStatus};
 pub use moderation::{CreatorDecision, ItemDecision, CREATOR_BLOCKED, REVIEW_FLAGS};

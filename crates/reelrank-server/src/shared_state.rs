@@ -25,11 +25,11 @@
 //! catalog are deleted from them ([`SharedState::forget_items`]), so they follow the live catalog.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
-use reelrank_core::{Event, EventKind, Timestamp, User};
+use reelrank_core::{Breaker, Event, EventKind, Timestamp, User};
 use reelrank_features::{item_id_key, PositiveRule};
 use reelrank_serving::activity::{heat_growth, ItemCounts, SEEN_KEPT};
 use reelrank_serving::{Catalog, ItemIndex, SeenItems, UserActivity};
@@ -235,48 +235,19 @@ fn encode_seen(keys: impl IntoIterator<Item = u64>) -> Vec<u8> {
 /// impressions by item key.
 type CountsRead = (Option<i64>, Option<i64>, HashMap<u64, f64>, HashMap<u64, u32>);
 
-/// Refuses requests' calls at once for [`BACK_OFF`] after Redis failed to answer one, and lets
-/// one through each such period to find out whether it is back: during an outage a client gets a
-/// quick 503 rather than one after [`REQUEST_WAIT`], which a load balancer retrying on another
-/// replica waited twice, past clients' timeouts.
-#[derive(Debug, Default)]
-struct Breaker {
-    /// Until when calls are refused; `None` while Redis answers.
-    refusing_until: std::sync::Mutex<Option<tokio::time::Instant>>,
-}
-
-impl Breaker {
-    /// Whether a call may go to Redis: always while it answers; once per [`BACK_OFF`] after it
-    /// failed (the call that goes then is the probe, the others are refused until it is known).
-    fn admit(&self) -> Result<(), SharedStateError> {
-        let mut until = self.refusing_until.lock().expect("breaker lock");
-        let now = tokio::time::Instant::now();
-        match *until {
-            Some(at) if now < at => Err(SharedStateError::Down),
-            Some(_) => {
-                *until = Some(now + BACK_OFF);
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Takes a call's answer: one that got through closes the breaker, one that found Redis
-    /// unreachable opens it.
-    fn record<T>(&self, answer: &Result<T, SharedStateError>) {
-        let unreachable = match answer {
-            Ok(_) => false,
-            Err(SharedStateError::NoAnswer) => true,
-            Err(SharedStateError::Redis(err)) => {
-                err.is_io_error()
-                    || err.is_connection_dropped()
-                    || err.is_connection_refusal()
-                    || err.is_timeout()
-            }
-            Err(_) => return,
-        };
-        let mut until = self.refusing_until.lock().expect("breaker lock");
-        *until = unreachable.then(|| tokio::time::Instant::now() + BACK_OFF);
+/// Whether a call's answer says Redis was reached (even to refuse the call), for the breaker;
+/// `None` for an error that says neither.
+fn reached<T>(answer: &Result<T, SharedStateError>) -> Option<bool> {
+    match answer {
+        Ok(_) => Some(true),
+        Err(SharedStateError::NoAnswer) => Some(false),
+        Err(SharedStateError::Redis(err)) => Some(
+            !(err.is_io_error()
+                || err.is_connection_dropped()
+                || err.is_connection_refusal()
+                || err.is_timeout()),
+        ),
+        Err(_) => None,
     }
 }
 
@@ -292,7 +263,8 @@ pub struct SharedState {
     idle_ms: i64,
     /// Heat halves every so many ms.
     heat_half_life_ms: f64,
-    /// Requests' calls are refused at once while Redis does not answer.
+    /// Requests' calls are refused at once while Redis does not answer: during an outage a
+    /// client gets a quick 503 rather than one after [`REQUEST_WAIT`].
     breaker: Breaker,
     rule: PositiveRule,
 }
@@ -320,7 +292,7 @@ impl SharedState {
             prefix: config.key_prefix.clone(),
             idle_ms: idle_ms.max(0),
             heat_half_life_ms: heat_half_life_hours * 3_600_000.0,
-            breaker: Breaker::default(),
+            breaker: Breaker::new(BACK_OFF),
             rule: PositiveRule::default(),
         })
     }
@@ -432,9 +404,9 @@ impl SharedState {
         excluded: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<usize, SharedStateError> {
         // Behind the breaker too: requests that wrote wait for this.
-        self.breaker.admit()?;
+        self.admit()?;
         let applied = self.apply_log(store, catalog, excluded).await;
-        self.breaker.record(&applied);
+        self.record(&applied);
         applied
     }
 
@@ -637,13 +609,27 @@ impl SharedState {
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, SharedStateError> {
-        self.breaker.admit()?;
+        self.admit()?;
         let answer = match tokio::time::timeout(REQUEST_WAIT, call).await {
             Ok(answer) => answer.map_err(SharedStateError::Redis),
             Err(_) => Err(SharedStateError::NoAnswer),
         };
-        self.breaker.record(&answer);
+        self.record(&answer);
         answer
+    }
+
+    fn admit(&self) -> Result<(), SharedStateError> {
+        if self.breaker.admit(Instant::now()) {
+            Ok(())
+        } else {
+            Err(SharedStateError::Down)
+        }
+    }
+
+    fn record<T>(&self, answer: &Result<T, SharedStateError>) {
+        if let Some(reached) = reached(answer) {
+            self.breaker.record(reached, Instant::now());
+        }
     }
 
     /// What Redis holds now.
@@ -729,23 +715,15 @@ mod tests {
         assert_eq!(read.active_ms, 1_000);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_breaker_refuses_at_once_after_a_failure_and_lets_one_probe_through_a_period() {
-        let breaker = Breaker::default();
-        assert!(breaker.admit().is_ok());
-        breaker.record::<()>(&Err(SharedStateError::NoAnswer));
-        assert!(matches!(breaker.admit(), Err(SharedStateError::Down)));
-        tokio::time::advance(BACK_OFF).await;
-        assert!(breaker.admit().is_ok(), "the probe");
-        assert!(matches!(breaker.admit(), Err(SharedStateError::Down)), "the others wait for it");
-        breaker.record(&Ok(()));
-        assert!(breaker.admit().is_ok() && breaker.admit().is_ok());
+    #[test]
+    fn only_an_unreachable_redis_opens_the_breaker() {
+        assert_eq!(reached::<()>(&Err(SharedStateError::NoAnswer)), Some(false));
+        let refused = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(reached::<()>(&Err(SharedStateError::Redis(refused))), Some(false));
         // An error Redis answered with says it is up.
-        breaker.record::<()>(&Err(SharedStateError::Redis(redis::RedisError::from((
-            redis::ErrorKind::UnexpectedReturnType,
-            "wrong type",
-        )))));
-        assert!(breaker.admit().is_ok());
+        let answered = redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "wrong type"));
+        assert_eq!(reached::<()>(&Err(SharedStateError::Redis(answered))), Some(true));
+        assert_eq!(reached(&Ok(())), Some(true));
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Store {
         .bind(user_id)
         .bind(i64::from(enabled))
         .bind(Timestamp::now().millis())
-        .execute(&self.pool)
+        .execute(&mut *self.connection().await?)
         .await?;
         Ok(())
     }
@@ -42,7 +42,7 @@ impl Store {
     ) -> Result<UserControls> {
         let _guard = self.write_guard().await;
         let now = Timestamp::now().millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let row = sqlx::query("SELECT controls FROM users WHERE user_id = $1")
             .bind(user_id)
             .fetch_optional(&mut *tx)
@@ -68,7 +68,7 @@ impl Store {
     /// Every user who has reset their profile, and when they last did.
     pub async fn profile_resets(&self) -> Result<Vec<(String, Timestamp)>> {
         let rows = sqlx::query("SELECT user_id, controls FROM users WHERE controls IS NOT NULL")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.connection().await?)
             .await?;
         let mut resets = Vec::new();
         for row in rows {

@@ -19,6 +19,10 @@ pub enum StoreError {
     /// The database refused or lost a statement (connection down, disk full, constraint).
     #[error("database error: {0}")]
     Database(Arc<sqlx::Error>),
+    /// The database was found unreachable moments ago: calls are refused at once until a probe
+    /// reaches it again (one per second), rather than each waiting for a connection.
+    #[error("the database is unreachable (tried again every second)")]
+    Unavailable,
     /// A stored value could not be read back into the data model.
     #[error("stored {table} row `{id}` has an unreadable `{column}`: {message}")]
     Corrupt {

@@ -27,7 +27,7 @@ impl Store {
         let hold = match self.backend {
             Backend::Postgres => {
                 // Detached from the pool: the lock lives exactly as long as this connection.
-                let mut connection = self.pool.acquire().await?.detach();
+                let mut connection = self.connection().await?.detach();
                 let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(lock_key(name))
                     .fetch_one(&mut connection)

@@ -29,12 +29,15 @@ mod rows;
 pub mod testing;
 mod write;
 
+use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use reelrank_core::Breaker;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 use tokio::sync::Mutex;
 
 pub use error::{Result, StoreError};
@@ -42,6 +45,9 @@ pub use lease::Lease;
 pub use moderation::{AuditEntry, Moderated, REPORTS_ACTOR};
 pub use read::{Counts, ItemChange, StoredEvent};
 pub use write::{AppendOutcome, Appended, BatchKey, BATCH_KEY_RETENTION_MS};
+
+/// How long calls are refused at once after one found the database unreachable.
+const BACK_OFF: Duration = Duration::from_secs(1);
 
 /// File name of the embedded database inside the data directory.
 pub const SQLITE_FILE: &str = "reelrank.db";
@@ -64,6 +70,9 @@ pub struct Store {
     sqlite_writer: Option<Mutex<()>>,
     /// The SQLite database file (leases lock files beside it).
     sqlite_path: Option<std::path::PathBuf>,
+    /// While the database server is unreachable every call would wait the pool's acquire
+    /// timeout; the breaker refuses them at once instead ([`StoreError::Unavailable`]).
+    breaker: Breaker,
 }
 
 /// The database file an `sqlite:` URL names.
@@ -132,7 +141,7 @@ impl Store {
         }
         let sqlite_writer = (backend == Backend::Sqlite).then(|| Mutex::new(()));
         let sqlite_path = (backend == Backend::Sqlite).then(|| sqlite_file(&url));
-        Ok(Store { pool, backend, sqlite_writer, sqlite_path })
+        Ok(Store { pool, backend, sqlite_writer, sqlite_path, breaker: Breaker::new(BACK_OFF) })
     }
 
     /// The engine behind this store.
@@ -143,5 +152,29 @@ impl Store {
     /// Closes all connections, waiting for in-flight statements.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// A connection from the pool, through the breaker.
+    async fn connection(&self) -> Result<PoolConnection<Any>> {
+        self.guarded(self.pool.acquire()).await
+    }
+
+    /// A transaction on a connection from the pool, through the breaker.
+    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        self.guarded(self.pool.begin()).await
+    }
+
+    /// Runs `call` unless the breaker refuses it, and tells the breaker whether it reached the
+    /// database: a pool that timed out waiting for a connection, or one that lost its socket,
+    /// did not.
+    async fn guarded<T>(&self, call: impl Future<Output = sqlx::Result<T>>) -> Result<T> {
+        if !self.breaker.admit(Instant::now()) {
+            return Err(StoreError::Unavailable);
+        }
+        let answer = call.await;
+        let unreachable =
+            matches!(answer, Err(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_)));
+        self.breaker.record(!unreachable, Instant::now());
+        Ok(answer?)
     }
 }

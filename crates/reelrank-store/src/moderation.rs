@@ -297,7 +297,7 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM moderation_audit WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.connection().await?)
             .await?;
         rows.iter().map(audit_from_row).collect()
     }
@@ -306,7 +306,7 @@ impl Store {
     pub async fn audit_latest(&self, limit: u32) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query("SELECT * FROM moderation_audit ORDER BY seq DESC LIMIT $1")
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.connection().await?)
             .await?;
         rows.iter().map(audit_from_row).collect()
     }
@@ -316,7 +316,7 @@ impl Store {
         let rows =
             sqlx::query("SELECT * FROM items WHERE status = 'pending' ORDER BY updated_at, item_id LIMIT $1")
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.connection().await?)
                 .await?;
         rows.iter().map(item_from_row).collect()
     }

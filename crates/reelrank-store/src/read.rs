@@ -48,7 +48,7 @@ const PAGE: u32 = 10_000;
 impl Store {
     /// Whether the database answers (a readiness probe: cheap, unlike [`Store::counts`]).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&mut *self.connection().await?).await?;
         Ok(())
     }
 
@@ -58,7 +58,7 @@ impl Store {
             "SELECT (SELECT COUNT(*) FROM items) AS items, (SELECT COUNT(*) FROM users) AS users, \
              (SELECT COUNT(*) FROM events) AS events",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.connection().await?)
         .await?;
         let count = |column: &str| -> Result<u64> { Ok(row.try_get::<i64, _>(column)?.max(0) as u64) };
         Ok(Counts { items: count("items")?, users: count("users")?, events: count("events")? })
@@ -68,7 +68,7 @@ impl Store {
     pub async fn item(&self, item_id: &str) -> Result<Option<Item>> {
         let row = sqlx::query("SELECT * FROM items WHERE item_id = $1")
             .bind(item_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.connection().await?)
             .await?;
         row.as_ref().map(item_from_row).transpose()
     }
@@ -77,7 +77,7 @@ impl Store {
     pub async fn user(&self, user_id: &str) -> Result<Option<User>> {
         let row = sqlx::query("SELECT * FROM users WHERE user_id = $1")
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.connection().await?)
             .await?;
         row.as_ref().map(user_from_row).transpose()
     }
@@ -87,7 +87,7 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM items WHERE item_id > $1 ORDER BY item_id LIMIT $2")
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.connection().await?)
             .await?;
         rows.iter().map(item_from_row).collect()
     }
@@ -96,7 +96,7 @@ impl Store {
     /// catalog after asking this, then tails [`Store::items_changed`] from it, misses nothing,
     /// since every later write is stamped after it.
     pub async fn catalog_stamp(&self) -> Result<i64> {
-        let row = sqlx::query(CATALOG_STAMP_SQL).fetch_one(&self.pool).await?;
+        let row = sqlx::query(CATALOG_STAMP_SQL).fetch_one(&mut *self.connection().await?).await?;
         Ok(row.try_get("last")?)
     }
 
@@ -118,7 +118,7 @@ impl Store {
         .bind(at)
         .bind(id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.connection().await?)
         .await?;
         rows.iter()
             .map(|row| Ok(ItemChange { updated_at: row.try_get("updated_at")?, item: item_from_row(row)? }))
@@ -130,7 +130,7 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM users WHERE user_id > $1 ORDER BY user_id LIMIT $2")
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.connection().await?)
             .await?;
         rows.iter().map(user_from_row).collect()
     }
@@ -148,7 +148,7 @@ impl Store {
             sqlx::query("SELECT * FROM users WHERE user_id LIKE $1 ESCAPE '\\' ORDER BY user_id LIMIT $2")
                 .bind(format!("{escaped}%"))
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.connection().await?)
                 .await?;
         rows.iter().map(user_from_row).collect()
     }
@@ -158,7 +158,7 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.connection().await?)
             .await?;
         rows.iter()
             .map(|row| {
@@ -175,7 +175,7 @@ impl Store {
     pub async fn count_events_through(&self, seq: i64) -> Result<u64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM events WHERE seq <= $1")
             .bind(seq)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.connection().await?)
             .await?;
         Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
     }
@@ -231,7 +231,7 @@ impl Store {
                 query = query.bind(*id);
             }
             let found: std::collections::HashSet<String> = query
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.connection().await?)
                 .await?
                 .iter()
                 .map(|r| r.try_get("item_id"))

@@ -128,7 +128,7 @@ impl Store {
     /// `(updated_at, item_id)`, and two writes within one millisecond would otherwise order by id,
     /// not by commit.
     pub(crate) async fn begin_ordered(&self, log: Log) -> Result<(Transaction<'static, Any>, i64)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let clock = match self.backend {
             Backend::Sqlite => Timestamp::now().millis(),
             Backend::Postgres => {
@@ -197,7 +197,7 @@ impl Store {
             + ", personalization = COALESCE(excluded.personalization, users.personalization)"
             + ", minor = COALESCE(excluded.minor, users.minor)";
         let _guard = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for chunk in users.chunks(CHUNK_ROWS) {
             let sql = insert_sql(self.backend, "users", USER_COLUMNS, chunk.len()) + &conflict;
             let mut query = self.bulk_query(&sql);

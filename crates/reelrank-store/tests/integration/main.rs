@@ -3,5 +3,6 @@
 
 mod controls;
 mod moderation;
+mod outage;
 mod round_trip;
 mod tail;
