@@ -618,6 +618,7 @@ impl SharedState {
         answer
     }
 
+    /// `Down` at once while the breaker refuses calls.
     fn admit(&self) -> Result<(), SharedStateError> {
         if self.breaker.admit(Instant::now()) {
             Ok(())
@@ -626,6 +627,7 @@ impl SharedState {
         }
     }
 
+    /// Tells the breaker whether an admitted call reached Redis.
     fn record<T>(&self, answer: &Result<T, SharedStateError>) {
         if let Some(reached) = reached(answer) {
             self.breaker.record(reached, Instant::now());
