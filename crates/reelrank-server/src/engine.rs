@@ -850,10 +850,12 @@ fn build(
         let ranker = load_ranker(&variant.ranking_dir)?;
         variant_models.insert(variant.name.clone(), Models { version, retrieval: retrieval.clone(), ranker });
     }
-    // Online learning reads each positive's history before it, so it keeps users' activity.
+    // Online learning reads each positive's history before it, so a process that learns keeps
+    // users' activity; one that shares it and learns nothing (an API replica, a standby trainer)
+    // reads it from the shared state.
     let activity = match config.shared_state.redis_url.is_empty() {
         true => Activity::new(catalog.len(), config.heat_half_life_hours),
-        false => Activity::sharing(catalog.len(), config.heat_half_life_hours, config.learns()),
+        false => Activity::sharing(catalog.len(), config.heat_half_life_hours, learning),
     };
     let followed = Followed::of(resumed.tower.as_ref(), resumed.ranking.as_ref());
     let snapshot = Snapshot {
