@@ -311,7 +311,8 @@ impl Engine {
                 Some(SharedState::connect(&config.shared_state, idle_ms, config.heat_half_life_hours).await?)
             }
         };
-        // A trainer standing by learns nothing, so its ranker keeps no impressions for outcomes.
+        // A trainer standing by learns nothing, so it keeps nothing learning reads (impressions
+        // awaiting outcomes, users' activity when Redis holds it).
         let learning = config.learns() && !(trainer && lease.is_none());
         let (snapshot, resumed) = load(&store, &config, &models, learning).await?;
         if let Some(shared) = &shared {
@@ -506,9 +507,9 @@ impl Engine {
         self.reload_for(self.online.as_ref().is_some_and(|online| !online.standby())).await
     }
 
-    /// [`Engine::reload`] for a process that learns from the new snapshot on (`learning`: its
-    /// ranker keeps impressions for their outcomes) or not: a trainer taking the lease reloads
-    /// while it still stands by.
+    /// [`Engine::reload`] for a process that learns from the new snapshot on (`learning`: it
+    /// keeps what learning reads, see [`load`]) or not: a trainer taking the lease reloads while
+    /// it still stands by.
     pub(crate) async fn reload_for(&self, learning: bool) -> Result<(), EngineError> {
         let (fresh, resumed) = load(&self.store, &self.config, &self.models, learning).await?;
         let _updating = self.updating.lock().await;
@@ -687,8 +688,9 @@ impl Engine {
 /// from its newest online snapshot when there is one), then the log read through page by page as
 /// the tail reads it. What online learning resumes is returned: the snapshots' records and the
 /// positives of the events after the two-tower one, to be learned again. With `learning`, the
-/// ranker keeps the impressions after the ranking one waiting for their outcomes, to learn from
-/// them; a process that learns nothing keeps none.
+/// ranker keeps the impressions after the ranking one waiting for their outcomes, and users'
+/// activity is kept in process even when Redis shares it; a process that learns nothing keeps
+/// neither.
 async fn load(
     store: &Store,
     config: &EngineConfig,
