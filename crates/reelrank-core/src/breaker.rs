@@ -5,6 +5,7 @@
 //! The breaker refuses calls at once after one found the server unreachable, and lets one through
 //! per back-off period to find out whether it is back.
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,25 @@ impl Breaker {
     /// A closed breaker that, once opened, refuses calls for `back_off` at a time.
     pub fn new(back_off: Duration) -> Breaker {
         Breaker { back_off, refusing_until: Mutex::new(None) }
+    }
+
+    /// Runs `call` unless the breaker refuses it (then the error is `refused()`), and records
+    /// whether it reached the server as `reached` reads its answer (`None`: the answer says
+    /// neither, and the breaker is left as it is).
+    pub async fn guard<T, E>(
+        &self,
+        call: impl Future<Output = Result<T, E>>,
+        reached: impl FnOnce(&Result<T, E>) -> Option<bool>,
+        refused: impl FnOnce() -> E,
+    ) -> Result<T, E> {
+        if !self.admit(Instant::now()) {
+            return Err(refused());
+        }
+        let answer = call.await;
+        if let Some(reached) = reached(&answer) {
+            self.record(reached, Instant::now());
+        }
+        answer
     }
 
     /// Whether a call at `now` may go to the server: always while it answers; once per back-off

@@ -25,7 +25,7 @@
 //! catalog are deleted from them ([`SharedState::forget_items`]), so they follow the live catalog.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
@@ -404,10 +404,8 @@ impl SharedState {
         excluded: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<usize, SharedStateError> {
         // Behind the breaker too: requests that wrote wait for this.
-        self.admit()?;
-        let applied = self.apply_log(store, catalog, excluded).await;
-        self.record(&applied);
-        applied
+        let applying = self.apply_log(store, catalog, excluded);
+        self.breaker.guard(applying, reached, || SharedStateError::Down).await
     }
 
     async fn apply_log(
@@ -609,29 +607,13 @@ impl SharedState {
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, SharedStateError> {
-        self.admit()?;
-        let answer = match tokio::time::timeout(REQUEST_WAIT, call).await {
-            Ok(answer) => answer.map_err(SharedStateError::Redis),
-            Err(_) => Err(SharedStateError::NoAnswer),
+        let answer = async {
+            match tokio::time::timeout(REQUEST_WAIT, call).await {
+                Ok(answer) => answer.map_err(SharedStateError::Redis),
+                Err(_) => Err(SharedStateError::NoAnswer),
+            }
         };
-        self.record(&answer);
-        answer
-    }
-
-    /// `Down` at once while the breaker refuses calls.
-    fn admit(&self) -> Result<(), SharedStateError> {
-        if self.breaker.admit(Instant::now()) {
-            Ok(())
-        } else {
-            Err(SharedStateError::Down)
-        }
-    }
-
-    /// Tells the breaker whether an admitted call reached Redis.
-    fn record<T>(&self, answer: &Result<T, SharedStateError>) {
-        if let Some(reached) = reached(answer) {
-            self.breaker.record(reached, Instant::now());
-        }
+        self.breaker.guard(answer, reached, || SharedStateError::Down).await
     }
 
     /// What Redis holds now.

@@ -32,7 +32,7 @@ mod write;
 use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reelrank_core::Breaker;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -164,17 +164,16 @@ impl Store {
         self.guarded(self.pool.begin()).await
     }
 
-    /// Runs `call` unless the breaker refuses it, and tells the breaker whether it reached the
-    /// database: a pool that timed out waiting for a connection, or one that lost its socket,
-    /// did not.
+    /// Runs `call` through the breaker: a pool that timed out waiting for a connection, or one
+    /// that lost its socket, did not reach the database.
     async fn guarded<T>(&self, call: impl Future<Output = sqlx::Result<T>>) -> Result<T> {
-        if !self.breaker.admit(Instant::now()) {
-            return Err(StoreError::Unavailable);
-        }
-        let answer = call.await;
-        let unreachable =
-            matches!(answer, Err(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_)));
-        self.breaker.record(!unreachable, Instant::now());
-        Ok(answer?)
+        let reached = |answer: &Result<T>| match answer {
+            Err(StoreError::Database(err)) => {
+                Some(!matches!(**err, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_)))
+            }
+            _ => Some(true),
+        };
+        let call = async { Ok(call.await?) };
+        self.breaker.guard(call, reached, || StoreError::Unavailable).await
     }
 }
