@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{FlatIndex, HnswConfig, HnswIndex, Result, VectorIndex};
 
-/// Version of the on-disk layout (`index.json` + `index.safetensors` or `index.usearch`); other
-/// versions are refused.
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk layout (`index.json` + `index.safetensors` or `graph.safetensors`);
+/// other versions are refused. Version 1 stored the graph as a usearch file.
+pub const INDEX_FORMAT_VERSION: u32 = 2;
 
 /// Settings of an [`AdaptiveIndex`]; saved with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ struct Manifest {
 
 const MANIFEST: &str = "index.json";
 const FLAT_FILE: &str = "index.safetensors";
-const HNSW_FILE: &str = "index.usearch";
+const HNSW_FILE: &str = "graph.safetensors";
 
 impl AdaptiveIndex {
     /// An empty (exact) index.
@@ -97,7 +97,7 @@ impl AdaptiveIndex {
         }
     }
 
-    /// Writes `dir/index.json` and the vectors (`index.safetensors` or `index.usearch`).
+    /// Writes `dir/index.json` and the vectors (`index.safetensors` or `graph.safetensors`).
     pub fn save(&self, dir: &Path) -> std::result::Result<(), PersistError> {
         let kind = match &self.inner {
             Inner::Flat(flat) => {
@@ -213,7 +213,8 @@ mod tests {
         // and then): nearly every vector's own key is among its nearest few.
         let mut found = 0;
         for (key, v) in vectors.chunks_exact(8).enumerate() {
-            assert_eq!(index.vector(key as u64).as_deref(), Some(v));
+            let stored = index.vector(key as u64).unwrap();
+            assert!(stored.iter().zip(v).all(|(a, b)| (a - b).abs() < 1e-3), "stored in half precision");
             found += usize::from(index.search(v, 5, &|_| true).iter().any(|&(k, _)| k == key as u64));
         }
         assert!(found >= 290, "{found} of 300 vectors found among their own nearest five");
@@ -239,7 +240,7 @@ mod tests {
         let manifest = dir.path().join(MANIFEST);
         let text = std::fs::read_to_string(&manifest)
             .unwrap()
-            .replace("\"format_version\": 1", "\"format_version\": 9");
+            .replace("\"format_version\": 2", "\"format_version\": 9");
         std::fs::write(&manifest, text).unwrap();
         assert!(matches!(AdaptiveIndex::load(dir.path()), Err(PersistError::Version { found: 9, .. })));
     }

@@ -1,87 +1,67 @@
-//! Approximate search on a hierarchical navigable small-world graph, from the `usearch` crate.
+//! Approximate search on a hierarchical navigable small-world graph: built by the `usearch`
+//! crate, searched by our own loop (`graph.rs`).
 //!
-//! Why usearch: filtered search with the predicate inside the graph traversal (rejected nodes are
-//! still walked through, so a filter costs no connectivity), deletion with slot reuse, optional
-//! f16/i8 storage, concurrent inserts, and a single-file format that loads without a rebuild.
-//! hnsw_rs has no delete; faiss needs a system library. Its sharp edges are handled here:
-//! capacity is reserved before inserts (it does not grow by itself), an update is remove + add
-//! (duplicate keys are refused), and a panic in the caller's filter is carried across the C++
-//! frames and resumed on this side instead of aborting the process.
+//! Why usearch builds: concurrent insertion with HNSW's neighbour-selection heuristic, on every
+//! core, behind a public API that exposes each node's links. hnsw_rs built slowly and faiss needs
+//! a system library. Its search is not used: at a million vectors it is 1.7 – 2.3x slower than
+//! hnswlib's (no prefetch of neighbours' vectors; `docs/BENCHMARKS.md`), so the built graph is
+//! copied into [`Graph`]'s flat arrays and searched there.
+//!
+//! The graph is immutable once built. Later inserts go to a small exact index beside it
+//! (searched with it, results merged), removals leave a tombstone that searches walk through but
+//! never return, and an insert that finds the two together outgrowing an eighth of the graph
+//! rebuilds it from the live vectors. Serving never pays for that: it builds the graph once per model and keeps
+//! new items beside it the same way.
 
-use std::any::Any;
-use std::cell::Cell;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use rayon::prelude::*;
-use reelrank_features::PersistError;
+use reelrank_features::{PersistError, TensorReader, TensorWriter};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use crate::{check_dim, IndexError, Result, VectorIndex};
-
-/// How vectors are stored in the graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Quantization {
-    /// Full precision.
-    F32,
-    /// Half precision: half the memory, negligible loss on unit vectors.
-    F16,
-    /// 8-bit integers: a quarter of the memory, some loss of recall.
-    I8,
-}
-
-impl Quantization {
-    fn scalar_kind(self) -> ScalarKind {
-        match self {
-            Quantization::F32 => ScalarKind::F32,
-            Quantization::F16 => ScalarKind::F16,
-            Quantization::I8 => ScalarKind::I8,
-        }
-    }
-}
+use crate::graph::Graph;
+use crate::{check_dim, FlatIndex, IndexError, Result, VectorIndex};
 
 /// Graph settings; saved with the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HnswConfig {
-    /// Neighbours per node (HNSW's `M`): more gives better recall, slower builds and more memory.
+    /// Neighbours per node (HNSW's `M`; the base layer links `2M`): more gives better recall,
+    /// slower builds and more memory.
     pub connectivity: usize,
     /// Candidate list size while inserting (`efConstruction`).
     pub expansion_add: usize,
     /// Candidate list size while searching (`ef`): the recall/latency knob, changeable after build.
     pub expansion_search: usize,
-    /// Storage precision of the vectors.
-    pub quantization: Quantization,
 }
 
 impl Default for HnswConfig {
-    /// Chosen with `reelrank bench ann` on 1M clustered 64-dimensional vectors (docs/BENCHMARKS.md).
+    /// Chosen with `reelrank bench ann` on 1M clustered 64-dimensional vectors (docs/BENCHMARKS.md):
+    /// recall@100 of 0.95 there, at 414 bytes per vector.
     fn default() -> HnswConfig {
-        HnswConfig {
-            connectivity: 16,
-            expansion_add: 200,
-            expansion_search: 128,
-            quantization: Quantization::F32,
-        }
+        HnswConfig { connectivity: 32, expansion_add: 200, expansion_search: 150 }
     }
 }
 
-/// Most threads that may search or insert at the same moment; each needs a scratch context that
-/// the graph allocates up front.
-const MAX_CONCURRENCY: usize = 64;
+/// Fewest inserts and removals since the build that trigger a rebuild (a small graph is rebuilt
+/// at this count rather than at an eighth of its size).
+const REBUILD_AT_LEAST: usize = 1024;
 
-/// An HNSW graph over inner product.
+/// An HNSW graph over inner product, with the inserts and removals made since it was built.
+#[derive(Debug)]
 pub struct HnswIndex {
-    index: Index,
     config: HnswConfig,
-}
-
-impl std::fmt::Debug for HnswIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HnswIndex").field("len", &self.len()).field("config", &self.config).finish()
-    }
+    graph: Graph,
+    /// Slot → key of the graph's nodes.
+    keys: Vec<u64>,
+    /// Key → slot of the graph's live nodes.
+    slots: FxHashMap<u64, u32>,
+    /// Slots removed since the build (walked through, never returned).
+    removed: Vec<bool>,
+    /// Vectors inserted since the build.
+    fresh: FlatIndex,
 }
 
 fn native(e: cxx::Exception) -> IndexError {
@@ -90,32 +70,39 @@ fn native(e: cxx::Exception) -> IndexError {
 
 impl HnswIndex {
     /// An empty graph of `dim`-wide vectors.
-    pub fn new(dim: usize, config: HnswConfig) -> Result<HnswIndex> {
+    pub fn new(dim: usize, config: HnswConfig) -> HnswIndex {
+        HnswIndex::with_graph(config, Graph::empty(dim), Vec::new())
+    }
+
+    /// A graph of many vectors at once (`vectors` is `[keys.len() × dim]`, keys distinct),
+    /// inserted on every thread of the current rayon pool.
+    pub fn build(dim: usize, config: HnswConfig, keys: &[u64], vectors: &[f32]) -> Result<HnswIndex> {
+        assert_eq!(vectors.len(), dim * keys.len(), "one {dim}-wide vector per key");
         let options = IndexOptions {
             dimensions: dim,
             metric: MetricKind::IP,
-            quantization: config.quantization.scalar_kind(),
+            quantization: ScalarKind::F32,
             connectivity: config.connectivity,
             expansion_add: config.expansion_add,
             expansion_search: config.expansion_search,
             multi: false,
         };
-        let index = Index::new(&options).map_err(native)?;
-        let hnsw = HnswIndex { index, config };
-        hnsw.reserve(0)?;
-        Ok(hnsw)
-    }
-
-    /// A graph of many vectors at once (`vectors` is `[keys.len() × dim]`), inserted on every
-    /// thread of the current rayon pool.
-    pub fn build(dim: usize, config: HnswConfig, keys: &[u64], vectors: &[f32]) -> Result<HnswIndex> {
-        assert_eq!(vectors.len(), dim * keys.len(), "one {dim}-wide vector per key");
-        let hnsw = HnswIndex::new(dim, config)?;
-        hnsw.reserve(keys.len())?;
+        let builder = Index::new(&options).map_err(native)?;
+        builder
+            .reserve_capacity_and_threads(keys.len().max(1), rayon::current_num_threads())
+            .map_err(native)?;
         keys.par_iter()
             .zip(vectors.par_chunks_exact(dim.max(1)))
-            .try_for_each(|(&key, vector)| hnsw.index.add(key, vector).map_err(native))?;
-        Ok(hnsw)
+            .try_for_each(|(&key, vector)| builder.add(key, vector).map_err(native))?;
+        let graph = Graph::from_usearch(&builder, keys, vectors);
+        Ok(HnswIndex::with_graph(config, graph, keys.to_vec()))
+    }
+
+    fn with_graph(config: HnswConfig, graph: Graph, keys: Vec<u64>) -> HnswIndex {
+        let slots = keys.iter().enumerate().map(|(slot, &key)| (key, slot as u32)).collect();
+        let removed = vec![false; keys.len()];
+        let fresh = FlatIndex::new(graph.dim());
+        HnswIndex { config, graph, keys, slots, removed, fresh }
     }
 
     /// The settings the graph was built with.
@@ -126,127 +113,141 @@ impl HnswIndex {
     /// Changes the search candidate list size (recall against latency) without a rebuild.
     pub fn set_expansion_search(&mut self, expansion: usize) {
         self.config.expansion_search = expansion;
-        self.index.change_expansion_search(expansion);
     }
 
-    /// The SIMD instruction set distances run on (e.g. `skylake` for AVX-512), for reports.
-    pub fn simd(&self) -> String {
-        self.index.hardware_acceleration()
-    }
-
-    /// Bytes held by the graph and the vectors.
+    /// Bytes held by the graph, the vectors and the updates beside them.
     pub fn memory_bytes(&self) -> usize {
-        self.index.memory_usage()
+        self.graph.memory_bytes() + self.keys.len() * (8 + 1 + 16) + self.fresh.len() * (self.dim() * 4 + 24)
     }
 
-    /// Makes room for `additional` more vectors, doubling so that repeated inserts stay amortised.
-    fn reserve(&self, additional: usize) -> Result<()> {
-        let needed = self.index.size() + additional;
-        if needed <= self.index.capacity() && self.index.capacity() > 0 {
+    /// Rebuilds the graph from the live vectors once the updates since the last build are many.
+    fn rebuild_if_stale(&mut self) -> Result<()> {
+        let stale = self.fresh.len() + (self.keys.len() - self.slots.len());
+        if stale <= REBUILD_AT_LEAST.max(self.keys.len() / 8) {
             return Ok(());
         }
-        let capacity = needed.max(self.index.capacity() * 2).max(1024);
-        self.index.reserve_capacity_and_threads(capacity, MAX_CONCURRENCY).map_err(native)
-    }
-
-    /// Writes the graph as one usearch file.
-    pub fn save(&self, path: &Path) -> std::result::Result<(), PersistError> {
-        if let Some(dir) = path.parent() {
-            fs_err::create_dir_all(dir)?;
+        let mut keys = Vec::with_capacity(self.len());
+        let mut vectors = Vec::with_capacity(self.len() * self.dim());
+        for (slot, &key) in self.keys.iter().enumerate() {
+            if !self.removed[slot] {
+                keys.push(key);
+                vectors.extend(self.graph.vector(slot as u32));
+            }
         }
-        self.index.save(utf8(path)?).map_err(|e| format_error(path, e))
+        for (key, vector) in self.fresh.iter() {
+            keys.push(key);
+            vectors.extend_from_slice(vector);
+        }
+        *self = HnswIndex::build(self.dim(), self.config.clone(), &keys, &vectors)?;
+        Ok(())
     }
 
-    /// Reads a file written by [`HnswIndex::save`] with the config it was built with.
+    /// Writes the graph and the updates since its build as one safetensors file.
+    pub fn save(&self, path: &Path) -> std::result::Result<(), PersistError> {
+        let removed: Vec<u32> = (0..self.keys.len() as u32).filter(|&s| self.removed[s as usize]).collect();
+        let fresh: Vec<(u64, &[f32])> = self.fresh.iter().collect();
+        let fresh_vectors: Vec<f32> = fresh.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        let mut out = TensorWriter::new();
+        self.graph.write(&mut out);
+        out.add("keys", vec![self.keys.len()], &self.keys)
+            .add("removed", vec![removed.len()], &removed)
+            .add("fresh.keys", vec![fresh.len()], &fresh.iter().map(|f| f.0).collect::<Vec<_>>())
+            .add("fresh.vectors", vec![fresh.len(), self.dim()], &fresh_vectors)
+            .write(path)
+    }
+
+    /// Reads a file written by [`HnswIndex::save`], searched with `config`'s expansion.
     pub fn load(path: &Path, config: HnswConfig) -> std::result::Result<HnswIndex, PersistError> {
-        let index = Index::restore(utf8(path)?).map_err(|e| format_error(path, e))?;
-        index.change_expansion_search(config.expansion_search);
-        index.change_expansion_add(config.expansion_add);
-        let hnsw = HnswIndex { index, config };
-        hnsw.reserve(0)
-            .map_err(|e| PersistError::Format { path: path.to_owned(), message: e.to_string() })?;
-        Ok(hnsw)
+        let format = |message: String| PersistError::Format { path: path.to_owned(), message };
+        let arrays = TensorReader::open(path)?;
+        let graph = Graph::read(&arrays, path)?;
+        let keys: Vec<u64> = arrays.values("keys")?;
+        if keys.len() != graph.len() {
+            return Err(format(format!("{} keys for {} graph nodes", keys.len(), graph.len())));
+        }
+        let mut index = HnswIndex::with_graph(config, graph, keys);
+        if index.slots.len() != index.keys.len() {
+            return Err(format("a key is stored twice".into()));
+        }
+        for slot in arrays.values::<u32>("removed")? {
+            let key = *index
+                .keys
+                .get(slot as usize)
+                .ok_or_else(|| format(format!("removed slot {slot} is past the graph")))?;
+            index.remove(key);
+        }
+        let fresh_keys: Vec<u64> = arrays.values("fresh.keys")?;
+        let fresh_vectors: Vec<f32> = arrays.values("fresh.vectors")?;
+        if fresh_vectors.len() != fresh_keys.len() * index.dim() {
+            return Err(format(format!(
+                "{} fresh keys for {} values",
+                fresh_keys.len(),
+                fresh_vectors.len()
+            )));
+        }
+        for (&key, vector) in fresh_keys.iter().zip(fresh_vectors.chunks_exact(index.dim().max(1))) {
+            if index.slots.contains_key(&key) || index.fresh.get(key).is_some() {
+                return Err(format(format!("key {key} is stored twice")));
+            }
+            index.fresh.upsert(key, vector).map_err(|e| format(e.to_string()))?;
+        }
+        Ok(index)
     }
-}
-
-fn utf8(path: &Path) -> std::result::Result<&str, PersistError> {
-    path.to_str().ok_or_else(|| PersistError::Format {
-        path: path.to_owned(),
-        message: "the graph library needs a UTF-8 path".into(),
-    })
-}
-
-fn format_error(path: &Path, e: cxx::Exception) -> PersistError {
-    PersistError::Format { path: path.to_owned(), message: e.what().to_owned() }
 }
 
 impl VectorIndex for HnswIndex {
     fn dim(&self) -> usize {
-        self.index.dimensions()
+        self.graph.dim()
     }
 
     fn len(&self) -> usize {
-        self.index.size()
+        self.slots.len() + self.fresh.len()
     }
 
     fn upsert(&mut self, key: u64, vector: &[f32]) -> Result<()> {
         check_dim(self.dim(), vector)?;
-        if self.index.contains(key) {
-            self.index.remove(key).map_err(native)?;
+        if let Some(slot) = self.slots.remove(&key) {
+            self.removed[slot as usize] = true;
         }
-        self.reserve(1)?;
-        self.index.add(key, vector).map_err(native)
+        self.fresh.upsert(key, vector)?;
+        self.rebuild_if_stale()
     }
 
     fn remove(&mut self, key: u64) -> bool {
-        self.index.remove(key).is_ok_and(|removed| removed > 0)
+        // The tombstone stays until an insert finds the graph stale and rebuilds it.
+        match self.slots.remove(&key) {
+            Some(slot) => {
+                self.removed[slot as usize] = true;
+                true
+            }
+            None => self.fresh.remove(key),
+        }
     }
 
     fn vector(&self, key: u64) -> Option<Vec<f32>> {
-        let mut v = Vec::new();
-        match self.index.export(key, &mut v) {
-            Ok(1) => Some(v),
-            _ => None,
+        match self.slots.get(&key) {
+            Some(&slot) => Some(self.graph.vector(slot)),
+            None => self.fresh.vector(key),
         }
     }
 
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
-        if k == 0 || query.len() != self.dim() || self.is_empty() {
+        if k == 0 || query.len() != self.dim() {
             return Vec::new();
         }
-        // The filter is called from C++: a panic must not unwind through those frames.
-        let panic: Cell<Option<Box<dyn Any + Send>>> = Cell::new(None);
-        let guarded = |key: u64| match catch_unwind(AssertUnwindSafe(|| filter(key))) {
-            Ok(accept) => accept,
-            Err(payload) => {
-                panic.set(Some(payload));
-                false
-            }
-        };
-        let matches = self.index.filtered_search(query, k, guarded);
-        if let Some(payload) = panic.take() {
-            resume_unwind(payload);
+        let accept = |slot: u32| !self.removed[slot as usize] && filter(self.keys[slot as usize]);
+        let mut hits: Vec<(u64, f32)> = self
+            .graph
+            .search(query, self.config.expansion_search.max(k), &accept)
+            .into_iter()
+            .map(|(score, slot)| (self.keys[slot as usize], score))
+            .collect();
+        if !self.fresh.is_empty() {
+            hits.extend(self.fresh.search(query, k, filter));
         }
-        hits(matches, k)
+        reelrank_core::top_k(&mut hits, k);
+        hits
     }
-
-    fn search_all(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
-        if k == 0 || query.len() != self.dim() || self.is_empty() {
-            return Vec::new();
-        }
-        hits(self.index.search(query, k), k)
-    }
-}
-
-/// The best `k` of usearch's matches as `(key, inner product)` pairs.
-fn hits(matches: std::result::Result<usearch::ffi::Matches, cxx::Exception>, k: usize) -> Vec<(u64, f32)> {
-    // Only allocation failure or too many concurrent callers get here.
-    let matches = matches.unwrap_or_else(|e| panic!("vector search failed: {}", e.what()));
-    // usearch's inner-product distance is `1 − u·v`.
-    let mut hits: Vec<(u64, f32)> =
-        matches.keys.into_iter().zip(matches.distances).map(|(key, d)| (key, 1.0 - d)).collect();
-    reelrank_core::top_k(&mut hits, k);
-    hits
 }
 
 #[cfg(test)]
@@ -293,11 +294,11 @@ mod tests {
         assert_eq!(hnsw.len(), 20_000);
         let r = mean_recall(&flat, &hnsw, &queries, 20, &|_| true);
         assert!(r >= 0.95, "recall@20 {r}");
-        // Scores are inner products, like the exact index's.
+        // Scores are inner products, like the exact index's (of vectors stored in half precision).
         let q = &queries[..32];
         let (exact, approximate) = (flat.search(q, 1, &|_| true), hnsw.search(q, 1, &|_| true));
         assert_eq!(exact[0].0, approximate[0].0);
-        assert!((exact[0].1 - approximate[0].1).abs() < 1e-4);
+        assert!((exact[0].1 - approximate[0].1).abs() < 2e-3);
     }
 
     #[test]
@@ -314,7 +315,7 @@ mod tests {
 
     #[test]
     fn upsert_remove_and_similar() {
-        let mut hnsw = HnswIndex::new(2, HnswConfig::default()).unwrap();
+        let mut hnsw = HnswIndex::new(2, HnswConfig::default());
         for (key, v) in [(1, [1.0, 0.0]), (2, [0.8, 0.6]), (3, [0.0, 1.0])] {
             hnsw.upsert(key, &v).unwrap();
         }
@@ -327,34 +328,58 @@ mod tests {
         assert_eq!(hnsw.len(), 2);
         assert_eq!(hnsw.search(&[0.8, 0.6], 3, &|_| true).iter().map(|h| h.0).collect::<Vec<_>>(), [3, 1]);
         assert!(matches!(hnsw.upsert(4, &[1.0]), Err(IndexError::WrongDimension { expected: 2, got: 1 })));
-        // Growing past the reserved capacity one insert at a time.
-        for key in 10..3000u64 {
-            let angle = key as f32 * 0.01;
-            hnsw.upsert(key, &[angle.cos(), angle.sin()]).unwrap();
+    }
+
+    #[test]
+    fn inserts_one_at_a_time_are_rebuilt_into_the_graph() {
+        let vectors = ClusteredVectors::new(16, 20, 1).sample(3_000, 2);
+        let mut hnsw = HnswIndex::new(16, HnswConfig::default());
+        for (key, v) in vectors.chunks_exact(16).enumerate() {
+            hnsw.upsert(key as u64, v).unwrap();
         }
-        assert_eq!(hnsw.len(), 2992);
+        assert_eq!(hnsw.len(), 3_000);
+        assert!(hnsw.graph.len() > 2_000 && hnsw.fresh.len() < 1_000, "{} in the graph", hnsw.graph.len());
+        for key in [0, 1_500, 2_999] {
+            let found = hnsw.search(&vectors[key * 16..(key + 1) * 16], 5, &|_| true);
+            assert!(found.iter().any(|h| h.0 == key as u64), "{key} is among its own nearest five");
+        }
+    }
+
+    #[test]
+    fn removed_and_replaced_nodes_of_the_graph_are_not_returned() {
+        let (_, mut hnsw, queries) = both(5_000, 16);
+        let query = &queries[..16];
+        let before: Vec<u64> = hnsw.search(query, 6, &|_| true).iter().map(|h| h.0).collect();
+        assert!(hnsw.remove(before[0]));
+        let opposite: Vec<f32> = query.iter().map(|x| -x).collect();
+        hnsw.upsert(before[1], &opposite).unwrap();
+        assert_eq!(hnsw.len(), 4_999);
+        let after: Vec<u64> = hnsw.search(query, 4, &|_| true).iter().map(|h| h.0).collect();
+        assert_eq!(after, before[2..], "the rest are still found, in order");
+        assert_eq!(hnsw.search(&opposite, 1, &|_| true)[0].0, before[1], "found by its new vector");
+        assert_eq!(hnsw.vector(before[0]), None);
     }
 
     #[test]
     fn save_then_load_answers_the_same() {
         let (_, hnsw, queries) = both(3_000, 16);
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("graph.usearch");
+        let path = dir.path().join("graph.safetensors");
+        let mut hnsw = hnsw;
+        hnsw.remove(3);
+        hnsw.upsert(10, &queries[16..32]).unwrap();
+        hnsw.upsert(5_000_000, &queries[32..48]).unwrap();
         hnsw.save(&path).unwrap();
         let mut loaded = HnswIndex::load(&path, hnsw.config().clone()).unwrap();
+        assert_eq!(loaded.len(), hnsw.len());
         for q in queries.chunks_exact(16).take(10) {
             assert_eq!(loaded.search(q, 10, &|_| true), hnsw.search(q, 10, &|_| true));
         }
+        assert_eq!(loaded.vector(10).as_deref(), Some(&queries[16..32]), "updates since the build are kept");
+        assert_eq!(loaded.vector(3), None, "and so are removals");
         loaded.upsert(1, &queries[..16]).unwrap();
         assert_eq!(loaded.search(&queries[..16], 1, &|_| true)[0].0, 1, "a loaded graph takes inserts");
         std::fs::write(&path, b"not a graph").unwrap();
         assert!(HnswIndex::load(&path, HnswConfig::default()).is_err());
-    }
-
-    #[test]
-    #[should_panic(expected = "filter failed")]
-    fn a_panicking_filter_unwinds_instead_of_aborting() {
-        let (_, hnsw, queries) = both(1_000, 8);
-        hnsw.search(&queries[..8], 5, &|_| panic!("filter failed"));
     }
 }

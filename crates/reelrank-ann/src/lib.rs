@@ -7,8 +7,8 @@
 //!
 //! - [`FlatIndex`] scans every vector: exact, cheap to update, right for small catalogs, and the
 //!   reference the approximate index is tested against;
-//! - [`HnswIndex`] is a graph index (HNSW, from the `usearch` crate): logarithmic search for large
-//!   catalogs, with incremental insert and delete;
+//! - [`HnswIndex`] is a graph index (HNSW, built by the `usearch` crate, searched by our own loop):
+//!   logarithmic search for large catalogs, with incremental insert and delete;
 //! - [`AdaptiveIndex`] is what callers hold: exact below a size threshold, HNSW above it, saved and
 //!   loaded with a manifest that carries its config and a format version.
 //!
@@ -24,12 +24,14 @@
 
 mod adaptive;
 mod flat;
+mod graph;
+mod half;
 mod hnsw;
 pub mod synthetic;
 
 pub use adaptive::{AdaptiveIndex, IndexConfig, INDEX_FORMAT_VERSION};
 pub use flat::FlatIndex;
-pub use hnsw::{HnswConfig, HnswIndex, Quantization};
+pub use hnsw::{HnswConfig, HnswIndex};
 use reelrank_features::PersistError;
 
 /// What can go wrong with an index.
@@ -43,7 +45,7 @@ pub enum IndexError {
         /// The vector's width.
         got: usize,
     },
-    /// The graph index refused an operation (out of memory, a corrupt file).
+    /// The graph builder refused an operation (out of memory, a duplicate key).
     #[error("vector index: {0}")]
     Native(String),
     /// Saving or loading failed.

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use reelrank_ann::synthetic::ClusteredVectors;
-use reelrank_ann::{FlatIndex, HnswConfig, HnswIndex, Quantization, VectorIndex};
+use reelrank_ann::{FlatIndex, HnswConfig, HnswIndex, VectorIndex};
 use serde_json::json;
 
 use super::percentile;
@@ -34,9 +34,6 @@ pub struct Args {
     /// HNSW candidate list sizes to measure searches at.
     #[arg(long, value_delimiter = ',', default_values_t = [32, 48, 64, 96, 128, 192])]
     expansion_search: Vec<usize>,
-    /// Storage precision of the graph's vectors.
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
-    quantization: Precision,
     /// Queries timed for the exact scan (it is slow at a million vectors).
     #[arg(long, default_value_t = 200)]
     exact_timed: usize,
@@ -44,13 +41,6 @@ pub struct Args {
     /// build settings (a million-vector build takes minutes); the search sweep runs either way.
     #[arg(long)]
     graph_file: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Precision {
-    F32,
-    F16,
-    I8,
 }
 
 /// Times `search` on every query (one thread), returning its results and sorted latencies.
@@ -76,11 +66,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         connectivity: args.connectivity,
         expansion_add: args.expansion_add,
         expansion_search: args.expansion_search.first().copied().unwrap_or(64),
-        quantization: match args.quantization {
-            Precision::F32 => Quantization::F32,
-            Precision::F16 => Quantization::F16,
-            Precision::I8 => Quantization::I8,
-        },
     };
     let started = Instant::now();
     let mut hnsw = match &args.graph_file {
@@ -123,11 +108,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         exact_latency.len()
     );
     println!(
-        "HNSW M={} efConstruction={} {:?} ({} SIMD): built in {build_s:.1} s, {:.0} MB ({:.0} bytes/vector)",
+        "HNSW M={} efConstruction={}: built in {build_s:.1} s, {:.0} MB ({:.0} bytes/vector)",
         config.connectivity,
         config.expansion_add,
-        config.quantization,
-        hnsw.simd(),
         hnsw_bytes as f64 / 1e6,
         hnsw_bytes as f64 / n as f64
     );
@@ -150,7 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sweep.push(json!({"expansion_search": expansion, "recall": recall, "p50_ms": p50, "p99_ms": p99, "qps": qps}));
     }
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("bench.usearch");
+    let path = dir.path().join("bench.safetensors");
     let started = Instant::now();
     hnsw.save(&path)?;
     let save_s = started.elapsed().as_secs_f64();

@@ -1,0 +1,381 @@
+//! An HNSW graph laid out for search, and the search loop over it.
+//!
+//! The graph is built by usearch (its concurrent insertion with the neighbour-selection
+//! heuristic is the hard part, and well kept there) and then copied into flat arrays that the
+//! search below walks. The search is ours because at a million vectors it is bound by memory
+//! latency, not arithmetic: usearch's loop fetches one neighbour's vector at a time and keeps the
+//! visited nodes in a hash set, so every hop waits on DRAM. Here each node's links and vector sit
+//! in one block, vectors are stored in half precision (`half.rs`), the vectors of a node's
+//! unvisited neighbours are prefetched together before any is scored, and the visited nodes are a
+//! tag per node, reused across queries (`docs/BENCHMARKS.md`, "Vector search").
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::path::Path;
+
+use rayon::prelude::*;
+use reelrank_features::{PersistError, TensorReader, TensorWriter};
+use rustc_hash::FxHashMap;
+
+use crate::half;
+
+/// Padding of a node's neighbour list (lists are fixed-width rows).
+const NONE: u32 = u32::MAX;
+
+/// The links of one layer above the base: few nodes (each layer keeps about `1/M` of the one
+/// below), so they are found through a map.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Layer {
+    width: usize,
+    rows: FxHashMap<u32, u32>,
+    links: Vec<u32>,
+}
+
+impl Layer {
+    fn neighbours(&self, node: u32) -> &[u32] {
+        match self.rows.get(&node) {
+            Some(&row) => &self.links[row as usize * self.width..(row as usize + 1) * self.width],
+            None => &[],
+        }
+    }
+}
+
+/// Nodes are numbered `0..n` (slots); the caller keeps what each slot stands for.
+///
+/// Each node's base-layer links and its vector sit side by side in one block, as in hnswlib:
+/// stepping onto a node touches one place in memory (and one page) instead of two.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Graph {
+    dim: usize,
+    len: usize,
+    /// Number of base-layer links per node (usearch links up to `2M` there).
+    base_width: usize,
+    /// `[n × (base_width + ⌈dim / 2⌉)]`: each node's neighbour slots, padded with [`NONE`], then
+    /// its vector as half floats, two to a word.
+    blocks: Vec<u32>,
+    /// Layers `1..`, bottom up.
+    upper: Vec<Layer>,
+    /// Where every search starts: a node of the top layer.
+    entry: u32,
+}
+
+/// A slot with its inner product, ordered by score (then slot, for a total order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scored(f32, u32);
+
+impl Eq for Scored {}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Scored) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Scored) -> Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+/// Per-thread marks of the nodes a search has reached: a tag per node, and a new tag value per
+/// search, so nothing is cleared between searches.
+struct Visited {
+    tags: Vec<u16>,
+    current: u16,
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { tags: Vec::new(), current: 0 }) };
+}
+
+impl Visited {
+    fn start(&mut self, nodes: usize) {
+        if self.tags.len() < nodes {
+            self.tags.resize(nodes, 0);
+        }
+        self.current = self.current.wrapping_add(1);
+        if self.current == 0 {
+            self.tags.fill(0);
+            self.current = 1;
+        }
+    }
+
+    /// Marks `node`; whether it was unmarked.
+    fn first_visit(&mut self, node: u32) -> bool {
+        let tag = &mut self.tags[node as usize];
+        let first = *tag != self.current;
+        *tag = self.current;
+        first
+    }
+
+    fn seen(&self, node: u32) -> bool {
+        self.tags[node as usize] == self.current
+    }
+}
+
+/// Asks the CPU to start loading `data` into cache: a hint with no effect on results.
+#[inline(always)]
+fn prefetch(data: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in data.chunks(16) {
+        // SAFETY: a prefetch is a hint that never faults, whatever the address; SSE, which it
+        // needs, is part of every x86-64 CPU.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast());
+        }
+    }
+}
+
+impl Graph {
+    /// A graph without nodes.
+    pub(crate) fn empty(dim: usize) -> Graph {
+        Graph { dim, len: 0, base_width: 0, blocks: Vec::new(), upper: Vec::new(), entry: NONE }
+    }
+
+    /// Copies the graph usearch built over `keys` (slot `i` is `keys[i]`, with vector
+    /// `vectors[i·dim..]`), reading its links through usearch's public neighbour API.
+    pub(crate) fn from_usearch(index: &usearch::Index, keys: &[u64], vectors: &[f32]) -> Graph {
+        let dim = index.dimensions();
+        let slot_of: FxHashMap<u64, u32> = keys.iter().enumerate().map(|(s, &k)| (k, s as u32)).collect();
+        let links = |key: u64, level: usize| -> Vec<u32> {
+            index.neighbors(key, level).map(|neighbour| slot_of[&neighbour]).collect()
+        };
+        let base_lists: Vec<Vec<u32>> = keys.par_iter().map(|&key| links(key, 0)).collect();
+        let base_width = base_lists.iter().map(Vec::len).max().unwrap_or(0);
+        let base: Vec<u32> = base_lists
+            .iter()
+            .flat_map(|list| list.iter().copied().chain(std::iter::repeat(NONE)).take(base_width))
+            .collect();
+        let levels: Vec<usize> = keys.par_iter().map(|&key| index.level_of_key(key)).collect();
+        let top = levels.iter().copied().max().unwrap_or(0);
+        let upper = (1..=top)
+            .map(|level| {
+                let lists: Vec<(u32, Vec<u32>)> = (0..keys.len())
+                    .filter(|&slot| levels[slot] >= level)
+                    .map(|slot| (slot as u32, links(keys[slot], level)))
+                    .collect();
+                let width = lists.iter().map(|(_, l)| l.len()).max().unwrap_or(0);
+                let mut layer =
+                    Layer { width, rows: FxHashMap::default(), links: vec![NONE; lists.len() * width] };
+                for (row, (slot, list)) in lists.iter().enumerate() {
+                    layer.rows.insert(*slot, row as u32);
+                    layer.links[row * width..row * width + list.len()].copy_from_slice(list);
+                }
+                layer
+            })
+            .collect();
+        let entry = levels.iter().position(|&l| l == top).map_or(NONE, |slot| slot as u32);
+        Graph::assemble(dim, base_width, &base, vectors, upper, entry)
+    }
+
+    /// Interleaves each node's links and half-precision vector into its block.
+    fn assemble(
+        dim: usize,
+        base_width: usize,
+        base: &[u32],
+        vectors: &[f32],
+        upper: Vec<Layer>,
+        entry: u32,
+    ) -> Graph {
+        let len = vectors.len() / dim.max(1);
+        let mut blocks = Vec::with_capacity(len * (base_width + dim.div_ceil(2)));
+        for slot in 0..len {
+            blocks.extend_from_slice(&base[slot * base_width..(slot + 1) * base_width]);
+            for pair in vectors[slot * dim..(slot + 1) * dim].chunks(2) {
+                let [a, b] = half::encode(pair[0]).to_ne_bytes();
+                let [c, d] = pair.get(1).map_or(0, |&x| half::encode(x)).to_ne_bytes();
+                blocks.push(u32::from_ne_bytes([a, b, c, d]));
+            }
+        }
+        Graph { dim, len, base_width, blocks, upper, entry }
+    }
+
+    fn block(&self, node: u32) -> &[u32] {
+        let stride = self.base_width + self.dim.div_ceil(2);
+        &self.blocks[node as usize * stride..(node as usize + 1) * stride]
+    }
+
+    /// The half-precision vector of `node`, read in place.
+    fn halves(&self, node: u32) -> &[u16] {
+        &bytemuck::cast_slice(&self.block(node)[self.base_width..])[..self.dim]
+    }
+
+    /// The inner product of `query` with `node`'s vector.
+    fn score(&self, query: &[f32], node: u32) -> f32 {
+        half::dot(query, self.halves(node))
+    }
+
+    /// Width of the vectors.
+    pub(crate) fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of nodes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The vector of `slot`, as stored (in half precision).
+    pub(crate) fn vector(&self, slot: u32) -> Vec<f32> {
+        self.halves(slot).iter().map(|&h| half::decode(h)).collect()
+    }
+
+    /// Bytes held by vectors and links.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let upper: usize = self.upper.iter().map(|l| l.links.len() * 4 + l.rows.len() * 16).sum();
+        self.blocks.len() * 4 + upper
+    }
+
+    /// The base-layer links of `node`, without the padding.
+    fn base_neighbours(&self, node: u32) -> &[u32] {
+        let links = &self.block(node)[..self.base_width];
+        &links[..links.iter().position(|&n| n == NONE).unwrap_or(links.len())]
+    }
+
+    /// Up to `expansion` `(score, slot)` pairs of the best slots `accept` allows, unordered.
+    ///
+    /// Greedy descent through the upper layers to the base layer's closest node, then HNSW's
+    /// beam search there. Rejected nodes are still walked through (a filter costs no
+    /// connectivity); the beam stops when its best unexplored node scores below the worst of
+    /// `expansion` accepted results.
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        expansion: usize,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<(f32, u32)> {
+        if self.entry == NONE || expansion == 0 {
+            return Vec::new();
+        }
+        let mut current = Scored(self.score(query, self.entry), self.entry);
+        for layer in self.upper.iter().rev() {
+            let mut moved = true;
+            while moved {
+                moved = false;
+                for &n in layer.neighbours(current.1).iter().take_while(|&&n| n != NONE) {
+                    let score = self.score(query, n);
+                    if score > current.0 {
+                        current = Scored(score, n);
+                        moved = true;
+                    }
+                }
+            }
+        }
+        VISITED.with_borrow_mut(|visited| {
+            visited.start(self.len());
+            self.beam(query, expansion, current, accept, visited)
+        })
+    }
+
+    fn beam(
+        &self,
+        query: &[f32],
+        expansion: usize,
+        start: Scored,
+        accept: &dyn Fn(u32) -> bool,
+        visited: &mut Visited,
+    ) -> Vec<(f32, u32)> {
+        let mut frontier = BinaryHeap::with_capacity(expansion * 4);
+        let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(expansion + 1);
+        visited.first_visit(start.1);
+        frontier.push(start);
+        if accept(start.1) {
+            results.push(Reverse(start));
+        }
+        while let Some(closest) = frontier.pop() {
+            let worst = results.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
+            if results.len() >= expansion && closest.0 < worst {
+                break;
+            }
+            let neighbours = self.base_neighbours(closest.1);
+            for &n in neighbours {
+                if !visited.seen(n) {
+                    prefetch(&self.block(n)[self.base_width..]);
+                }
+            }
+            for &n in neighbours {
+                if !visited.first_visit(n) {
+                    continue;
+                }
+                let score = self.score(query, n);
+                let worst = results.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
+                if results.len() < expansion || score > worst {
+                    frontier.push(Scored(score, n));
+                    if accept(n) {
+                        results.push(Reverse(Scored(score, n)));
+                        if results.len() > expansion {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+            if let Some(next) = frontier.peek() {
+                prefetch(&self.block(next.1)[..self.base_width]);
+            }
+        }
+        results.into_iter().map(|Reverse(Scored(score, slot))| (score, slot)).collect()
+    }
+
+    /// Adds the graph's arrays to `out`.
+    pub(crate) fn write(&self, out: &mut TensorWriter) {
+        let n = self.len();
+        let (mut base, mut vectors) =
+            (Vec::with_capacity(n * self.base_width), Vec::with_capacity(n * self.dim));
+        for slot in 0..n as u32 {
+            base.extend_from_slice(&self.block(slot)[..self.base_width]);
+            vectors.extend(self.vector(slot));
+        }
+        out.add("graph.vectors", vec![n, self.dim], &vectors)
+            .add("graph.base", vec![n, self.base_width], &base)
+            .add("graph.top", vec![2], &[self.entry, self.upper.len() as u32]);
+        for (i, layer) in self.upper.iter().enumerate() {
+            let mut slots = vec![0u32; layer.rows.len()];
+            layer.rows.iter().for_each(|(&slot, &row)| slots[row as usize] = slot);
+            out.add(&format!("graph.layer{}.slots", i + 1), vec![slots.len()], &slots).add(
+                &format!("graph.layer{}.links", i + 1),
+                vec![slots.len(), layer.width],
+                &layer.links,
+            );
+        }
+    }
+
+    /// Reads arrays written by [`Graph::write`], checking that every link points at a node.
+    pub(crate) fn read(arrays: &TensorReader, path: &Path) -> Result<Graph, PersistError> {
+        let format = |message: String| PersistError::Format { path: path.to_owned(), message };
+        let (shape, vectors) = arrays.read::<f32>("graph.vectors")?;
+        let &[n, dim] = shape.as_slice() else {
+            return Err(format(format!("graph vectors have shape {shape:?}, expected [nodes, dim]")));
+        };
+        let (shape, base) = arrays.read::<u32>("graph.base")?;
+        let base_width = match shape.as_slice() {
+            &[rows, width] if rows == n => width,
+            _ => return Err(format(format!("graph links have shape {shape:?}, expected [{n}, width]"))),
+        };
+        let &[entry, layers] = arrays.values::<u32>("graph.top")?.as_slice() else {
+            return Err(format("`graph.top` must hold the entry node and the number of layers".into()));
+        };
+        let layers = layers as usize;
+        let mut upper = Vec::with_capacity(layers);
+        for level in 1..=layers {
+            let slots = arrays.values::<u32>(&format!("graph.layer{level}.slots"))?;
+            let (shape, links) = arrays.read::<u32>(&format!("graph.layer{level}.links"))?;
+            let width = shape.get(1).copied().unwrap_or(0);
+            if shape.first() != Some(&slots.len()) || slots.iter().any(|&s| s as usize >= n) {
+                return Err(format(format!("graph layer {level} does not match its nodes")));
+            }
+            let rows = slots.iter().enumerate().map(|(row, &slot)| (slot, row as u32)).collect();
+            upper.push(Layer { width, rows, links });
+        }
+        let dangling = |links: &[u32]| links.iter().any(|&l| l != NONE && l as usize >= n);
+        let entry_ok = if n == 0 { entry == NONE } else { (entry as usize) < n };
+        if dangling(&base) || upper.iter().any(|l| dangling(&l.links)) || !entry_ok {
+            return Err(format("a graph link points past the last node".into()));
+        }
+        if upper.last().is_some_and(|top| !top.rows.contains_key(&entry)) {
+            return Err(format("the graph's entry is not on its top layer".into()));
+        }
+        Ok(Graph::assemble(dim, base_width, &base, &vectors, upper, entry))
+    }
+}
