@@ -26,8 +26,12 @@ pub enum PersistError {
         /// What is wrong.
         message: String,
     },
-    /// The artefact was written by an incompatible version.
-    #[error("{}: format version {found}, this build reads {expected}", path.display())]
+    /// The artefact was written by an incompatible version. Every artefact is written by
+    /// training, so training again (`reelrank train ...`) replaces it.
+    #[error(
+        "{}: format version {found}, this build reads {expected} (train the model again to rewrite it)",
+        path.display()
+    )]
     Version {
         /// The manifest.
         path: PathBuf,
