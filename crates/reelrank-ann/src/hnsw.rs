@@ -94,7 +94,9 @@ impl HnswIndex {
         keys.par_iter()
             .zip(vectors.par_chunks_exact(dim.max(1)))
             .try_for_each(|(&key, vector)| builder.add(key, vector).map_err(native))?;
-        let (graph, order) = Graph::from_usearch(&builder, keys, vectors).renumbered();
+        let graph = Graph::from_usearch(&builder, keys, vectors);
+        drop(builder); // before the renumbered copy: it holds several hundred MB at a million vectors
+        let (graph, order) = graph.renumbered();
         let keys = order.iter().map(|&old| keys[old as usize]).collect();
         Ok(HnswIndex::with_graph(config, graph, keys))
     }
