@@ -26,7 +26,7 @@ const NONE: u32 = u32::MAX;
 
 /// The links of one layer above the base: few nodes (each layer keeps about `1/M` of the one
 /// below), so they are found through a map.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug)]
 struct Layer {
     width: usize,
     rows: FxHashMap<u32, u32>,
@@ -46,7 +46,7 @@ impl Layer {
 ///
 /// Each node's base-layer links and its vector sit side by side in one block, as in hnswlib:
 /// stepping onto a node touches one place in memory (and one page) instead of two.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Graph {
     dim: usize,
     len: usize,

@@ -10,8 +10,10 @@
 //! The graph is immutable once built. Later inserts go to a small exact index beside it
 //! (searched with it, results merged), removals leave a tombstone that searches walk through but
 //! never return, and an insert that finds the two together outgrowing an eighth of the graph
-//! rebuilds it from the live vectors. Serving never pays for that: it builds the graph once per model and keeps
-//! new items beside it the same way.
+//! rebuilds it from the live vectors, synchronously. Serving never pays for that on a request:
+//! it builds the graph once per model, inserts only while loading, and keeps items that change
+//! while serving in its own exact index beside the shared graph (`reelrank-serving`'s
+//! `Retrieval`, which needs that copy-on-write rather than this in-place update).
 
 use std::path::Path;
 
@@ -120,6 +122,8 @@ impl HnswIndex {
 
     /// Bytes held by the graph, the vectors and the updates beside them.
     pub fn memory_bytes(&self) -> usize {
+        // Per graph node: its key, its tombstone and its entry in the key → slot map; per fresh
+        // vector: its floats and its key with map overhead.
         self.graph.memory_bytes() + self.keys.len() * (8 + 1 + 16) + self.fresh.len() * (self.dim() * 4 + 24)
     }
 
