@@ -4,11 +4,13 @@
 //! heuristic is the hard part, and well kept there) and then copied into flat arrays that the
 //! search below walks. The search is ours because at a million vectors it is bound by memory
 //! latency, not arithmetic: usearch's loop fetches one neighbour's vector at a time and keeps the
-//! visited nodes in a hash set, so every hop waits on DRAM. Here each node's links and vector sit
-//! in one block, nodes are numbered breadth-first so that neighbours sit near each other, vectors
-//! are stored in half precision (`half.rs`), the vectors of a node's unvisited neighbours are
+//! visited nodes in a hash set, so every hop waits on DRAM. Here each node's links and the
+//! one-byte code of its vector (`bytes.rs`) sit in one block, nodes are numbered breadth-first
+//! so that neighbours sit near each other, the codes of a node's unvisited neighbours are
 //! prefetched together before any is scored, and the visited nodes are a tag per node, reused
-//! across queries (`docs/BENCHMARKS.md`, "Vector search").
+//! across queries. The walk scores codes; the results it keeps are scored again from vectors
+//! kept apart in half precision (`half.rs`), which is also what [`Graph::vector`] returns
+//! (`docs/BENCHMARKS.md`, "Vector search").
 
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
@@ -19,6 +21,7 @@ use rayon::prelude::*;
 use reelrank_features::{PersistError, TensorReader, TensorWriter};
 use rustc_hash::FxHashMap;
 
+use crate::bytes::{self, Scales};
 use crate::half;
 
 /// Padding of a node's neighbour list (lists are fixed-width rows).
@@ -44,17 +47,21 @@ impl Layer {
 
 /// Nodes are numbered `0..n` (slots); the caller keeps what each slot stands for.
 ///
-/// Each node's base-layer links and its vector sit side by side in one block, as in hnswlib:
-/// stepping onto a node touches one place in memory (and one page) instead of two.
+/// Each node's base-layer links and its vector's code sit side by side in one block, as in
+/// hnswlib: stepping onto a node touches one place in memory (and one page) instead of two.
 #[derive(Debug)]
 pub(crate) struct Graph {
     dim: usize,
     len: usize,
     /// Number of base-layer links per node (usearch links up to `2M` there).
     base_width: usize,
-    /// `[n × (base_width + ⌈dim / 2⌉)]`: each node's neighbour slots, padded with [`NONE`], then
-    /// its vector as half floats, two to a word.
+    /// `[n × (base_width + ⌈dim / 4⌉)]`: each node's neighbour slots, padded with [`NONE`], then
+    /// its vector's one-byte code, four to a word.
     blocks: Vec<u32>,
+    /// How the codes were made.
+    scales: Scales,
+    /// `[n × dim]`: the vectors in half precision, read to score results and to return vectors.
+    halves: Vec<u16>,
     /// Layers `1..`, bottom up.
     upper: Vec<Layer>,
     /// Where every search starts: a node of the top layer.
@@ -117,9 +124,9 @@ impl Visited {
 
 /// Asks the CPU to start loading `data` into cache: a hint with no effect on results.
 #[inline(always)]
-fn prefetch(data: &[u32]) {
+fn prefetch<T: bytemuck::Pod>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    for line in data.chunks(16) {
+    for line in bytemuck::cast_slice::<T, u8>(data).chunks(64) {
         // SAFETY: a prefetch is a hint that never faults, whatever the address; SSE, which it
         // needs, is part of every x86-64 CPU.
         #[allow(unsafe_code)]
@@ -132,7 +139,16 @@ fn prefetch(data: &[u32]) {
 impl Graph {
     /// A graph without nodes.
     pub(crate) fn empty(dim: usize) -> Graph {
-        Graph { dim, len: 0, base_width: 0, blocks: Vec::new(), upper: Vec::new(), entry: NONE }
+        Graph {
+            dim,
+            len: 0,
+            base_width: 0,
+            blocks: Vec::new(),
+            scales: Scales::fit(dim, &[]),
+            halves: Vec::new(),
+            upper: Vec::new(),
+            entry: NONE,
+        }
     }
 
     /// Copies the graph usearch built over `keys` (slot `i` is `keys[i]`, with vector
@@ -171,7 +187,8 @@ impl Graph {
         Graph::assemble(dim, base_width, &base, vectors, upper, entry)
     }
 
-    /// Interleaves each node's links and half-precision vector into its block.
+    /// Interleaves each node's links and its vector's code into its block, and keeps the
+    /// vectors in half precision beside them.
     fn assemble(
         dim: usize,
         base_width: usize,
@@ -181,16 +198,19 @@ impl Graph {
         entry: u32,
     ) -> Graph {
         let len = vectors.len() / dim.max(1);
-        let mut blocks = Vec::with_capacity(len * (base_width + dim.div_ceil(2)));
+        let scales = Scales::fit(dim, vectors);
+        let mut blocks = Vec::with_capacity(len * (base_width + dim.div_ceil(4)));
         for slot in 0..len {
             blocks.extend_from_slice(&base[slot * base_width..(slot + 1) * base_width]);
-            for pair in vectors[slot * dim..(slot + 1) * dim].chunks(2) {
-                let [a, b] = half::encode(pair[0]).to_ne_bytes();
-                let [c, d] = pair.get(1).map_or(0, |&x| half::encode(x)).to_ne_bytes();
-                blocks.push(u32::from_ne_bytes([a, b, c, d]));
-            }
+            let mut codes: Vec<u8> =
+                scales.encode(&vectors[slot * dim..(slot + 1) * dim]).map(|c| c as u8).collect();
+            codes.resize(dim.div_ceil(4) * 4, 0);
+            blocks.extend(
+                codes.chunks_exact(4).map(|word| u32::from_ne_bytes([word[0], word[1], word[2], word[3]])),
+            );
         }
-        Graph { dim, len, base_width, blocks, upper, entry }
+        let halves = vectors.iter().map(|&x| half::encode(x)).collect();
+        Graph { dim, len, base_width, blocks, scales, halves, upper, entry }
     }
 
     /// The same graph with its nodes renumbered in breadth-first order of the base layer from
@@ -224,10 +244,12 @@ impl Graph {
         }
         let relabel = |link: u32| if link == NONE { NONE } else { new_of[link as usize] };
         let mut blocks = Vec::with_capacity(self.blocks.len());
+        let mut halves = Vec::with_capacity(self.halves.len());
         for &old in &order {
             let block = self.block(old);
             blocks.extend(block[..self.base_width].iter().map(|&l| relabel(l)));
             blocks.extend_from_slice(&block[self.base_width..]);
+            halves.extend_from_slice(self.halves(old));
         }
         let upper = self
             .upper
@@ -238,23 +260,30 @@ impl Graph {
                 links: layer.links.iter().map(|&l| relabel(l)).collect(),
             })
             .collect();
-        let graph = Graph { blocks, upper, entry: relabel(self.entry), ..*self };
+        let graph =
+            Graph { blocks, halves, scales: self.scales.clone(), upper, entry: relabel(self.entry), ..*self };
         (graph, order)
     }
 
     fn block(&self, node: u32) -> &[u32] {
-        let stride = self.base_width + self.dim.div_ceil(2);
+        let stride = self.base_width + self.dim.div_ceil(4);
         &self.blocks[node as usize * stride..(node as usize + 1) * stride]
     }
 
-    /// The half-precision vector of `node`, read in place.
-    fn halves(&self, node: u32) -> &[u16] {
+    /// The code of `node`'s vector, read in place.
+    fn codes(&self, node: u32) -> &[i8] {
         &bytemuck::cast_slice(&self.block(node)[self.base_width..])[..self.dim]
     }
 
-    /// The inner product of `query` with `node`'s vector.
-    fn score(&self, query: &[f32], node: u32) -> f32 {
-        half::dot(query, self.halves(node))
+    /// The inner product of the query with `node`'s code, the query `scaled` by
+    /// [`Scales::scale`]: what steers the walk.
+    fn coarse_score(&self, scaled: &[f32], node: u32) -> f32 {
+        bytes::dot(scaled, self.codes(node))
+    }
+
+    /// The half-precision vector of `node`.
+    fn halves(&self, node: u32) -> &[u16] {
+        &self.halves[node as usize * self.dim..(node as usize + 1) * self.dim]
     }
 
     /// Width of the vectors.
@@ -275,7 +304,7 @@ impl Graph {
     /// Bytes held by vectors and links.
     pub(crate) fn memory_bytes(&self) -> usize {
         let upper: usize = self.upper.iter().map(|l| l.links.len() * 4 + l.rows.len() * 16).sum();
-        self.blocks.len() * 4 + upper
+        self.blocks.len() * 4 + self.halves.len() * 2 + upper
     }
 
     /// The base-layer links of `node`, without the padding.
@@ -287,9 +316,10 @@ impl Graph {
     /// Up to `expansion` `(score, slot)` pairs of the best slots `accept` allows, unordered.
     ///
     /// Greedy descent through the upper layers to the base layer's closest node, then HNSW's
-    /// beam search there. Rejected nodes are still walked through (a filter costs no
-    /// connectivity); the beam stops when its best unexplored node scores below the worst of
-    /// `expansion` accepted results.
+    /// beam search there, both on the codes. Rejected nodes are still walked through (a filter
+    /// costs no connectivity); the beam stops when its best unexplored node scores below the
+    /// worst of `expansion` accepted results. The results are then scored from their
+    /// half-precision vectors, so that the order the caller cuts at is not the codes'.
     pub(crate) fn search(
         &self,
         query: &[f32],
@@ -299,13 +329,14 @@ impl Graph {
         if self.entry == NONE || expansion == 0 {
             return Vec::new();
         }
-        let mut current = Scored(self.score(query, self.entry), self.entry);
+        let scaled = self.scales.scale(query);
+        let mut current = Scored(self.coarse_score(&scaled, self.entry), self.entry);
         for layer in self.upper.iter().rev() {
             let mut moved = true;
             while moved {
                 moved = false;
                 for &n in layer.neighbours(current.1).iter().take_while(|&&n| n != NONE) {
-                    let score = self.score(query, n);
+                    let score = self.coarse_score(&scaled, n);
                     if score > current.0 {
                         current = Scored(score, n);
                         moved = true;
@@ -313,15 +344,20 @@ impl Graph {
                 }
             }
         }
-        VISITED.with_borrow_mut(|visited| {
+        let mut results = VISITED.with_borrow_mut(|visited| {
             visited.start(self.len());
-            self.beam(query, expansion, current, accept, visited)
-        })
+            self.beam(&scaled, expansion, current, accept, visited)
+        });
+        results.iter().for_each(|&(_, slot)| prefetch(self.halves(slot)));
+        for (score, slot) in &mut results {
+            *score = half::dot(query, self.halves(*slot));
+        }
+        results
     }
 
     fn beam(
         &self,
-        query: &[f32],
+        scaled: &[f32],
         expansion: usize,
         start: Scored,
         accept: &dyn Fn(u32) -> bool,
@@ -349,7 +385,7 @@ impl Graph {
                 if !visited.first_visit(n) {
                     continue;
                 }
-                let score = self.score(query, n);
+                let score = self.coarse_score(scaled, n);
                 let worst = results.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
                 if results.len() < expansion || score > worst {
                     frontier.push(Scored(score, n));
@@ -450,6 +486,31 @@ mod tests {
             index.add(key, vector).unwrap();
         }
         Graph::from_usearch(&index, &keys, &vectors)
+    }
+
+    #[test]
+    fn the_codes_steer_the_walk_and_the_vectors_score_its_results() {
+        let graph = built(4_000, 16);
+        let flat: Vec<f32> = (0..4_000).flat_map(|slot| graph.vector(slot)).collect();
+        for query in ClusteredVectors::new(16, 20, 1).sample(20, 3).chunks_exact(16) {
+            let mut hits = graph.search(query, 40, &|_| true);
+            for &(score, slot) in &hits {
+                assert_eq!(
+                    score,
+                    half::dot(query, graph.halves(slot)),
+                    "scored from the vector, not the code"
+                );
+            }
+            hits.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut exact: Vec<(f32, u32)> = flat
+                .chunks_exact(16)
+                .enumerate()
+                .map(|(slot, v)| (v.iter().zip(query).map(|(a, b)| a * b).sum(), slot as u32))
+                .collect();
+            exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let found = exact[..10].iter().filter(|e| hits[..10].iter().any(|h| h.1 == e.1)).count();
+            assert!(found >= 9, "{found} of the exact top 10");
+        }
     }
 
     #[test]

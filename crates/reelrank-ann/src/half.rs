@@ -1,11 +1,11 @@
 //! Half-precision storage of the graph's vectors.
 //!
-//! A graph search at a million vectors waits on memory, not arithmetic: storing vectors as IEEE
-//! half floats halves the bytes it pulls in per node (128 instead of 256 at 64 dimensions), for a
-//! score error of about 1e-3 on unit vectors. Only f16's normal range is kept, which is all that
-//! embedding coordinates use: magnitudes below 2⁻¹⁴ (6.1e-5) are stored as zero and magnitudes
-//! above 65,504 as ±65,504, so that decoding is a few integer operations without branches and
-//! vectorises.
+//! The graph walks on one-byte codes (`bytes.rs`); the vectors themselves, which score the walk's
+//! results and which callers read back (item-to-item, diversity), are kept as IEEE half floats:
+//! half the memory of f32 for a score error of at most 5e-4 on unit vectors. Only f16's normal
+//! range is kept, which is all that embedding coordinates use: magnitudes below 2⁻¹⁴ (6.1e-5)
+//! are stored as zero and magnitudes above 65,504 as ±65,504, so that decoding is a few integer
+//! operations without branches and vectorises.
 
 use multiversion::multiversion;
 

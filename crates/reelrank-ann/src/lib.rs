@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod adaptive;
+mod bytes;
 mod flat;
 mod graph;
 mod half;
