@@ -31,7 +31,7 @@ impl Default for IndexConfig {
 #[derive(Debug)]
 enum Inner {
     Flat(FlatIndex),
-    Hnsw(HnswIndex),
+    Hnsw(Box<HnswIndex>),
 }
 
 /// Exact search for small catalogs, HNSW for large ones; switches to the graph when an insert
@@ -72,7 +72,7 @@ impl AdaptiveIndex {
             }
             Inner::Flat(flat)
         } else {
-            Inner::Hnsw(HnswIndex::build(dim, config.hnsw.clone(), keys, vectors)?)
+            Inner::Hnsw(Box::new(HnswIndex::build(dim, config.hnsw.clone(), keys, vectors)?))
         };
         Ok(AdaptiveIndex { config, inner })
     }
@@ -93,7 +93,7 @@ impl AdaptiveIndex {
     fn index(&self) -> &dyn VectorIndex {
         match &self.inner {
             Inner::Flat(flat) => flat,
-            Inner::Hnsw(hnsw) => hnsw,
+            Inner::Hnsw(hnsw) => hnsw.as_ref(),
         }
     }
 
@@ -125,7 +125,9 @@ impl AdaptiveIndex {
         let manifest: Manifest = read_manifest(&path, INDEX_FORMAT_VERSION)?;
         let inner = match manifest.kind.as_str() {
             "flat" => Inner::Flat(FlatIndex::load(&dir.join(FLAT_FILE))?),
-            "hnsw" => Inner::Hnsw(HnswIndex::load(&dir.join(HNSW_FILE), manifest.config.hnsw.clone())?),
+            "hnsw" => {
+                Inner::Hnsw(Box::new(HnswIndex::load(&dir.join(HNSW_FILE), manifest.config.hnsw.clone())?))
+            }
             other => {
                 return Err(PersistError::Format { path, message: format!("unknown index kind `{other}`") })
             }
@@ -163,7 +165,7 @@ impl VectorIndex for AdaptiveIndex {
                 let mut hnsw =
                     HnswIndex::build(flat.dim(), self.config.hnsw.clone(), &keys, &vectors.concat())?;
                 hnsw.upsert(key, vector)?;
-                self.inner = Inner::Hnsw(hnsw);
+                self.inner = Inner::Hnsw(Box::new(hnsw));
                 Ok(())
             }
             Inner::Flat(flat) => flat.upsert(key, vector),
