@@ -5,8 +5,10 @@
 //! lookup into a dense gradient over the whole table. A linear layer's backward pass is three GEMMs,
 //! checked here against finite differences.
 //!
-//! Shapes are row-major: a batch `x` is `[batch × in]`, a layer's weight `w` is `[out × in]`
-//! (PyTorch's convention) and `y = x · wᵀ + b`.
+//! Shapes are row-major: a batch `x` is `[batch × in]`, a layer's weight `w` is `[in × out]` and
+//! `y = x · w + b`. Row `k` of `w` is what input `k` adds to every output, which is what serving
+//! reads: a cached share of the first layer is a sum of such rows, read in order. Saved files keep
+//! PyTorch's `[out × in]`.
 
 use std::path::Path;
 
@@ -95,7 +97,7 @@ impl Adam {
     }
 }
 
-/// A fully connected layer `y = x · wᵀ + b`.
+/// A fully connected layer `y = x · w + b`.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub(crate) inputs: usize,
@@ -112,10 +114,13 @@ impl Linear {
     /// He-uniform initialisation from `rng`.
     pub(crate) fn new(inputs: usize, outputs: usize, rng: &mut Pcg64Mcg) -> Linear {
         let bound = (6.0 / inputs as f32).sqrt();
+        // Drawn output by output, as in `[out × in]`, so that a seed gives the weights it gave
+        // before the layout was `[in × out]`.
+        let drawn: Vec<f32> = (0..inputs * outputs).map(|_| rng.random_range(-bound..bound)).collect();
         Linear {
             inputs,
             outputs,
-            w: (0..inputs * outputs).map(|_| rng.random_range(-bound..bound)).collect(),
+            w: transpose(&drawn, outputs, inputs),
             b: vec![0.0; outputs],
             grad_w: vec![0.0; inputs * outputs],
             grad_b: vec![0.0; outputs],
@@ -124,7 +129,7 @@ impl Linear {
         }
     }
 
-    /// The weights, `[out × in]`.
+    /// The weights, `[in × out]`: row `k` is input `k`'s weight for every output.
     pub(crate) fn weights(&self) -> &[f32] {
         &self.w
     }
@@ -134,26 +139,26 @@ impl Linear {
         &self.b
     }
 
-    /// `y = x · wᵀ + b` for a batch of `rows`.
+    /// `y = x · w + b` for a batch of `rows`.
     pub(crate) fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>) {
         y.clear();
         y.reserve(rows * self.outputs);
         for _ in 0..rows {
             y.extend_from_slice(&self.b);
         }
-        matmul(x, false, &self.w, true, y, (rows, self.inputs, self.outputs), true);
+        matmul(x, false, &self.w, false, y, (rows, self.inputs, self.outputs), true);
     }
 
     /// Accumulates the weight gradients from `dy` and writes `dx` (when asked for).
     pub(crate) fn backward(&mut self, x: &[f32], dy: &[f32], rows: usize, dx: Option<&mut Vec<f32>>) {
-        matmul(dy, true, x, false, &mut self.grad_w, (self.outputs, rows, self.inputs), true);
+        matmul(x, true, dy, false, &mut self.grad_w, (self.inputs, rows, self.outputs), true);
         for row in dy.chunks_exact(self.outputs) {
             axpy(1.0, row, &mut self.grad_b);
         }
         if let Some(dx) = dx {
             dx.clear();
             dx.resize(rows * self.inputs, 0.0);
-            matmul(dy, false, &self.w, false, dx, (rows, self.outputs, self.inputs), false);
+            matmul(dy, false, &self.w, true, dx, (rows, self.outputs, self.inputs), false);
         }
     }
 
@@ -275,7 +280,8 @@ impl Mlp {
     /// Adds each layer's weights (`{prefix}.{i}.w`, `[out × in]`) and biases (`{prefix}.{i}.b`).
     pub(crate) fn write(&self, arrays: &mut TensorWriter, prefix: &str) {
         for (i, layer) in self.layers.iter().enumerate() {
-            arrays.add(&format!("{prefix}.{i}.w"), vec![layer.outputs, layer.inputs], &layer.w);
+            let w = transpose(&layer.w, layer.inputs, layer.outputs);
+            arrays.add(&format!("{prefix}.{i}.w"), vec![layer.outputs, layer.inputs], &w);
             arrays.add(&format!("{prefix}.{i}.b"), vec![layer.outputs], &layer.b);
         }
     }
@@ -302,10 +308,15 @@ impl Mlp {
                     ),
                 });
             }
-            (layer.w, layer.b) = (w, b);
+            (layer.w, layer.b) = (transpose(&w, layer.outputs, layer.inputs), b);
         }
         Ok(())
     }
+}
+
+/// The transpose of `a` (`[rows × columns]`), as `[columns × rows]`.
+fn transpose(a: &[f32], rows: usize, columns: usize) -> Vec<f32> {
+    (0..columns).flat_map(|c| (0..rows).map(move |r| a[r * columns + c])).collect()
 }
 
 /// `x = max(x, 0)`.
