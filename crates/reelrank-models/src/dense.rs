@@ -11,12 +11,15 @@
 //! PyTorch's `[out × in]`.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use multiversion::multiversion;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use reelrank_features::kernels::axpy;
 use reelrank_features::{PersistError, TensorReader, TensorWriter};
+
+use crate::bf16::PackedLayer;
 
 /// `c = a' · b' (+ c when accumulate)`, where `a'` is `a` (`[m × k]`) or, if `a_transposed`, the
 /// transpose of `a` stored as `[k × m]`; likewise `b'` (`[k × n]`, or `[n × k]` stored).
@@ -181,6 +184,9 @@ pub struct Mlp {
     /// Share of hidden units zeroed in each training pass (kept ones are scaled by `1/(1 − p)`).
     dropout: f32,
     rng: Pcg64Mcg,
+    /// Layers `1..` packed for serving's bfloat16 kernel where it runs (`bf16.rs`), made on first
+    /// use and dropped whenever the weights change.
+    packed: OnceLock<Vec<Option<PackedLayer>>>,
 }
 
 impl Mlp {
@@ -188,7 +194,14 @@ impl Mlp {
     pub(crate) fn new(sizes: &[usize], seed: u64) -> Mlp {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let layers = sizes.windows(2).map(|w| Linear::new(w[0], w[1], &mut rng)).collect::<Vec<_>>();
-        Mlp { activations: vec![Vec::new(); layers.len()], layers, rows: 0, dropout: 0.0, rng }
+        Mlp {
+            activations: vec![Vec::new(); layers.len()],
+            layers,
+            rows: 0,
+            dropout: 0.0,
+            rng,
+            packed: OnceLock::new(),
+        }
     }
 
     /// Sets the dropout rate of training passes (`0 ≤ p < 1`).
@@ -241,6 +254,24 @@ impl Mlp {
         input
     }
 
+    /// [`Mlp::forward_from_first`] for serving: the hidden layers in bfloat16 where the CPU has
+    /// the instructions for it (`bf16.rs`; scores within about 1e-3 of the f32 pass), in f32
+    /// elsewhere.
+    pub(crate) fn serve_from_first(&self, first: Vec<f32>, rows: usize) -> Vec<f32> {
+        let packed = self.packed.get_or_init(|| self.layers[1..].iter().map(PackedLayer::new).collect());
+        let mut input = first;
+        let mut out = Vec::new();
+        for (layer, packed) in self.layers[1..].iter().zip(packed) {
+            relu(&mut input);
+            match packed {
+                Some(packed) => packed.forward(&input, rows, &mut out),
+                None => layer.forward(&input, rows, &mut out),
+            }
+            std::mem::swap(&mut input, &mut out);
+        }
+        input
+    }
+
     /// Backward pass from the output gradient; accumulates weight gradients and returns the input
     /// gradient `[rows × inputs]`.
     pub(crate) fn backward(&mut self, dy: Vec<f32>) -> Vec<f32> {
@@ -267,6 +298,7 @@ impl Mlp {
         for layer in &mut self.layers {
             layer.step(adam);
         }
+        self.packed = OnceLock::new();
     }
 
     /// Drops the gradients accumulated since the last step, leaving the weights as they are.
@@ -310,6 +342,7 @@ impl Mlp {
             }
             (layer.w, layer.b) = (transpose(&w, layer.outputs, layer.inputs), b);
         }
+        self.packed = OnceLock::new();
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod als;
+mod bf16;
 mod blend;
 mod cooccurrence;
 mod dense;

@@ -397,7 +397,7 @@ impl WideDeep {
                 }
                 // The candidates' dense features through their columns: one small GEMM.
                 matmul(&block_dense, false, rows, false, &mut first, (block.len(), dense, hidden), true);
-                out.copy_from_slice(&self.mlp.forward_from_first(first, block.len()));
+                out.copy_from_slice(&self.mlp.serve_from_first(first, block.len()));
             }
         }
         if self.config.wide {
@@ -600,6 +600,39 @@ mod tests {
             for (g, w) in got.iter().zip(want.iter().chain(want)) {
                 assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
             }
+        }
+    }
+
+    /// Hidden layers 64 wide run in bfloat16 where the CPU has the instructions (`bf16.rs`).
+    #[test]
+    fn scoring_in_bfloat16_stays_close_to_predict() {
+        let model = fit(&WideDeepConfig { hidden: vec![128, 64], ..config(true, true) });
+        let (request_slots, request_dense) = (model.schema().request_slots, model.schema().request_dense);
+        let test = examples(14);
+        // One request of the first user with the other thirteen examples' items as candidates
+        // (a block of four rows and one left over, twice), against the same pairs predicted.
+        let user = &test[0];
+        let pairs: Vec<RankingExample> = test[1..]
+            .iter()
+            .map(|e| RankingExample {
+                slots: [&user.slots[..request_slots], &e.slots[request_slots..]].concat(),
+                dense: [&user.dense[..request_dense], &e.dense[request_dense..]].concat(),
+                ..e.clone()
+            })
+            .collect();
+        let expected = model.predict(&pairs);
+        let parts: Vec<Vec<f32>> =
+            pairs.iter().map(|e| model.candidate_part(&e.slots[request_slots..])).collect();
+        let request = model.request_part(&user.slots[..request_slots], &user.dense[..request_dense]);
+        let candidates: Vec<Candidate<'_>> = pairs
+            .iter()
+            .zip(&parts)
+            .map(|(e, part)| Candidate { part, dense: &e.dense[request_dense..], wide: &e.wide })
+            .collect();
+        let got = model.score_candidates(&request, &candidates);
+        assert_eq!(got.len(), expected.len());
+        for (g, w) in got.iter().zip(&expected) {
+            assert!((g - w).abs() < 1e-2, "{got:?} vs {expected:?}");
         }
     }
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use reelrank_eval::{RankingSet, Split};
+use reelrank_eval::{auc, RankingSet, Split};
 
 use super::percentile;
 use crate::commands::eval_ranking::Parts;
@@ -86,6 +86,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .collect();
         model.score_candidates(&request_part, &candidates)
     };
+    // What serving's path (bfloat16 hidden layers where the CPU has them) changes in the scores
+    // and in the first head's AUC: every test example scored as a request of its own user.
+    let heads = set.schema.heads.len();
+    let exact = model.predict(&set.test);
+    let served: Vec<f32> = set
+        .test
+        .iter()
+        .flat_map(|e| {
+            let part = model.candidate_part(&e.slots[request_slots..]);
+            cached(std::slice::from_ref(e), std::slice::from_ref(&part))
+        })
+        .collect();
+    let largest_change = exact.iter().zip(&served).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let first_head = |scores: &[f32]| -> Option<f64> {
+        let (scores, labels): (Vec<f32>, Vec<bool>) = set
+            .test
+            .iter()
+            .zip(scores.chunks_exact(heads))
+            .filter_map(|(e, s)| e.labels[0].map(|label| (s[0], label)))
+            .unzip();
+        auc(&scores, &labels)
+    };
+    let (auc_exact, auc_served) = (first_head(&exact), first_head(&served));
     // The two paths alternate request by request, so that a busy neighbour slows both alike.
     let (mut naive, mut cached_times) = (Vec::new(), Vec::new());
     single.install(|| {
@@ -106,10 +129,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         requests.len()
     );
     println!(
+        "cached parts against predict over {} test examples: largest probability change {largest_change:.5}, AUC {} against {}",
+        set.test.len(),
+        auc_served.map_or("-".into(), |a| format!("{a:.4}")),
+        auc_exact.map_or("-".into(), |a| format!("{a:.4}")),
+    );
+    println!(
         "{}",
         serde_json::json!({"bench": "ranking", "examples": examples, "threads": args.threads,
             "train_seconds": secs, "train_examples_per_s": rate, "candidates": args.candidates,
-            "naive_p50_ms": naive_p50, "cached_p50_ms": cached_p50})
+            "naive_p50_ms": naive_p50, "cached_p50_ms": cached_p50,
+            "cached_largest_change": largest_change, "cached_auc": auc_served, "naive_auc": auc_exact})
     );
     Ok(())
 }
