@@ -184,6 +184,10 @@ impl VectorIndex for AdaptiveIndex {
         self.index().vector(key)
     }
 
+    fn contains(&self, key: u64) -> bool {
+        self.index().contains(key)
+    }
+
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         self.index().search(query, k, filter)
     }

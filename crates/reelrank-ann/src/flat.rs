@@ -103,6 +103,10 @@ impl VectorIndex for FlatIndex {
         self.get(key).map(<[f32]>::to_vec)
     }
 
+    fn contains(&self, key: u64) -> bool {
+        self.get(key).is_some()
+    }
+
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         if k == 0 || query.len() != self.dim {
             return Vec::new();

@@ -238,6 +238,10 @@ impl VectorIndex for HnswIndex {
         }
     }
 
+    fn contains(&self, key: u64) -> bool {
+        self.slots.contains_key(&key) || self.fresh.contains(key)
+    }
+
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         if k == 0 || query.len() != self.dim() {
             return Vec::new();
@@ -333,8 +337,10 @@ mod tests {
         assert_eq!(hnsw.len(), 3, "an upsert of a stored key replaces it");
         assert_eq!(hnsw.vector(3), Some(vec![0.6, 0.8]));
         assert_eq!(hnsw.similar(2, 2, &|_| true).iter().map(|h| h.0).collect::<Vec<_>>(), [3, 1]);
+        assert!(hnsw.contains(2));
         assert!(hnsw.remove(2));
         assert!(!hnsw.remove(2));
+        assert!(!hnsw.contains(2) && hnsw.contains(3));
         assert_eq!(hnsw.len(), 2);
         assert_eq!(hnsw.search(&[0.8, 0.6], 3, &|_| true).iter().map(|h| h.0).collect::<Vec<_>>(), [3, 1]);
         assert!(matches!(hnsw.upsert(4, &[1.0]), Err(IndexError::WrongDimension { expected: 2, got: 1 })));
@@ -368,6 +374,7 @@ mod tests {
         assert_eq!(after, before[2..], "the rest are still found, in order");
         assert_eq!(hnsw.search(&opposite, 1, &|_| true)[0].0, before[1], "found by its new vector");
         assert_eq!(hnsw.vector(before[0]), None);
+        assert!(!hnsw.contains(before[0]) && hnsw.contains(before[1]) && hnsw.contains(before[2]));
     }
 
     #[test]

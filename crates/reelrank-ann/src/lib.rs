@@ -79,6 +79,9 @@ pub trait VectorIndex: Send + Sync {
     /// The stored vector of `key` (for approximate indexes, as stored: possibly quantised).
     fn vector(&self, key: u64) -> Option<Vec<f32>>;
 
+    /// Whether `key` is stored: [`VectorIndex::vector`] without decoding or copying the vector.
+    fn contains(&self, key: u64) -> bool;
+
     /// Up to `k` `(key, inner product)` pairs, best first (ties by ascending key), among keys that
     /// `filter` accepts.
     fn search(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)>;

@@ -103,7 +103,7 @@ impl Retrieval {
             .copied()
             .filter(|item| {
                 let key = item_id_key(&item.item_id);
-                let free = fresh.get(key).is_some() || self.index.vector(key).is_none();
+                let free = fresh.get(key).is_some() || !self.index.contains(key);
                 let kept = free || room > 0;
                 room -= usize::from(kept && !free);
                 kept
@@ -125,7 +125,7 @@ impl Retrieval {
     /// shared: the graph is written in place.
     pub fn index_missing(&mut self, items: &[Item], now: Timestamp) -> reelrank_ann::Result<usize> {
         let missing: Vec<&Item> =
-            items.iter().filter(|i| self.index.vector(item_id_key(&i.item_id)).is_none()).collect();
+            items.iter().filter(|i| !self.index.contains(item_id_key(&i.item_id))).collect();
         let vectors = self.vectors(&missing, now);
         let index = Arc::get_mut(&mut self.index).expect("index_missing runs before the index is shared");
         for (key, vector) in vectors {
