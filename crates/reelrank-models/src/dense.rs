@@ -117,8 +117,8 @@ impl Linear {
     /// He-uniform initialisation from `rng`.
     pub(crate) fn new(inputs: usize, outputs: usize, rng: &mut Pcg64Mcg) -> Linear {
         let bound = (6.0 / inputs as f32).sqrt();
-        // Drawn output by output, as in `[out × in]`, so that a seed gives the weights it gave
-        // before the layout was `[in × out]`.
+        // Drawn in the saved `[out × in]` order, so that a seed names the same initial weights
+        // as a file would hold them.
         let drawn: Vec<f32> = (0..inputs * outputs).map(|_| rng.random_range(-bound..bound)).collect();
         Linear {
             inputs,
@@ -238,32 +238,25 @@ impl Mlp {
     pub(crate) fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut first = Vec::new();
         self.layers[0].forward(x, rows, &mut first);
-        self.forward_from_first(first, rows)
+        self.hidden(first, rows, &[])
     }
 
-    /// The rest of a forward pass from the first layer's output (before its ReLU), for callers
-    /// that assemble that output from cached parts.
-    pub(crate) fn forward_from_first(&self, first: Vec<f32>, rows: usize) -> Vec<f32> {
-        let mut input = first;
-        let mut out = Vec::new();
-        for layer in &self.layers[1..] {
-            relu(&mut input);
-            layer.forward(&input, rows, &mut out);
-            std::mem::swap(&mut input, &mut out);
-        }
-        input
-    }
-
-    /// [`Mlp::forward_from_first`] for serving: the hidden layers in bfloat16 where the CPU has
-    /// the instructions for it (`bf16.rs`; scores within about 1e-3 of the f32 pass), in f32
-    /// elsewhere.
+    /// The rest of a forward pass from the first layer's output (before its ReLU), for serving,
+    /// which assembles that output from cached parts: the hidden layers in bfloat16 where the CPU has the instructions for it
+    /// (`bf16.rs`; probabilities within a few thousandths of the f32 pass), in f32 elsewhere.
     pub(crate) fn serve_from_first(&self, first: Vec<f32>, rows: usize) -> Vec<f32> {
         let packed = self.packed.get_or_init(|| self.layers[1..].iter().map(PackedLayer::new).collect());
+        self.hidden(first, rows, packed)
+    }
+
+    /// Layers `1..` after a ReLU each, layer `1 + i` through `packed[i]` where that is a packed
+    /// layer and in f32 otherwise.
+    fn hidden(&self, first: Vec<f32>, rows: usize, packed: &[Option<PackedLayer>]) -> Vec<f32> {
         let mut input = first;
         let mut out = Vec::new();
-        for (layer, packed) in self.layers[1..].iter().zip(packed) {
+        for (i, layer) in self.layers[1..].iter().enumerate() {
             relu(&mut input);
-            match packed {
+            match packed.get(i).and_then(Option::as_ref) {
                 Some(packed) => packed.forward(&input, rows, &mut out),
                 None => layer.forward(&input, rows, &mut out),
             }
