@@ -242,8 +242,9 @@ impl Mlp {
     }
 
     /// The rest of a forward pass from the first layer's output (before its ReLU), for serving,
-    /// which assembles that output from cached parts: the hidden layers in bfloat16 where the CPU has the instructions for it
-    /// (`bf16.rs`; probabilities within a few thousandths of the f32 pass), in f32 elsewhere.
+    /// which assembles that output from cached parts: the hidden layers in bfloat16 where the
+    /// CPU has the instructions for it (`bf16.rs`; probabilities within a few thousandths of the
+    /// f32 pass), in f32 elsewhere.
     pub(crate) fn serve_from_first(&self, first: Vec<f32>, rows: usize) -> Vec<f32> {
         let packed = self.packed.get_or_init(|| self.layers[1..].iter().map(PackedLayer::new).collect());
         self.hidden(first, rows, packed)
