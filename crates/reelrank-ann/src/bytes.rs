@@ -25,8 +25,8 @@ impl Scales {
         Scales(largest.into_iter().map(|top| if top > 0.0 { top / 127.0 } else { 1.0 }).collect())
     }
 
-    /// The codes of `vector`, clipped to ±127 (a vector outside the fitted range, as after an
-    /// update, still codes, only less exactly).
+    /// The codes of `vector`, clipped to ±127 (a vector outside the fitted range still codes, only
+    /// less exactly).
     pub(crate) fn encode<'a>(&'a self, vector: &'a [f32]) -> impl Iterator<Item = i8> + 'a {
         vector.iter().zip(&self.0).map(|(&x, &scale)| (x / scale).round().clamp(-127.0, 127.0) as i8)
     }
@@ -38,19 +38,10 @@ impl Scales {
     }
 }
 
-/// `Σ scaledᵢ · codesᵢ`, with sixteen partial sums so that it vectorises.
+/// `Σ scaledᵢ · codesᵢ`.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
 pub(crate) fn dot(scaled: &[f32], codes: &[i8]) -> f32 {
-    let mut partial = [0.0f32; 16];
-    let (q_chunks, c_chunks) = (scaled.chunks_exact(16), codes.chunks_exact(16));
-    let tail: f32 =
-        q_chunks.remainder().iter().zip(c_chunks.remainder()).map(|(q, &c)| q * f32::from(c)).sum();
-    for (q, c) in q_chunks.zip(c_chunks) {
-        for i in 0..16 {
-            partial[i] += q[i] * f32::from(c[i]);
-        }
-    }
-    partial.iter().sum::<f32>() + tail
+    crate::decoded_dot(scaled, codes, f32::from)
 }
 
 #[cfg(test)]

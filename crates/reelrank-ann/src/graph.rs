@@ -200,10 +200,11 @@ impl Graph {
         let len = vectors.len() / dim.max(1);
         let scales = Scales::fit(dim, vectors);
         let mut blocks = Vec::with_capacity(len * (base_width + dim.div_ceil(4)));
+        let mut codes = Vec::with_capacity(dim.div_ceil(4) * 4);
         for slot in 0..len {
             blocks.extend_from_slice(&base[slot * base_width..(slot + 1) * base_width]);
-            let mut codes: Vec<u8> =
-                scales.encode(&vectors[slot * dim..(slot + 1) * dim]).map(|c| c as u8).collect();
+            codes.clear();
+            codes.extend(scales.encode(&vectors[slot * dim..(slot + 1) * dim]).map(|c| c as u8));
             codes.resize(dim.div_ceil(4) * 4, 0);
             blocks.extend(
                 codes.chunks_exact(4).map(|word| u32::from_ne_bytes([word[0], word[1], word[2], word[3]])),

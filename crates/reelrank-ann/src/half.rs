@@ -44,18 +44,10 @@ pub(crate) fn decode(half: u16) -> f32 {
     f32::from_bits(if magnitude == 0 { 0 } else { bits })
 }
 
-/// `Σ queryᵢ · decode(halvesᵢ)`, with sixteen partial sums so that it vectorises.
+/// `Σ queryᵢ · decode(halvesᵢ)`.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
 pub(crate) fn dot(query: &[f32], halves: &[u16]) -> f32 {
-    let mut partial = [0.0f32; 16];
-    let (q_chunks, h_chunks) = (query.chunks_exact(16), halves.chunks_exact(16));
-    let tail: f32 = q_chunks.remainder().iter().zip(h_chunks.remainder()).map(|(q, &h)| q * decode(h)).sum();
-    for (q, h) in q_chunks.zip(h_chunks) {
-        for i in 0..16 {
-            partial[i] += q[i] * decode(h[i]);
-        }
-    }
-    partial.iter().sum::<f32>() + tail
+    crate::decoded_dot(query, halves, decode)
 }
 
 #[cfg(test)]

@@ -332,9 +332,9 @@ impl WideDeep {
         let request_slots = self.schema.request_slots;
         let pooled = self.slots.iter().enumerate().filter(|(_, &s)| s < request_slots);
         self.add_slots(&mut part, pooled.map(|(p, &s)| (p, &slots[s])));
-        let first_dense = self.slots.len() * self.table.dim();
+        let first_dense = self.first_dense_input();
         for (j, &value) in dense.iter().enumerate().take(self.schema.request_dense) {
-            axpy(value, self.first_layer_row(first_dense + j), &mut part);
+            axpy(value, self.first_layer_rows(first_dense + j..first_dense + j + 1), &mut part);
         }
         part
     }
@@ -359,15 +359,21 @@ impl WideDeep {
             x.clear();
             pool(&self.table, &[bag.as_slice()], &mut x);
             for (c, &value) in x.iter().enumerate() {
-                axpy(value, self.first_layer_row(position * d + c), part);
+                let input = position * d + c;
+                axpy(value, self.first_layer_rows(input..input + 1), part);
             }
         }
     }
 
-    /// What first-layer input `k` adds to each hidden unit, per unit of the input.
-    fn first_layer_row(&self, k: usize) -> &[f32] {
-        let first = &self.mlp.layers[0];
-        &first.weights()[k * first.outputs..(k + 1) * first.outputs]
+    /// What first-layer `inputs` add to each hidden unit, per unit of input: one row each.
+    fn first_layer_rows(&self, inputs: std::ops::Range<usize>) -> &[f32] {
+        let hidden = self.mlp.layers[0].outputs;
+        &self.mlp.layers[0].weights()[inputs.start * hidden..inputs.end * hidden]
+    }
+
+    /// The first layer's first dense input (after the pooled slots).
+    fn first_dense_input(&self) -> usize {
+        self.slots.len() * self.table.dim()
     }
 
     /// Probabilities `[candidates × heads]` for one request from its [`WideDeep::request_part`]:
@@ -381,8 +387,8 @@ impl WideDeep {
             // The first layer's rows of the candidates' dense features, which are contiguous.
             let hidden = request_part.len();
             let dense = candidates.first().map_or(0, |c| c.dense.len());
-            let first_dense = self.slots.len() * self.table.dim() + self.schema.request_dense;
-            let rows = &self.mlp.layers[0].weights()[first_dense * hidden..(first_dense + dense) * hidden];
+            let first_dense = self.first_dense_input() + self.schema.request_dense;
+            let rows = self.first_layer_rows(first_dense..first_dense + dense);
             // Blocks of candidates: big enough for the GEMMs to run near full speed, small enough
             // to stay in cache (256 measured faster than 64 and than one block of 500).
             const BLOCK: usize = 256;
@@ -610,7 +616,7 @@ mod tests {
         let (request_slots, request_dense) = (model.schema().request_slots, model.schema().request_dense);
         let test = examples(14);
         // One request of the first user with the other thirteen examples' items as candidates
-        // (a block of four rows and one left over, twice), against the same pairs predicted.
+        // (three blocks of four rows and one row left over), against the same pairs predicted.
         let user = &test[0];
         let pairs: Vec<RankingExample> = test[1..]
             .iter()
