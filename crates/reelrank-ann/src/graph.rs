@@ -18,6 +18,7 @@ use std::collections::BinaryHeap;
 use std::path::Path;
 
 use rayon::prelude::*;
+use reelrank_features::kernels::prefetch;
 use reelrank_features::{PersistError, TensorReader, TensorWriter};
 use rustc_hash::FxHashMap;
 
@@ -119,20 +120,6 @@ impl Visited {
 
     fn seen(&self, node: u32) -> bool {
         self.tags[node as usize] == self.current
-    }
-}
-
-/// Asks the CPU to start loading `data` into cache: a hint with no effect on results.
-#[inline(always)]
-fn prefetch<T: bytemuck::Pod>(data: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in bytemuck::cast_slice::<T, u8>(data).chunks(64) {
-        // SAFETY: a prefetch is a hint that never faults, whatever the address; SSE, which it
-        // needs, is part of every x86-64 CPU.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast());
-        }
     }
 }
 

@@ -4,6 +4,29 @@
 
 use multiversion::multiversion;
 
+/// Asks the CPU to start loading `data` into cache: a hint with no effect on results, for loops
+/// that know which scattered rows they will read next (graph search, hashed weights).
+#[inline(always)]
+pub fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let start = data.as_ptr().cast::<u8>();
+        for offset in (0..std::mem::size_of_val(data)).step_by(64) {
+            // SAFETY: a prefetch is a hint that never faults, whatever the address (`wrapping_add`
+            // keeps the pointer arithmetic defined); SSE, which it needs, is part of every x86-64
+            // CPU.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    start.wrapping_add(offset).cast(),
+                );
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// `y += a · x`.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {

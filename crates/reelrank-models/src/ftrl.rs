@@ -11,6 +11,9 @@
 //! grows with the event log), a lookup is one read from an array that fits the cache at the
 //! default size, and the rare collisions act as a little extra regularisation.
 
+use std::ops::Range;
+
+use reelrank_features::kernels::prefetch;
 use serde::{Deserialize, Serialize};
 
 /// FTRL-Proximal hyper-parameters and the table size.
@@ -56,6 +59,32 @@ pub struct Ftrl {
     cells: Vec<Cell>,
 }
 
+/// A batch's keys as table coordinates ([`Ftrl::locate`]): every example's, one after another.
+#[derive(Debug, Clone, Default)]
+pub struct Located {
+    coordinates: Vec<u32>,
+    /// Where each example's coordinates end.
+    ends: Vec<usize>,
+}
+
+impl Located {
+    /// Each example's range of coordinates, with the range to prefetch as it is reached: those
+    /// [`PREFETCH_AHEAD`] further on that earlier examples have not asked for (the first example
+    /// asks for its own too).
+    fn examples(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+        let len = self.coordinates.len();
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).enumerate().map(move |(i, (start, &end))| {
+            let from = if i == 0 { 0 } else { (start + PREFETCH_AHEAD).min(len) };
+            (start..end, from..(end + PREFETCH_AHEAD).min(len))
+        })
+    }
+}
+
+/// How many coordinates ahead [`Ftrl`] asks for the cells it will read (about the misses a core
+/// keeps in flight).
+const PREFETCH_AHEAD: usize = 32;
+
 impl Ftrl {
     /// All weights zero.
     pub fn new(config: FtrlConfig, heads: usize) -> Ftrl {
@@ -80,48 +109,63 @@ impl Ftrl {
         }
     }
 
-    /// Adds the weights of `keys` (binary features, value 1) to `logits` (one per head).
-    pub fn add_logits(&self, keys: &[u64], logits: &mut [f32]) {
-        for &key in keys {
-            self.add_coordinate(self.coordinate(key), logits);
+    /// Where the keys of a batch of examples (binary features, value 1) sit in the table.
+    pub fn locate<'a>(&self, examples: impl IntoIterator<Item = &'a [u64]>) -> Located {
+        let mut located = Located::default();
+        for keys in examples {
+            located.coordinates.extend(keys.iter().map(|&key| self.coordinate(key)));
+            located.ends.push(located.coordinates.len());
         }
+        located
     }
 
-    fn add_coordinate(&self, coordinate: u32, logits: &mut [f32]) {
-        let base = coordinate as usize * self.heads;
-        for (logit, cell) in logits.iter_mut().zip(&self.cells[base..base + self.heads]) {
-            *logit += cell.w;
-        }
-    }
-
-    /// Training's forward pass: adds the weights of `keys` to `logits` and appends their
-    /// coordinates to `coordinates`, for [`Ftrl::update`] (a batch's examples share one buffer).
-    pub fn admit(&self, keys: &[u64], logits: &mut [f32], coordinates: &mut Vec<u32>) {
-        for &key in keys {
-            let coordinate = self.coordinate(key);
-            self.add_coordinate(coordinate, logits);
-            coordinates.push(coordinate);
-        }
-    }
-
-    /// One FTRL step for an example whose features sit at `coordinates` (from [`Ftrl::admit`]),
-    /// given `dL/dlogit` of each head (a head whose gradient is exactly 0, such as one without a
-    /// label, is left alone).
-    pub fn update(&mut self, coordinates: &[u32], grads: &[f32]) {
-        let alpha = self.config.alpha;
-        for &coordinate in coordinates {
-            let base = coordinate as usize * self.heads;
-            for (cell, &g) in self.cells[base..base + self.heads].iter_mut().zip(grads) {
-                if g == 0.0 {
-                    continue;
+    /// Adds each example's weights to its row of `logits` (`[examples × heads]`).
+    pub fn add_logits(&self, at: &Located, logits: &mut [f32]) {
+        for ((keys, ahead), row) in at.examples().zip(logits.chunks_exact_mut(self.heads)) {
+            self.prefetch(&at.coordinates[ahead]);
+            for &coordinate in &at.coordinates[keys] {
+                for (logit, cell) in row.iter_mut().zip(self.cells(coordinate)) {
+                    *logit += cell.w;
                 }
-                let root = cell.root_n;
-                let new_root = (root * root + g * g).sqrt();
-                let sigma = (new_root - root) / alpha;
-                cell.z += g - sigma * cell.w;
-                cell.root_n = new_root;
-                cell.w = Ftrl::weight(&self.config, cell.z, new_root);
             }
+        }
+    }
+
+    /// One FTRL step per example, in order (as FTRL is meant), given `dL/dlogit` of each head
+    /// (`grads`: `[examples × heads]`; a head whose gradient is exactly 0, such as one without a
+    /// label, is left alone).
+    pub fn update(&mut self, at: &Located, grads: &[f32]) {
+        let (alpha, heads) = (self.config.alpha, self.heads);
+        for ((keys, ahead), grads) in at.examples().zip(grads.chunks_exact(heads)) {
+            self.prefetch(&at.coordinates[ahead]);
+            for &coordinate in &at.coordinates[keys] {
+                let cells = &mut self.cells[coordinate as usize * heads..][..heads];
+                for (cell, &g) in cells.iter_mut().zip(grads) {
+                    if g == 0.0 {
+                        continue;
+                    }
+                    let root = cell.root_n;
+                    let new_root = (root * root + g * g).sqrt();
+                    let sigma = (new_root - root) / alpha;
+                    cell.z += g - sigma * cell.w;
+                    cell.root_n = new_root;
+                    cell.w = Ftrl::weight(&self.config, cell.z, new_root);
+                }
+            }
+        }
+    }
+
+    /// The heads' cells of `coordinate`.
+    fn cells(&self, coordinate: u32) -> &[Cell] {
+        &self.cells[coordinate as usize * self.heads..][..self.heads]
+    }
+
+    /// Asks for the cells of `coordinates` ahead of reading them: at 2^20 coordinates the table
+    /// is far larger than the cache, and each key's cells are a miss that the few instructions
+    /// between two keys cannot hide.
+    fn prefetch(&self, coordinates: &[u32]) {
+        for &coordinate in coordinates {
+            prefetch(self.cells(coordinate));
         }
     }
 
@@ -175,45 +219,67 @@ mod tests {
         let config = FtrlConfig { alpha: 0.5, beta: 1.0, l1: 0.1, l2: 0.2, bits: 8 };
         let mut ftrl = Ftrl::new(config, 1);
         // Step 1: w = 0 (z = 0), g = 0.8: σ = (√0.64 − 0)/0.5 = 1.6, z = 0.8 − 1.6·0 = 0.8, n = 0.64.
-        let mut at = Vec::new();
-        ftrl.admit(&[7], &mut [0.0], &mut at);
+        let at = ftrl.locate([&[7][..]]);
         ftrl.update(&at, &[0.8]);
         // w = −(0.8 − 0.1) / ((1 + 0.8)/0.5 + 0.2) = −0.7 / 3.8.
         let w1 = -0.7 / 3.8;
         let mut logit = [0.0];
-        ftrl.add_logits(&[7], &mut logit);
+        ftrl.add_logits(&at, &mut logit);
         assert!((logit[0] - w1).abs() < 1e-6, "{logit:?}");
         // Step 2: g = −0.6: σ = (√1.0 − √0.64)/0.5 = 0.4, z = 0.8 − 0.6 − 0.4·w1, n = 1.0.
         ftrl.update(&at, &[-0.6]);
         let z: f32 = 0.8 - 0.6 - 0.4 * w1;
         let w2 = -(z - 0.1) / ((1.0 + 1.0) / 0.5 + 0.2);
         let mut logit = [0.0];
-        ftrl.add_logits(&[7], &mut logit);
+        ftrl.add_logits(&at, &mut logit);
         assert!((logit[0] - w2).abs() < 1e-6, "{logit:?} vs {w2}");
+    }
+
+    /// A batch is the same as its examples one by one, in order, also when they share keys and
+    /// are longer than the prefetch distance.
+    #[test]
+    fn a_batch_steps_like_its_examples_in_turn() {
+        let config = FtrlConfig { l1: 0.01, bits: 12, ..FtrlConfig::default() };
+        let examples: Vec<Vec<u64>> =
+            (0..40u64).map(|i| (0..(i % 7) * 10).map(|k| (k * 31 + i) % 50).collect()).collect();
+        let grads: Vec<f32> = (0..examples.len() * 2).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut batched = Ftrl::new(config, 2);
+        let at = batched.locate(examples.iter().map(Vec::as_slice));
+        batched.update(&at, &grads);
+        let mut single = Ftrl::new(config, 2);
+        for (keys, g) in examples.iter().zip(grads.chunks_exact(2)) {
+            let at = single.locate([keys.as_slice()]);
+            single.update(&at, g);
+        }
+        let (mut from_batch, mut from_single) =
+            (vec![0.0; examples.len() * 2], vec![0.0; examples.len() * 2]);
+        batched.add_logits(&at, &mut from_batch);
+        single.add_logits(&at, &mut from_single);
+        assert_eq!(from_batch, from_single);
+        assert!(from_batch.iter().any(|&l| l != 0.0), "the steps moved some weights");
     }
 
     #[test]
     fn l1_keeps_weak_coordinates_at_zero_and_heads_apart() {
         let mut ftrl = Ftrl::new(FtrlConfig { l1: 1.0, ..FtrlConfig::default() }, 2);
-        let mut at = Vec::new();
-        ftrl.admit(&[1], &mut [0.0, 0.0], &mut at);
+        let at = ftrl.locate([&[1][..]]);
         ftrl.update(&at, &[0.5, 0.0]);
         let mut logits = [0.0, 0.0];
-        ftrl.add_logits(&[1], &mut logits);
+        ftrl.add_logits(&at, &mut logits);
         assert_eq!(logits, [0.0, 0.0], "|z| = 0.5 ≤ λ₁");
         for _ in 0..10 {
             ftrl.update(&at, &[0.5, 0.0]);
         }
-        ftrl.add_logits(&[1], &mut logits);
+        ftrl.add_logits(&at, &mut logits);
         assert!(logits[0] < 0.0 && logits[1] == 0.0, "a positive gradient lowers the weight: {logits:?}");
         let mut untouched = [0.0, 0.0];
-        ftrl.add_logits(&[2], &mut untouched);
+        ftrl.add_logits(&ftrl.locate([&[2][..]]), &mut untouched);
         assert_eq!(untouched, [0.0, 0.0]);
         let (coordinates, z, n) = ftrl.state();
         assert_eq!(coordinates.len(), 1, "only the touched coordinate is saved");
         let back = Ftrl::from_state(ftrl.config, 2, &coordinates, &z, &n).unwrap();
         let mut again = [0.0, 0.0];
-        back.add_logits(&[1], &mut again);
+        back.add_logits(&at, &mut again);
         assert_eq!(again, logits);
     }
 }

@@ -243,14 +243,8 @@ impl WideDeep {
             }
             logits = self.mlp.forward_train(std::mem::take(&mut pooled.x), rows);
         }
-        // Every example's wide coordinates in one buffer; example i's end at `ends[i]`.
-        let (mut coordinates, mut ends) = (Vec::new(), Vec::with_capacity(rows));
-        if self.config.wide {
-            for (example, row) in batch.iter().zip(logits.chunks_exact_mut(heads)) {
-                self.wide.admit(&example.wide, row, &mut coordinates);
-                ends.push(coordinates.len());
-            }
-        }
+        let wide_at = self.wide.locate(batch.iter().filter(|_| self.config.wide).map(|e| e.wide.as_slice()));
+        self.wide.add_logits(&wide_at, &mut logits);
         // dL/dlogit = σ(logit) − label on labelled heads, 0 elsewhere.
         let mut loss = 0.0;
         let mut labelled = 0usize;
@@ -273,12 +267,7 @@ impl WideDeep {
         // The wide update (per example, as FTRL is meant) and the deep backward pass are
         // independent: each gets a core when two are free.
         rayon::join(
-            || {
-                let starts = std::iter::once(0).chain(ends.iter().copied());
-                for ((start, &end), g) in starts.zip(&ends).zip(grads.chunks_exact(heads)) {
-                    wide.update(&coordinates[start..end], g);
-                }
-            },
+            || wide.update(&wide_at, &grads),
             || {
                 if use_deep {
                     let scaled: Vec<f32> = grads.iter().map(|g| g / rows as f32).collect();
@@ -314,9 +303,8 @@ impl WideDeep {
                     logits = self.mlp.forward(&x, chunk.len());
                 }
                 if self.config.wide {
-                    for (example, row) in chunk.iter().zip(logits.chunks_exact_mut(heads)) {
-                        self.wide.add_logits(&example.wide, row);
-                    }
+                    let at = self.wide.locate(chunk.iter().map(|e| e.wide.as_slice()));
+                    self.wide.add_logits(&at, &mut logits);
                 }
                 logits.into_iter().map(sigmoid)
             })
@@ -407,9 +395,7 @@ impl WideDeep {
             }
         }
         if self.config.wide {
-            for (candidate, row) in candidates.iter().zip(logits.chunks_exact_mut(heads)) {
-                self.wide.add_logits(candidate.wide, row);
-            }
+            self.wide.add_logits(&self.wide.locate(candidates.iter().map(|c| c.wide)), &mut logits);
         }
         logits.into_iter().map(sigmoid).collect()
     }
