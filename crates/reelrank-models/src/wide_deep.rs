@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::dense::{matmul, AdamStep, Mlp};
 use crate::ftrl::{Ftrl, FtrlConfig};
 use crate::pooling::{pool, Pooled};
-use reelrank_features::kernels::axpy;
+use reelrank_features::kernels::{axpy, prefetch};
 
 /// Settings of a Wide&Deep model; saved with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,7 +236,17 @@ impl WideDeep {
         let mut logits = vec![0.0f32; rows * heads];
         let mut pooled = Pooled::default();
         if self.config.deep {
-            for (example, &drop) in batch.iter().zip(drop_id) {
+            for (i, (example, &drop)) in batch.iter().zip(drop_id).enumerate() {
+                // Shuffled examples are scattered in memory, each a few arrays behind pointers:
+                // ask for the arrays of those a little ahead, then for their bags' contents.
+                if let Some(ahead) = batch.get(i + 8) {
+                    prefetch(&ahead.slots);
+                    prefetch(&ahead.dense);
+                    prefetch(&ahead.wide);
+                }
+                if let Some(ahead) = batch.get(i + 4) {
+                    ahead.slots.iter().for_each(|bag| prefetch(bag));
+                }
                 let slots = self.slots.iter().map(|&s| &example.slots[s]);
                 pooled.push(&mut self.table, slots, drop, now);
                 pooled.x.extend_from_slice(&example.dense);
