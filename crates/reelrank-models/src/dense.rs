@@ -178,8 +178,14 @@ impl Linear {
 #[derive(Debug, Clone)]
 pub struct Mlp {
     pub(crate) layers: Vec<Linear>,
-    /// Inputs of each layer from the last forward pass (post-ReLU), kept for backward.
+    /// Inputs of each layer from the last forward pass (post-ReLU), kept for backward. These
+    /// and the two buffers below are reused from batch to batch: fresh ones (hundreds of KB each)
+    /// would be new pages to fault in at every step.
     activations: Vec<Vec<f32>>,
+    /// The last layer's output from the last forward pass.
+    output: Vec<f32>,
+    /// The gradient flowing back through the layers, and the next one being computed.
+    gradients: [Vec<f32>; 2],
     rows: usize,
     /// Share of hidden units zeroed in each training pass (kept ones are scaled by `1/(1 − p)`).
     dropout: f32,
@@ -196,6 +202,8 @@ impl Mlp {
         let layers = sizes.windows(2).map(|w| Linear::new(w[0], w[1], &mut rng)).collect::<Vec<_>>();
         Mlp {
             activations: vec![Vec::new(); layers.len()],
+            output: Vec::new(),
+            gradients: Default::default(),
             layers,
             rows: 0,
             dropout: 0.0,
@@ -215,13 +223,14 @@ impl Mlp {
     }
 
     /// Forward pass keeping what backward needs; returns the output `[rows × outputs]`.
-    pub(crate) fn forward_train(&mut self, x: Vec<f32>, rows: usize) -> Vec<f32> {
+    pub(crate) fn forward_train(&mut self, x: &[f32], rows: usize) -> &[f32] {
         self.rows = rows;
-        let mut input = x;
+        self.activations[0].clear();
+        self.activations[0].extend_from_slice(x);
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            let mut out = Vec::new();
-            layer.forward(&input, rows, &mut out);
+            let mut out = std::mem::take(self.activations.get_mut(i + 1).unwrap_or(&mut self.output));
+            layer.forward(&self.activations[i], rows, &mut out);
             if i < last {
                 relu(&mut out);
                 if self.dropout > 0.0 {
@@ -229,9 +238,9 @@ impl Mlp {
                     out.iter_mut().for_each(|v| *v *= if self.rng.random::<f32>() < p { 0.0 } else { keep });
                 }
             }
-            self.activations[i] = std::mem::replace(&mut input, out);
+            *self.activations.get_mut(i + 1).unwrap_or(&mut self.output) = out;
         }
-        input
+        &self.output
     }
 
     /// Forward pass without keeping activations (serving).
@@ -268,11 +277,12 @@ impl Mlp {
 
     /// Backward pass from the output gradient; accumulates weight gradients and returns the input
     /// gradient `[rows × inputs]`.
-    pub(crate) fn backward(&mut self, dy: Vec<f32>) -> Vec<f32> {
+    pub(crate) fn backward(&mut self, dy: &[f32]) -> &[f32] {
         let rows = self.rows;
-        let mut grad = dy;
+        let [mut grad, mut dx] = std::mem::take(&mut self.gradients);
+        grad.clear();
+        grad.extend_from_slice(dy);
         for i in (0..self.layers.len()).rev() {
-            let mut dx = Vec::new();
             self.layers[i].backward(&self.activations[i], &grad, rows, Some(&mut dx));
             if i > 0 {
                 // Zero where the unit was off (ReLU or dropout), `1/(1 − p)` where it was kept.
@@ -282,9 +292,10 @@ impl Mlp {
                     dx.iter_mut().for_each(|g| *g *= keep);
                 }
             }
-            grad = dx;
+            std::mem::swap(&mut grad, &mut dx);
         }
-        grad
+        self.gradients = [grad, dx];
+        &self.gradients[0]
     }
 
     /// Applies and clears the accumulated gradients.
@@ -388,8 +399,8 @@ mod tests {
         let loss = |m: &Mlp, x: &[f32]| -> f64 {
             m.forward(x, rows).iter().zip(&r).map(|(y, r)| f64::from(y * r)).sum()
         };
-        mlp.forward_train(x.clone(), rows);
-        let dx = mlp.backward(r.clone());
+        mlp.forward_train(&x, rows);
+        let dx = mlp.backward(&r).to_vec();
         assert_input_gradient(&x, &dx, |x| loss(&mlp, x));
         let eps = 1e-2f32;
         for layer in 0..2 {
@@ -418,15 +429,16 @@ mod tests {
         let x: Vec<f32> = (0..rows * 5).map(|_| rng.random_range(-1.0..1.0)).collect();
         let r: Vec<f32> = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
         let loss = |x: &[f32]| -> f64 {
-            let y = before.clone().forward_train(x.to_vec(), rows);
+            let mut mlp = before.clone();
+            let y = mlp.forward_train(x, rows);
             y.iter().zip(&r).map(|(y, r)| f64::from(y * r)).sum()
         };
         let mut mlp = before.clone();
-        mlp.forward_train(x.clone(), rows);
+        mlp.forward_train(&x, rows);
         let hidden = &mlp.activations[1];
         let off = hidden.iter().filter(|&&h| h == 0.0).count() as f64 / hidden.len() as f64;
         assert!(off > 0.6 && off < 0.9, "ReLU and dropout switch off ~3/4 of the units: {off}");
-        let dx = mlp.backward(r.clone());
+        let dx = mlp.backward(&r).to_vec();
         assert_input_gradient(&x, &dx, loss);
     }
 

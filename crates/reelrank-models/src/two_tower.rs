@@ -338,13 +338,13 @@ impl TwoTower {
         dense: bool,
     ) -> f32 {
         let (n, width, dim) = (user_bags.len(), item_bags.len(), self.config.output_dim);
-        let mut pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), dropped.0, now);
-        let mut pooled_items = self.pool_train(item_bags.iter().copied(), dropped.1, now);
+        let pooled_users = self.pool_train(user_bags.iter().map(Vec::as_slice), dropped.0, now);
+        let pooled_items = self.pool_train(item_bags.iter().copied(), dropped.1, now);
         // The towers are independent until the logits: each runs on its own core when two are free.
-        let (xu, xv) = (std::mem::take(&mut pooled_users.x), std::mem::take(&mut pooled_items.x));
+        let (xu, xv) = (&pooled_users.x, &pooled_items.x);
         let (user_mlp, item_mlp) = (&mut self.user_mlp, &mut self.item_mlp);
         let (raw_u, raw_v) =
-            rayon::join(|| user_mlp.forward_train(xu, n), || item_mlp.forward_train(xv, width));
+            rayon::join(move || user_mlp.forward_train(xu, n), move || item_mlp.forward_train(xv, width));
         let (u, u_norms) = normalise(&raw_u, dim);
         let (v, v_norms) = normalise(&raw_v, dim);
 
@@ -367,11 +367,11 @@ impl TwoTower {
         let (gu, gv) =
             (normalise_backward(&u, &u_norms, &du, dim), normalise_backward(&v, &v_norms, &dv, dim));
         let (user_mlp, item_mlp) = (&mut self.user_mlp, &mut self.item_mlp);
-        let (dx_u, dx_v) = rayon::join(|| user_mlp.backward(gu), || item_mlp.backward(gv));
+        let (dx_u, dx_v) = rayon::join(move || user_mlp.backward(&gu), move || item_mlp.backward(&gv));
 
         let mut grads = GradientBuffer::new(self.config.embedding.dim);
-        pooled_users.scatter(&dx_u, &mut grads);
-        pooled_items.scatter(&dx_v, &mut grads);
+        pooled_users.scatter(dx_u, &mut grads);
+        pooled_items.scatter(dx_v, &mut grads);
         self.table.apply(&mut grads, now);
         if dense {
             self.adam.t += 1;

@@ -236,6 +236,7 @@ impl WideDeep {
         let mut logits = vec![0.0f32; rows * heads];
         let mut pooled = Pooled::default();
         if self.config.deep {
+            pooled.x.reserve(rows * self.mlp.layers[0].inputs);
             for (i, (example, &drop)) in batch.iter().zip(drop_id).enumerate() {
                 // Shuffled examples are scattered in memory, each a few arrays behind pointers:
                 // ask for the arrays of those a little ahead, then for their bags' contents.
@@ -251,7 +252,7 @@ impl WideDeep {
                 pooled.push(&mut self.table, slots, drop, now);
                 pooled.x.extend_from_slice(&example.dense);
             }
-            logits = self.mlp.forward_train(std::mem::take(&mut pooled.x), rows);
+            logits = self.mlp.forward_train(&pooled.x, rows).to_vec();
         }
         let wide_at = self.wide.locate(batch.iter().filter(|_| self.config.wide).map(|e| e.wide.as_slice()));
         self.wide.add_logits(&wide_at, &mut logits);
@@ -281,9 +282,9 @@ impl WideDeep {
             || {
                 if use_deep {
                     let scaled: Vec<f32> = grads.iter().map(|g| g / rows as f32).collect();
-                    let dx = mlp.backward(scaled);
+                    let dx = mlp.backward(&scaled);
                     let mut embedding_grads = GradientBuffer::new(table.dim());
-                    pooled.scatter(&dx, &mut embedding_grads);
+                    pooled.scatter(dx, &mut embedding_grads);
                     table.apply(&mut embedding_grads, now);
                 }
             },
