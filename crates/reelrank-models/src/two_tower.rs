@@ -345,8 +345,8 @@ impl TwoTower {
         let (user_mlp, item_mlp) = (&mut self.user_mlp, &mut self.item_mlp);
         let (raw_u, raw_v) =
             rayon::join(move || user_mlp.forward_train(xu, n), move || item_mlp.forward_train(xv, width));
-        let (u, u_norms) = normalise(&raw_u, dim);
-        let (v, v_norms) = normalise(&raw_v, dim);
+        let (u, u_norms) = normalise(raw_u, dim);
+        let (v, v_norms) = normalise(raw_v, dim);
 
         // scores[a, b] = u_a · v_b, overwritten by the product (β = 0): no need to clear the buffer.
         let mut logits = std::mem::take(&mut self.logits);
