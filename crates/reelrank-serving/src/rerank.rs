@@ -8,6 +8,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use reelrank_features::kernels::dot;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Facets;
@@ -147,9 +148,8 @@ pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u
         slots.push(Slot { candidate: chosen, explored: explored.is_some() });
         if let Some(v) = ranked[chosen].vector {
             for (i, other) in ranked.iter().enumerate() {
-                if let Some(u) = other.vector {
-                    let dot: f32 = u.iter().zip(v).map(|(a, b)| a * b).sum();
-                    similarity[i] = similarity[i].max(dot);
+                if let (Some(u), false) = (other.vector, taken[i]) {
+                    similarity[i] = similarity[i].max(dot(u, v));
                 }
             }
         }
@@ -160,11 +160,17 @@ pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u
 /// Whether adding candidate `i` after `recent` keeps every cap.
 fn within_caps(ranked: &[Ranked<'_>], recent: &[Slot], i: usize, config: &DiversityConfig) -> bool {
     let c = ranked[i].facets;
-    let count =
-        |same: &dyn Fn(Facets) -> bool| recent.iter().filter(|s| same(ranked[s.candidate].facets)).count();
-    count(&|o| o.category == c.category) < config.max_per_category
-        && (c.creator.is_none() || count(&|o| o.creator == c.creator) < config.max_per_creator)
-        && (c.series.is_none() || count(&|o| o.series == c.series) < config.max_per_series)
+    // One pass over the window (a few slots), for every candidate of every slot.
+    let (mut category, mut creator, mut series) = (0, 0, 0);
+    for slot in recent {
+        let o = ranked[slot.candidate].facets;
+        category += usize::from(o.category == c.category);
+        creator += usize::from(o.creator == c.creator);
+        series += usize::from(o.series == c.series);
+    }
+    category < config.max_per_category
+        && (c.creator.is_none() || creator < config.max_per_creator)
+        && (c.series.is_none() || series < config.max_per_series)
 }
 
 #[cfg(test)]
