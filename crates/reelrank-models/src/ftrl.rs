@@ -39,24 +39,27 @@ impl Default for FtrlConfig {
 }
 
 /// The FTRL state of one coordinate and head: `z` and `√n` (the square root kept rather than
-/// `n`, so a step takes one square root instead of three), and the weight derived from them after
-/// every update, so that scoring only adds. Kept together because a step reads and writes all
-/// three: at 2^20 coordinates the table is far bigger than the cache, and three arrays made each
-/// step three cache misses instead of one.
+/// `n`, so a step takes one square root instead of three), read and written together by a step.
 #[derive(Debug, Clone, Copy, Default)]
-struct Cell {
+struct State {
     z: f32,
     root_n: f32,
-    w: f32,
 }
 
 /// Hashed binary-feature weights for `heads` outputs, learned with FTRL-Proximal.
+///
+/// At 2^20 coordinates the table is far bigger than the cache, so its layout is set by misses:
+/// the weights (derived from the state after every step, so that scoring only adds) sit apart
+/// from the state, a coordinate's heads together, so that a lookup reads one line (32 bytes at
+/// eight heads) and a step one more; three arrays (`z`, `n`, `w`) made each step three misses.
 #[derive(Debug, Clone)]
 pub struct Ftrl {
     config: FtrlConfig,
     heads: usize,
-    /// Per coordinate and head; a coordinate's heads are contiguous.
-    cells: Vec<Cell>,
+    /// Per coordinate and head.
+    weights: Vec<f32>,
+    /// Per coordinate and head.
+    states: Vec<State>,
 }
 
 /// A batch's keys as table coordinates ([`Ftrl::locate`]): every example's, one after another.
@@ -81,7 +84,7 @@ impl Located {
     }
 }
 
-/// How many coordinates ahead [`Ftrl`] asks for the cells it will read (about the misses a core
+/// How many coordinates ahead [`Ftrl`] asks for the weights and states it will read (about the misses a core
 /// keeps in flight).
 const PREFETCH_AHEAD: usize = 32;
 
@@ -89,7 +92,7 @@ impl Ftrl {
     /// All weights zero.
     pub fn new(config: FtrlConfig, heads: usize) -> Ftrl {
         let len = (1usize << config.bits.clamp(1, 30)) * heads;
-        Ftrl { config, heads, cells: vec![Cell::default(); len] }
+        Ftrl { config, heads, weights: vec![0.0; len], states: vec![State::default(); len] }
     }
 
     /// The coordinate of `key`: the top bits of a multiplicative hash (keys are hashes already;
@@ -122,10 +125,12 @@ impl Ftrl {
     /// Adds each example's weights to its row of `logits` (`[examples × heads]`).
     pub fn add_logits(&self, at: &Located, logits: &mut [f32]) {
         for ((keys, ahead), row) in at.examples().zip(logits.chunks_exact_mut(self.heads)) {
-            self.prefetch(&at.coordinates[ahead]);
+            for &coordinate in &at.coordinates[ahead] {
+                prefetch(self.heads_of(&self.weights, coordinate));
+            }
             for &coordinate in &at.coordinates[keys] {
-                for (logit, cell) in row.iter_mut().zip(self.cells(coordinate)) {
-                    *logit += cell.w;
+                for (logit, w) in row.iter_mut().zip(self.heads_of(&self.weights, coordinate)) {
+                    *logit += w;
                 }
             }
         }
@@ -137,53 +142,42 @@ impl Ftrl {
     pub fn update(&mut self, at: &Located, grads: &[f32]) {
         let (alpha, heads) = (self.config.alpha, self.heads);
         for ((keys, ahead), grads) in at.examples().zip(grads.chunks_exact(heads)) {
-            self.prefetch(&at.coordinates[ahead]);
+            for &coordinate in &at.coordinates[ahead] {
+                prefetch(self.heads_of(&self.weights, coordinate));
+                prefetch(self.heads_of(&self.states, coordinate));
+            }
             for &coordinate in &at.coordinates[keys] {
-                let cells = &mut self.cells[coordinate as usize * heads..][..heads];
-                for (cell, &g) in cells.iter_mut().zip(grads) {
+                let at = coordinate as usize * heads..(coordinate as usize + 1) * heads;
+                let cells = self.weights[at.clone()].iter_mut().zip(&mut self.states[at]);
+                for ((w, state), &g) in cells.zip(grads) {
                     if g == 0.0 {
                         continue;
                     }
-                    let root = cell.root_n;
+                    let root = state.root_n;
                     let new_root = (root * root + g * g).sqrt();
                     let sigma = (new_root - root) / alpha;
-                    cell.z += g - sigma * cell.w;
-                    cell.root_n = new_root;
-                    cell.w = Ftrl::weight(&self.config, cell.z, new_root);
+                    state.z += g - sigma * *w;
+                    state.root_n = new_root;
+                    *w = Ftrl::weight(&self.config, state.z, new_root);
                 }
             }
         }
     }
 
-    /// The heads' cells of `coordinate`.
-    fn cells(&self, coordinate: u32) -> &[Cell] {
-        &self.cells[coordinate as usize * self.heads..][..self.heads]
-    }
-
-    /// Asks for the cells of `coordinates` ahead of reading them: at 2^20 coordinates the table
-    /// is far larger than the cache, and each key's cells are a miss that the few instructions
-    /// between two keys cannot hide.
-    fn prefetch(&self, coordinates: &[u32]) {
-        for &coordinate in coordinates {
-            prefetch(self.cells(coordinate));
-        }
+    /// The heads' entries of `coordinate` in `table` (the weights or the states).
+    fn heads_of<'a, T>(&self, table: &'a [T], coordinate: u32) -> &'a [T] {
+        &table[coordinate as usize * self.heads..][..self.heads]
     }
 
     /// The touched coordinates and their `z` and `n` (`[coordinates × heads]`), for saving.
     pub fn state(&self) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
-        let heads = self.heads;
-        let touched: Vec<u32> = (0..self.cells.len() / heads)
-            .filter(|&c| self.cells[c * heads..(c + 1) * heads].iter().any(|cell| cell.root_n > 0.0))
-            .map(|c| c as u32)
+        let touched: Vec<u32> = (0..(self.states.len() / self.heads) as u32)
+            .filter(|&c| self.heads_of(&self.states, c).iter().any(|state| state.root_n > 0.0))
             .collect();
-        let gather = |value: fn(&Cell) -> f32| -> Vec<f32> {
-            touched
-                .iter()
-                .flat_map(|&c| &self.cells[c as usize * heads..(c as usize + 1) * heads])
-                .map(value)
-                .collect()
+        let gather = |value: fn(&State) -> f32| -> Vec<f32> {
+            touched.iter().flat_map(|&c| self.heads_of(&self.states, c)).map(value).collect()
         };
-        (touched.clone(), gather(|cell| cell.z), gather(|cell| cell.root_n * cell.root_n))
+        (touched.clone(), gather(|state| state.z), gather(|state| state.root_n * state.root_n))
     }
 
     /// Rebuilds from [`Ftrl::state`]'s arrays; `None` when they do not fit the configuration.
@@ -199,10 +193,12 @@ impl Ftrl {
             return None;
         }
         for ((&c, z), n) in coordinates.iter().zip(z.chunks_exact(heads)).zip(n.chunks_exact(heads)) {
-            let base = c as usize * heads;
-            let cells = ftrl.cells.get_mut(base..base + heads)?;
-            for ((cell, &z), &n) in cells.iter_mut().zip(z).zip(n) {
-                *cell = Cell { z, root_n: n.sqrt(), w: Ftrl::weight(&config, z, n.sqrt()) };
+            let at = c as usize * heads..(c as usize + 1) * heads;
+            let weights = ftrl.weights.get_mut(at.clone()).into_iter().flatten();
+            let states = ftrl.states.get_mut(at)?;
+            for (((w, state), &z), &n) in weights.zip(states).zip(z).zip(n) {
+                *state = State { z, root_n: n.sqrt() };
+                *w = Ftrl::weight(&config, z, state.root_n);
             }
         }
         Some(ftrl)
