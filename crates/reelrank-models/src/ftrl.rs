@@ -84,8 +84,8 @@ impl Located {
     }
 }
 
-/// How many coordinates ahead [`Ftrl`] asks for the weights and states it will read (about the misses a core
-/// keeps in flight).
+/// How many coordinates ahead [`Ftrl`] asks for the weights and states it will read (about the
+/// misses a core keeps in flight).
 const PREFETCH_AHEAD: usize = 32;
 
 impl Ftrl {

@@ -23,7 +23,7 @@ pub use blend::Blend;
 pub use cooccurrence::{CooccurrenceConfig, ItemCooccurrence};
 pub use dense::{Linear, Mlp};
 pub use frequency::FrequencyEstimator;
-pub use ftrl::{Ftrl, FtrlConfig};
+pub use ftrl::{Ftrl, FtrlConfig, Located};
 pub use interactions::Interactions;
 pub use popularity::{Popularity, RecentPopularity};
 pub use two_tower::{

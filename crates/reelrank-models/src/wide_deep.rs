@@ -25,7 +25,7 @@ use reelrank_features::{
 use serde::{Deserialize, Serialize};
 
 use crate::dense::{matmul, AdamStep, Mlp};
-use crate::ftrl::{Ftrl, FtrlConfig};
+use crate::ftrl::{Ftrl, FtrlConfig, Located};
 use crate::pooling::{pool, Pooled};
 use reelrank_features::kernels::{axpy, prefetch};
 
@@ -254,7 +254,10 @@ impl WideDeep {
             }
             logits = self.mlp.forward_train(&pooled.x, rows).to_vec();
         }
-        let wide_at = self.wide.locate(batch.iter().filter(|_| self.config.wide).map(|e| e.wide.as_slice()));
+        let wide_at = match self.config.wide {
+            true => self.wide.locate(batch.iter().map(|e| e.wide.as_slice())),
+            false => Located::default(),
+        };
         self.wide.add_logits(&wide_at, &mut logits);
         // dL/dlogit = σ(logit) − label on labelled heads, 0 elsewhere.
         let mut loss = 0.0;
