@@ -19,7 +19,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 use reelrank_features::kernels::prefetch;
-use reelrank_features::{PersistError, TensorReader, TensorWriter};
+use reelrank_features::{F16Bits, PersistError, TensorReader, TensorWriter};
 use rustc_hash::FxHashMap;
 
 use crate::bytes::{self, Scales};
@@ -122,6 +122,13 @@ impl Visited {
         self.tags[node as usize] == self.current
     }
 }
+
+/// The graph's vectors in a file, `[nodes × dim]` half floats.
+const HALVES: &str = "graph.halves";
+
+/// The same vectors as f32 (decoded from the halves), as files written before [`HALVES`] hold
+/// them: still read.
+const F32_VECTORS: &str = "graph.vectors";
 
 impl Graph {
     /// A graph without nodes.
@@ -392,18 +399,19 @@ impl Graph {
         results.into_iter().map(|Reverse(Scored(score, slot))| (score, slot)).collect()
     }
 
-    /// Adds the graph's arrays to `out`.
+    /// Adds the graph's arrays to `out`: the vectors as the halves they are held in ([`HALVES`]).
     pub(crate) fn write(&self, out: &mut TensorWriter) {
         let n = self.len();
-        let (mut base, mut vectors) =
-            (Vec::with_capacity(n * self.base_width), Vec::with_capacity(n * self.dim));
+        let mut base = Vec::with_capacity(n * self.base_width);
         for slot in 0..n as u32 {
             base.extend_from_slice(&self.block(slot)[..self.base_width]);
-            vectors.extend(self.vector(slot));
         }
-        out.add("graph.vectors", vec![n, self.dim], &vectors)
-            .add("graph.base", vec![n, self.base_width], &base)
-            .add("graph.top", vec![2], &[self.entry, self.upper.len() as u32]);
+        let halves: Vec<F16Bits> = self.halves.iter().map(|&h| F16Bits(h)).collect();
+        out.add(HALVES, vec![n, self.dim], &halves).add("graph.base", vec![n, self.base_width], &base).add(
+            "graph.top",
+            vec![2],
+            &[self.entry, self.upper.len() as u32],
+        );
         for (i, layer) in self.upper.iter().enumerate() {
             let mut slots = vec![0u32; layer.rows.len()];
             layer.rows.iter().for_each(|(&slot, &row)| slots[row as usize] = slot);
@@ -418,7 +426,13 @@ impl Graph {
     /// Reads arrays written by [`Graph::write`], checking that every link points at a node.
     pub(crate) fn read(arrays: &TensorReader, path: &Path) -> Result<Graph, PersistError> {
         let format = |message: String| PersistError::Format { path: path.to_owned(), message };
-        let (shape, vectors) = arrays.read::<f32>("graph.vectors")?;
+        let (shape, vectors) = match arrays.has(HALVES) {
+            true => {
+                let (shape, halves) = arrays.read::<F16Bits>(HALVES)?;
+                (shape, halves.into_iter().map(|h| half::decode(h.0)).collect())
+            }
+            false => arrays.read::<f32>(F32_VECTORS)?,
+        };
         let &[n, dim] = shape.as_slice() else {
             return Err(format(format!("graph vectors have shape {shape:?}, expected [nodes, dim]")));
         };
@@ -499,6 +513,39 @@ mod tests {
             let found = exact[..10].iter().filter(|e| hits[..10].iter().any(|h| h.1 == e.1)).count();
             assert!(found >= 9, "{found} of the exact top 10");
         }
+    }
+
+    /// Files written before the vectors were stored as halves hold them as f32 under
+    /// [`F32_VECTORS`]; both layouts read as the same graph, whose halves are the written ones.
+    #[test]
+    fn files_with_half_or_f32_vectors_read_alike() {
+        let graph = built(500, 8);
+        let dir = tempfile::tempdir().unwrap();
+        let mut current = TensorWriter::new();
+        graph.write(&mut current);
+        let path = dir.path().join("halves.safetensors");
+        current.write(&path).unwrap();
+        let arrays = TensorReader::open(&path).unwrap();
+        let mut earlier = TensorWriter::new();
+        let vectors: Vec<f32> = (0..graph.len() as u32).flat_map(|slot| graph.vector(slot)).collect();
+        earlier.add(F32_VECTORS, vec![graph.len(), 8], &vectors);
+        let top = arrays.values::<u32>("graph.top").unwrap();
+        let layers =
+            (1..=top[1]).flat_map(|l| [format!("graph.layer{l}.slots"), format!("graph.layer{l}.links")]);
+        for name in ["graph.base".to_owned(), "graph.top".to_owned()].into_iter().chain(layers) {
+            let (shape, values) = arrays.read::<u32>(&name).unwrap();
+            earlier.add(&name, shape, &values);
+        }
+        let earlier_path = dir.path().join("f32.safetensors");
+        earlier.write(&earlier_path).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() < std::fs::metadata(&earlier_path).unwrap().len());
+        let read = |path: &Path| Graph::read(&TensorReader::open(path).unwrap(), path).unwrap();
+        let (from_halves, from_f32) = (read(&path), read(&earlier_path));
+        let decoded = |g: &Graph| (0..g.len() as u32).flat_map(|slot| g.vector(slot)).collect::<Vec<_>>();
+        assert_eq!(decoded(&from_halves), decoded(&graph), "the written halves (-0 read as 0)");
+        assert_eq!(decoded(&from_f32), decoded(&graph));
+        assert_eq!(from_halves.blocks, from_f32.blocks);
+        assert_eq!(from_halves.upper.len(), graph.upper.len());
     }
 
     #[test]

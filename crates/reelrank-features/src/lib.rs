@@ -43,4 +43,4 @@ pub use schema::{
     context_bag, item_age_bucket, item_bags, item_id_key, numeric_bucket, Bag, UserSchema,
     ITEM_CATEGORY_SLOT, ITEM_CREATOR_SLOT, ITEM_TAGS_SLOT, USER_SCHEMA_FORMAT_VERSION,
 };
-pub use tensors::{read_manifest, write_manifest, Element, TensorReader, TensorWriter};
+pub use tensors::{read_manifest, write_manifest, Element, F16Bits, TensorReader, TensorWriter};

@@ -39,6 +39,21 @@ element!(u32, Dtype::U32);
 element!(u64, Dtype::U64);
 element!(i64, Dtype::I64);
 
+/// IEEE half-precision bits, stored as safetensors' F16 (the caller encodes and decodes them), so
+/// that vectors kept in half precision are written at their size and read by any tool as halves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct F16Bits(pub u16);
+
+impl Element for F16Bits {
+    const DTYPE: Dtype = Dtype::F16;
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_le_bytes());
+    }
+    fn get(bytes: &[u8]) -> Self {
+        F16Bits(u16::from_le_bytes(bytes.try_into().expect("exact chunk")))
+    }
+}
+
 /// Collects arrays, then writes them as one safetensors file.
 #[derive(Debug, Default)]
 pub struct TensorWriter {
@@ -103,6 +118,11 @@ impl TensorReader {
         }
         let values = tensor.data().chunks_exact(std::mem::size_of::<T>()).map(T::get).collect();
         Ok((tensor.shape().to_vec(), values))
+    }
+
+    /// Whether the file holds array `name`.
+    pub fn has(&self, name: &str) -> bool {
+        SafeTensors::deserialize(&self.buffer).is_ok_and(|tensors| tensors.tensor(name).is_ok())
     }
 
     /// The values of array `name`, whatever its shape.
