@@ -114,7 +114,11 @@ impl Ftrl {
 
     /// Where the keys of a batch of examples (binary features, value 1) sit in the table.
     pub fn locate<'a>(&self, examples: impl IntoIterator<Item = &'a [u64]>) -> Located {
-        let mut located = Located::default();
+        let examples: Vec<&[u64]> = examples.into_iter().collect();
+        let mut located = Located {
+            coordinates: Vec::with_capacity(examples.iter().map(|keys| keys.len()).sum()),
+            ends: Vec::with_capacity(examples.len()),
+        };
         for keys in examples {
             located.coordinates.extend(keys.iter().map(|&key| self.coordinate(key)));
             located.ends.push(located.coordinates.len());
