@@ -178,12 +178,10 @@ impl Linear {
 #[derive(Debug, Clone)]
 pub struct Mlp {
     pub(crate) layers: Vec<Linear>,
-    /// Inputs of each layer from the last forward pass (post-ReLU), kept for backward. These
-    /// and the two buffers below are reused from batch to batch: fresh ones (hundreds of KB each)
-    /// would be new pages to fault in at every step.
+    /// Inputs of each layer from the last forward pass (post-ReLU), kept for backward, then the
+    /// last layer's output. These and the gradient buffers are reused from batch to batch: fresh
+    /// ones (hundreds of KB each) would be new pages to fault in at every step.
     activations: Vec<Vec<f32>>,
-    /// The last layer's output from the last forward pass.
-    output: Vec<f32>,
     /// The gradient flowing back through the layers, and the next one being computed.
     gradients: [Vec<f32>; 2],
     rows: usize,
@@ -201,8 +199,7 @@ impl Mlp {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let layers = sizes.windows(2).map(|w| Linear::new(w[0], w[1], &mut rng)).collect::<Vec<_>>();
         Mlp {
-            activations: vec![Vec::new(); layers.len()],
-            output: Vec::new(),
+            activations: vec![Vec::new(); layers.len() + 1],
             gradients: Default::default(),
             layers,
             rows: 0,
@@ -229,7 +226,7 @@ impl Mlp {
         self.activations[0].extend_from_slice(x);
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            let mut out = std::mem::take(self.activations.get_mut(i + 1).unwrap_or(&mut self.output));
+            let mut out = std::mem::take(&mut self.activations[i + 1]);
             layer.forward(&self.activations[i], rows, &mut out);
             if i < last {
                 relu(&mut out);
@@ -238,9 +235,9 @@ impl Mlp {
                     out.iter_mut().for_each(|v| *v *= if self.rng.random::<f32>() < p { 0.0 } else { keep });
                 }
             }
-            *self.activations.get_mut(i + 1).unwrap_or(&mut self.output) = out;
+            self.activations[i + 1] = out;
         }
-        &self.output
+        &self.activations[self.layers.len()]
     }
 
     /// Forward pass without keeping activations (serving).

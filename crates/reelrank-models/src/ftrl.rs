@@ -8,8 +8,8 @@
 //!
 //! Keys map to `2^bits` coordinates by hashing (the "hashing trick"), not through a map: memory
 //! stays fixed however many crosses a platform produces (a map of every history × candidate pair
-//! grows with the event log), a lookup is one read from an array that fits the cache at the
-//! default size, and the rare collisions act as a little extra regularisation.
+//! grows with the event log), a lookup is one read from an array (a map would be a chain of
+//! them), and the rare collisions act as a little extra regularisation.
 
 use std::ops::Range;
 
@@ -151,8 +151,8 @@ impl Ftrl {
                 prefetch(self.heads_of(&self.states, coordinate));
             }
             for &coordinate in &at.coordinates[keys] {
-                let at = coordinate as usize * heads..(coordinate as usize + 1) * heads;
-                let cells = self.weights[at.clone()].iter_mut().zip(&mut self.states[at]);
+                let span = coordinate as usize * heads..(coordinate as usize + 1) * heads;
+                let cells = self.weights[span.clone()].iter_mut().zip(&mut self.states[span]);
                 for ((w, state), &g) in cells.zip(grads) {
                     if g == 0.0 {
                         continue;
@@ -197,10 +197,9 @@ impl Ftrl {
             return None;
         }
         for ((&c, z), n) in coordinates.iter().zip(z.chunks_exact(heads)).zip(n.chunks_exact(heads)) {
-            let at = c as usize * heads..(c as usize + 1) * heads;
-            let weights = ftrl.weights.get_mut(at.clone()).into_iter().flatten();
-            let states = ftrl.states.get_mut(at)?;
-            for (((w, state), &z), &n) in weights.zip(states).zip(z).zip(n) {
+            let span = c as usize * heads..(c as usize + 1) * heads;
+            let (weights, states) = (ftrl.weights.get_mut(span.clone())?, ftrl.states.get_mut(span)?);
+            for (((w, state), &z), &n) in weights.iter_mut().zip(states).zip(z).zip(n) {
                 *state = State { z, root_n: n.sqrt() };
                 *w = Ftrl::weight(&config, z, state.root_n);
             }

@@ -233,7 +233,7 @@ impl WideDeep {
     /// `drop_id` read the default row for their first slot; the MLP steps when `dense` is set.
     fn train_batch(&mut self, batch: &[&RankingExample], drop_id: &[bool], now: i64, dense: bool) -> f32 {
         let (rows, heads) = (batch.len(), self.schema.heads.len());
-        let mut logits = vec![0.0f32; rows * heads];
+        let mut logits = Vec::new();
         let mut pooled = Pooled::default();
         if self.config.deep {
             pooled.x.reserve(rows * self.mlp.layers[0].inputs);
@@ -252,8 +252,9 @@ impl WideDeep {
                 pooled.push(&mut self.table, slots, drop, now);
                 pooled.x.extend_from_slice(&example.dense);
             }
-            logits = self.mlp.forward_train(&pooled.x, rows).to_vec();
+            logits.extend_from_slice(self.mlp.forward_train(&pooled.x, rows));
         }
+        logits.resize(rows * heads, 0.0);
         let wide_at = match self.config.wide {
             true => self.wide.locate(batch.iter().map(|e| e.wide.as_slice())),
             false => Located::default(),
