@@ -100,26 +100,29 @@ impl Store {
         Ok(row.try_get("last")?)
     }
 
-    /// Up to `limit` items written at or after `since_ms`, in order of `(updated_at, item_id)`
-    /// after the position `after` (`None` for the first page), with each item's `updated_at`:
-    /// how serving follows catalog changes without reading the whole catalog.
+    /// Up to `limit` items written after the write stamped `since_ms`, in order of
+    /// `(updated_at, item_id)` after the position `after` (`None` for the first page), with each
+    /// item's `updated_at`: how serving follows catalog changes without reading the whole
+    /// catalog. Every write has a stamp of its own, later than all before it, and is seen whole,
+    /// so the write stamped `since_ms` is not read again: re-reading it on every tick re-read a
+    /// whole bulk-loaded catalog, which shares one stamp.
     pub async fn items_changed(
         &self,
         since_ms: i64,
         after: Option<&ItemChange>,
         limit: u32,
     ) -> Result<Vec<ItemChange>> {
-        let (at, id) =
-            after.map_or((since_ms, ""), |c| (c.updated_at.max(since_ms), c.item.item_id.as_str()));
-        let rows = sqlx::query(
-            "SELECT * FROM items WHERE updated_at > $1 OR (updated_at = $1 AND item_id > $2) \
-             ORDER BY updated_at, item_id LIMIT $3",
-        )
-        .bind(at)
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.connection().await?)
-        .await?;
+        let query = match after {
+            None => sqlx::query("SELECT * FROM items WHERE updated_at > $1 ORDER BY updated_at, item_id LIMIT $2")
+                .bind(since_ms),
+            Some(change) => sqlx::query(
+                "SELECT * FROM items WHERE updated_at > $1 OR (updated_at = $1 AND item_id > $2) \
+                 ORDER BY updated_at, item_id LIMIT $3",
+            )
+            .bind(change.updated_at)
+            .bind(change.item.item_id.as_str()),
+        };
+        let rows = query.bind(i64::from(limit)).fetch_all(&mut *self.connection().await?).await?;
         rows.iter()
             .map(|row| Ok(ItemChange { updated_at: row.try_get("updated_at")?, item: item_from_row(row)? }))
             .collect()

@@ -144,7 +144,10 @@ async fn changed_items_are_read_in_pages_in_write_order() {
         store.upsert_items(&first, ModerationStatus::Approved).await.unwrap();
         let before = store.items_changed(0, None, 100).await.unwrap();
         assert_eq!(before.len(), 5, "{}", t.name);
-        let since = before.iter().map(|c| c.updated_at).max().unwrap() + 1;
+        let since = before.iter().map(|c| c.updated_at).max().unwrap();
+        // The write read last is not read again: a tail that re-read it re-read the whole
+        // catalog of a bulk load on every tick.
+        assert!(store.items_changed(since, None, 100).await.unwrap().is_empty(), "{}", t.name);
         std::thread::sleep(std::time::Duration::from_millis(2));
         let mut takedown = first[3].clone();
         takedown.status = Some(ModerationStatus::Removed);
