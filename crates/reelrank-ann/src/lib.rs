@@ -88,6 +88,8 @@ pub trait VectorIndex: Send + Sync {
 
     /// Up to `k` `(key, inner product)` pairs, best first, over every key: what callers that
     /// filter afterwards use, since a filter inside a graph search costs a call per visited node.
+    /// An approximate index may search with less effort than [`VectorIndex::search`] (a graph's
+    /// [`HnswConfig::expansion_neighbours`]): these are items' short neighbour lists.
     fn search_all(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
         self.search(query, k, &|_| true)
     }

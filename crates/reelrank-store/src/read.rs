@@ -113,8 +113,10 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ItemChange>> {
         let query = match after {
-            None => sqlx::query("SELECT * FROM items WHERE updated_at > $1 ORDER BY updated_at, item_id LIMIT $2")
-                .bind(since_ms),
+            None => {
+                sqlx::query("SELECT * FROM items WHERE updated_at > $1 ORDER BY updated_at, item_id LIMIT $2")
+                    .bind(since_ms)
+            }
             Some(change) => sqlx::query(
                 "SELECT * FROM items WHERE updated_at > $1 OR (updated_at = $1 AND item_id > $2) \
                  ORDER BY updated_at, item_id LIMIT $3",

@@ -66,6 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         connectivity: args.connectivity,
         expansion_add: args.expansion_add,
         expansion_search: args.expansion_search.first().copied().unwrap_or(64),
+        ..HnswConfig::default()
     };
     let started = Instant::now();
     let mut hnsw = match &args.graph_file {
