@@ -155,7 +155,13 @@ impl FeatureState {
 
     /// The item's engagement rates at `now` (not standardised).
     pub fn item_engagement(&self, item_id: &str, now: Timestamp) -> Vec<f32> {
-        self.engagement(self.items.get(&item_id_key(item_id)), now)
+        self.item_engagement_of_key(item_id_key(item_id), now)
+    }
+
+    /// [`FeatureState::item_engagement`] of the item whose [`item_id_key`] is `key`: for callers
+    /// that hold the key already.
+    pub fn item_engagement_of_key(&self, key: u64, now: Timestamp) -> Vec<f32> {
+        self.engagement(self.items.get(&key), now)
     }
 
     fn engagement(&self, counters: Option<&Engagement>, now: Timestamp) -> Vec<f32> {

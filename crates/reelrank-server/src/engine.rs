@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use reelrank_charts::{ChartConfig, Charts};
 use reelrank_core::{Event, Item, Timestamp, User};
-use reelrank_features::{feature_key, item_id_key, PersistError, PositiveRule};
+use reelrank_features::{feature_key, PersistError, PositiveRule};
 use reelrank_models::{TwoTower, ValueWeights, WideDeep};
 use reelrank_serving::online_snapshot::{self, SnapshotMeta};
 use reelrank_serving::{
@@ -420,7 +420,7 @@ impl Engine {
     ) {
         snapshot.live().write().expect("live state lock").activity.served(user_id, served, now);
         if let Some(shared) = &self.shared {
-            let keys = served.iter().map(|&index| item_id_key(&catalog.item(index).item_id));
+            let keys = served.iter().map(|&index| catalog.key(index));
             if let Err(err) = shared.served(user_id, keys).await {
                 tracing::warn!(error = %err, "marking a feed served in the shared state failed; its impressions will be");
             }
@@ -600,7 +600,7 @@ impl Engine {
         let catalog = snapshot.catalog();
         let dropping = tokio::task::spawn_blocking(move || {
             let (dropped, gone) = catalog.without_gone(Timestamp::now())?;
-            let keys: Vec<u64> = gone.iter().map(|&i| item_id_key(&catalog.item(i).item_id)).collect();
+            let keys: Vec<u64> = gone.iter().map(|&i| catalog.key(i)).collect();
             Some((dropped, gone, keys))
         })
         .await

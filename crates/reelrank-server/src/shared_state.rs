@@ -32,7 +32,7 @@ use redis::AsyncCommands;
 use reelrank_core::{Breaker, Event, EventKind, Timestamp, User};
 use reelrank_features::{item_id_key, PositiveRule};
 use reelrank_serving::activity::{heat_growth, ItemCounts, SEEN_KEPT};
-use reelrank_serving::{Catalog, ItemIndex, SeenItems, UserActivity};
+use reelrank_serving::{Catalog, SeenItems, UserActivity};
 use reelrank_store::{Store, StoreError, StoredEvent};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -152,15 +152,14 @@ struct StoredUser {
 
 impl StoredUser {
     fn of(activity: &UserActivity, reset_at: i64, catalog: &Catalog) -> StoredUser {
-        let key = |index: ItemIndex| item_id_key(&catalog.item(index).item_id);
         StoredUser {
             reset_at,
             active_ms: activity.active_ms,
             positive_ms: activity.positive_ms,
             watch_day: activity.watch_day,
             watch_ms_that_day: activity.watch_ms_that_day,
-            positives: activity.positives.iter().map(|&(index, kind)| (key(index), kind)).collect(),
-            not_interested: activity.not_interested.iter().map(|&index| key(index)).collect(),
+            positives: activity.positives.iter().map(|&(index, kind)| (catalog.key(index), kind)).collect(),
+            not_interested: activity.not_interested.iter().map(|&index| catalog.key(index)).collect(),
             disliked_creators: activity.disliked_creators.iter().map(|(c, n)| (c.clone(), *n)).collect(),
             followed: activity.followed.iter().cloned().collect(),
             series: activity.series.iter().map(|(s, e)| (s.clone(), *e)).collect(),
@@ -515,8 +514,7 @@ impl SharedState {
                 &StoredUser::of(activity, *reset_at, catalog),
             );
             if !activity.seen.is_empty() {
-                let keys =
-                    activity.seen.oldest_first().map(|index| item_id_key(&catalog.item(index).item_id));
+                let keys = activity.seen.oldest_first().map(|index| catalog.key(index));
                 self.append_seen(&mut pipe, user_id, keys);
             }
         }

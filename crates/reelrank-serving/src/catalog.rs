@@ -62,6 +62,9 @@ pub struct Catalog {
     /// Positions by [`item_id_key`]: the key the vector index returns, and 64 bits of the id
     /// (ids are checked on lookup).
     by_key: FxHashMap<u64, ItemIndex>,
+    /// [`item_id_key`] by position, so that a request does not hash ids again (its sources,
+    /// ranker and re-ranking each key the same few hundred items).
+    keys: Vec<u64>,
     /// Each creator's items, newest first.
     by_creator: FxHashMap<String, Vec<ItemIndex>>,
     /// Each series' episodes, by episode number.
@@ -154,8 +157,9 @@ impl Catalog {
         let mut catalog = self.clone();
         catalog.unlist(&gone);
         for &index in &gone {
-            catalog.by_key.remove(&item_id_key(&catalog.items[index as usize].item_id));
+            catalog.by_key.remove(&catalog.keys[index as usize]);
             catalog.items[index as usize] = tombstone().clone();
+            catalog.keys[index as usize] = item_id_key(&tombstone().item_id);
         }
         catalog.dropped += gone.len();
         Some((catalog, gone))
@@ -185,7 +189,9 @@ impl Catalog {
                 }
                 None => {
                     let index = self.items.len() as ItemIndex;
-                    self.by_key.insert(item_id_key(&item.item_id), index);
+                    let key = item_id_key(&item.item_id);
+                    self.by_key.insert(key, index);
+                    self.keys.push(key);
                     self.items.push(item);
                     self.facets.push(facets);
                     changes.added.push(index);
@@ -271,6 +277,11 @@ impl Catalog {
     /// The item at `index`.
     pub fn item(&self, index: ItemIndex) -> &Item {
         &self.items[index as usize]
+    }
+
+    /// The [`item_id_key`] of the item at `index`.
+    pub fn key(&self, index: ItemIndex) -> u64 {
+        self.keys[index as usize]
     }
 
     /// Number of positions (dropped ones included: see [`Catalog::held`]).

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use reelrank_core::{Event, Timestamp, User};
-use reelrank_features::{context_bag, item_bags, item_id_key, Bag, PositiveRule, UserSchema};
+use reelrank_features::{context_bag, item_bags, Bag, PositiveRule, UserSchema};
 use reelrank_models::{FrequencyEstimator, TowerExample, TwoTower};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -54,7 +54,7 @@ impl OnlinePositive {
         Some(OnlinePositive {
             user_id: event.user_id.clone(),
             context: event.context.as_ref().map(context_bag).unwrap_or_default(),
-            history: before.positives.iter().map(|&(i, _)| item_id_key(&catalog.item(i).item_id)).collect(),
+            history: before.positives.iter().map(|&(i, _)| catalog.key(i)).collect(),
             item,
         })
     }
@@ -182,7 +182,6 @@ impl TowerLearner {
             };
             let bags: FxHashMap<ItemIndex, Vec<Bag>> =
                 items.iter().chain(&negatives).map(|&i| (i, item_bags(catalog.item(i), now))).collect();
-            let key = |i: ItemIndex| item_id_key(&catalog.item(i).item_id);
             let examples: Vec<TowerExample<'_>> = batch
                 .iter()
                 .zip(&slots)
@@ -190,13 +189,13 @@ impl TowerLearner {
                     user_slots: slots,
                     context: &e.context,
                     history: &e.history,
-                    item_key: key(e.item),
+                    item_key: catalog.key(e.item),
                     item: &bags[&e.item],
                 })
                 .collect();
             let negative_bags: Vec<(u64, &[Bag])> =
-                negatives.iter().map(|&i| (key(i), bags[&i].as_slice())).collect();
-            let positions: FxHashMap<u64, ItemIndex> = bags.keys().map(|&i| (key(i), i)).collect();
+                negatives.iter().map(|&i| (catalog.key(i), bags[&i].as_slice())).collect();
+            let positions: FxHashMap<u64, ItemIndex> = bags.keys().map(|&i| (catalog.key(i), i)).collect();
             let frequency = &self.frequency;
             let log_q = |k: u64| {
                 positions.get(&k).map_or(0.0, |&i| frequency.log_probability_with_uniform(i, uniform))

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use reelrank_core::{EventContext, Timestamp, User};
-use reelrank_features::{describe_engagement, feature_key, item_id_key};
+use reelrank_features::{describe_engagement, feature_key};
 use reelrank_models::Value;
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
@@ -253,10 +253,8 @@ pub fn recommend(
         })
         .collect();
 
-    let vectors: Vec<Option<Vec<f32>>> = indices
-        .iter()
-        .map(|&i| models.retrieval.as_ref().and_then(|r| r.vector(item_id_key(&catalog.item(i).item_id))))
-        .collect();
+    let vectors: Vec<Option<Vec<f32>>> =
+        indices.iter().map(|&i| models.retrieval.as_ref().and_then(|r| r.vector(catalog.key(i)))).collect();
     let follow_up_ms = (config.diversity.follow_up_minutes * 60_000.0) as i64;
     let just_liked = user_activity
         .positives

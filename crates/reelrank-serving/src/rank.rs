@@ -11,8 +11,8 @@ use std::sync::{Arc, RwLock};
 
 use reelrank_core::{Event, EventContext, Item, Timestamp, User};
 use reelrank_features::{
-    item_age_bucket, item_bags, item_id_key, Bag, FeatureState, ImpressionJoiner, PersistError,
-    RankingFeatures, RequestFeatures,
+    item_age_bucket, item_bags, Bag, FeatureState, ImpressionJoiner, PersistError, RankingFeatures,
+    RequestFeatures,
 };
 use reelrank_models::{Candidate as Scored, ValueWeights, Values, WideDeep};
 use rustc_hash::FxHashMap;
@@ -168,9 +168,10 @@ impl Ranker {
                 .iter()
                 .map(|&i| {
                     let item = catalog.item(i);
-                    let side = self.item_side(i, item, now);
+                    let key = catalog.key(i);
+                    let side = self.item_side(i, key, item, now);
                     let wide = request.wide_keys(&self.model.schema().wide, &side.slots);
-                    let mut dense = live.state.item_engagement(&item.item_id, now);
+                    let mut dense = live.state.item_engagement_of_key(key, now);
                     self.features.standardise(&mut dense, request.dense.len());
                     (side, dense, wide)
                 })
@@ -199,8 +200,8 @@ impl Ranker {
 
     /// The item's bags and its share of the first layer, from the cache while they are unchanged
     /// (they change only when its age bucket moves on).
-    fn item_side(&self, index: ItemIndex, item: &Item, now: Timestamp) -> Arc<ItemSide> {
-        let stamp = (item_id_key(&item.item_id), item_age_bucket(item, now));
+    fn item_side(&self, index: ItemIndex, key: u64, item: &Item, now: Timestamp) -> Arc<ItemSide> {
+        let stamp = (key, item_age_bucket(item, now));
         if let Some(side) = self.sides.read().expect("item cache").get(&index) {
             if side.stamp == stamp {
                 return side.clone();

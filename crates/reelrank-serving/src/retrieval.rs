@@ -256,8 +256,7 @@ impl Retrieval {
             Some(user) => self.user_schema.bags(user),
             None => self.user_schema.anonymous_bags(user_id),
         };
-        let history: Vec<u64> =
-            activity.positives.iter().map(|&(i, _)| item_id_key(&catalog.item(i).item_id)).collect();
+        let history: Vec<u64> = activity.positives.iter().map(|&(i, _)| catalog.key(i)).collect();
         self.model.user_vector(&slots, &context.map(context_bag).unwrap_or_default(), &history)
     }
 

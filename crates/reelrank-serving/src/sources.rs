@@ -6,7 +6,6 @@
 use rustc_hash::FxHashMap;
 
 use reelrank_core::{Category, EventContext, Timestamp, User};
-use reelrank_features::item_id_key;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{Trending, UserActivity};
@@ -208,7 +207,7 @@ pub fn gather(input: &SourceInput<'_>, config: &SourceConfig, personalised: bool
             }
             let recent = input.activity.positives.iter().rev().take(config.recent_positives);
             for &(positive, _) in recent {
-                let key = item_id_key(&input.catalog.item(positive).item_id);
+                let key = input.catalog.key(positive);
                 let neighbours = retrieval.neighbours(key, config.similar_per_positive);
                 for &(key, _) in neighbours.iter().take(config.similar_per_positive) {
                     gathered.add(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use reelrank_core::{Event, Timestamp};
 use reelrank_eval::{tower_inputs, ImpressionSet, Rating, RetrievalTask, Split};
-use reelrank_features::{item_id_key, join_impressions, PositiveRule, UserSchema};
+use reelrank_features::{join_impressions, PositiveRule, UserSchema};
 use reelrank_models::{TwoTower, TwoTowerConfig, WideDeep, WideDeepConfig};
 use reelrank_serving::{
     recommend, Activity, Behaviour, Catalog, DiversityConfig, ItemIndex, Models, PipelineConfig, Ranker,
@@ -84,7 +84,7 @@ pub fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         ("caps + MMR + exploration", settings_of(base.diversity.clone())),
     ];
     let retrieval = models.retrieval.as_deref().expect("trained above");
-    let vector = |i: ItemIndex| retrieval.vector(item_id_key(&catalog.item(i).item_id));
+    let vector = |i: ItemIndex| retrieval.vector(catalog.key(i));
     let mut rows = Vec::new();
     for (name, pipeline) in &variants {
         let mut sums = [0.0f64; 4];
