@@ -739,7 +739,7 @@ async fn load(
 }
 
 /// Whether a user's events are left out as fake traffic, as the charts of `snapshot` judge (see
-/// [`apply_page`]).
+/// [`apply_chunk`]).
 fn fake_traffic(snapshot: &Snapshot) -> impl Fn(&str) -> bool + Sync + '_ {
     |user_id| snapshot.charts().read().expect("charts lock").is_excluded(user_id)
 }
@@ -959,10 +959,10 @@ fn rankers(snapshot: &Snapshot) -> impl Iterator<Item = &Arc<Ranker>> {
 }
 
 /// Applies the events after `snapshot`'s last applied one, page by page; returns how many, and
-/// the positives of those after `learn_after` (none without it) for the online learner. A full
-/// page is a backlog (a load, or a tail that fell behind) and is applied on a blocking thread, so
-/// the runtime keeps serving; the few events of a tail tick are applied in place, which keeps the
-/// locks they take held for as short a time as possible.
+/// the positives of those after `learn_after` (none without it) for the online learner. A page
+/// of more than one [`APPLY_CHUNK`] is applied on a blocking thread, so that the runtime's
+/// workers keep serving: under `bench/serve.sh` load a tail tick reads about 7,000 logged
+/// impressions, which took a worker for about 11 ms. A few events are applied in place.
 async fn apply_new_events(
     store: &Store,
     snapshot: &Arc<Snapshot>,
@@ -975,7 +975,7 @@ async fn apply_new_events(
             return Ok((applied, positives));
         }
         applied += page.len();
-        let learned = if page.len() < PAGE as usize {
+        let learned = if page.len() <= APPLY_CHUNK {
             apply_page(snapshot, &page, learn_after)
         } else {
             let snapshot = snapshot.clone();
@@ -987,14 +987,27 @@ async fn apply_new_events(
     }
 }
 
-/// Applies `page` (the log's next events) to the charts, then, leaving out the events of accounts
+/// Events applied per hold of the charts', the activity's and the rankers' write locks: a request
+/// waits for one chunk at most, not for a page. Under `bench/serve.sh` load a page of 2,000
+/// logged impressions held the ranker's lock for 5 ms on average and up to 81 ms, and requests
+/// queued behind it (p99 24 ms at 4 connections, against 10 ms with the tail stopped).
+const APPLY_CHUNK: usize = 128;
+
+/// Applies `page` (the log's next events) chunk by chunk (see [`apply_chunk`]); returns the
+/// positives of the events after `learn_after`.
+fn apply_page(snapshot: &Snapshot, page: &[StoredEvent], learn_after: Option<i64>) -> Vec<OnlinePositive> {
+    page.chunks(APPLY_CHUNK).flat_map(|chunk| apply_chunk(snapshot, chunk, learn_after)).collect()
+}
+
+/// Applies `chunk` (the log's next events) to the charts, then, leaving out the events of accounts
 /// excluded as fake traffic, to the activity and the rankers' state; returns the positives of the
 /// events after `learn_after`.
-fn apply_page(snapshot: &Snapshot, page: &[StoredEvent], learn_after: Option<i64>) -> Vec<OnlinePositive> {
+fn apply_chunk(snapshot: &Snapshot, chunk: &[StoredEvent], learn_after: Option<i64>) -> Vec<OnlinePositive> {
     let counted: Vec<&StoredEvent> = {
         let catalog = snapshot.catalog();
         let mut charts = snapshot.charts().write().expect("charts lock");
-        page.iter()
+        chunk
+            .iter()
             .filter(|stored| {
                 let item = catalog.index(&stored.event.item_id).map(|index| catalog.item(index));
                 charts.record(&stored.event, item)
@@ -1019,10 +1032,10 @@ fn apply_page(snapshot: &Snapshot, page: &[StoredEvent], learn_after: Option<i64
     for ranker in rankers(snapshot) {
         ranker.follow(&catalog, counted.iter().map(|stored| (stored.seq, &stored.event)));
     }
-    if let Some(latest) = page.iter().map(|stored| stored.event.ts.millis()).max() {
+    if let Some(latest) = chunk.iter().map(|stored| stored.event.ts.millis()).max() {
         snapshot.state.log_clock.fetch_max(latest, Ordering::AcqRel);
     }
-    if let Some(last) = page.last() {
+    if let Some(last) = chunk.last() {
         snapshot.state.applied.store(last.seq, Ordering::Release);
     }
     positives
