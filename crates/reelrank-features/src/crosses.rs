@@ -45,16 +45,29 @@ impl WideSchema {
         context: &[(u64, f32)],
         history: &[u64],
     ) -> Vec<u64> {
-        let mut keys: Vec<u64> = user.iter().chain(item).flatten().map(|&(k, _)| k).collect();
-        for &(u, i) in &self.user_item {
-            let (Some(user_bag), Some(item_bag)) = (user.get(u), item.get(i)) else { continue };
+        let pairs = |&(u, i): &(usize, usize)| (user.get(u), item.get(i));
+        let recent = &history[history.len().saturating_sub(self.history)..];
+        // Sized up front and filled bag by bag: collecting the flattened bags grew the vector
+        // step by step, a third of this function's time when serving ranks 500 candidates.
+        let crosses: usize = self
+            .user_item
+            .iter()
+            .map(pairs)
+            .map(|(u, i)| u.map_or(0, Vec::len) * i.map_or(0, Vec::len))
+            .sum();
+        let singles: usize = user.iter().chain(item).map(Vec::len).sum();
+        let mut keys = Vec::with_capacity(singles + crosses + context.len() + recent.len());
+        for bag in user.iter().chain(item) {
+            keys.extend(bag.iter().map(|&(k, _)| k));
+        }
+        for (user_bag, item_bag) in self.user_item.iter().map(pairs) {
+            let (Some(user_bag), Some(item_bag)) = (user_bag, item_bag) else { continue };
             for &(a, _) in user_bag {
                 keys.extend(item_bag.iter().map(|&(b, _)| cross_key(a, b)));
             }
         }
         if let Some(id) = item.first().and_then(|bag| bag.first()).map(|&(k, _)| k) {
             keys.extend(context.iter().map(|&(c, _)| cross_key(id, c)));
-            let recent = &history[history.len().saturating_sub(self.history)..];
             keys.extend(recent.iter().filter(|&&h| h != id).map(|&h| cross_key(h, id)));
         }
         keys
