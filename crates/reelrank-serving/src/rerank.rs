@@ -108,19 +108,29 @@ pub fn select(ranked: &[Ranked<'_>], n: usize, config: &DiversityConfig, seed: u
     let mut taken = vec![false; ranked.len()];
     let mut slots: Vec<Slot> = Vec::with_capacity(n);
     let mut followed_up = 0;
+    // Which candidates the caps allow at this slot, worked out once per slot: the slot's choices
+    // below ask it of every candidate up to four times.
+    let mut open = vec![false; ranked.len()];
     while slots.len() < n.min(ranked.len()) {
         let explore = rng.random::<f32>() < config.exploration_share;
         let recent = &slots[slots.len().saturating_sub(config.window.saturating_sub(1))..];
-        let allowed = |i: usize| !taken[i] && within_caps(ranked, recent, i, config);
+        for (i, open) in open.iter_mut().enumerate() {
+            *open = !taken[i] && within_caps(ranked, recent, i, config);
+        }
+        let allowed = |i: usize| open[i];
         let mmr = |i: usize| {
             config.mmr_lambda * (ranked[i].score - low) / spread - (1.0 - config.mmr_lambda) * similarity[i]
         };
+        // The highest MMR, the lowest position among equals; each candidate's MMR computed once.
         let best = |eligible: &dyn Fn(usize) -> bool| {
-            order
-                .iter()
-                .copied()
-                .filter(|&i| eligible(i))
-                .max_by(|&a, &b| mmr(a).total_cmp(&mmr(b)).then(b.cmp(&a)))
+            let mut best: Option<(f32, usize)> = None;
+            for &i in order.iter().filter(|&&i| eligible(i)) {
+                let value = mmr(i);
+                if best.is_none_or(|(top, at)| value.total_cmp(&top).then(at.cmp(&i)).is_gt()) {
+                    best = Some((value, i));
+                }
+            }
+            best.map(|(_, i)| i)
         };
         let explorable = |i: usize| allowed(i) && ranked[i].explorable;
         let starting = |i: usize| explorable(i) && ranked[i].impressions < config.starting_impressions;
