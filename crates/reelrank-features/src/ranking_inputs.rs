@@ -153,14 +153,9 @@ impl FeatureState {
         self.engagement(self.users.get(user_id), now)
     }
 
-    /// The item's engagement rates at `now` (not standardised).
-    pub fn item_engagement(&self, item_id: &str, now: Timestamp) -> Vec<f32> {
-        self.item_engagement_of_key(item_id_key(item_id), now)
-    }
-
-    /// [`FeatureState::item_engagement`] of the item whose [`item_id_key`] is `key`: for callers
-    /// that hold the key already.
-    pub fn item_engagement_of_key(&self, key: u64, now: Timestamp) -> Vec<f32> {
+    /// The engagement rates at `now` (not standardised) of the item whose [`item_id_key`] is
+    /// `key`: serving holds the keys of the candidates it ranks.
+    pub fn item_engagement(&self, key: u64, now: Timestamp) -> Vec<f32> {
         self.engagement(self.items.get(&key), now)
     }
 
@@ -191,7 +186,7 @@ impl FeatureState {
             now,
             history: self.history(user_id).to_vec(),
             user: self.user_engagement(user_id, now),
-            item: self.item_engagement(item_id, now),
+            item: self.item_engagement(item_id_key(item_id), now),
         }
     }
 }
@@ -259,7 +254,7 @@ impl RequestFeatures {
     /// The candidate `item`'s slots, its engagement rates (not standardised) and the example's wide
     /// keys.
     pub fn candidate(&self, wide: &WideSchema, state: &FeatureState, item: &Item) -> CandidateFeatures {
-        self.candidate_with(wide, item, state.item_engagement(&item.item_id, self.now))
+        self.candidate_with(wide, item, state.item_engagement(item_id_key(&item.item_id), self.now))
     }
 
     /// The same with the item's engagement rates as `moment` took them.
@@ -331,7 +326,10 @@ mod tests {
             whole.record(&impression);
         }
         let now = Timestamp(2_000);
-        assert_eq!(streamed.item_engagement("i", now), whole.item_engagement("i", now));
+        assert_eq!(
+            streamed.item_engagement(item_id_key("i"), now),
+            whole.item_engagement(item_id_key("i"), now)
+        );
         assert_eq!(streamed.user_engagement("u", now), whole.user_engagement("u", now));
         assert_eq!(streamed.history("u"), whole.history("u"));
         assert_eq!(streamed.history("u"), [item_id_key("i")]);

@@ -156,10 +156,11 @@ impl Catalog {
         }
         let mut catalog = self.clone();
         catalog.unlist(&gone);
+        let tombstone_key = item_id_key(&tombstone().item_id);
         for &index in &gone {
             catalog.by_key.remove(&catalog.keys[index as usize]);
             catalog.items[index as usize] = tombstone().clone();
-            catalog.keys[index as usize] = item_id_key(&tombstone().item_id);
+            catalog.keys[index as usize] = tombstone_key;
         }
         catalog.dropped += gone.len();
         Some((catalog, gone))

@@ -11,8 +11,8 @@ use std::sync::{Arc, RwLock};
 
 use reelrank_core::{Event, EventContext, Item, Timestamp, User};
 use reelrank_features::{
-    item_age_bucket, item_bags, Bag, FeatureState, ImpressionJoiner, PersistError, RankingFeatures,
-    RequestFeatures,
+    item_age_bucket, item_bags, item_id_key, Bag, FeatureState, ImpressionJoiner, PersistError,
+    RankingFeatures, RequestFeatures,
 };
 use reelrank_models::{Candidate as Scored, ValueWeights, Values, WideDeep};
 use rustc_hash::FxHashMap;
@@ -145,7 +145,7 @@ impl Ranker {
     /// The item's engagement rates at `now` as the features read them (not standardised: see
     /// [`FeatureState::item_engagement`]).
     pub fn item_engagement(&self, item_id: &str, now: Timestamp) -> Vec<f32> {
-        self.live.read().expect("ranking state").state.item_engagement(item_id, now)
+        self.live.read().expect("ranking state").state.item_engagement(item_id_key(item_id), now)
     }
 
     /// The value of showing each of `candidates` to the user at `now` in `context`, in their order.
@@ -171,7 +171,7 @@ impl Ranker {
                     let key = catalog.key(i);
                     let side = self.item_side(i, key, item, now);
                     let wide = request.wide_keys(&self.model.schema().wide, &side.slots);
-                    let mut dense = live.state.item_engagement_of_key(key, now);
+                    let mut dense = live.state.item_engagement(key, now);
                     self.features.standardise(&mut dense, request.dense.len());
                     (side, dense, wide)
                 })
