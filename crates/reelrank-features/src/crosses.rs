@@ -10,7 +10,13 @@ use crate::schema::{ITEM_CATEGORY_SLOT, ITEM_CREATOR_SLOT, ITEM_ID_SLOT, ITEM_TA
 
 /// The key of the pair (`a`, `b`); order matters.
 pub fn cross_key(a: u64, b: u64) -> u64 {
-    splitmix64(splitmix64(a) ^ b)
+    mixed_cross(splitmix64(a), b)
+}
+
+/// [`cross_key`] of (`a`, `b`) given `splitmix64(a)`, which a request works out once for all its
+/// candidates.
+fn mixed_cross(mixed_a: u64, b: u64) -> u64 {
+    splitmix64(mixed_a ^ b)
 }
 
 /// Which pairs the wide part crosses, fixed when a model is built and saved with it.
@@ -45,32 +51,73 @@ impl WideSchema {
         context: &[(u64, f32)],
         history: &[u64],
     ) -> Vec<u64> {
-        let pairs = |&(u, i): &(usize, usize)| (user.get(u), item.get(i));
+        let mut keys = Vec::new();
+        self.request(user, context, history).keys_into(item, &mut keys);
+        keys
+    }
+
+    /// The request's side of [`WideSchema::keys`], for the candidates of one request.
+    pub fn request<'a>(
+        &'a self,
+        user: &'a [crate::Bag],
+        context: &'a [(u64, f32)],
+        history: &[u64],
+    ) -> WideRequest<'a> {
         let recent = &history[history.len().saturating_sub(self.history)..];
+        WideRequest {
+            schema: self,
+            user,
+            context,
+            mixed_user: user.iter().map(|bag| bag.iter().map(|&(k, _)| splitmix64(k)).collect()).collect(),
+            recent: recent.iter().map(|&h| (h, splitmix64(h))).collect(),
+        }
+    }
+}
+
+/// One request's side of the wide keys, worked out once for all its candidates: half of the
+/// hashing of every user-side cross is the same for each of them (serving ranks 500).
+pub struct WideRequest<'a> {
+    schema: &'a WideSchema,
+    user: &'a [crate::Bag],
+    context: &'a [(u64, f32)],
+    /// Each user slot's keys through `splitmix64`, as [`mixed_cross`] takes them.
+    mixed_user: Vec<Vec<u64>>,
+    /// The crossed positives' keys, each with its `splitmix64`.
+    recent: Vec<(u64, u64)>,
+}
+
+impl WideRequest<'_> {
+    /// Appends the wide keys of the request with an item whose slots are `item` to `keys` (see
+    /// [`WideSchema::keys`]).
+    pub fn keys_into(&self, item: &[crate::Bag], keys: &mut Vec<u64>) {
+        let pairs = |&(u, i): &(usize, usize)| (self.mixed_user.get(u), item.get(i));
         // Sized up front and filled bag by bag: collecting the flattened bags grew the vector
         // step by step, a third of this function's time when serving ranks 500 candidates.
         let crosses: usize = self
+            .schema
             .user_item
             .iter()
             .map(pairs)
             .map(|(u, i)| u.map_or(0, Vec::len) * i.map_or(0, Vec::len))
             .sum();
-        let singles: usize = user.iter().chain(item).map(Vec::len).sum();
-        let mut keys = Vec::with_capacity(singles + crosses + context.len() + recent.len());
-        for bag in user.iter().chain(item) {
+        let singles: usize = self.user.iter().chain(item).map(Vec::len).sum();
+        keys.reserve(singles + crosses + self.context.len() + self.recent.len());
+        for bag in self.user.iter().chain(item) {
             keys.extend(bag.iter().map(|&(k, _)| k));
         }
-        for (user_bag, item_bag) in self.user_item.iter().map(pairs) {
+        for (user_bag, item_bag) in self.schema.user_item.iter().map(pairs) {
             let (Some(user_bag), Some(item_bag)) = (user_bag, item_bag) else { continue };
-            for &(a, _) in user_bag {
-                keys.extend(item_bag.iter().map(|&(b, _)| cross_key(a, b)));
+            for &a in user_bag {
+                keys.extend(item_bag.iter().map(|&(b, _)| mixed_cross(a, b)));
             }
         }
         if let Some(id) = item.first().and_then(|bag| bag.first()).map(|&(k, _)| k) {
-            keys.extend(context.iter().map(|&(c, _)| cross_key(id, c)));
-            keys.extend(recent.iter().filter(|&&h| h != id).map(|&h| cross_key(h, id)));
+            let mixed_id = splitmix64(id);
+            keys.extend(self.context.iter().map(|&(c, _)| mixed_cross(mixed_id, c)));
+            keys.extend(
+                self.recent.iter().filter(|&&(h, _)| h != id).map(|&(_, mixed)| mixed_cross(mixed, id)),
+            );
         }
-        keys
     }
 }
 

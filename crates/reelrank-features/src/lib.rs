@@ -26,7 +26,7 @@ mod ranking_inputs;
 mod schema;
 mod tensors;
 
-pub use crosses::{cross_key, WideSchema};
+pub use crosses::{cross_key, WideRequest, WideSchema};
 pub use embedding::{EmbeddingConfig, EmbeddingTable, GradientBuffer, MemoryUse};
 pub use engagement::{describe_engagement, Counts, Engagement, EngagementPrior, ENGAGEMENT_FEATURES};
 pub use hashing::{feature_key, splitmix64};

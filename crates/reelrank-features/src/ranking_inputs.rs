@@ -10,7 +10,7 @@ use reelrank_core::{EventContext, Item, Timestamp, User};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::crosses::WideSchema;
+use crate::crosses::{WideRequest, WideSchema};
 use crate::engagement::{Counts, Engagement, EngagementPrior};
 use crate::outcomes::{Impression, Joined, WatchQuantiles};
 use crate::persist::PersistError;
@@ -264,14 +264,14 @@ impl RequestFeatures {
 
     fn candidate_with(&self, wide: &WideSchema, item: &Item, dense: Vec<f32>) -> CandidateFeatures {
         let slots = item_bags(item, self.now);
-        let wide = self.wide_keys(wide, &slots);
-        CandidateFeatures { dense, slots, wide }
+        let mut keys = Vec::new();
+        self.wide(wide).keys_into(&slots, &mut keys);
+        CandidateFeatures { dense, slots, wide: keys }
     }
 
-    /// The wide keys of this request with an item whose bags are `item_slots`.
-    pub fn wide_keys(&self, wide: &WideSchema, item_slots: &[Bag]) -> Vec<u64> {
-        let context = &self.slots[self.user_slots];
-        wide.keys(&self.slots[..self.user_slots], item_slots, context, &self.history)
+    /// This request's side of the wide keys, for its candidates'.
+    pub fn wide<'a>(&'a self, wide: &'a WideSchema) -> WideRequest<'a> {
+        wide.request(&self.slots[..self.user_slots], &self.slots[self.user_slots], &self.history)
     }
 }
 

@@ -158,28 +158,39 @@ impl Ranker {
         now: Timestamp,
         candidates: &[ItemIndex],
     ) -> Values<'_> {
-        // The state is read under its lock; the model runs after it is released.
-        let (request_part, features) = {
+        // The state is read under its lock; the model runs after it is released. The candidates'
+        // wide keys go one after another into one buffer.
+        let (request_part, features, wide_keys) = {
             let live = self.live.read().expect("ranking state");
             let mut request =
                 RequestFeatures::new(&self.features.user_schema, &live.state, user_id, user, context, now);
             self.features.standardise(&mut request.dense, 0);
+            let wide = request.wide(&self.model.schema().wide);
+            let mut wide_keys = Vec::new();
             let features: Vec<_> = candidates
                 .iter()
                 .map(|&i| {
                     let item = catalog.item(i);
                     let key = catalog.key(i);
                     let side = self.item_side(i, key, item, now);
-                    let wide = request.wide_keys(&self.model.schema().wide, &side.slots);
+                    wide.keys_into(&side.slots, &mut wide_keys);
                     let mut dense = live.state.item_engagement(key, now);
                     self.features.standardise(&mut dense, request.dense.len());
-                    (side, dense, wide)
+                    (side, dense, wide_keys.len())
                 })
                 .collect();
-            (self.model.request_part(&request.slots, &request.dense), features)
+            (self.model.request_part(&request.slots, &request.dense), features, wide_keys)
         };
-        let scored: Vec<Scored<'_>> =
-            features.iter().map(|(side, dense, wide)| Scored { part: &side.part, dense, wide }).collect();
+        let starts = std::iter::once(0).chain(features.iter().map(|&(_, _, end)| end));
+        let scored: Vec<Scored<'_>> = features
+            .iter()
+            .zip(starts)
+            .map(|((side, dense, end), start)| Scored {
+                part: &side.part,
+                dense,
+                wide: &wide_keys[start..*end],
+            })
+            .collect();
         let probabilities = self.model.score_candidates(&request_part, &scored);
         self.weights.values(self.model.heads(), probabilities)
     }
