@@ -745,14 +745,35 @@ fn fake_traffic(snapshot: &Snapshot) -> impl Fn(&str) -> bool + Sync + '_ {
 }
 
 /// Installs the item counters of the shared state in `snapshot` when events were counted there
-/// since it took them last (sorted before its write lock is taken).
+/// since it took them last: those of the items counted since, or all of them the first time and
+/// when the changes do not follow on from what it holds (sorted before its write lock is taken).
 async fn install_shared_items(
     shared: &SharedState,
     snapshot: &Snapshot,
     heat_half_life_hours: f64,
 ) -> Result<(), SharedStateError> {
     let as_of = snapshot.live().read().expect("live state lock").activity.items_as_of();
-    let Some(counts) = shared.item_counts(as_of).await? else { return Ok(()) };
+    let Some(mut counts) = shared.item_counts(as_of).await? else { return Ok(()) };
+    if counts.since > 0 {
+        let updated = {
+            let mut live = snapshot.live().write().expect("live state lock");
+            let Live { catalog, activity } = &mut *live;
+            activity.update_items(counts, catalog)
+        };
+        if updated {
+            // Sorted under the read lock: requests wait only for the swap.
+            let lists = {
+                let live = snapshot.live().read().expect("live state lock");
+                live.activity.trending().sorted(&live.catalog)
+            };
+            if let Some(lists) = lists {
+                snapshot.live().write().expect("live state lock").activity.install_trending(lists);
+            }
+            return Ok(());
+        }
+        let Some(whole) = shared.item_counts(0).await? else { return Ok(()) };
+        counts = whole;
+    }
     let placed = counts.place(&snapshot.catalog(), heat_half_life_hours);
     snapshot.live().write().expect("live state lock").activity.install_items(placed);
     Ok(())

@@ -18,11 +18,16 @@
 //!   order seen by a script that trims to the newest [`SEEN_KEPT`] distinct items once a quarter
 //!   over it.
 //!
-//! Item counters are counted by the same transactions, so once for all replicas, which read them
-//! whole when the checkpoint moved ([`SharedState::item_counts`]): `{prefix}heat` and
-//! `{prefix}shown`, hashes of item key (decimal) to heat and to impressions, and
-//! `{prefix}heat_origin`, the time heats are kept as of ([`heat_growth`]). Items dropped from the
-//! catalog are deleted from them ([`SharedState::forget_items`]), so they follow the live catalog.
+//! Item counters are counted by the same transactions, so once for all replicas
+//! ([`SharedState::item_counts`]): `{prefix}heat` and `{prefix}shown`, hashes of item key
+//! (decimal) to heat and to impressions, `{prefix}heat_origin`, the time heats are kept as of
+//! ([`heat_growth`]), and `{prefix}counted`, a stream with an entry per page applied: the event
+//! it starts after (`from`) and the keys of the items it counted (eight bytes each), under the
+//! ID `{last event}-1`, trimmed to about [`COUNTED_PAGES`] entries. A replica reads the counters
+//! whole once, then only those of the items counted since it last read, as long as the stream
+//! still reaches back to then: a tick reads what its events changed, not a million items. Items
+//! dropped from the catalog are deleted from the hashes ([`SharedState::forget_items`]), so they
+//! follow the live catalog.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -36,6 +41,11 @@ use reelrank_serving::{Catalog, SeenItems, UserActivity};
 use reelrank_store::{Store, StoreError, StoredEvent};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+/// About how many pages `{prefix}counted` keeps (at most 16 KB each: [`PAGE`] events' items): a
+/// replica behind by more than the last two million events or so (minutes at a busy platform's
+/// rate) reads every item's counts instead.
+const COUNTED_PAGES: usize = 1_000;
 
 /// Events read from the store per transaction.
 const PAGE: u32 = 2_000;
@@ -128,6 +138,9 @@ pub struct SharedStateStats {
     pub keys: u64,
     /// Memory the item counters take (`MEMORY USAGE` of their hashes).
     pub item_counter_bytes: u64,
+    /// Memory the pages' counted items take (`MEMORY USAGE` of the stream), at most about
+    /// [`COUNTED_PAGES`] pages of 16 KB whatever the catalog.
+    pub counted_pages_bytes: u64,
     /// Memory Redis uses (`used_memory`).
     pub used_memory_bytes: u64,
     /// The last event applied to it.
@@ -226,13 +239,43 @@ fn decode_seen(bytes: &[u8], catalog: &Catalog) -> SeenItems {
         .collect()
 }
 
-fn encode_seen(keys: impl IntoIterator<Item = u64>) -> Vec<u8> {
+/// Item keys as eight bytes each (little-endian), as seen lists and counted pages keep them.
+fn encode_keys(keys: impl IntoIterator<Item = u64>) -> Vec<u8> {
     keys.into_iter().flat_map(u64::to_le_bytes).collect()
 }
 
 /// What [`SharedState::item_counts`] reads at once: the checkpoint, the heats' origin, heat and
 /// impressions by item key.
 type CountsRead = (Option<i64>, Option<i64>, HashMap<u64, f64>, HashMap<u64, u32>);
+
+/// An entry of `{prefix}counted` as `XRANGE` gives it: its ID, then its fields' names and values.
+type CountedPage = (String, Vec<Vec<u8>>);
+
+/// The keys of the items counted in `pages` (entries of `{prefix}counted`, oldest first), when
+/// the first starts right after event `after`, so that together they cover every page since.
+fn counted_since(after: i64, pages: &[CountedPage]) -> Option<Vec<u64>> {
+    fn field<'a>(fields: &'a [Vec<u8>], name: &[u8]) -> Option<&'a [u8]> {
+        fields.chunks_exact(2).find(|pair| pair[0] == name).map(|pair| pair[1].as_slice())
+    }
+    let (_, first) = pages.first()?;
+    let from = std::str::from_utf8(field(first, b"from")?).ok()?.parse::<i64>().ok()?;
+    if from != after {
+        return None;
+    }
+    let mut keys = Vec::new();
+    for (_, fields) in pages {
+        let bytes = field(fields, b"keys")?;
+        keys.extend(
+            bytes.chunks_exact(8).map(|chunk| u64::from_le_bytes(chunk.try_into().expect("eight bytes"))),
+        );
+    }
+    Some(keys)
+}
+
+/// The keys' values that were there (an item forgotten meanwhile has none).
+fn counted<T>(keys: &[u64], values: Vec<Option<T>>) -> Vec<(u64, T)> {
+    keys.iter().zip(values).filter_map(|(&key, value)| Some((key, value?))).collect()
+}
 
 /// Whether a call's answer says Redis was reached (even to refuse the call), for the breaker;
 /// `None` for an error that says neither.
@@ -320,6 +363,10 @@ impl SharedState {
         format!("{}heat_origin", self.prefix)
     }
 
+    fn counted_key(&self) -> String {
+        format!("{}counted", self.prefix)
+    }
+
     /// `user_id`'s activity as Redis holds it, to be placed over the catalog a request reads
     /// ([`SharedUser::over`]); empty when `user`'s profile was reset after what Redis holds, and
     /// the reset is then written there (the replica that took it could not).
@@ -357,7 +404,7 @@ impl SharedState {
             .arg(APPEND_SEEN)
             .arg(1)
             .arg(self.seen_key(user_id))
-            .arg(encode_seen(keys))
+            .arg(encode_keys(keys))
             .arg(SEEN_KEPT * 8)
             .arg(self.idle_ms)
             .ignore()
@@ -443,7 +490,7 @@ impl SharedState {
             let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut *conn).await?;
             // Written only with the checkpoint, so the watch covers it.
             let origin: Option<i64> = conn.get(self.origin_key()).await?;
-            let mut pipe = self.applied_page(&users, values, origin, &page, catalog, excluded)?;
+            let mut pipe = self.applied_page(&users, values, (after, origin), &page, catalog, excluded)?;
             pipe.set(&checkpoint_key, last).ignore();
             let done: Option<()> = pipe.query_async(&mut *conn).await?;
             if done.is_some() {
@@ -452,14 +499,14 @@ impl SharedState {
         }
     }
 
-    /// The transaction writing what `page` changes of `users` (whose stored values are
-    /// `values`) and of the items' counters (heats kept as of `origin`, if any yet), counted as
-    /// [`reelrank_serving::Activity::record`] counts them.
+    /// The transaction writing what `page` (the events after event `after`) changes of `users`
+    /// (whose stored values are `values`) and of the items' counters (heats kept as of `origin`,
+    /// if any yet), counted as [`reelrank_serving::Activity::record`] counts them.
     fn applied_page(
         &self,
         users: &[&str],
         values: Vec<Option<Vec<u8>>>,
-        mut origin: Option<i64>,
+        (after, mut origin): (i64, Option<i64>),
         page: &[StoredEvent],
         catalog: &Catalog,
         excluded: &(dyn Fn(&str) -> bool + Sync),
@@ -498,6 +545,23 @@ impl SharedState {
         if let (false, Some(origin)) = (had_origin, origin) {
             pipe.set(self.origin_key(), origin).ignore();
         }
+        let mut counted: Vec<u64> = heat.keys().chain(shown.keys()).copied().collect();
+        counted.sort_unstable();
+        counted.dedup();
+        if let Some(last) = page.last().map(|stored| stored.seq) {
+            // An entry for every page, counted items or not, so that the entries follow on.
+            pipe.cmd("XADD")
+                .arg(self.counted_key())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(COUNTED_PAGES)
+                .arg(format!("{last}-1"))
+                .arg("from")
+                .arg(after)
+                .arg("keys")
+                .arg(encode_keys(counted))
+                .ignore();
+        }
         for (key, growth) in heat {
             pipe.cmd("HINCRBYFLOAT").arg(self.heat_key()).arg(key).arg(growth).ignore();
         }
@@ -521,12 +585,21 @@ impl SharedState {
         Ok(pipe)
     }
 
-    /// Every item's heat and impressions, when events after `after` were counted since (`None`
-    /// otherwise: nothing to read again).
+    /// The heat and impressions of the items counted after event `after`, every item's for 0;
+    /// `None` when nothing was counted since.
     pub async fn item_counts(&self, after: i64) -> Result<Option<ItemCounts>, SharedStateError> {
+        if after > 0 {
+            self.item_counts_since(after).await
+        } else {
+            self.all_item_counts().await
+        }
+    }
+
+    /// Every item's heat and impressions (`None` before anything was counted).
+    async fn all_item_counts(&self) -> Result<Option<ItemCounts>, SharedStateError> {
         let mut conn = self.requests.clone();
         let applied: Option<i64> = conn.get(self.checkpoint_key()).await?;
-        if applied.is_none_or(|applied| applied <= after) {
+        if applied.is_none() {
             return Ok(None);
         }
         let (as_of, origin_ms, heat, shown): CountsRead = redis::pipe()
@@ -539,9 +612,55 @@ impl SharedState {
             .await?;
         Ok(Some(ItemCounts {
             as_of: as_of.unwrap_or(0),
+            since: 0,
             origin_ms,
             heat: heat.into_iter().collect(),
             impressions: shown.into_iter().collect(),
+        }))
+    }
+
+    /// [`SharedState::item_counts`] after a first read: the keys of the items counted in the
+    /// pages after `after` (read with the checkpoint they reach), then their counters. Those may
+    /// have been counted further meanwhile; they are read again next time. Every item's counts
+    /// when the pages do not reach back to `after` (trimmed, or Redis rebuilt in other pages).
+    async fn item_counts_since(&self, after: i64) -> Result<Option<ItemCounts>, SharedStateError> {
+        let mut conn = self.requests.clone();
+        let (applied, origin_ms, pages): (Option<i64>, Option<i64>, Vec<CountedPage>) = redis::pipe()
+            .atomic()
+            .get(self.checkpoint_key())
+            .get(self.origin_key())
+            .cmd("XRANGE")
+            .arg(self.counted_key())
+            .arg(format!("{}-0", after + 1))
+            .arg("+")
+            .query_async(&mut conn)
+            .await?;
+        let Some(as_of) = applied.filter(|&applied| applied > after) else { return Ok(None) };
+        let Some(mut keys) = counted_since(after, &pages) else {
+            return self.all_item_counts().await;
+        };
+        keys.sort_unstable();
+        keys.dedup();
+        let (heat, shown): (Vec<Option<f64>>, Vec<Option<u32>>) = if keys.is_empty() {
+            Default::default()
+        } else {
+            redis::pipe()
+                .atomic()
+                .cmd("HMGET")
+                .arg(self.heat_key())
+                .arg(&keys)
+                .cmd("HMGET")
+                .arg(self.shown_key())
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?
+        };
+        Ok(Some(ItemCounts {
+            as_of,
+            since: after,
+            origin_ms,
+            heat: counted(&keys, heat),
+            impressions: counted(&keys, shown),
         }))
     }
 
@@ -617,10 +736,11 @@ impl SharedState {
     /// What Redis holds now.
     pub async fn stats(&self) -> Result<SharedStateStats, SharedStateError> {
         let mut conn = self.requests.clone();
-        let (keys, info, applied, heat_bytes, shown_bytes): (
+        let (keys, info, applied, heat_bytes, shown_bytes, counted_bytes): (
             u64,
             String,
             Option<i64>,
+            Option<u64>,
             Option<u64>,
             Option<u64>,
         ) = redis::pipe()
@@ -634,6 +754,9 @@ impl SharedState {
             .cmd("MEMORY")
             .arg("USAGE")
             .arg(self.shown_key())
+            .cmd("MEMORY")
+            .arg("USAGE")
+            .arg(self.counted_key())
             .query_async(&mut conn)
             .await?;
         let used_memory_bytes = info
@@ -645,6 +768,7 @@ impl SharedState {
             keys,
             used_memory_bytes,
             item_counter_bytes: heat_bytes.unwrap_or(0) + shown_bytes.unwrap_or(0),
+            counted_pages_bytes: counted_bytes.unwrap_or(0),
             applied_seq: applied.unwrap_or(0),
         })
     }
@@ -684,7 +808,7 @@ mod tests {
         let after = catalog(&["z", "c", "b", "a"]);
         let stored = StoredUser::decode("u", Some(bytes)).unwrap();
         assert_eq!(stored.reset_at, 7);
-        let seen = decode_seen(&encode_seen([item_id_key("a"), item_id_key("gone")]), &after);
+        let seen = decode_seen(&encode_keys([item_id_key("a"), item_id_key("gone")]), &after);
         let read = stored.activity(seen, &after);
         assert_eq!(read.positives, vec![(after.index("a").unwrap(), EventKind::Like)]);
         assert!(read.not_interested.contains(&after.index("b").unwrap()));

@@ -383,14 +383,45 @@ impl Activity {
             self.impressions = items.impressions;
         }
     }
+
+    /// Updates the items whose counts changed since those held ([`ItemCounts::since`]); the
+    /// trending lists are re-sorted apart ([`Trending::sorted`]). False when `changes` does not
+    /// follow on from the counts held (read since another point, or heats kept as of another
+    /// origin): the whole counts are to be installed instead.
+    pub fn update_items(&mut self, changes: ItemCounts, catalog: &Catalog) -> bool {
+        let origin_moved = self.trending.origin_ms.is_some() && self.trending.origin_ms != changes.origin_ms;
+        if changes.since != self.items_as_of() || changes.since == 0 || origin_moved {
+            return false;
+        }
+        let trending = &mut self.trending;
+        trending.origin_ms = changes.origin_ms;
+        trending.positives = changes.as_of.max(0) as u64;
+        trending.heat.resize(trending.heat.len().max(catalog.len()), 0.0);
+        self.impressions.resize(self.impressions.len().max(catalog.len()), 0);
+        for (key, heat) in changes.heat {
+            if let Some(index) = catalog.index_of_key(key) {
+                trending.heat[index as usize] = heat;
+            }
+        }
+        for (key, shown) in changes.impressions {
+            if let Some(index) = catalog.index_of_key(key) {
+                self.impressions[index as usize] = shown;
+            }
+        }
+        true
+    }
 }
 
-/// Every item's heat and impressions as the shared state counted them, once for all replicas,
-/// items by their id's key ([`reelrank_features::item_id_key`]).
+/// Items' heat and impressions as the shared state counted them, once for all replicas, items
+/// by their id's key ([`reelrank_features::item_id_key`]): every item's, or those of the items
+/// counted after event `since`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ItemCounts {
     /// The last event counted.
     pub as_of: i64,
+    /// 0 when every item is here; otherwise the event after which the items here were counted
+    /// (the others' counts are as they were then).
+    pub since: i64,
     /// Where heats are kept as of (see [`heat_growth`]); `None` before the first positive.
     pub origin_ms: Option<i64>,
     /// Heat by item key, as of `origin_ms`.
@@ -582,6 +613,7 @@ mod tests {
             origin_ms: Some(0),
             heat: vec![(key("c"), 2.0), (key("a"), 1.0), (key("not in the catalog"), 9.0)],
             impressions: vec![(key("a"), 3)],
+            ..ItemCounts::default()
         };
         activity.install_items(counts.place(&catalog, 24.0));
         assert_eq!((activity.items_as_of(), activity.impressions(a)), (7, 3));
@@ -591,6 +623,22 @@ mod tests {
         // Counts older than those held are not installed.
         activity.install_items(ItemCounts { as_of: 6, ..ItemCounts::default() }.place(&catalog, 24.0));
         assert_eq!(activity.impressions(a), 3);
+
+        // Later counts of the items counted since update those; others' are kept.
+        let b = catalog.index("b").unwrap();
+        let changes = |since| ItemCounts {
+            as_of: 9,
+            since,
+            origin_ms: Some(0),
+            heat: vec![(key("b"), 4.0)],
+            impressions: vec![(key("b"), 1)],
+        };
+        assert!(!activity.update_items(changes(8), &catalog), "counts since another point");
+        assert!(!activity.update_items(ItemCounts { origin_ms: Some(1), ..changes(7) }, &catalog));
+        assert!(activity.update_items(changes(7), &catalog));
+        assert_eq!((activity.items_as_of(), activity.impressions(a), activity.impressions(b)), (9, 3, 1));
+        activity.refresh_trending(&catalog);
+        assert_eq!(activity.trending().hottest(None), [b, c, a]);
     }
 
     #[test]

@@ -92,13 +92,43 @@ async fn replicas_share_users_activity_through_redis() {
         assert_eq!(b.item_counts(counts.as_of).await.unwrap(), None, "nothing counted since");
         let mut shared = Activity::sharing(catalog.len(), 24.0, false);
         shared.install_items(counts.place(&catalog, 24.0));
-        for index in 0..catalog.len() as u32 {
-            let (heat, own_heat) =
-                (shared.trending().heat(index, before), own.trending().heat(index, before));
-            assert!((heat - own_heat).abs() <= 1e-9 * own_heat, "{}: {heat} against {own_heat}", t.name);
-            assert_eq!(shared.impressions(index), own.impressions(index), "{}", t.name);
-        }
+        let same_counts = |shared: &Activity, own: &Activity| {
+            for index in 0..catalog.len() as u32 {
+                let (heat, own_heat) =
+                    (shared.trending().heat(index, before), own.trending().heat(index, before));
+                assert!((heat - own_heat).abs() <= 1e-9 * own_heat, "{}: {heat} against {own_heat}", t.name);
+                assert_eq!(shared.impressions(index), own.impressions(index), "{}", t.name);
+            }
+        };
+        same_counts(&shared, &own);
         assert_eq!(shared.impressions(catalog.index("i2").unwrap()), 3, "{}", t.name);
+
+        // Later, only the items counted since are read, and the counts held are updated to match.
+        let later = [
+            Event::new("u6", "i4", EventKind::Like, before),
+            Event::new("u6", "i4", EventKind::Impression, before),
+            Event::new("u6", "i6", EventKind::Impression, before),
+        ];
+        t.store.append_events(&later).await.unwrap();
+        b.catch_up(&t.store, &catalog, &bots).await.unwrap();
+        for event in &later {
+            own.record(&catalog, event);
+        }
+        events.extend(later);
+        let changes = a.item_counts(shared.items_as_of()).await.unwrap().expect("counted since");
+        let keys = |counts: &[(u64, u32)]| counts.iter().map(|&(key, _)| key).collect::<Vec<_>>();
+        assert_eq!(changes.heat.iter().map(|&(key, _)| key).collect::<Vec<_>>(), [item_id_key("i4")]);
+        let mut shown = keys(&changes.impressions);
+        shown.sort_unstable();
+        let mut expected = [item_id_key("i4"), item_id_key("i6")];
+        expected.sort_unstable();
+        assert_eq!(shown, expected, "{}", t.name);
+        assert!(shared.update_items(changes, &catalog), "{}", t.name);
+        same_counts(&shared, &own);
+        shared.refresh_trending(&catalog);
+        // Asked since a point no page starts at, every item's counts come instead.
+        let whole = a.item_counts(shared.items_as_of() - 1).await.unwrap().unwrap();
+        assert!(whole.since == 0 && whole.heat.len() > 1, "{}", t.name);
         own.refresh_trending(&catalog);
         let hottest = |activity: &Activity| {
             let mut hottest = activity.trending().hottest(None).to_vec();
