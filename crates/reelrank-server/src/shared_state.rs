@@ -467,7 +467,9 @@ impl SharedState {
             let checkpoint: Option<i64> = conn.get(&checkpoint_key).await?;
             if checkpoint.is_none() {
                 // A fresh (or emptied) Redis: resets first, so that the log leaves out what
-                // users reset.
+                // users reset. Pages counted before the checkpoint went (were it lost alone) do
+                // not follow on from the new ones, and their IDs would refuse the new ones'.
+                conn.del::<_, ()>(self.counted_key()).await?;
                 drop(conn);
                 for (user_id, at) in store.profile_resets().await? {
                     self.reset(&user_id, at.millis()).await?;
