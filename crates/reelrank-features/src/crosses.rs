@@ -51,9 +51,7 @@ impl WideSchema {
         context: &[(u64, f32)],
         history: &[u64],
     ) -> Vec<u64> {
-        let mut keys = Vec::new();
-        self.request(user, context, history).keys_into(item, &mut keys);
-        keys
+        self.request(user, context, history).keys(item)
     }
 
     /// The request's side of [`WideSchema::keys`], for the candidates of one request.
@@ -87,6 +85,13 @@ pub struct WideRequest<'a> {
 }
 
 impl WideRequest<'_> {
+    /// The wide keys of the request with an item whose slots are `item`.
+    pub fn keys(&self, item: &[crate::Bag]) -> Vec<u64> {
+        let mut keys = Vec::new();
+        self.keys_into(item, &mut keys);
+        keys
+    }
+
     /// Appends the wide keys of the request with an item whose slots are `item` to `keys` (see
     /// [`WideSchema::keys`]).
     pub fn keys_into(&self, item: &[crate::Bag], keys: &mut Vec<u64>) {

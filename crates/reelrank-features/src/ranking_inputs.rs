@@ -264,9 +264,8 @@ impl RequestFeatures {
 
     fn candidate_with(&self, wide: &WideSchema, item: &Item, dense: Vec<f32>) -> CandidateFeatures {
         let slots = item_bags(item, self.now);
-        let mut keys = Vec::new();
-        self.wide(wide).keys_into(&slots, &mut keys);
-        CandidateFeatures { dense, slots, wide: keys }
+        let wide = self.wide(wide).keys(&slots);
+        CandidateFeatures { dense, slots, wide }
     }
 
     /// This request's side of the wide keys, for its candidates'.
