@@ -466,15 +466,8 @@ impl Engine {
             }
             return;
         }
-        if !new_events {
-            return;
-        }
-        let lists = {
-            let live = snapshot.live().read().expect("live state lock");
-            live.activity.trending().sorted(&live.catalog)
-        };
-        if let Some(lists) = lists {
-            snapshot.live().write().expect("live state lock").activity.install_trending(lists);
+        if new_events {
+            resort_trending(&snapshot);
         }
     }
 
@@ -744,6 +737,18 @@ fn fake_traffic(snapshot: &Snapshot) -> impl Fn(&str) -> bool + Sync + '_ {
     |user_id| snapshot.charts().read().expect("charts lock").is_excluded(user_id)
 }
 
+/// Re-sorts `snapshot`'s trending lists if positives were counted since their last sort: under
+/// the read lock, so that requests wait only for the swap.
+fn resort_trending(snapshot: &Snapshot) {
+    let lists = {
+        let live = snapshot.live().read().expect("live state lock");
+        live.activity.trending().sorted(&live.catalog)
+    };
+    if let Some(lists) = lists {
+        snapshot.live().write().expect("live state lock").activity.install_trending(lists);
+    }
+}
+
 /// Installs the item counters of the shared state in `snapshot` when events were counted there
 /// since it took them last: those of the items counted since, or all of them the first time and
 /// when the changes do not follow on from what it holds (sorted before its write lock is taken).
@@ -761,14 +766,7 @@ async fn install_shared_items(
             activity.update_items(counts, catalog)
         };
         if updated {
-            // Sorted under the read lock: requests wait only for the swap.
-            let lists = {
-                let live = snapshot.live().read().expect("live state lock");
-                live.activity.trending().sorted(&live.catalog)
-            };
-            if let Some(lists) = lists {
-                snapshot.live().write().expect("live state lock").activity.install_trending(lists);
-            }
+            resort_trending(snapshot);
             return Ok(());
         }
         let Some(whole) = shared.item_counts(0).await? else { return Ok(()) };

@@ -393,21 +393,7 @@ impl Activity {
         if changes.since != self.items_as_of() || changes.since == 0 || origin_moved {
             return false;
         }
-        let trending = &mut self.trending;
-        trending.origin_ms = changes.origin_ms;
-        trending.positives = changes.as_of.max(0) as u64;
-        trending.heat.resize(trending.heat.len().max(catalog.len()), 0.0);
-        self.impressions.resize(self.impressions.len().max(catalog.len()), 0);
-        for (key, heat) in changes.heat {
-            if let Some(index) = catalog.index_of_key(key) {
-                trending.heat[index as usize] = heat;
-            }
-        }
-        for (key, shown) in changes.impressions {
-            if let Some(index) = catalog.index_of_key(key) {
-                self.impressions[index as usize] = shown;
-            }
-        }
+        changes.write_over(&mut self.trending, &mut self.impressions, catalog);
         true
     }
 }
@@ -435,23 +421,31 @@ impl ItemCounts {
     /// sorted, ready for [`Activity::install_items`]: sorted before the write lock is taken.
     pub fn place(self, catalog: &Catalog, heat_half_life_hours: f64) -> PlacedItemCounts {
         let mut trending = Trending::new(catalog.len(), heat_half_life_hours);
+        let mut impressions = vec![0; catalog.len()];
+        self.write_over(&mut trending, &mut impressions, catalog);
+        if let Some(lists) = trending.sorted(catalog) {
+            trending.lists = lists;
+        }
+        PlacedItemCounts { trending, impressions }
+    }
+
+    /// Writes these counts over `trending`'s heats and `impressions` (by position in `catalog`,
+    /// grown to it; items it does not hold are left out), with their origin and event.
+    fn write_over(self, trending: &mut Trending, impressions: &mut Vec<u32>, catalog: &Catalog) {
         trending.origin_ms = self.origin_ms;
         trending.positives = self.as_of.max(0) as u64;
+        trending.heat.resize(trending.heat.len().max(catalog.len()), 0.0);
+        impressions.resize(impressions.len().max(catalog.len()), 0);
         for (key, heat) in self.heat {
             if let Some(index) = catalog.index_of_key(key) {
                 trending.heat[index as usize] = heat;
             }
         }
-        let mut impressions = vec![0; catalog.len()];
         for (key, shown) in self.impressions {
             if let Some(index) = catalog.index_of_key(key) {
                 impressions[index as usize] = shown;
             }
         }
-        if let Some(lists) = trending.sorted(catalog) {
-            trending.lists = lists;
-        }
-        PlacedItemCounts { trending, impressions }
     }
 }
 

@@ -173,23 +173,18 @@ impl Ranker {
                     let item = catalog.item(i);
                     let key = catalog.key(i);
                     let side = self.item_side(i, key, item, now);
+                    let start = wide_keys.len();
                     wide.keys_into(&side.slots, &mut wide_keys);
                     let mut dense = live.state.item_engagement(key, now);
                     self.features.standardise(&mut dense, request.dense.len());
-                    (side, dense, wide_keys.len())
+                    (side, dense, start..wide_keys.len())
                 })
                 .collect();
             (self.model.request_part(&request.slots, &request.dense), features, wide_keys)
         };
-        let starts = std::iter::once(0).chain(features.iter().map(|&(_, _, end)| end));
         let scored: Vec<Scored<'_>> = features
             .iter()
-            .zip(starts)
-            .map(|((side, dense, end), start)| Scored {
-                part: &side.part,
-                dense,
-                wide: &wide_keys[start..*end],
-            })
+            .map(|(side, dense, wide)| Scored { part: &side.part, dense, wide: &wide_keys[wide.clone()] })
             .collect();
         let probabilities = self.model.score_candidates(&request_part, &scored);
         self.weights.values(self.model.heads(), probabilities)
