@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use reelrank_core::{Item, Timestamp, User};
 use reelrank_features::{
-    EngagementPrior, FeatureState, Impression, RankingFeatures, RequestFeatures, UserSchema, WatchQuantiles,
-    WideSchema, ACTIONS, ENGAGEMENT_FEATURES,
+    EngagementPrior, FeatureState, Impression, Outcome, RankingFeatures, RequestFeatures, UserSchema,
+    WatchQuantiles, WideSchema, ACTIONS, ENGAGEMENT_FEATURES,
 };
 use reelrank_models::{RankingExample, RankingSchema, ValueWeights, WideDeep};
 use serde::{Deserialize, Serialize};
@@ -102,7 +102,7 @@ impl ImpressionSet {
         let duration = |id: &str| items.get(id).and_then(|i| i.duration_s);
         let watch = WatchQuantiles::fit(&impressions[..before], duration);
         for impression in &mut impressions {
-            watch.label(impression, duration(&impression.item_id));
+            watch.label(&mut impression.outcome, duration(&impression.item_id));
         }
         let half_life_ms = config.counter_half_life_hours * 3_600_000.0;
         let user_schema = UserSchema::from_users(users);
@@ -129,8 +129,7 @@ impl ImpressionSet {
             let mut shown = vec![(replay.example(impression, item), item)];
             if let Some(sampler) = &mut sampler {
                 for negative in sampler.negatives(&impression.item_id) {
-                    let unseen =
-                        Impression { actions: 0, played: false, watch_ms: 0.0, ..impression.clone() };
+                    let unseen = Impression { outcome: Outcome::default(), ..impression.clone() };
                     shown.push((replay.example(&unseen, negative), negative));
                 }
             }

@@ -37,7 +37,7 @@ pub struct Counts {
 impl Counts {
     /// All of `impression`: its showing and its outcomes.
     pub fn of(impression: &Impression) -> Counts {
-        Counts { shown: true, played: impression.played, actions: impression.actions }
+        Counts { shown: true, played: impression.outcome.played, actions: impression.outcome.actions }
     }
 }
 
@@ -56,7 +56,7 @@ impl EngagementPrior {
     pub fn fit(impressions: &[Impression], half_life_ms: f64) -> EngagementPrior {
         let n = impressions.len().max(1) as f32;
         let mut rates = [0.0; 1 + ACTIONS.len()];
-        rates[0] = impressions.iter().filter(|i| i.played).count() as f32 / n;
+        rates[0] = impressions.iter().filter(|i| i.outcome.played).count() as f32 / n;
         for (a, rate) in rates[1..].iter_mut().enumerate() {
             *rate = impressions.iter().filter(|i| i.did(a)).count() as f32 / n;
         }
@@ -127,10 +127,8 @@ mod tests {
             item_id: "i".into(),
             ts: Timestamp(ts),
             context: None,
-            played: actions != 0,
-            watch_ms: 0.0,
-            actions,
             implicit: false,
+            outcome: crate::Outcome { played: actions != 0, watch_ms: 0.0, actions },
         }
     }
 

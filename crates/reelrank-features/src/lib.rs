@@ -32,7 +32,7 @@ pub use engagement::{describe_engagement, Counts, Engagement, EngagementPrior, E
 pub use hashing::{feature_key, splitmix64};
 pub use labels::PositiveRule;
 pub use outcomes::{
-    join_impressions, Impression, ImpressionJoiner, Joined, WatchQuantiles, ACTIONS, EFFECTIVE_PLAY,
+    join_impressions, Impression, ImpressionJoiner, Joined, Outcome, WatchQuantiles, ACTIONS, EFFECTIVE_PLAY,
 };
 pub use persist::{PersistError, FORMAT_VERSION};
 pub use ranking_inputs::{

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 use reelrank_core::{Event, EventContext, EventKind, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::hashing::feature_key;
+use crate::hashing::{feature_key, splitmix64};
 use crate::schema::numeric_bucket;
 
 /// The actions a ranking model predicts, in head order. `effective_play` comes from watch time
@@ -48,6 +48,15 @@ pub struct Impression {
     pub ts: Timestamp,
     /// Where it was shown.
     pub context: Option<EventContext>,
+    /// No impression event was logged: the outcome implies the user saw the item.
+    pub implicit: bool,
+    /// What the user did with it.
+    pub outcome: Outcome,
+}
+
+/// What a user did with an item shown: the part of an [`Impression`] its outcome events fill in.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Outcome {
     /// Whether playback started.
     pub played: bool,
     /// Longest watch time reported, in milliseconds.
@@ -55,32 +64,24 @@ pub struct Impression {
     /// Bit `1 << a` set when action `a` of [`ACTIONS`] happened (`effective_play` is set by
     /// [`WatchQuantiles::label`]).
     pub actions: u16,
-    /// No impression event was logged: the outcome implies the user saw the item.
-    pub implicit: bool,
 }
 
 impl Impression {
-    fn new(event: &Event, implicit: bool) -> Impression {
-        Impression {
-            user_id: event.user_id.clone(),
-            item_id: event.item_id.clone(),
-            ts: event.ts,
-            context: event.context.clone(),
-            played: false,
-            watch_ms: 0.0,
-            actions: 0,
-            implicit,
-        }
-    }
-
     /// Whether action `a` of [`ACTIONS`] happened.
     pub fn did(&self, action: usize) -> bool {
-        self.actions & (1 << action) != 0
+        self.outcome.did(action)
     }
 
     /// One label per action of [`ACTIONS`]: whether it happened (the ranking model's heads).
     pub fn labels(&self) -> Vec<Option<bool>> {
         (0..ACTIONS.len()).map(|a| Some(self.did(a))).collect()
+    }
+}
+
+impl Outcome {
+    /// Whether action `a` of [`ACTIONS`] happened.
+    pub fn did(&self, action: usize) -> bool {
+        self.actions & (1 << action) != 0
     }
 
     fn record(&mut self, event: &Event) {
@@ -105,7 +106,7 @@ impl Impression {
 pub fn join_impressions<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<Impression> {
     let mut joiner = ImpressionJoiner::new(i64::MAX);
     for event in events {
-        joiner.push(event, |_| {});
+        joiner.push(event, true, |_| {});
     }
     let mut impressions = joiner.close_all();
     impressions.sort_by_key(|i| i.ts);
@@ -116,20 +117,59 @@ pub fn join_impressions<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<
 /// state that follows the log within a second. An impression stays open to its outcomes for a
 /// window after it was shown; an outcome after that starts an implicit impression, as one with
 /// nothing to join does.
+///
+/// Every impression served passes here and stays open for the window, so an open one is kept
+/// compact: its keys, time and outcome, and its ids and context only when asked
+/// ([`ImpressionJoiner::push`]'s `keep`: training's join keeps all, a learner those it waits for).
 #[derive(Debug, Clone)]
 pub struct ImpressionJoiner {
     window_ms: i64,
-    /// Open impressions in the order they were opened (and are closed), numbered from `first`,
-    /// each with the key of its (request id, item id) when it has one. A queue rather than a map
-    /// keyed by number: growing it moves the impressions once, where a map would rehash them all
-    /// while the serving state's lock is held.
-    open: VecDeque<(Impression, Option<u64>)>,
+    /// Open impressions in the order they were opened (and are closed), numbered from `first`.
+    /// A queue rather than a map keyed by number: growing it moves the impressions once, where a
+    /// map would rehash them all while the serving state's lock is held.
+    open: VecDeque<OpenImpression>,
     /// The number of `open[0]`.
     first: u64,
-    /// Open impressions by the key of (request id, item id), and the latest of each (user id,
-    /// item id) by its key: keys rather than strings, as every served impression passes here.
+    /// Open impressions by their request key, and the latest of each (user id, item id) by its
+    /// key: keys rather than strings, as every served impression passes here.
     by_request: FxHashMap<u64, u64>,
     latest: FxHashMap<u64, u64>,
+}
+
+/// An impression open to its outcomes.
+#[derive(Debug, Clone)]
+struct OpenImpression {
+    ts: Timestamp,
+    outcome: Outcome,
+    implicit: bool,
+    /// The key of (user id, item id), and the request key when it has a request id.
+    pair: u64,
+    request: Option<u64>,
+    /// Who saw what where, when asked to be kept.
+    shown: Option<Box<Shown>>,
+}
+
+/// The ids and context of an open impression.
+#[derive(Debug, Clone)]
+struct Shown {
+    user_id: String,
+    item_id: String,
+    context: Option<EventContext>,
+}
+
+impl OpenImpression {
+    /// The whole impression, when it was kept.
+    fn impression(&self) -> Option<Impression> {
+        let shown = self.shown.as_deref()?;
+        Some(Impression {
+            user_id: shown.user_id.clone(),
+            item_id: shown.item_id.clone(),
+            ts: self.ts,
+            context: shown.context.clone(),
+            implicit: self.implicit,
+            outcome: self.outcome,
+        })
+    }
 }
 
 /// What one event changed: the impression it opened or joined, as it is now, and what it had
@@ -139,13 +179,20 @@ pub struct Joined<'a> {
     /// The impression's number in this joiner, to find it again while it is open
     /// ([`ImpressionJoiner::get`]).
     pub id: u64,
-    /// The impression after the event.
-    pub impression: &'a Impression,
+    /// Who was shown the item: the event's user (an outcome joins only its own user's
+    /// impressions of its own item).
+    pub user_id: &'a str,
+    /// What was shown: the event's item.
+    pub item_id: &'a str,
+    /// The impression's outcome after the event.
+    pub outcome: Outcome,
+    /// Whether the impression is implicit (opened by an outcome).
+    pub implicit: bool,
     /// Whether the event opened it (an impression event, or an outcome with nothing to join).
     pub opened: bool,
     /// Whether playback had started before the event.
     pub played_before: bool,
-    /// [`Impression::actions`] before the event.
+    /// [`Outcome::actions`] before the event.
     pub actions_before: u16,
 }
 
@@ -162,13 +209,22 @@ impl ImpressionJoiner {
     }
 
     /// Joins `event` (events come in log order), `label` marking the derived actions of the
-    /// impression it touched (see [`WatchQuantiles::label`]); ratings change nothing.
-    pub fn push(&mut self, event: &Event, label: impl Fn(&mut Impression)) -> Option<Joined<'_>> {
+    /// outcome it touched (see [`WatchQuantiles::label`]); ratings change nothing. An impression
+    /// the event opens keeps its ids and context when `keep` is set, for [`ImpressionJoiner::get`]
+    /// and the closing calls to return it.
+    pub fn push<'e>(
+        &mut self,
+        event: &'e Event,
+        keep: bool,
+        label: impl Fn(&mut Outcome),
+    ) -> Option<Joined<'e>> {
         if event.kind == EventKind::Rate {
             return None;
         }
         let pair = feature_key(&event.user_id, &event.item_id);
-        let request = event.request_id.as_ref().map(|r| feature_key(r, &event.item_id));
+        // The request id with the user and item: a request's outcomes join only its own user's
+        // impressions.
+        let request = event.request_id.as_ref().map(|r| splitmix64(pair ^ feature_key(r, &event.item_id)));
         let joined = match (&request, event.kind) {
             (_, EventKind::Impression) => None,
             (Some(request), _) => self.by_request.get(request).copied(),
@@ -178,61 +234,77 @@ impl ImpressionJoiner {
             Some(id) => (id, false),
             None => {
                 let id = self.first + self.open.len() as u64;
-                let implicit = event.kind != EventKind::Impression;
                 if let Some(request) = request {
                     self.by_request.insert(request, id);
                 }
-                self.open.push_back((Impression::new(event, implicit), request));
+                let shown = keep.then(|| {
+                    Box::new(Shown {
+                        user_id: event.user_id.clone(),
+                        item_id: event.item_id.clone(),
+                        context: event.context.clone(),
+                    })
+                });
+                let implicit = event.kind != EventKind::Impression;
+                let outcome = Outcome::default();
+                self.open.push_back(OpenImpression { ts: event.ts, outcome, implicit, pair, request, shown });
                 self.latest.insert(pair, id);
                 (id, true)
             }
         };
         let at = (id - self.first) as usize;
-        let impression = &mut self.open.get_mut(at).expect("joined impressions are open").0;
-        let (played_before, actions_before) =
-            if opened { (false, 0) } else { (impression.played, impression.actions) };
-        impression.record(event);
-        label(impression);
-        Some(Joined { id, impression, opened, played_before, actions_before })
+        let open = self.open.get_mut(at).expect("joined impressions are open");
+        let before = open.outcome;
+        open.outcome.record(event);
+        label(&mut open.outcome);
+        Some(Joined {
+            id,
+            user_id: &event.user_id,
+            item_id: &event.item_id,
+            outcome: open.outcome,
+            implicit: open.implicit,
+            opened,
+            played_before: before.played,
+            actions_before: before.actions,
+        })
     }
 
-    /// The open impression numbered `id` ([`Joined::id`]) as it is now; `None` once closed.
-    pub fn get(&self, id: u64) -> Option<&Impression> {
+    /// The open impression numbered `id` ([`Joined::id`]) as it is now, when it was kept; `None`
+    /// once closed.
+    pub fn get(&self, id: u64) -> Option<Impression> {
         let at = usize::try_from(id.checked_sub(self.first)?).ok()?;
-        self.open.get(at).map(|(impression, _)| impression)
+        self.open.get(at)?.impression()
     }
 
-    /// Closes the impressions shown before `now_ms - window`, returning them in the order they
-    /// were opened: their outcomes are in.
+    /// Closes the impressions shown before `now_ms - window`, returning the kept ones in the order
+    /// they were opened: their outcomes are in.
     pub fn close_before(&mut self, now_ms: i64) -> Vec<Impression> {
         let cutoff = now_ms.saturating_sub(self.window_ms);
         let mut closed = Vec::new();
-        while self.open.front().is_some_and(|(impression, _)| impression.ts.millis() < cutoff) {
-            closed.push(self.close_first());
+        while self.open.front().is_some_and(|open| open.ts.millis() < cutoff) {
+            closed.extend(self.close_first());
         }
         closed
     }
 
-    /// Closes every open impression, in the order they were opened.
+    /// Closes every open impression, returning the kept ones in the order they were opened.
     pub fn close_all(&mut self) -> Vec<Impression> {
-        (0..self.open.len()).map(|_| self.close_first()).collect()
+        (0..self.open.len()).filter_map(|_| self.close_first()).collect()
     }
 
-    /// Closes the first open impression.
-    fn close_first(&mut self) -> Impression {
-        let (impression, request) = self.open.pop_front().expect("called with impressions open");
+    /// Closes the first open impression, returning it when it was kept.
+    fn close_first(&mut self) -> Option<Impression> {
+        let open = self.open.pop_front().expect("called with impressions open");
         let id = self.first;
         self.first += 1;
-        if let Some(request) = request {
+        if let Some(request) = open.request {
             if self.by_request.get(&request) == Some(&id) {
                 self.by_request.remove(&request);
             }
         }
-        let pair = feature_key(&impression.user_id, &impression.item_id);
-        if self.latest.get(&pair) == Some(&id) {
-            self.latest.remove(&pair);
+        if self.latest.get(&open.pair) == Some(&id) {
+            self.latest.remove(&open.pair);
         }
-        impression
+        open.impression()
     }
 }
 
@@ -249,8 +321,8 @@ impl WatchQuantiles {
     /// (`duration_s` gives an item's duration when known).
     pub fn fit(impressions: &[Impression], duration_s: impl Fn(&str) -> Option<f64>) -> WatchQuantiles {
         let mut watches: BTreeMap<Option<i64>, Vec<f64>> = BTreeMap::new();
-        for i in impressions.iter().filter(|i| i.watch_ms > 0.0) {
-            watches.entry(duration_s(&i.item_id).map(numeric_bucket)).or_default().push(i.watch_ms);
+        for i in impressions.iter().filter(|i| i.outcome.watch_ms > 0.0) {
+            watches.entry(duration_s(&i.item_id).map(numeric_bucket)).or_default().push(i.outcome.watch_ms);
         }
         let thresholds = watches
             .into_iter()
@@ -271,13 +343,13 @@ impl WatchQuantiles {
         watch_ms > 0.0 && watch_ms >= threshold
     }
 
-    /// Sets or clears `impression`'s effective-play action.
-    pub fn label(&self, impression: &mut Impression, duration_s: Option<f64>) {
+    /// Sets or clears the effective-play action of `outcome`, of an item lasting `duration_s`.
+    pub fn label(&self, outcome: &mut Outcome, duration_s: Option<f64>) {
         let bit = 1 << EFFECTIVE_PLAY;
-        if self.is_effective(duration_s, impression.watch_ms) {
-            impression.actions |= bit;
+        if self.is_effective(duration_s, outcome.watch_ms) {
+            outcome.actions |= bit;
         } else {
-            impression.actions &= !bit;
+            outcome.actions &= !bit;
         }
     }
 }
@@ -310,9 +382,9 @@ mod tests {
         let skip = SKIP;
         assert_eq!(ACTIONS[SKIP], "skip");
         let share = ACTIONS.iter().position(|&a| a == "share").unwrap();
-        assert!(joined[0].did(like) && joined[0].played && joined[0].watch_ms == 9_000.0);
-        assert!(joined[1].did(skip) && !joined[1].played);
-        assert_eq!(joined[2].actions, 0, "the second showing of a had no outcome");
+        assert!(joined[0].did(like) && joined[0].outcome.played && joined[0].outcome.watch_ms == 9_000.0);
+        assert!(joined[1].did(skip) && !joined[1].outcome.played);
+        assert_eq!(joined[2].outcome.actions, 0, "the second showing of a had no outcome");
         assert!(joined[3].implicit && joined[3].did(share) && joined[3].item_id == "c");
     }
 
@@ -322,8 +394,8 @@ mod tests {
         let mut joiner = ImpressionJoiner::new(100);
         let mut push = |e: Event| {
             joiner
-                .push(&e, |_| {})
-                .map(|j| (j.opened, j.played_before, j.actions_before, j.impression.actions))
+                .push(&e, true, |_| {})
+                .map(|j| (j.opened, j.played_before, j.actions_before, j.outcome.actions))
         };
         assert_eq!(push(event(EventKind::Impression, "a", 0, Some("r1"), None)), Some((true, false, 0, 0)));
         assert_eq!(push(event(EventKind::Play, "a", 10, Some("r1"), None)), Some((false, false, 0, 0)));
@@ -335,11 +407,35 @@ mod tests {
         assert!(joiner.close_before(50).is_empty(), "still within its window");
         let closed = joiner.close_before(101);
         assert_eq!(closed.len(), 1);
-        assert!(closed[0].played && closed[0].did(like));
+        assert!(closed[0].outcome.played && closed[0].did(like));
         // A late outcome has nothing open to join: it opens an implicit impression.
-        let late = joiner.push(&event(EventKind::Like, "a", 150, Some("r1"), None), |_| {}).unwrap();
-        assert!(late.opened && late.impression.implicit);
+        let late = event(EventKind::Like, "a", 150, Some("r1"), None);
+        let late = joiner.push(&late, true, |_| {}).unwrap();
+        assert!(late.opened && late.implicit);
         assert_eq!(joiner.close_all().len(), 1);
+    }
+
+    /// An impression not kept is joined all the same (what each event added is reported) but
+    /// has nothing to hand back; a request's outcome joins only its own user's impression.
+    #[test]
+    fn impressions_not_kept_are_joined_and_requests_belong_to_their_user() {
+        let mut joiner = ImpressionJoiner::new(100);
+        let (shown, played) = (
+            event(EventKind::Impression, "a", 0, Some("r1"), None),
+            event(EventKind::Play, "a", 10, Some("r1"), None),
+        );
+        let shown = joiner.push(&shown, false, |_| {}).unwrap().id;
+        let played = joiner.push(&played, false, |_| {}).unwrap();
+        assert_eq!((played.id, played.opened, played.outcome.played), (shown, false, true));
+        assert_eq!(joiner.get(shown), None, "not kept");
+        let other = Event { user_id: "v".into(), ..event(EventKind::Like, "a", 20, Some("r1"), None) };
+        let liked = joiner.push(&other, true, |_| {}).unwrap();
+        assert!(
+            liked.opened && liked.implicit && liked.user_id == "v",
+            "another user's request opens its own"
+        );
+        assert_eq!(joiner.get(liked.id).map(|i| i.user_id), Some("v".to_owned()));
+        assert_eq!(joiner.close_all().len(), 1, "only the kept impression comes back");
     }
 
     #[test]
@@ -349,9 +445,16 @@ mod tests {
         for (item, watch_s) in
             [("ep", 30.0), ("ep", 60.0), ("ep", 90.0), ("film", 600.0), ("film", 1200.0), ("film", 2400.0)]
         {
-            let mut i = Impression::new(&event(EventKind::Impression, item, 0, None, None), false);
-            i.watch_ms = watch_s * 1000.0;
-            impressions.push(i);
+            let outcome = Outcome { played: true, watch_ms: watch_s * 1000.0, actions: 0 };
+            let (user_id, item_id) = ("u".to_owned(), item.to_owned());
+            impressions.push(Impression {
+                user_id,
+                item_id,
+                ts: Timestamp(0),
+                context: None,
+                implicit: false,
+                outcome,
+            });
         }
         let duration = |item: &str| Some(if item == "ep" { 120.0 } else { 5400.0 });
         let quantiles = WatchQuantiles::fit(&impressions, duration);
@@ -364,7 +467,7 @@ mod tests {
         assert!(!quantiles.is_effective(Some(120.0), 0.0), "no watch is never effective");
         assert!(quantiles.is_effective(None, 1.0), "an unseen bucket counts any watch");
         let mut first = impressions[1].clone();
-        quantiles.label(&mut first, duration("ep"));
+        quantiles.label(&mut first.outcome, duration("ep"));
         assert!(first.did(EFFECTIVE_PLAY));
     }
 }

@@ -98,31 +98,34 @@ impl FeatureState {
     /// Counts `impression` (labelled, see [`WatchQuantiles::label`]) as having happened, all at
     /// once: how training replays a log.
     pub fn record(&mut self, impression: &Impression) {
-        self.count(impression, impression.ts, Counts::of(impression));
+        self.count(&impression.user_id, &impression.item_id, impression.ts, Counts::of(impression));
     }
 
     /// Counts what one event added to an impression (see [`crate::ImpressionJoiner::push`]; labelled)
     /// at `ts`: how serving follows the log as it grows.
     pub fn update(&mut self, joined: &Joined<'_>, ts: Timestamp) {
-        let impression = joined.impression;
+        let outcome = joined.outcome;
         let counts = Counts {
             shown: joined.opened,
-            played: impression.played && !joined.played_before,
-            actions: impression.actions & !joined.actions_before,
+            played: outcome.played && !joined.played_before,
+            actions: outcome.actions & !joined.actions_before,
         };
-        self.count(impression, ts, counts);
+        self.count(joined.user_id, joined.item_id, ts, counts);
     }
 
-    fn count(&mut self, impression: &Impression, ts: Timestamp, counts: Counts) {
-        let item = item_id_key(&impression.item_id);
-        if !self.users.contains_key(&impression.user_id) {
-            self.users.insert(impression.user_id.clone(), Engagement::default());
+    fn count(&mut self, user_id: &str, item_id: &str, ts: Timestamp, counts: Counts) {
+        let item = item_id_key(item_id);
+        if !self.users.contains_key(user_id) {
+            self.users.insert(user_id.to_owned(), Engagement::default());
         }
-        let user = self.users.get_mut(&impression.user_id).expect("inserted above");
+        let user = self.users.get_mut(user_id).expect("inserted above");
         user.count(ts.millis(), counts, &self.prior);
         self.items.entry(item).or_default().count(ts.millis(), counts, &self.prior);
         if counts.actions & POSITIVE_ACTIONS != 0 {
-            let history = self.histories.entry(impression.user_id.clone()).or_default();
+            if !self.histories.contains_key(user_id) {
+                self.histories.insert(user_id.to_owned(), Vec::new());
+            }
+            let history = self.histories.get_mut(user_id).expect("inserted above");
             if history.len() == HISTORY {
                 history.remove(0);
             }
@@ -290,7 +293,7 @@ mod tests {
     use reelrank_core::{Category, Event, EventKind};
 
     use super::*;
-    use crate::outcomes::ACTIONS;
+    use crate::outcomes::{Outcome, ACTIONS};
 
     fn impression(user: &str, item: &str, action: Option<usize>) -> Impression {
         Impression {
@@ -298,10 +301,12 @@ mod tests {
             item_id: item.into(),
             ts: Timestamp(1_000),
             context: None,
-            actions: action.map_or(0, |a| 1 << a),
-            played: action.is_some(),
-            watch_ms: 0.0,
             implicit: false,
+            outcome: Outcome {
+                actions: action.map_or(0, |a| 1 << a),
+                played: action.is_some(),
+                watch_ms: 0.0,
+            },
         }
     }
 
@@ -318,7 +323,7 @@ mod tests {
         let (mut streamed, mut whole) = (FeatureState::new(prior.clone()), FeatureState::new(prior));
         let mut joiner = crate::ImpressionJoiner::new(i64::MAX);
         for e in &events {
-            let joined = joiner.push(e, |_| {}).unwrap();
+            let joined = joiner.push(e, false, |_| {}).unwrap();
             streamed.update(&joined, e.ts);
         }
         for impression in crate::join_impressions(&events) {

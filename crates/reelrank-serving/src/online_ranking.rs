@@ -70,10 +70,16 @@ impl WaitingImpressions {
         WaitingImpressions { config, after_seq, queue: VecDeque::new(), ready: Vec::new(), skipped: 0 }
     }
 
+    /// Whether an impression opened by the event at `seq` is to wait: the joiner keeps the ids
+    /// and context of those only.
+    pub fn waits_for(&self, seq: i64) -> bool {
+        seq > self.after_seq
+    }
+
     /// Keeps the impression numbered `id` by the joiner, opened by the event at `seq`, with its
     /// `moment` (asked only when it is kept).
     pub fn shown(&mut self, seq: i64, id: u64, moment: impl FnOnce() -> Moment) {
-        if seq <= self.after_seq {
+        if !self.waits_for(seq) {
             return;
         }
         if self.queue.len() + self.ready.len() >= self.config.capacity {
@@ -93,7 +99,7 @@ impl WaitingImpressions {
             }
             let (id, seq, moment) = self.queue.pop_front().expect("looked at above");
             if let Some(impression) = joiner.get(id) {
-                self.ready.push(ShownOutcome { seq, impression: impression.clone(), moment });
+                self.ready.push(ShownOutcome { seq, impression, moment });
             }
         }
     }
@@ -221,11 +227,12 @@ mod tests {
             ..Event::new("u", item, kind, Timestamp(ms))
         };
         for (seq, item) in [(9, "old"), (11, "a"), (12, "b"), (13, "c")] {
-            let joined = joiner.push(&event(item, EventKind::Impression, 0), |_| {}).unwrap();
+            let shown = event(item, EventKind::Impression, 0);
+            let joined = joiner.push(&shown, waiting.waits_for(seq), |_| {}).unwrap();
             waiting.shown(seq, joined.id, || moment(0));
         }
         assert_eq!(waiting.status(), WaitingStatus { waiting: 2, skipped: 1 });
-        joiner.push(&event("a", EventKind::Like, 500), |_| {});
+        joiner.push(&event("a", EventKind::Like, 500), false, |_| {});
         waiting.close_before(900, &joiner);
         assert!(waiting.take().is_empty(), "the wait is not over");
         waiting.close_before(1_001, &joiner);

@@ -73,8 +73,13 @@ impl Ranker {
         let mut latest = None;
         for (seq, event) in events {
             let duration = catalog.index(&event.item_id).and_then(|i| catalog.item(i).duration_s);
-            let label = |impression: &mut _| self.features.watch.label(impression, duration);
-            if let Some(joined) = joiner.push(event, label) {
+            let label = |outcome: &mut _| self.features.watch.label(outcome, duration);
+            // Only the impressions a learner waits for keep their ids and context.
+            let waited = match (waiting.as_ref(), seq) {
+                (Some(waiting), Some(seq)) => waiting.waits_for(seq),
+                _ => false,
+            };
+            if let Some(joined) = joiner.push(event, waited, label) {
                 if let (Some(waiting), Some(seq), true) = (waiting.as_mut(), seq, joined.opened) {
                     waiting.shown(seq, joined.id, || state.moment(&event.user_id, &event.item_id, event.ts));
                 }
