@@ -208,6 +208,16 @@ impl ImpressionJoiner {
         }
     }
 
+    /// How long impressions stay open after they were shown.
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms
+    }
+
+    /// Keeps impressions open for `window_ms` from now on (the open ones included).
+    pub fn set_window(&mut self, window_ms: i64) {
+        self.window_ms = window_ms;
+    }
+
     /// Joins `event` (events come in log order), `label` marking the derived actions of the
     /// outcome it touched (see [`WatchQuantiles::label`]); ratings change nothing. An impression
     /// the event opens keeps its ids and context when `keep` is set, for [`ImpressionJoiner::get`]

@@ -17,7 +17,7 @@ use reelrank_models::{TwoTower, ValueWeights, WideDeep};
 use reelrank_serving::online_snapshot::{self, SnapshotMeta};
 use reelrank_serving::{
     Activity, Behaviour, Catalog, ExperimentConfig, ItemIndex, Models, OnlinePositive, PipelineConfig,
-    Ranker, Retrieval, UserActivity, VariantConfig,
+    Ranker, Retrieval, UserActivity, VariantConfig, OUTCOME_WINDOW_MS,
 };
 use reelrank_store::{ItemChange, Store, StoreError, StoredEvent};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,10 @@ pub struct EngineConfig {
     /// serving (what they saw, their counters), and items whose counters were idle as long; 0
     /// keeps them forever.
     pub forget_idle_days: f64,
+    /// How long a served impression stays open to its outcomes for the ranking model's counters,
+    /// in minutes by the log's clock: a later outcome counts as a new showing. Every impression
+    /// served in the window is held meanwhile (about 110 bytes each, in every replica).
+    pub outcome_window_mins: f64,
     /// Charts and the exclusion of fake traffic.
     pub charts: ChartConfig,
     /// Where users' activity and item counters are kept: in this process, or in Redis shared by
@@ -77,6 +81,7 @@ impl Default for EngineConfig {
             online: OnlineConfig::default(),
             charts: ChartConfig::default(),
             forget_idle_days: 30.0,
+            outcome_window_mins: OUTCOME_WINDOW_MS as f64 / 60_000.0,
             shared_state: SharedStateConfig::default(),
             role: ProcessRole::default(),
         }
@@ -290,6 +295,12 @@ impl Engine {
         models: ModelSource,
     ) -> Result<Arc<Engine>, EngineError> {
         config.experiment.validate().map_err(EngineError::Config)?;
+        if config.outcome_window_mins.is_nan() || config.outcome_window_mins <= 0.0 {
+            return Err(EngineError::Config(format!(
+                "[serving] outcome_window_mins: must be above 0, got {}",
+                config.outcome_window_mins
+            )));
+        }
         let trainer = config.role == ProcessRole::Trainer;
         if trainer && !config.online.enabled {
             return Err(EngineError::Config(
@@ -832,9 +843,10 @@ fn build(
         None => None,
     };
     let catalog = Catalog::new(items);
+    let outcome_window_ms = (config.outcome_window_mins * 60_000.0) as i64;
     let load_ranker = |dir: &Option<PathBuf>| match existing(dir) {
         Some(dir) => Ranker::load(dir, models.value.clone(), &catalog, &[])
-            .map(|ranker| Some(Arc::new(ranker)))
+            .map(|ranker| Some(Arc::new(ranker.with_outcome_window(outcome_window_ms))))
             .map_err(|source| model_error(dir, source)),
         None => Ok(None),
     };

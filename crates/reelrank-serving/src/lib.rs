@@ -40,7 +40,7 @@ pub use pipeline::{
     candidates, explain, recommend, Behaviour, Explanation, MinorConfig, Models, PipelineConfig,
     Recommendation, Recommended, Request,
 };
-pub use rank::Ranker;
+pub use rank::{Ranker, OUTCOME_WINDOW_MS};
 pub use rerank::DiversityConfig;
 pub use retrieval::Retrieval;
 pub use sources::{Candidate, Source, SourceConfig, Sources};

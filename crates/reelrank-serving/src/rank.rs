@@ -95,12 +95,21 @@ impl Ranker {
         }
     }
 
+    /// This ranker keeping served impressions open to their outcomes for `window_ms` by the log's
+    /// clock ([`OUTCOME_WINDOW_MS`] unless told): the counters join an outcome to its impression
+    /// within the window, and every impression shown in the window is held meanwhile.
+    pub fn with_outcome_window(self, window_ms: i64) -> Ranker {
+        self.live.write().expect("ranking state").joiner.set_window(window_ms);
+        self
+    }
+
     /// From now on, keeps the features of the impressions opened by events after `after_seq` until
     /// their outcomes are in (see [`WaitingImpressions`]); [`Ranker::take_outcomes`] hands them on.
     /// The wait is at most the join's window.
     pub fn await_outcomes(&self, config: WaitingConfig, after_seq: i64) {
-        let config = WaitingConfig { wait_ms: config.wait_ms.min(OUTCOME_WINDOW_MS), ..config };
-        self.live.write().expect("ranking state").waiting = Some(WaitingImpressions::new(config, after_seq));
+        let mut live = self.live.write().expect("ranking state");
+        let config = WaitingConfig { wait_ms: config.wait_ms.min(live.joiner.window_ms()), ..config };
+        live.waiting = Some(WaitingImpressions::new(config, after_seq));
     }
 
     /// The impressions whose outcomes are in since the last call, in the order they were shown.
@@ -236,8 +245,9 @@ struct LiveState {
     waiting: Option<WaitingImpressions>,
 }
 
-/// How long an impression stays open to its outcomes: a later outcome counts as a new showing.
-const OUTCOME_WINDOW_MS: i64 = 3_600_000;
+/// How long an impression stays open to its outcomes unless told
+/// ([`Ranker::with_outcome_window`]): a later outcome counts as a new showing.
+pub const OUTCOME_WINDOW_MS: i64 = 3_600_000;
 
 /// What [`Ranker`] keeps of a recently ranked item: its bags and its [`WideDeep::candidate_part`],
 /// stamped with the item's key and age bucket they were computed for.

@@ -424,3 +424,25 @@ fn the_online_ranking_learner_publishes_a_model_moved_toward_the_outcomes() {
     assert_eq!(value(&serving), before, "the served model is not the one learning");
     assert!(!learner.has_learned_since_publishing());
 }
+
+/// A shorter outcome window cuts the learner's wait to it: the impression comes out once the
+/// log's clock passes the window, before the wait asked for is over.
+#[test]
+fn the_outcome_window_bounds_the_wait_for_outcomes() {
+    let platform = platform();
+    let (model, features, events) = &platform.ranking;
+    let catalog = &platform.catalog;
+    let ranker = Ranker::new(model.clone(), features.clone(), ValueWeights::default(), catalog, events)
+        .with_outcome_window(30_000);
+    ranker.await_outcomes(WaitingConfig { wait_ms: 60_000, capacity: 10 }, 0);
+    let item = &catalog.item(0).item_id;
+    let start = platform.now.millis();
+    let shown = Event {
+        request_id: Some("windowed".into()),
+        ..Event::new("window-user", item, EventKind::Impression, Timestamp(start))
+    };
+    let later = Event::new("someone", item, EventKind::Impression, Timestamp(start + 31_000));
+    ranker.follow(catalog, [(1, &shown), (2, &later)]);
+    let outcomes = ranker.take_outcomes();
+    assert_eq!(outcomes.iter().map(|o| o.impression.user_id.as_str()).collect::<Vec<_>>(), ["window-user"]);
+}
