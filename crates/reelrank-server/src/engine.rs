@@ -52,7 +52,7 @@ pub struct EngineConfig {
     pub forget_idle_days: f64,
     /// How long a served impression stays open to its outcomes for the ranking model's counters,
     /// in minutes by the log's clock: a later outcome counts as a new showing. Every impression
-    /// served in the window is held meanwhile (about 110 bytes each, in every replica).
+    /// served in the window is held meanwhile (about 150 bytes each, in every replica).
     pub outcome_window_mins: f64,
     /// Charts and the exclusion of fake traffic.
     pub charts: ChartConfig,
