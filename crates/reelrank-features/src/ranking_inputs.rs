@@ -115,17 +115,10 @@ impl FeatureState {
 
     fn count(&mut self, user_id: &str, item_id: &str, ts: Timestamp, counts: Counts) {
         let item = item_id_key(item_id);
-        if !self.users.contains_key(user_id) {
-            self.users.insert(user_id.to_owned(), Engagement::default());
-        }
-        let user = self.users.get_mut(user_id).expect("inserted above");
-        user.count(ts.millis(), counts, &self.prior);
+        by_user(&mut self.users, user_id).count(ts.millis(), counts, &self.prior);
         self.items.entry(item).or_default().count(ts.millis(), counts, &self.prior);
         if counts.actions & POSITIVE_ACTIONS != 0 {
-            if !self.histories.contains_key(user_id) {
-                self.histories.insert(user_id.to_owned(), Vec::new());
-            }
-            let history = self.histories.get_mut(user_id).expect("inserted above");
+            let history = by_user(&mut self.histories, user_id);
             if history.len() == HISTORY {
                 history.remove(0);
             }
@@ -165,6 +158,15 @@ impl FeatureState {
     fn engagement(&self, counters: Option<&Engagement>, now: Timestamp) -> Vec<f32> {
         counters.copied().unwrap_or_default().features(now.millis(), &self.prior).to_vec()
     }
+}
+
+/// `user_id`'s entry in `map`, added empty when missing: the id is copied only then, where an
+/// entry by `String` would copy it for every event counted.
+fn by_user<'m, V: Default>(map: &'m mut FxHashMap<String, V>, user_id: &str) -> &'m mut V {
+    if !map.contains_key(user_id) {
+        map.insert(user_id.to_owned(), V::default());
+    }
+    map.get_mut(user_id).expect("inserted above")
 }
 
 /// What the counters and history said of showing an item to a user at one moment, before the
